@@ -1,0 +1,328 @@
+import CNGHTTP2
+import NIOCore
+
+/// One call from the client side. Confined to its connection's event loop like `ServerCall`; the
+/// public entry points hop there.
+final class ClientStream: @unchecked Sendable {
+    let loop: any EventLoop
+    weak var connection: ClientConnection?
+    var streamID: Int32 = -1
+    let path: String
+    let options: CallOptions
+
+    // Response headers and trailers.
+    private var headersDone = false
+    private var httpStatus: Int?
+    private var contentTypeOK = false
+    private var responseEncodingGzip = false
+    private var statusCode: Int?
+    private var statusMessage = ""
+    private var statusDetails: [UInt8]?
+    private var headerMetadata = Metadata()
+    private(set) var initialMetadata = Metadata()
+    private(set) var trailingMetadata = Metadata()
+    private var initialMetadataWaiters: [CheckedContinuation<Metadata, any Error>] = []
+
+    // Inbound.
+    private var deframer: MessageDeframer
+    private var inbound = CircularBuffer<MessageDeframer.Message>()
+    private var uncredited = 0
+    private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
+    /// Set once the call has ended; `nil` means OK.
+    private var outcome: RPCError??
+
+    // Outbound.
+    private var pending = ByteBuffer()
+    private var endRequested = false
+    private var bodyDeferred = false
+    private var sender: CheckedContinuation<Void, any Error>?
+    private static let highWater = 64 * 1024
+
+    private var deadlineTimer: Scheduled<Void>?
+
+    init(loop: any EventLoop, path: String, options: CallOptions) {
+        self.loop = loop
+        self.path = path
+        self.options = options
+        self.deframer = MessageDeframer(maxMessageSize: options.maxReceiveMessageSize)
+    }
+
+    var isDone: Bool { outcome != nil }
+
+    func requestHeaders(authority: String) -> HeaderBlock {
+        var h = HeaderBlock()
+        h.add(":method", "POST")
+        h.add(":scheme", "http")
+        h.add(":path", path)
+        h.add(":authority", authority)
+        h.add("content-type", "application/grpc")
+        h.add("te", "trailers")
+        h.add("user-agent", "wire-swift/1.0")
+        h.add("grpc-accept-encoding", "gzip,identity")
+        if options.compressRequests { h.add("grpc-encoding", "gzip") }
+        if let t = options.timeout {
+            h.add("grpc-timeout", GRPCTimeout.encode(nanoseconds: t.nanoseconds))
+        }
+        h.add(options.metadata)
+        return h
+    }
+
+    /// Called on the loop once the stream exists.
+    func started(streamID: Int32) {
+        self.streamID = streamID
+        if let t = options.timeout {
+            deadlineTimer = loop.scheduleTask(in: t) { [self] in
+                guard !isDone else { return }
+                connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
+                end(RPCError(.deadlineExceeded, "deadline exceeded after \(t.nanoseconds / 1_000_000) ms"))
+            }
+        }
+    }
+
+    // MARK: Events from the connection
+
+    func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if name.first == UInt8(ascii: ":") {
+            if name.elementsEqual(":status".utf8) { httpStatus = Int(String(decoding: value, as: UTF8.self)) }
+            return
+        }
+        if name.elementsEqual("content-type".utf8) {
+            contentTypeOK = ServerCall.isGRPCContentType(String(decoding: value, as: UTF8.self))
+        } else if name.elementsEqual("grpc-status".utf8) {
+            statusCode = Int(String(decoding: value, as: UTF8.self)) ?? StatusCode.unknown.rawValue
+        } else if name.elementsEqual("grpc-message".utf8) {
+            statusMessage = PercentEncoding.decode(value)
+        } else if name.elementsEqual("grpc-status-details-bin".utf8) {
+            statusDetails = Base64.decode(Array(value))
+        } else if name.elementsEqual("grpc-encoding".utf8) {
+            responseEncodingGzip = value.elementsEqual("gzip".utf8)
+        } else {
+            let key = String(decoding: name, as: UTF8.self)
+            guard Metadata.isCustomKey(key) else { return }
+            if key.hasSuffix("-bin") {
+                for v in Base64.decodeBinaryHeader(Array(value)) ?? [] { headerMetadata.add(key, binary: v) }
+            } else {
+                headerMetadata.add(key, String(decoding: value, as: UTF8.self))
+            }
+        }
+    }
+
+    func headersComplete(endStream: Bool) {
+        if !headersDone {
+            headersDone = true
+            initialMetadata = headerMetadata
+            headerMetadata = Metadata()
+            for w in initialMetadataWaiters { w.resume(returning: initialMetadata) }
+            initialMetadataWaiters.removeAll()
+            if endStream {
+                // Trailers-Only: the status is in this one block.
+                trailingMetadata = initialMetadata
+                finishFromTrailers()
+            } else if httpStatus != 200 || !contentTypeOK {
+                connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
+                end(httpError())
+            }
+        } else {
+            trailingMetadata = headerMetadata
+            finishFromTrailers()
+        }
+    }
+
+    private func httpError() -> RPCError {
+        guard let s = httpStatus, s != 200 else {
+            return RPCError(.unknown, "response content-type is not application/grpc")
+        }
+        // grpc/grpc doc/http-grpc-status-mapping.md
+        let code: StatusCode = switch s {
+        case 400: .internal
+        case 401: .unauthenticated
+        case 403: .permissionDenied
+        case 404: .unimplemented
+        case 429, 502, 503, 504: .unavailable
+        default: .unknown
+        }
+        return RPCError(code, "HTTP status \(s)")
+    }
+
+    private func finishFromTrailers() {
+        if let c = statusCode {
+            if c == 0 {
+                end(nil)
+            } else {
+                end(RPCError(StatusCode(wireValue: c), statusMessage, details: statusDetails, metadata: trailingMetadata))
+            }
+        } else if httpStatus != 200 {
+            end(httpError())
+        } else {
+            end(RPCError(.internal, "the server ended the call without a grpc-status"))
+        }
+    }
+
+    func data(_ bytes: UnsafeRawBufferPointer) {
+        uncredited += bytes.count
+        guard !isDone else {
+            credit()
+            return
+        }
+        deframer.append(bytes)
+        do {
+            while let m = try deframer.next() {
+                if m.compressed && !responseEncodingGzip {
+                    connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
+                    return end(RPCError(.internal, "a response message is flagged compressed without grpc-encoding"))
+                }
+                if let r = receiver {
+                    receiver = nil
+                    r.resume(returning: m)
+                } else {
+                    inbound.append(m)
+                }
+            }
+        } catch {
+            connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
+            end(RPCError(.resourceExhausted, "response message too large: \(error)"))
+        }
+        if inbound.isEmpty { credit() }
+    }
+
+    private func credit() {
+        guard uncredited > 0, let c = connection else { return }
+        c.session?.consume(stream: streamID, uncredited)
+        uncredited = 0
+    }
+
+    func closed(errorCode: UInt32) {
+        if uncredited > 0 {
+            connection?.session?.consumeConnection(uncredited)
+            uncredited = 0
+        }
+        guard !isDone else { return }
+        switch errorCode {
+        case NGHTTP2_NO_ERROR.rawValue:
+            end(RPCError(.internal, "the server closed the stream without a status"))
+        case NGHTTP2_REFUSED_STREAM.rawValue:
+            end(RPCError(.unavailable, "the server refused the stream (REFUSED_STREAM); it was not processed"))
+        case NGHTTP2_CANCEL.rawValue:
+            end(RPCError(.cancelled, "the server cancelled the stream"))
+        case NGHTTP2_ENHANCE_YOUR_CALM.rawValue:
+            end(RPCError(.resourceExhausted, "the server reset the stream: ENHANCE_YOUR_CALM"))
+        default:
+            end(RPCError(.internal, "the stream was reset with HTTP/2 error \(errorCode)"))
+        }
+    }
+
+    /// The call is over: wake everyone waiting.
+    func end(_ error: RPCError?) {
+        guard outcome == nil else { return }
+        outcome = .some(error)
+        deadlineTimer?.cancel()
+        if !headersDone {
+            for w in initialMetadataWaiters { w.resume(returning: Metadata()) }
+            initialMetadataWaiters.removeAll()
+        }
+        if let r = receiver {
+            receiver = nil
+            if let error { r.resume(throwing: error) } else { r.resume(returning: nil) }
+        }
+        if let s = sender {
+            sender = nil
+            s.resume(throwing: error ?? RPCError(.cancelled, "the call has already ended"))
+        }
+    }
+
+    func readBody(into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+        let n = min(buffer.count, pending.readableBytes)
+        if n > 0 {
+            pending.readWithUnsafeReadableBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n)
+                return n
+            }
+            if pending.readableBytes == 0 { pending.clear() }
+            if let s = sender, pending.readableBytes <= Self.highWater / 2 {
+                sender = nil
+                s.resume()
+            }
+        }
+        if pending.readableBytes == 0 && (endRequested || isDone) {
+            eof = true
+            endStream = true
+            return n
+        }
+        if n == 0 {
+            bodyDeferred = true
+            return nil
+        }
+        return n
+    }
+
+    // MARK: Caller side
+
+    func cancel() {
+        let body: @Sendable () -> Void = { [self] in
+            guard !isDone else { return }
+            connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
+            end(RPCError(.cancelled, "the call was cancelled by the client"))
+        }
+        if loop.inEventLoop { body() } else { loop.execute(body) }
+    }
+
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (CheckedContinuation<T, any Error>) -> Void) async throws -> T {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+            if loop.inEventLoop { body(cont) } else { loop.execute { body(cont) } }
+        }
+    }
+
+    func send(_ framed: ByteBuffer, end: Bool) async throws {
+        try await onLoop { (cont: CheckedContinuation<Void, any Error>) in
+            if let o = self.outcome {
+                return cont.resume(throwing: o ?? RPCError(.failedPrecondition, "the call has already ended"))
+            }
+            if self.endRequested {
+                return cont.resume(throwing: RPCError(.failedPrecondition, "the request stream was already closed"))
+            }
+            var f = framed
+            self.pending.writeBuffer(&f)
+            if end { self.endRequested = true }
+            if self.bodyDeferred {
+                self.bodyDeferred = false
+                self.connection?.resume(self)
+            }
+            self.connection?.scheduleFlush()
+            if self.pending.readableBytes <= Self.highWater { cont.resume() } else { self.sender = cont }
+        }
+    }
+
+    func closeSend() async throws {
+        try await send(ByteBuffer(), end: true)
+    }
+
+    func receiveRaw() async throws -> MessageDeframer.Message? {
+        try await onLoop { (cont: CheckedContinuation<MessageDeframer.Message?, any Error>) in
+            if let m = self.inbound.popFirst() {
+                if self.inbound.isEmpty { self.credit() }
+                return cont.resume(returning: m)
+            }
+            if let o = self.outcome {
+                if let e = o { return cont.resume(throwing: e) }
+                return cont.resume(returning: nil)
+            }
+            self.receiver = cont
+        }
+    }
+
+    func waitForInitialMetadata() async throws -> Metadata {
+        try await onLoop { (cont: CheckedContinuation<Metadata, any Error>) in
+            if self.headersDone || self.isDone { return cont.resume(returning: self.initialMetadata) }
+            self.initialMetadataWaiters.append(cont)
+        }
+    }
+
+    func decompress(_ m: MessageDeframer.Message) throws -> ByteBuffer {
+        guard m.compressed else { return m.payload }
+        do {
+            return try Gzip.decompress(m.payload, limit: options.maxReceiveMessageSize, allocator: ByteBufferAllocator())
+        } catch {
+            throw RPCError(.internal, "could not decompress a response message")
+        }
+    }
+}

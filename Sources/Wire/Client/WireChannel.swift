@@ -1,0 +1,399 @@
+import CNGHTTP2
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+public struct CallOptions: Sendable {
+    /// Sent as `grpc-timeout`; the call also ends locally with DEADLINE_EXCEEDED when it passes.
+    public var timeout: TimeAmount?
+    public var metadata: Metadata
+    public var compressRequests: Bool
+    public var maxReceiveMessageSize: Int
+
+    public init(timeout: TimeAmount? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false,
+                maxReceiveMessageSize: Int = 4 * 1024 * 1024) {
+        self.timeout = timeout
+        self.metadata = metadata
+        self.compressRequests = compressRequests
+        self.maxReceiveMessageSize = maxReceiveMessageSize
+    }
+}
+
+/// A client's view of one target (host:port): one HTTP/2 connection multiplexing every call, opened
+/// on first use and opened again after the peer goes away (restart, GOAWAY, network error).
+public final class WireChannel: Sendable {
+    public let host: String
+    public let port: Int
+    private let group: any EventLoopGroup
+    private let ownsGroup: Bool
+    private let state = NIOLockedValueBox<ConnectionState>(.idle)
+
+    /// idle -> connecting -> ready; back to idle (via a failed connect, or a ready connection that
+    /// became unusable) so the next call dials again.
+    private enum ConnectionState {
+        case idle
+        case connecting(EventLoopFuture<ClientConnection>)
+        case ready(ClientConnection)
+    }
+
+    public init(host: String, port: Int, group: (any EventLoopGroup)? = nil) {
+        self.host = host
+        self.port = port
+        if let group {
+            self.group = group
+            self.ownsGroup = false
+        } else {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            self.ownsGroup = true
+        }
+    }
+
+    public func close() async {
+        let s = state.withLockedValue { s in
+            defer { s = .idle }
+            return s
+        }
+        switch s {
+        case .ready(let c): try? await c.channel?.close()
+        case .connecting(let f): try? await f.get().channel?.close()
+        case .idle: break
+        }
+        if ownsGroup { try? await group.shutdownGracefully() }
+    }
+
+    private func connection() async throws -> ClientConnection {
+        let future: EventLoopFuture<ClientConnection> = state.withLockedValue { s in
+            switch s {
+            case .ready(let c) where c.isUsable:
+                return c.loop.makeSucceededFuture(c)
+            case .connecting(let f):
+                return f
+            case .ready, .idle:
+                let f = dial()
+                s = .connecting(f)
+                return f
+            }
+        }
+        do {
+            let c = try await future.get()
+            state.withLockedValue { s in
+                if case .connecting(let f) = s, f === future { s = .ready(c) }
+            }
+            return c
+        } catch {
+            state.withLockedValue { s in
+                if case .connecting(let f) = s, f === future { s = .idle }
+            }
+            throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+        }
+    }
+
+    private func dial() -> EventLoopFuture<ClientConnection> {
+        let authority = "\(host):\(port)"
+        return ClientBootstrap(group: group)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ClientConnection(loop: channel.eventLoop, authority: authority))
+                }
+            }
+            .connect(host: host, port: port)
+            .flatMapThrowing { channel in
+                try channel.pipeline.syncOperations.handler(type: ClientConnection.self)
+            }
+    }
+
+    func open(_ path: String, options: CallOptions) async throws -> ClientStream {
+        let conn = try await connection()
+        let stream = ClientStream(loop: conn.loop, path: path, options: options)
+        try await conn.start(stream)
+        return stream
+    }
+
+    /// One request, one response.
+    public func unary<Req: WireMessage, Resp: WireMessage>(_ path: String, request: Req, options: CallOptions = CallOptions()) async throws -> Resp {
+        try await unaryWithMetadata(path, request: request, options: options).message
+    }
+
+    public func unaryWithMetadata<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, request: Req, options: CallOptions = CallOptions()
+    ) async throws -> UnaryResponse<Resp> {
+        try await streaming(path, options: options) { (call: StreamingCall<Req, Resp>) in
+            try await call.send(request, end: true)
+            let response = try await call.singleResponse()
+            return UnaryResponse(message: response, initialMetadata: try await call.initialMetadata(), trailingMetadata: await call.trailingMetadata)
+        }
+    }
+
+    public func serverStreaming<Req: WireMessage, Resp: WireMessage, R: Sendable>(
+        _ path: String, request: Req, options: CallOptions = CallOptions(), _ body: (StreamingCall<Req, Resp>) async throws -> R
+    ) async throws -> R {
+        try await streaming(path, options: options) { (call: StreamingCall<Req, Resp>) in
+            try await call.send(request, end: true)
+            return try await body(call)
+        }
+    }
+
+    /// Client-streaming and bidirectional calls. The call is cancelled if `body` returns before it ends.
+    public func streaming<Req: WireMessage, Resp: WireMessage, R: Sendable>(
+        _ path: String, options: CallOptions = CallOptions(), _ body: (StreamingCall<Req, Resp>) async throws -> R
+    ) async throws -> R {
+        let stream = try await open(path, options: options)
+        let call = StreamingCall<Req, Resp>(stream: stream)
+        return try await withTaskCancellationHandler {
+            defer { stream.cancel() }
+            return try await body(call)
+        } onCancel: {
+            stream.cancel()
+        }
+    }
+}
+
+public struct UnaryResponse<Message: WireMessage>: Sendable {
+    public var message: Message
+    public var initialMetadata: Metadata
+    public var trailingMetadata: Metadata
+}
+
+/// A call in progress, as the client sees it: send requests, read responses, see metadata.
+public struct StreamingCall<Request: WireMessage, Response: WireMessage>: Sendable, AsyncSequence {
+    let stream: ClientStream
+
+    /// Sends one request; `end: true` also closes the request side.
+    public func send(_ message: Request, end: Bool = false) async throws {
+        var framed = ByteBuffer()
+        if stream.options.compressRequests {
+            var raw = ByteBuffer()
+            ProtoCodec.encode(message, into: &raw)
+            MessageFramer.frame(Gzip.compress(raw, allocator: ByteBufferAllocator()), compressed: true, into: &framed)
+        } else {
+            framed.writeRepeatingByte(0, count: 5)
+            ProtoCodec.encode(message, into: &framed)
+            framed.setInteger(UInt32(framed.readableBytes - 5), at: 1)
+        }
+        try await stream.send(framed, end: end)
+    }
+
+    /// Closes the request side (END_STREAM).
+    public func finishSending() async throws {
+        try await stream.closeSend()
+    }
+
+    /// The next response, nil when the call ended OK; throws `RPCError` when it ended otherwise.
+    public func receive() async throws -> Response? {
+        guard let m = try await stream.receiveRaw() else { return nil }
+        let payload = try stream.decompress(m)
+        do {
+            return try ProtoCodec.decode(Response.self, from: payload)
+        } catch {
+            stream.cancel()
+            throw RPCError(.internal, "could not parse the response as \(Response.wireDescriptor.fullName): \(error)")
+        }
+    }
+
+    /// Exactly one response, then the end of the call (unary and client-streaming calls).
+    public func singleResponse() async throws -> Response {
+        guard let r = try await receive() else {
+            throw RPCError(.internal, "the server ended the call OK without a response message")
+        }
+        if try await receive() != nil {
+            throw RPCError(.internal, "the server sent more than one response message to a unary call")
+        }
+        return r
+    }
+
+    public func initialMetadata() async throws -> Metadata {
+        try await stream.waitForInitialMetadata()
+    }
+
+    /// Valid once the call has ended.
+    public var trailingMetadata: Metadata {
+        get async {
+            await withCheckedContinuation { (c: CheckedContinuation<Metadata, Never>) in
+                stream.loop.execute { c.resume(returning: stream.trailingMetadata) }
+            }
+        }
+    }
+
+    public func cancel() {
+        stream.cancel()
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let call: StreamingCall
+        public mutating func next() async throws -> Response? { try await call.receive() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: self) }
+}
+
+/// The client end of one HTTP/2 connection.
+final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let loop: any EventLoop
+    let authority: String
+    private(set) var session: H2Session?
+    private var context: ChannelHandlerContext?
+    private(set) var channel: (any Channel)?
+    private var streams: [Int32: ClientStream] = [:]
+    private var flushScheduled = false
+    private let usable = NIOLockedValueBox(true)
+
+    init(loop: any EventLoop, authority: String) {
+        self.loop = loop
+        self.authority = authority
+    }
+
+    var isUsable: Bool { usable.withLockedValue { $0 } }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        self.channel = context.channel
+        session = H2Session(
+            role: .client,
+            settings: .init(maxConcurrentStreams: 100, initialWindowSize: 1 << 20, maxHeaderListSize: 16 * 1024, connectionWindowSize: 4 << 20),
+            delegate: self)
+        if context.channel.isActive { flushOutput() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flushOutput()
+        context.fireChannelActive()
+    }
+
+    func start(_ stream: ClientStream) async throws {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            loop.execute { [self] in
+                guard isUsable, let session else {
+                    return cont.resume(throwing: RPCError(.unavailable, "the connection to \(authority) is closed"))
+                }
+                stream.connection = self
+                let id = session.submitRequest(headers: stream.requestHeaders(authority: authority))
+                guard id > 0 else {
+                    usable.withLockedValue { $0 = false }
+                    return cont.resume(throwing: RPCError(.unavailable, "cannot start a stream: \(String(cString: nghttp2_strerror(id)))"))
+                }
+                streams[id] = stream
+                stream.started(streamID: id)
+                scheduleFlush()
+                cont.resume()
+            }
+        }
+    }
+
+    func reset(_ stream: ClientStream, code: UInt32) {
+        guard stream.streamID > 0, streams[stream.streamID] != nil else { return }
+        session?.resetStream(stream.streamID, errorCode: code)
+        scheduleFlush()
+    }
+
+    func resume(_ stream: ClientStream) {
+        session?.resumeData(stream: stream.streamID)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let session else { return }
+        let buffer = unwrapInboundIn(data)
+        let rc = buffer.withUnsafeReadableBytes { session.receive($0) }
+        if rc < 0 {
+            usable.withLockedValue { $0 = false }
+            flushOutput()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushOutput()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flushOutput() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        usable.withLockedValue { $0 = false }
+        let all = streams
+        streams.removeAll()
+        for (_, s) in all { s.end(RPCError(.unavailable, "the connection to \(authority) was lost")) }
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        usable.withLockedValue { $0 = false }
+        context.close(promise: nil)
+    }
+
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute { [self] in
+            flushScheduled = false
+            flushOutput()
+        }
+    }
+
+    private func flushOutput() {
+        guard let context, let session, context.channel.isActive else { return }
+        var wrote = false
+        while context.channel.isWritable {
+            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
+            guard session.drainOutput(into: &out, limit: 64 * 1024) else {
+                context.close(promise: nil)
+                return
+            }
+            if out.readableBytes == 0 { break }
+            context.write(wrapOutboundOut(out), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+    }
+
+    // MARK: nghttp2 events
+
+    func h2BeginHeaders(stream: Int32) {}
+
+    func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        streams[stream]?.header(name: name, value: value)
+        return true
+    }
+
+    func h2HeadersComplete(stream: Int32, endStream: Bool) {
+        streams[stream]?.headersComplete(endStream: endStream)
+    }
+
+    func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+        if let s = streams[stream] { s.data(bytes) } else { session?.consumeConnection(bytes.count) }
+    }
+
+    func h2EndStream(stream: Int32) {
+        // A response without trailers is an error; `closed` reports it if no status came.
+    }
+
+    func h2StreamClosed(stream: Int32, errorCode: UInt32) {
+        streams.removeValue(forKey: stream)?.closed(errorCode: errorCode)
+    }
+
+    func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+        guard let s = streams[stream] else {
+            eof = true
+            return 0
+        }
+        return s.readBody(into: buffer, eof: &eof, endStream: &endStream)
+    }
+
+    func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {}
+
+    func h2PingReceived() {}
+
+    func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {
+        // Streams above lastStreamID are closed by nghttp2 with REFUSED_STREAM; new calls go to a new
+        // connection.
+        usable.withLockedValue { $0 = false }
+    }
+}

@@ -1,0 +1,192 @@
+/// Request or response metadata: an ordered multimap, as HTTP/2 headers are. Keys are lowercase;
+/// keys ending in `-bin` carry bytes, base64 on the wire (PROTOCOL-HTTP2 "Custom-Metadata").
+public struct Metadata: Sendable, Hashable, Sequence {
+    public enum Value: Sendable, Hashable {
+        case string(String)
+        case binary([UInt8])
+    }
+
+    public private(set) var entries: [(key: String, value: Value)] = []
+
+    public init() {}
+
+    public init(_ pairs: KeyValuePairs<String, String>) {
+        for (k, v) in pairs { add(k, v) }
+    }
+
+    public var isEmpty: Bool { entries.isEmpty }
+    public var count: Int { entries.count }
+
+    public mutating func add(_ key: String, _ value: String) {
+        entries.append((key.lowercased(), .string(value)))
+    }
+
+    public mutating func add(_ key: String, binary: [UInt8]) {
+        entries.append((key.lowercased(), .binary(binary)))
+    }
+
+    public mutating func add(_ key: String, _ value: Value) {
+        entries.append((key.lowercased(), value))
+    }
+
+    public mutating func removeAll(_ key: String) {
+        let k = key.lowercased()
+        entries.removeAll { $0.key == k }
+    }
+
+    /// The first string value under `key`.
+    public subscript(key: String) -> String? {
+        let k = key.lowercased()
+        for e in entries where e.key == k {
+            if case .string(let s) = e.value { return s }
+        }
+        return nil
+    }
+
+    public func values(_ key: String) -> [Value] {
+        let k = key.lowercased()
+        return entries.filter { $0.key == k }.map(\.value)
+    }
+
+    public func binary(_ key: String) -> [UInt8]? {
+        for v in values(key) { if case .binary(let b) = v { return b } }
+        return nil
+    }
+
+    public func makeIterator() -> IndexingIterator<[(key: String, value: Value)]> {
+        entries.makeIterator()
+    }
+
+    public static func == (a: Metadata, b: Metadata) -> Bool {
+        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    public func hash(into h: inout Hasher) {
+        for e in entries {
+            h.combine(e.key)
+            h.combine(e.value)
+        }
+    }
+
+    /// Whether a header name may be carried as custom metadata: `[0-9a-z_.-]+`, not reserved.
+    static func isCustomKey(_ name: String) -> Bool {
+        if name.isEmpty || name.hasPrefix("grpc-") || name.hasPrefix(":") { return false }
+        switch name {
+        case "content-type", "te", "user-agent", "content-length", "host", "connection", "authority": return false
+        default: break
+        }
+        return name.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2E || c == 0x2D
+        }
+    }
+}
+
+/// Base64 as `-bin` metadata needs it: emit unpadded; accept padded or unpadded.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let reverse: [UInt8] = {
+        var t = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in alphabet.enumerated() { t[Int(c)] = UInt8(i) }
+        return t
+    }()
+
+    static func encode(_ bytes: [UInt8], padded: Bool = false) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)]]
+            if padded { out += [0x3D, 0x3D] }
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)]]
+            if padded { out.append(0x3D) }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+        var out = [UInt8]()
+        out.reserveCapacity(text.count * 3 / 4)
+        var acc: UInt32 = 0
+        var bits = 0
+        var sawPad = false
+        for c in text {
+            if c == 0x3D { sawPad = true; continue }
+            if sawPad { return nil }
+            let v = reverse[Int(c)]
+            if v == 0xFF { return nil }
+            acc = acc << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
+            }
+        }
+        if bits >= 6 { return nil }
+        return out
+    }
+
+    /// A `-bin` header value: several values may be joined by commas (PROTOCOL-HTTP2).
+    static func decodeBinaryHeader(_ value: [UInt8]) -> [[UInt8]]? {
+        var result = [[UInt8]]()
+        for part in value.split(separator: 0x2C, omittingEmptySubsequences: false) {
+            let trimmed = part.drop { $0 == 0x20 }.reversed().drop { $0 == 0x20 }.reversed()
+            guard let d = decode(Array(trimmed)) else { return nil }
+            result.append(d)
+        }
+        return result
+    }
+}
+
+/// `grpc-message` is percent-encoded: bytes outside 0x20...0x7E, and `%`, as `%XX` (PROTOCOL-HTTP2).
+enum PercentEncoding {
+    static func encode(_ s: String) -> String {
+        let utf8 = s.utf8
+        if utf8.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E && $0 != 0x25 }) { return s }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out = [UInt8]()
+        out.reserveCapacity(utf8.count * 3)
+        for b in utf8 {
+            if b >= 0x20 && b <= 0x7E && b != 0x25 {
+                out.append(b)
+            } else {
+                out += [0x25, hex[Int(b >> 4)], hex[Int(b & 15)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Lenient: a malformed escape is kept as it stands, as the spec asks of decoders.
+    static func decode(_ bytes: some Collection<UInt8>) -> String {
+        let a = Array(bytes)
+        var out = [UInt8]()
+        out.reserveCapacity(a.count)
+        var i = 0
+        func hexValue(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x41...0x46: c - 0x41 + 10
+            case 0x61...0x66: c - 0x61 + 10
+            default: nil
+            }
+        }
+        while i < a.count {
+            if a[i] == 0x25, i + 2 < a.count, let h = hexValue(a[i + 1]), let l = hexValue(a[i + 2]) {
+                out.append(h << 4 | l)
+                i += 3
+            } else {
+                out.append(a[i])
+                i += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

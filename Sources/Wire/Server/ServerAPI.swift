@@ -1,0 +1,111 @@
+import NIOCore
+
+/// A gRPC service a `WireServer` hosts. Generated `*_Service` protocols provide `methods`; a service
+/// implementation is a plain Swift type conforming to one.
+public protocol WireService: Sendable {
+    static var serviceName: String { get }
+    var methods: [ServerMethod] { get }
+}
+
+/// One method of a service, type-erased to raw messages. Made by the generated code.
+public struct ServerMethod: Sendable {
+    public enum Kind: Sendable { case unary, serverStreaming, clientStreaming, bidirectionalStreaming }
+
+    public let path: String
+    public let kind: Kind
+    let handler: @Sendable (ServerCall) async throws -> Void
+
+    /// Unary and server-streaming methods take exactly one request message.
+    var takesSingleRequest: Bool { kind == .unary || kind == .serverStreaming }
+
+    public static func unary<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, _ body: @escaping @Sendable (Req, ServerContext) async throws -> Resp
+    ) -> ServerMethod {
+        ServerMethod(path: path, kind: .unary) { call in
+            let request = try await call.receive(Req.self)!
+            let response = try await body(request, call.context)
+            try await call.send(response)
+        }
+    }
+
+    public static func serverStreaming<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, _ body: @escaping @Sendable (Req, ResponseWriter<Resp>, ServerContext) async throws -> Void
+    ) -> ServerMethod {
+        ServerMethod(path: path, kind: .serverStreaming) { call in
+            let request = try await call.receive(Req.self)!
+            try await body(request, ResponseWriter(call: call), call.context)
+        }
+    }
+
+    public static func clientStreaming<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, _ body: @escaping @Sendable (RequestStream<Req>, ServerContext) async throws -> Resp
+    ) -> ServerMethod {
+        ServerMethod(path: path, kind: .clientStreaming) { call in
+            let response = try await body(RequestStream(call: call), call.context)
+            try await call.send(response)
+        }
+    }
+
+    public static func bidirectionalStreaming<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, _ body: @escaping @Sendable (RequestStream<Req>, ResponseWriter<Resp>, ServerContext) async throws -> Void
+    ) -> ServerMethod {
+        ServerMethod(path: path, kind: .bidirectionalStreaming) { call in
+            try await body(RequestStream(call: call), ResponseWriter(call: call), call.context)
+        }
+    }
+}
+
+/// What a handler knows about its call, and what it may set on the response.
+public final class ServerContext: @unchecked Sendable {
+    // Written only by the handler's task before it sends; read on the event loop after the send hops
+    // there, so the hop orders the accesses.
+    public let method: String
+    public let requestMetadata: Metadata
+    /// When the caller stops waiting (`grpc-timeout`), if it said.
+    public let deadline: NIODeadline?
+    public let peer: String
+    /// Initial metadata, sent with the response headers (before the first message).
+    public var responseMetadata = Metadata()
+    /// Trailing metadata, sent with the status.
+    public var trailingMetadata = Metadata()
+    /// Compress response messages with gzip, when the caller accepts it.
+    public var compressResponses = false
+    /// Whether the request's last message arrived compressed (for interop's compression checks).
+    public internal(set) var lastRequestWasCompressed = false
+
+    init(method: String, requestMetadata: Metadata, deadline: NIODeadline?, peer: String) {
+        self.method = method
+        self.requestMetadata = requestMetadata
+        self.deadline = deadline
+        self.peer = peer
+    }
+}
+
+/// The request messages of a client- or bidirectional-streaming call.
+public struct RequestStream<Message: WireMessage>: AsyncSequence, Sendable {
+    let call: ServerCall
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let call: ServerCall
+        public mutating func next() async throws -> Message? {
+            try await call.receive(Message.self)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: call) }
+}
+
+/// Sends the response messages of a streaming call. `write` suspends while the caller is not reading
+/// (HTTP/2 flow control), so a handler never buffers without bound.
+public struct ResponseWriter<Message: WireMessage>: Sendable {
+    let call: ServerCall
+
+    public func write(_ message: Message) async throws {
+        try await call.send(message)
+    }
+
+    /// Sends the response headers now, before any message (e.g. so a watcher knows it is attached).
+    public func sendHeaders() async throws {
+        try await call.sendHeaders()
+    }
+}

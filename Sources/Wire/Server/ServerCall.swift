@@ -1,0 +1,472 @@
+import CNGHTTP2
+import NIOCore
+
+/// One gRPC call on one HTTP/2 stream, server side.
+///
+/// Confined to its connection's event loop: every mutable field is touched only there. Handler tasks
+/// run on that loop too (see `EventLoopTaskExecutor`), so their calls into this object usually need no
+/// hop; when they do run elsewhere, each entry point hops first.
+final class ServerCall: @unchecked Sendable {
+    let streamID: Int32
+    let connection: ServerConnection
+    let loop: any EventLoop
+
+    // Request headers, accumulated by `h2Header`.
+    var path: String?
+    var isPost = false
+    var contentType: String?
+    var timeoutNanos: Int64?
+    var malformedTimeout = false
+    var requestEncoding: String?
+    var acceptsGzip = false
+    var metadata = Metadata()
+    var headerListSize = 0
+    var badMetadata: String?
+    var headersDone = false
+
+    var method: ServerMethod?
+    private(set) var context: ServerContext!
+
+    // Inbound messages.
+    private var deframer: MessageDeframer
+    private var inbound = CircularBuffer<MessageDeframer.Message>()
+    private var messagesReceived = 0
+    private var remoteClosed = false
+    /// Bytes received but not yet credited back to the peer's flow-control windows.
+    private(set) var uncredited = 0
+    private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
+
+    // Outbound.
+    private var pending: ByteBuffer
+    private var headersSent = false
+    private var bodyDeferred = false
+    private(set) var finished = false
+    private var trailers: HeaderBlock?
+    private var sender: CheckedContinuation<Void, any Error>?
+    /// RST_STREAM code to send after our trailers if the client is still sending.
+    var resetCodeAfterTrailers = NGHTTP2_NO_ERROR.rawValue
+    private(set) var closed = false
+
+    private var task: Task<Void, Never>?
+    private var deadlineTimer: Scheduled<Void>?
+
+    /// A streaming handler's `write` suspends above this many buffered bytes and resumes below half.
+    private static let highWater = 64 * 1024
+
+    init(streamID: Int32, connection: ServerConnection, maxMessageSize: Int) {
+        self.streamID = streamID
+        self.connection = connection
+        self.loop = connection.loop
+        self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
+        self.pending = ByteBuffer()
+    }
+
+    private var session: H2Session { connection.session }
+
+    // MARK: Event-loop side: driven by the connection
+
+    /// The request headers are complete: refuse the call or start it.
+    func headersComplete(endStream: Bool, registry: [String: ServerMethod]) {
+        headersDone = true
+        if !isPost {
+            return refuseHTTP(status: 405, message: "gRPC requires POST")
+        }
+        guard let ct = contentType, Self.isGRPCContentType(ct) else {
+            return refuseHTTP(status: 415, message: "content-type \(contentType ?? "(none)") is not application/grpc")
+        }
+        let limit = connection.core.configuration.maxHeaderListSize
+        if headerListSize > limit {
+            return finish(RPCError(.resourceExhausted, "request headers are \(headerListSize) bytes; the limit is \(limit)"))
+        }
+        if let badMetadata {
+            return finish(RPCError(.internal, badMetadata))
+        }
+        if malformedTimeout {
+            return finish(RPCError(.internal, "malformed grpc-timeout: expected 1-8 digits and one of H M S m u n"))
+        }
+        let path = self.path ?? ""
+        guard let method = registry[path] else {
+            return finish(RPCError(.unimplemented, Self.unknownMethodMessage(path, registry: registry)))
+        }
+        if let enc = requestEncoding, enc != "identity", enc != "gzip" {
+            var e = RPCError(.unimplemented, "message encoding \(enc) is not supported; use gzip or identity")
+            e.metadata.add("grpc-accept-encoding", "gzip,identity")
+            return finish(e)
+        }
+        self.method = method
+        var deadline: NIODeadline?
+        if let t = timeoutNanos {
+            if t <= 0 {
+                return finish(RPCError(.deadlineExceeded, "the deadline had already expired when the call arrived"))
+            }
+            deadline = .now() + .nanoseconds(t)
+            deadlineTimer = loop.scheduleTask(in: .nanoseconds(t)) { [self] in deadlineExpired() }
+        }
+        context = ServerContext(method: path, requestMetadata: metadata, deadline: deadline, peer: connection.peer)
+        if endStream { remoteClosed = true }
+        if !method.takesSingleRequest {
+            startHandler()
+        } else if endStream {
+            checkSingleRequestAndStart()
+        }
+    }
+
+    static func isGRPCContentType(_ ct: String) -> Bool {
+        guard ct.hasPrefix("application/grpc") else { return false }
+        let rest = ct.utf8.dropFirst(16)
+        guard let c = rest.first else { return true }
+        return c == UInt8(ascii: "+") || c == UInt8(ascii: ";")
+    }
+
+    private static func unknownMethodMessage(_ path: String, registry: [String: ServerMethod]) -> String {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        if parts.count == 2 {
+            let service = String(parts[0])
+            if registry.keys.contains(where: { $0.hasPrefix("/\(service)/") }) {
+                return "method \(parts[1]) is not implemented by service \(service)"
+            }
+            return "service \(service) is not served here"
+        }
+        return "malformed method path \(path): expected /package.Service/Method"
+    }
+
+    func data(_ bytes: UnsafeRawBufferPointer) {
+        uncredited += bytes.count
+        guard method != nil, !finished else {
+            // Nobody will read these: give the window back at once.
+            creditAll()
+            return
+        }
+        deframer.append(bytes)
+        do throws(MessageDeframer.Failure) {
+            while let m = try deframer.next() {
+                if m.compressed && (requestEncoding == nil || requestEncoding == "identity") {
+                    return finish(RPCError(.internal, "a message is flagged compressed but the call declared no grpc-encoding"))
+                }
+                messagesReceived += 1
+                if method!.takesSingleRequest && messagesReceived > 1 {
+                    return finish(RPCError(.unimplemented, "\(path ?? "") is a unary-request method but the client sent more than one message"))
+                }
+                deliver(m)
+            }
+        } catch {
+            switch error {
+            case .tooLarge(let declared, let limit):
+                finish(RPCError(.resourceExhausted, "request message is \(declared) bytes; the limit is \(limit)"))
+            case .badFlag(let flag):
+                finish(RPCError(.internal, "message compressed-flag byte is \(flag); only 0 and 1 are valid"))
+            }
+        }
+        // Bytes that only extend a partial message, with nothing queued for the handler, are credited
+        // now; queued messages are credited as the handler takes them (see take()).
+        if inbound.isEmpty { creditAll() }
+    }
+
+    func endStream() {
+        remoteClosed = true
+        guard let method, !finished else { return }
+        if deframer.hasPartialMessage {
+            return finish(RPCError(.internal, "the request stream ended in the middle of a message"))
+        }
+        if method.takesSingleRequest && task == nil {
+            checkSingleRequestAndStart()
+        } else if let r = receiver, inbound.isEmpty {
+            receiver = nil
+            r.resume(returning: nil)
+        }
+    }
+
+    private func checkSingleRequestAndStart() {
+        guard messagesReceived == 1 else {
+            return finish(RPCError(.unimplemented, "\(path ?? "") expects exactly one request message; the client sent \(messagesReceived)"))
+        }
+        startHandler()
+    }
+
+    private func startHandler() {
+        let method = self.method!
+        task = Task(executorPreference: connection.executor) { [self] in
+            let outcome: RPCError?
+            do {
+                try await method.handler(self)
+                outcome = nil
+            } catch {
+                outcome = RPCError.from(error)
+                if outcome!.code == .unknown, !(error is RPCError) {
+                    connection.core.logger.debug("handler failed", metadata: ["method": "\(self.path ?? "")", "error": "\(error)"])
+                }
+            }
+            complete(outcome)
+        }
+    }
+
+    private func deliver(_ m: MessageDeframer.Message) {
+        if let r = receiver {
+            receiver = nil
+            creditAll()
+            r.resume(returning: m)
+        } else {
+            inbound.append(m)
+        }
+    }
+
+    private func creditAll() {
+        if uncredited > 0 {
+            session.consume(stream: streamID, uncredited)
+            uncredited = 0
+        }
+    }
+
+    private func deadlineExpired() {
+        guard !finished, !closed else { return }
+        task?.cancel()
+        resetCodeAfterTrailers = NGHTTP2_CANCEL.rawValue
+        finish(RPCError(.deadlineExceeded, "deadline exceeded: the call took longer than its grpc-timeout"))
+    }
+
+    /// The stream is gone: normally, or because the client reset it (a cancellation).
+    func streamClosed(errorCode: UInt32) {
+        closed = true
+        deadlineTimer?.cancel()
+        task?.cancel()
+        if uncredited > 0 {
+            session.consumeConnection(uncredited)
+            uncredited = 0
+        }
+        inbound.removeAll()
+        let cancelled = RPCError(.cancelled, "the client cancelled the call")
+        if let r = receiver {
+            receiver = nil
+            r.resume(throwing: cancelled)
+        }
+        if let s = sender {
+            sender = nil
+            s.resume(throwing: cancelled)
+        }
+    }
+
+    /// nghttp2 asks for body bytes.
+    func readBody(into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+        let n = min(buffer.count, pending.readableBytes)
+        if n > 0 {
+            pending.readWithUnsafeReadableBytes { src in
+                buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n)
+                return n
+            }
+            if pending.readableBytes == 0 { pending.clear() }
+            if let s = sender, pending.readableBytes <= Self.highWater / 2 {
+                sender = nil
+                s.resume()
+            }
+        }
+        if pending.readableBytes == 0, finished, let t = trailers {
+            trailers = nil
+            eof = true
+            endStream = false
+            _ = session.submitTrailers(stream: streamID, headers: t)
+            return n
+        }
+        if n == 0 {
+            bodyDeferred = true
+            return nil
+        }
+        return n
+    }
+
+    // MARK: Ending the call
+
+    private func refuseHTTP(status: Int, message: String) {
+        finished = true
+        var h = HeaderBlock()
+        h.add(":status", String(status))
+        h.add("content-type", "text/plain")
+        h.add("grpc-status", String(StatusCode.internal.rawValue))
+        h.add("grpc-message", PercentEncoding.encode(message))
+        headersSent = true
+        _ = session.submitResponse(stream: streamID, headers: h, withBody: false)
+        connection.scheduleFlush()
+    }
+
+    /// Decides the call's status and queues the trailers (or a Trailers-Only response).
+    func finish(_ error: RPCError?) {
+        guard !finished, !closed else { return }
+        finished = true
+        deadlineTimer?.cancel()
+        let code = error?.code ?? .ok
+        var t = HeaderBlock()
+        if !headersSent {
+            // Trailers-Only: one HEADERS frame with END_STREAM (PROTOCOL-HTTP2 "Responses").
+            t.add(":status", "200")
+            t.add("content-type", "application/grpc")
+            if let c = context { t.add(c.responseMetadata) }
+        }
+        t.add("grpc-status", String(code.rawValue))
+        if let e = error, !e.message.isEmpty { t.add("grpc-message", PercentEncoding.encode(e.message)) }
+        if let d = error?.details { t.add("grpc-status-details-bin", Base64.encode(d)) }
+        if let e = error { t.add(e.metadata) }
+        if let c = context { t.add(c.trailingMetadata) }
+        if !headersSent {
+            headersSent = true
+            _ = session.submitResponse(stream: streamID, headers: t, withBody: false)
+        } else {
+            trailers = t
+            if bodyDeferred {
+                bodyDeferred = false
+                session.resumeData(stream: streamID)
+            }
+        }
+        if let r = receiver {
+            receiver = nil
+            r.resume(throwing: error ?? RPCError(.cancelled, "the call has ended"))
+        }
+        connection.scheduleFlush()
+    }
+
+    /// Called when the handler returns or throws; hops to the loop if needed.
+    private func complete(_ error: RPCError?) {
+        if loop.inEventLoop {
+            finish(error)
+        } else {
+            loop.execute { self.finish(error) }
+        }
+    }
+
+    // MARK: Handler side
+
+    private enum Poll {
+        case message(MessageDeframer.Message)
+        case end
+        case wait
+    }
+
+    private func poll() throws -> Poll {
+        if closed { throw RPCError(.cancelled, "the client cancelled the call") }
+        if let m = inbound.popFirst() {
+            if inbound.isEmpty { creditAll() }
+            return .message(m)
+        }
+        if remoteClosed || finished { return .end }
+        return .wait
+    }
+
+    private func receiveRaw() async throws -> MessageDeframer.Message? {
+        if loop.inEventLoop {
+            switch try poll() {
+            case .message(let m): return m
+            case .end: return nil
+            case .wait: break
+            }
+        }
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<MessageDeframer.Message?, any Error>) in
+            let register: @Sendable () -> Void = { [self] in
+                do {
+                    switch try poll() {
+                    case .message(let m): cont.resume(returning: m)
+                    case .end: cont.resume(returning: nil)
+                    case .wait: receiver = cont
+                    }
+                } catch {
+                    cont.resume(throwing: error)
+                }
+            }
+            if loop.inEventLoop { register() } else { loop.execute(register) }
+        }
+    }
+
+    func receive<M: WireMessage>(_ type: M.Type) async throws -> M? {
+        guard let m = try await receiveRaw() else { return nil }
+        var payload = m.payload
+        if m.compressed {
+            do {
+                payload = try Gzip.decompress(payload, limit: deframer.maxMessageSize, allocator: connection.allocator)
+            } catch {
+                switch error {
+                case .tooLarge(let limit):
+                    throw RPCError(.resourceExhausted, "decompressed request message is over the \(limit)-byte limit")
+                case .corrupt:
+                    throw RPCError(.internal, "could not decompress the request message (grpc-encoding gzip)")
+                }
+            }
+        }
+        context.lastRequestWasCompressed = m.compressed
+        do {
+            return try ProtoCodec.decode(M.self, from: payload)
+        } catch {
+            throw RPCError(.internal, "could not parse the request as \(M.wireDescriptor.fullName): \(error)")
+        }
+    }
+
+    func send<M: WireMessage>(_ message: M) async throws {
+        var framed = connection.allocator.buffer(capacity: 128)
+        if context.compressResponses && acceptsGzip {
+            var raw = connection.allocator.buffer(capacity: 128)
+            ProtoCodec.encode(message, into: &raw)
+            MessageFramer.frame(Gzip.compress(raw, allocator: connection.allocator), compressed: true, into: &framed)
+        } else {
+            framed.writeRepeatingByte(0, count: 5)
+            ProtoCodec.encode(message, into: &framed)
+            framed.setInteger(UInt32(framed.readableBytes - 5), at: 1)
+        }
+        try await sendFramed(framed)
+    }
+
+    func sendHeaders() async throws {
+        try await sendFramed(nil)
+    }
+
+    private func sendFramed(_ framed: ByteBuffer?) async throws {
+        if loop.inEventLoop {
+            try enqueue(framed)
+            if pending.readableBytes <= Self.highWater { return }
+            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+                sender = cont
+            }
+            return
+        }
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            loop.execute { [self] in
+                do {
+                    try enqueue(framed)
+                    if pending.readableBytes <= Self.highWater { cont.resume() } else { sender = cont }
+                } catch {
+                    cont.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    private func enqueue(_ framed: ByteBuffer?) throws {
+        if closed { throw RPCError(.cancelled, "the client cancelled the call") }
+        if finished { throw RPCError(.cancelled, "the call has already ended") }
+        if var f = framed { pending.writeBuffer(&f) }
+        if !headersSent {
+            headersSent = true
+            var h = HeaderBlock()
+            h.add(":status", "200")
+            h.add("content-type", "application/grpc")
+            h.add("grpc-accept-encoding", "gzip,identity")
+            if context.compressResponses && acceptsGzip { h.add("grpc-encoding", "gzip") }
+            h.add(context.responseMetadata)
+            _ = session.submitResponse(stream: streamID, headers: h, withBody: true)
+        } else if bodyDeferred, pending.readableBytes > 0 {
+            bodyDeferred = false
+            session.resumeData(stream: streamID)
+        }
+        connection.scheduleFlush()
+    }
+}
+
+/// Runs handler tasks on the connection's event loop, so a handler's calls into its `ServerCall`
+/// need no thread hop and a unary call costs one task, not a round trip through the global pool.
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: any EventLoop
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}

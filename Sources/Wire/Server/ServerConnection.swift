@@ -1,0 +1,277 @@
+import CNGHTTP2
+import Logging
+import NIOCore
+
+/// One accepted HTTP/2 connection: NIO moves the bytes, nghttp2 speaks HTTP/2, `ServerCall`s carry
+/// the gRPC calls. Everything here runs on the channel's event loop.
+final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let core: ServerCore
+    let loop: any EventLoop
+    let executor: EventLoopTaskExecutor
+    private(set) var session: H2Session!
+    private var streams: [Int32: ServerCall] = [:]
+    private var context: ChannelHandlerContext?
+    private(set) var peer = ""
+    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+
+    private var flushScheduled = false
+    private var closing = false
+    private var goAwaySent = false
+
+    // Ping policing (grpc-go's defaults): a PING sooner than `minPingInterval` after the previous one,
+    // with no HEADERS or DATA sent in between, is a strike; the third strike ends the connection.
+    private var lastPingAt: NIODeadline?
+    private var pingStrikes = 0
+
+    init(core: ServerCore, loop: any EventLoop) {
+        self.core = core
+        self.loop = loop
+        self.executor = EventLoopTaskExecutor(loop: loop)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let c = core.configuration
+        session = H2Session(
+            role: .server,
+            settings: .init(
+                maxConcurrentStreams: UInt32(c.maxConcurrentStreams),
+                initialWindowSize: UInt32(c.initialStreamWindowSize),
+                maxHeaderListSize: UInt32(c.maxHeaderListSize),
+                connectionWindowSize: Int32(c.connectionWindowSize)),
+            delegate: self)
+        peer = context.channel.remoteAddress?.description ?? "unknown"
+        if context.channel.isActive { flushOutput() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        core.track(self)
+        flushOutput()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing || session.wantsRead else { return }
+        let buffer = unwrapInboundIn(data)
+        let rc = buffer.withUnsafeReadableBytes { session.receive($0) }
+        if rc < 0 {
+            let reason = String(cString: nghttp2_strerror(Int32(rc)))
+            core.logger.debug("closing connection after HTTP/2 error", metadata: ["peer": "\(peer)", "error": "\(reason)"])
+            flushOutput()
+            close()
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushOutput()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { flushOutput() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        let all = streams
+        streams.removeAll()
+        for (_, call) in all { call.streamClosed(errorCode: NGHTTP2_CANCEL.rawValue) }
+        core.untrack(self)
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        core.logger.debug("connection error", metadata: ["peer": "\(peer)", "error": "\(error)"])
+        close()
+    }
+
+    // MARK: Output
+
+    /// Coalesces writes: many calls finishing in one event-loop tick share one flush.
+    func scheduleFlush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        loop.execute { [self] in
+            flushScheduled = false
+            flushOutput()
+        }
+    }
+
+    func flushOutput() {
+        guard let context, context.channel.isActive else { return }
+        var wrote = false
+        // Pause while the socket is not writable: NIO's outbound buffer would otherwise grow without
+        // bound for a peer that stops reading (PROTOCOL-NOTES).
+        while context.channel.isWritable {
+            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
+            guard session.drainOutput(into: &out, limit: 64 * 1024) else {
+                close()
+                return
+            }
+            if out.readableBytes == 0 { break }
+            context.write(wrapOutboundOut(out), promise: nil)
+            wrote = true
+        }
+        if wrote { context.flush() }
+        if !session.wantsRead && !session.wantsWrite {
+            close()
+        } else if goAwaySent && streams.isEmpty && !session.wantsWrite {
+            close()
+        }
+    }
+
+    private func close() {
+        guard !closing else { return }
+        closing = true
+        context?.close(promise: nil)
+    }
+
+    // MARK: Graceful shutdown
+
+    /// GOAWAY in two steps (shutdown notice, then the real GOAWAY one round trip later) so requests
+    /// already in flight are not refused; calls in progress get `grace` to finish.
+    func beginGracefulShutdown(grace: TimeAmount) {
+        guard !goAwaySent, !closing, context != nil else { return }
+        session.submitShutdownNotice()
+        flushOutput()
+        loop.scheduleTask(in: .milliseconds(50)) { [self] in
+            guard !closing else { return }
+            session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue)
+            goAwaySent = true
+            flushOutput()
+        }
+        loop.scheduleTask(in: grace) { [self] in
+            guard !closing else { return }
+            for id in streams.keys.sorted() {
+                session.resetStream(id, errorCode: NGHTTP2_CANCEL.rawValue)
+            }
+            flushOutput()
+            close()
+        }
+    }
+
+    // MARK: nghttp2 events
+
+    func h2BeginHeaders(stream: Int32) {
+        guard streams[stream] == nil else { return }  // trailers from the client
+        streams[stream] = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
+    }
+
+    func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        guard let call = streams[stream], !call.headersDone else { return true }
+        // nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receive: count as RFC 9113 does.
+        call.headerListSize += name.count + value.count + 32
+        if call.headerListSize > core.configuration.maxHeaderListSize { return true }
+        ServerConnection.parseHeader(call, name: name, value: value)
+        return true
+    }
+
+    private static func parseHeader(_ call: ServerCall, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        if name.first == UInt8(ascii: ":") {
+            if name.elementsEqual(":path".utf8) {
+                call.path = String(decoding: value, as: UTF8.self)
+            } else if name.elementsEqual(":method".utf8) {
+                call.isPost = value.elementsEqual("POST".utf8)
+            }
+            return
+        }
+        if name.elementsEqual("content-type".utf8) {
+            call.contentType = String(decoding: value, as: UTF8.self)
+        } else if name.elementsEqual("grpc-timeout".utf8) {
+            if let t = GRPCTimeout.parse(value) { call.timeoutNanos = t } else { call.malformedTimeout = true }
+        } else if name.elementsEqual("grpc-encoding".utf8) {
+            call.requestEncoding = String(decoding: value, as: UTF8.self)
+        } else if name.elementsEqual("grpc-accept-encoding".utf8) {
+            call.acceptsGzip = value.split(separator: UInt8(ascii: ",")).contains {
+                $0.drop(while: { $0 == 0x20 }).elementsEqual("gzip".utf8)
+            }
+        } else if name.elementsEqual("te".utf8) || name.elementsEqual("user-agent".utf8) {
+            return
+        } else {
+            let key = String(decoding: name, as: UTF8.self)
+            guard Metadata.isCustomKey(key) else { return }
+            if key.hasSuffix("-bin") {
+                guard let values = Base64.decodeBinaryHeader(Array(value)) else {
+                    call.badMetadata = "metadata \(key) is not valid base64"
+                    return
+                }
+                for v in values { call.metadata.add(key, binary: v) }
+            } else {
+                call.metadata.add(key, String(decoding: value, as: UTF8.self))
+            }
+        }
+    }
+
+    func h2HeadersComplete(stream: Int32, endStream: Bool) {
+        guard let call = streams[stream] else { return }
+        if call.headersDone {
+            // Trailers from the client end its side of the stream.
+            if endStream { call.endStream() }
+            return
+        }
+        call.headersComplete(endStream: endStream, registry: core.methods)
+    }
+
+    func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+        if let call = streams[stream] {
+            call.data(bytes)
+        } else {
+            session.consumeConnection(bytes.count)
+        }
+    }
+
+    func h2EndStream(stream: Int32) {
+        streams[stream]?.endStream()
+    }
+
+    func h2StreamClosed(stream: Int32, errorCode: UInt32) {
+        guard let call = streams.removeValue(forKey: stream) else { return }
+        call.streamClosed(errorCode: errorCode)
+        if goAwaySent && streams.isEmpty { scheduleFlush() }
+    }
+
+    func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+        guard let call = streams[stream] else {
+            eof = true
+            return 0
+        }
+        return call.readBody(into: buffer, eof: &eof, endStream: &endStream)
+    }
+
+    func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {
+        let t = UInt32(type)
+        guard t == NGHTTP2_HEADERS.rawValue || t == NGHTTP2_DATA.rawValue else { return }
+        pingStrikes = 0
+        lastPingAt = nil
+        // Trailers sent while the client is still sending are followed by RST_STREAM(NO_ERROR), so it
+        // stops (PROTOCOL-HTTP2 "Responses").
+        if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, session.isStreamOpenRemotely(stream) {
+            session.resetStream(stream, errorCode: streams[stream]?.resetCodeAfterTrailers ?? NGHTTP2_NO_ERROR.rawValue)
+        }
+    }
+
+    func h2PingReceived() {
+        let now = NIODeadline.now()
+        if let last = lastPingAt, now - last < core.configuration.minPingInterval {
+            pingStrikes += 1
+            if pingStrikes > 2 {
+                core.logger.debug("too many pings: closing", metadata: ["peer": "\(peer)"])
+                session.submitGoAway(errorCode: NGHTTP2_ENHANCE_YOUR_CALM.rawValue, debug: "too_many_pings")
+                goAwaySent = true
+                flushOutput()
+                close()
+                return
+            }
+        }
+        lastPingAt = now
+    }
+
+    func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {}
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Logging
+import Wire
+import WireInterop
+
+/// grpc.testing.TestService for the interop suite (Tests/interop) and for anyone checking Wire
+/// against their own gRPC client.
+@main
+struct WireInteropServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "wire-interop-server")
+
+    @Option(help: "Port to listen on (0 picks a free one and prints it).")
+    var port: Int = 50060
+
+    @Option(help: "Address to bind.")
+    var host: String = "127.0.0.1"
+
+    func run() async throws {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let server = WireServer(
+            configuration: .init(host: host, port: port), services: [InteropTestService()],
+            logger: Logger(label: "wire-interop-server"))
+        let bound = try await server.start()
+        // Tests read this line to learn the port.
+        print("listening on \(host):\(bound)")
+        try await ServiceRunner.run(server)
+    }
+}
