@@ -19,7 +19,7 @@ struct IntakeService: AsyncParsableCommand {
         let logger = Logger(label: "intake-service")
         let server = WireServer(configuration: .init(host: host, port: port), services: [], logger: logger)
         let bound = try await server.start()
-        print("intake-service listening on \(host):\(bound)")
+        printLine("intake-service listening on \(host):\(bound)")
         try await ServiceRunner.run(server, logger: logger)
     }
 }

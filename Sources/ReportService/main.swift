@@ -19,7 +19,7 @@ struct ReportService: AsyncParsableCommand {
         let logger = Logger(label: "report-service")
         let server = WireServer(configuration: .init(host: host, port: port), services: [], logger: logger)
         let bound = try await server.start()
-        print("report-service listening on \(host):\(bound)")
+        printLine("report-service listening on \(host):\(bound)")
         try await ServiceRunner.run(server, logger: logger)
     }
 }

@@ -19,7 +19,7 @@ struct RoutingService: AsyncParsableCommand {
         let logger = Logger(label: "routing-service")
         let server = WireServer(configuration: .init(host: host, port: port), services: [], logger: logger)
         let bound = try await server.start()
-        print("routing-service listening on \(host):\(bound)")
+        printLine("routing-service listening on \(host):\(bound)")
         try await ServiceRunner.run(server, logger: logger)
     }
 }

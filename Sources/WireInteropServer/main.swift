@@ -22,7 +22,7 @@ struct WireInteropServer: AsyncParsableCommand {
             logger: Logger(label: "wire-interop-server"))
         let bound = try await server.start()
         // Tests read this line to learn the port.
-        print("listening on \(host):\(bound)")
+        printLine("listening on \(host):\(bound)")
         try await ServiceRunner.run(server)
     }
 }

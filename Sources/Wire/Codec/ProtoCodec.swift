@@ -243,11 +243,12 @@ public struct ProtoWriter {
         return p
     }
 
-    @inline(__always)
-    private func markOneof(_ f: UnsafePointer<ProtobufCFieldDescriptor>) {
-        if f.pointee.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0 {
-            (base + Int(f.pointee.quantifier_offset)).storeBytes(of: f.pointee.id, as: UInt32.self)
-        }
+    /// Sets the oneof case if `f` is a oneof member; returns whether it is.
+    @inline(__always) @discardableResult
+    private func markOneof(_ f: UnsafePointer<ProtobufCFieldDescriptor>) -> Bool {
+        guard f.pointee.flags & UInt32(PROTOBUF_C_FIELD_FLAG_ONEOF.rawValue) != 0 else { return false }
+        (base + Int(f.pointee.quantifier_offset)).storeBytes(of: f.pointee.id, as: UInt32.self)
+        return true
     }
 
     public func scalar<T: ProtoScalar>(_ n: UInt32, _ v: T) {
@@ -270,13 +271,16 @@ public struct ProtoWriter {
 
     public func string(_ n: UInt32, _ s: String) {
         let f = descriptor.field(n)
-        markOneof(f)
-        if s.isEmpty { return }  // message_init already points it at protobuf_c_empty_string
+        // protobuf-c does not pack a oneof string whose pointer is NULL, which would lose the case of
+        // an empty member: give a oneof member real storage even when empty.
+        if !markOneof(f) && s.isEmpty { return }  // message_init already set the empty default
         (base + Int(f.pointee.offset)).storeBytes(of: cString(s), as: UnsafeMutableRawPointer.self)
     }
 
-    private func binary(_ b: [UInt8]) -> ProtobufCBinaryData {
-        guard !b.isEmpty else { return ProtobufCBinaryData(len: 0, data: nil) }
+    private func binary(_ b: [UInt8], forceStorage: Bool = false) -> ProtobufCBinaryData {
+        guard !b.isEmpty else {
+            return ProtobufCBinaryData(len: 0, data: forceStorage ? arena.allocate(1).assumingMemoryBound(to: UInt8.self) : nil)
+        }
         let p = arena.allocate(b.count)
         b.withUnsafeBytes { p.copyMemory(from: $0.baseAddress!, byteCount: b.count) }
         return ProtobufCBinaryData(len: b.count, data: p.assumingMemoryBound(to: UInt8.self))
@@ -284,8 +288,8 @@ public struct ProtoWriter {
 
     public func bytes(_ n: UInt32, _ b: [UInt8]) {
         let f = descriptor.field(n)
-        markOneof(f)
-        (base + Int(f.pointee.offset)).storeBytes(of: binary(b), as: ProtobufCBinaryData.self)
+        let isOneof = markOneof(f)
+        (base + Int(f.pointee.offset)).storeBytes(of: binary(b, forceStorage: isOneof), as: ProtobufCBinaryData.self)
     }
 
     private func build<M: WireMessage>(_ m: M) -> UnsafeMutableRawPointer {

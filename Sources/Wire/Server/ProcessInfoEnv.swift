@@ -13,3 +13,10 @@ public enum ProcessInfoEnv {
         return String(cString: v)
     }
 }
+
+/// Prints a line to stdout and flushes it: supervisors and tests read "listening on ..." through a
+/// pipe, where stdout is otherwise block-buffered.
+public func printLine(_ line: String) {
+    print(line)
+    fflush(nil)  // nil flushes every stream; `stdout` itself is not concurrency-safe in Swift 6
+}

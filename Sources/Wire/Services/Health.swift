@@ -32,33 +32,34 @@ public final class HealthProvider: Sendable {
 
     /// Every service NOT_SERVING, for good; watchers hear it, then their streams end.
     func enterShutdown() {
-        state.withLockedValue { s in
+        let watchers = state.withLockedValue { s in
             for k in s.statuses.keys { s.statuses[k] = .notServing }
             s.shuttingDown = true
-            for (_, w) in s.watchers {
-                w.continuation.yield(.notServing)
-                w.continuation.finish()
-            }
-            s.watchers.removeAll()
+            defer { s.watchers.removeAll() }
+            return s.watchers.values.map(\.continuation)
+        }
+        // Outside the lock: finish() runs onTermination, which takes the lock.
+        for c in watchers {
+            c.yield(.notServing)
+            c.finish()
         }
     }
 
     /// The current status (SERVICE_UNKNOWN for an unknown name), then each change.
     func watch(_ service: String) -> AsyncStream<ServingStatus> {
         let (stream, continuation) = AsyncStream<ServingStatus>.makeStream(bufferingPolicy: .bufferingNewest(8))
-        state.withLockedValue { s in
+        let open = state.withLockedValue { s in
             continuation.yield(s.statuses[service] ?? .serviceUnknown)
-            if s.shuttingDown {
-                continuation.finish()
-                return
-            }
+            if s.shuttingDown { return false }
             let id = s.nextWatcher
             s.nextWatcher += 1
             s.watchers[id] = (service, continuation)
             continuation.onTermination = { [weak self] _ in
                 self?.state.withLockedValue { _ = $0.watchers.removeValue(forKey: id) }
             }
+            return true
         }
+        if !open { continuation.finish() }
         return stream
     }
 }

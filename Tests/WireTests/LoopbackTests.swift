@@ -1,0 +1,318 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import Testing
+import WireInterop
+
+@testable import Wire
+
+/// Records what handlers saw, so tests can assert on the server side of a call.
+final class Probe: Sendable {
+    let cancelledCalls = NIOLockedValueBox(0)
+    let started = NIOLockedValueBox(0)
+}
+
+/// A service written by hand (no generated protocol) to observe cancellation and deadlines.
+struct ProbeService: WireService {
+    static var serviceName: String { "wire.test.Probe" }
+    let probe: Probe
+
+    var methods: [ServerMethod] {
+        [
+            // Waits for requests until the client goes away; counts the cancellation it observes.
+            .bidirectionalStreaming("/wire.test.Probe/Hold") {
+                (requests: RequestStream<Grpc_Testing_Empty>, _: ResponseWriter<Grpc_Testing_Empty>, _) in
+                probe.started.withLockedValue { $0 += 1 }
+                do {
+                    for try await _ in requests {}
+                } catch {
+                    probe.cancelledCalls.withLockedValue { $0 += 1 }
+                    throw error
+                }
+            },
+            // Sleeps far past any test deadline unless cancelled.
+            .unary("/wire.test.Probe/Sleep") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
+                probe.started.withLockedValue { $0 += 1 }
+                do {
+                    try await Task.sleep(nanoseconds: 30_000_000_000)
+                } catch {
+                    probe.cancelledCalls.withLockedValue { $0 += 1 }
+                    throw error
+                }
+                return Grpc_Testing_Empty()
+            },
+            .unary("/wire.test.Probe/Crash") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
+                struct SecretInternalFailure: Error { let connectionString = "postgres://user:secret@db" }
+                throw SecretInternalFailure()
+            },
+        ]
+    }
+}
+
+func withServer<R>(
+    _ services: [any WireService] = [InteropTestService()], port: Int = 0,
+    _ body: (WireServer, WireChannel) async throws -> R
+) async throws -> R {
+    var config = WireServer.Configuration(port: port)
+    config.eventLoopThreads = 2
+    config.shutdownGracePeriod = .seconds(2)
+    let server = WireServer(configuration: config, services: services)
+    let bound = try await server.start()
+    let channel = WireChannel(host: "127.0.0.1", port: bound)
+    do {
+        let r = try await body(server, channel)
+        await channel.close()
+        await server.shutdown()
+        return r
+    } catch {
+        await channel.close()
+        await server.shutdown()
+        throw error
+    }
+}
+
+/// Polls `condition` for up to `seconds` (a bound on waiting, not a performance assertion).
+func eventually(_ seconds: Double = 10, _ condition: () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(nanoseconds: 10_000_000)
+    }
+    return condition()
+}
+
+func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
+    do {
+        try await body()
+        return .ok
+    } catch let e as RPCError {
+        return e.code
+    } catch {
+        return nil
+    }
+}
+
+@Suite(.serialized) struct LoopbackTests {
+    @Test func allFourCallKinds() async throws {
+        try await withServer { _, channel in
+            let client = Grpc_Testing_TestService_Client(channel: channel)
+            var req = Grpc_Testing_SimpleRequest()
+            req.responseSize = 271_828
+            let unary = try await client.unaryCall(req)
+            #expect(unary.payload?.body.count == 271_828)
+
+            var so = Grpc_Testing_StreamingOutputCallRequest()
+            so.responseParameters = ([31415, 9, 2653, 58979] as [Int32]).map {
+                var p = Grpc_Testing_ResponseParameters()
+                p.size = $0
+                return p
+            }
+            let sizes = try await client.streamingOutputCall(so) { call in
+                var out = [Int]()
+                for try await r in call { out.append(r.payload?.body.count ?? 0) }
+                return out
+            }
+            #expect(sizes == [31415, 9, 2653, 58979])
+
+            let total = try await client.streamingInputCall { call in
+                for n in [27182, 8, 1828, 45904] {
+                    var r = Grpc_Testing_StreamingInputCallRequest()
+                    r.payload = Grpc_Testing_Payload()
+                    r.payload!.body = Array(repeating: 0, count: n)
+                    try await call.send(r)
+                }
+                try await call.finishSending()
+                return try await call.singleResponse().aggregatedPayloadSize
+            }
+            #expect(total == 74922)
+
+            let echoed = try await client.fullDuplexCall { call in
+                var out = [Int]()
+                for n: Int32 in [31415, 9, 2653] {
+                    var r = Grpc_Testing_StreamingOutputCallRequest()
+                    var p = Grpc_Testing_ResponseParameters()
+                    p.size = n
+                    r.responseParameters = [p]
+                    try await call.send(r)
+                    out.append(try await call.receive()?.payload?.body.count ?? -1)
+                }
+                try await call.finishSending()
+                #expect(try await call.receive() == nil)
+                return out
+            }
+            #expect(echoed == [31415, 9, 2653])
+        }
+    }
+
+    @Test func metadataBothWaysIncludingBinary() async throws {
+        try await withServer { _, channel in
+            var md = Metadata()
+            md.add("x-grpc-test-echo-initial", "hello")
+            md.add("x-grpc-test-echo-trailing-bin", binary: [0, 1, 254, 255])
+            let r: UnaryResponse<Grpc_Testing_Empty> = try await channel.unaryWithMetadata(
+                "/grpc.testing.TestService/EmptyCall", request: Grpc_Testing_Empty(), options: CallOptions(metadata: md))
+            #expect(r.initialMetadata["x-grpc-test-echo-initial"] == "hello")
+            #expect(r.trailingMetadata.binary("x-grpc-test-echo-trailing-bin") == [0, 1, 254, 255])
+        }
+    }
+
+    @Test func compressionBothWays() async throws {
+        try await withServer { _, channel in
+            var req = Grpc_Testing_SimpleRequest()
+            req.expectCompressed = Grpc_Testing_BoolValue()
+            req.expectCompressed!.value = true
+            req.responseCompressed = Grpc_Testing_BoolValue()
+            req.responseCompressed!.value = true
+            req.responseSize = 100_000
+            req.payload = Grpc_Testing_Payload()
+            req.payload!.body = Array(repeating: 0, count: 100_000)
+            let client = Grpc_Testing_TestService_Client(channel: channel)
+            let r = try await client.unaryCall(req, options: CallOptions(compressRequests: true))
+            #expect(r.payload?.body.count == 100_000)
+            let refused = await statusCode { _ = try await client.unaryCall(req) }
+            #expect(refused == .invalidArgument, "the server saw an uncompressed message")
+        }
+    }
+
+    @Test func unknownMethodIsUnimplemented() async throws {
+        try await withServer { _, channel in
+            let code = await statusCode {
+                let _: Grpc_Testing_Empty = try await channel.unary("/grpc.testing.TestService/Nope", request: Grpc_Testing_Empty())
+            }
+            #expect(code == .unimplemented)
+            let code2 = await statusCode {
+                let _: Grpc_Testing_Empty = try await channel.unary("/nope.Service/Call", request: Grpc_Testing_Empty())
+            }
+            #expect(code2 == .unimplemented)
+        }
+    }
+
+    @Test func malformedBodyIsInternal() async throws {
+        try await withServer { _, channel in
+            let stream = try await channel.open("/grpc.testing.TestService/UnaryCall", options: CallOptions())
+            var framed = ByteBuffer()
+            MessageFramer.frame(ByteBuffer(bytes: [0xff, 0xff, 0xff]), compressed: false, into: &framed)
+            try await stream.send(framed, end: true)
+            let code = await statusCode { _ = try await stream.receiveRaw() }
+            #expect(code == .internal)
+        }
+    }
+
+    @Test func fiveMebibyteBodyIsResourceExhausted() async throws {
+        try await withServer { _, channel in
+            var req = Grpc_Testing_SimpleRequest()
+            req.payload = Grpc_Testing_Payload()
+            req.payload!.body = Array(repeating: 1, count: 5 * 1024 * 1024)
+            let client = Grpc_Testing_TestService_Client(channel: channel)
+            #expect(await statusCode { _ = try await client.unaryCall(req) } == .resourceExhausted)
+            #expect(await statusCode { _ = try await client.emptyCall(Grpc_Testing_Empty()) } == .ok, "the connection stays usable")
+        }
+    }
+
+    @Test func zeroTimeoutIsDeadlineExceeded() async throws {
+        let probe = Probe()
+        try await withServer([ProbeService(probe: probe)]) { _, channel in
+            let code = await statusCode {
+                let _: Grpc_Testing_Empty = try await channel.unary(
+                    "/wire.test.Probe/Sleep", request: Grpc_Testing_Empty(), options: CallOptions(timeout: .nanoseconds(0)))
+            }
+            #expect(code == .deadlineExceeded)
+            #expect(probe.started.withLockedValue { $0 } == 0, "an expired call never reaches its handler")
+        }
+    }
+
+    @Test func serverDeadlineCancelsTheHandler() async throws {
+        let probe = Probe()
+        try await withServer([ProbeService(probe: probe)]) { _, channel in
+            let code = await statusCode {
+                let _: Grpc_Testing_Empty = try await channel.unary(
+                    "/wire.test.Probe/Sleep", request: Grpc_Testing_Empty(), options: CallOptions(timeout: .milliseconds(100)))
+            }
+            #expect(code == .deadlineExceeded)
+            #expect(await eventually { probe.cancelledCalls.withLockedValue { $0 } == 1 })
+        }
+    }
+
+    @Test func clientCancelReachesTheHandler() async throws {
+        let probe = Probe()
+        try await withServer([ProbeService(probe: probe)]) { _, channel in
+            let task = Task {
+                try await channel.streaming("/wire.test.Probe/Hold") { (call: StreamingCall<Grpc_Testing_Empty, Grpc_Testing_Empty>) in
+                    try await call.send(Grpc_Testing_Empty())
+                    _ = try await call.receive()
+                }
+            }
+            #expect(await eventually { probe.started.withLockedValue { $0 } == 1 })
+            task.cancel()
+            #expect(await statusCode { try await task.value } == .cancelled)
+            #expect(await eventually { probe.cancelledCalls.withLockedValue { $0 } == 1 })
+        }
+    }
+
+    @Test func thrownErrorsBecomeUnknownWithoutLeakingDetail() async throws {
+        let probe = Probe()
+        try await withServer([ProbeService(probe: probe)]) { _, channel in
+            do {
+                let _: Grpc_Testing_Empty = try await channel.unary("/wire.test.Probe/Crash", request: Grpc_Testing_Empty())
+                Issue.record("expected an error")
+            } catch let e as RPCError {
+                #expect(e.code == .unknown)
+                #expect(!e.message.contains("secret"))
+            }
+        }
+    }
+
+    @Test func thousandConcurrentCallsOnOneConnection() async throws {
+        try await withServer { _, channel in
+            let client = Grpc_Testing_TestService_Client(channel: channel)
+            let results = try await withThrowingTaskGroup(of: Int.self) { group in
+                for i in 0..<1000 {
+                    group.addTask {
+                        var r = Grpc_Testing_SimpleRequest()
+                        r.responseSize = Int32(i % 100)
+                        return try await client.unaryCall(r).payload?.body.count ?? 0
+                    }
+                }
+                var sum = 0
+                for try await n in group { sum += n }
+                return sum
+            }
+            #expect(results == (0..<1000).reduce(0) { $0 + $1 % 100 })
+        }
+    }
+
+    @Test func healthTurnsNotServingOnShutdownAndWatchersHearIt() async throws {
+        var config = WireServer.Configuration(port: 0)
+        config.shutdownGracePeriod = .seconds(2)
+        let server = WireServer(configuration: config, services: [InteropTestService()])
+        let port = try await server.start()
+        let channel = WireChannel(host: "127.0.0.1", port: port)
+        let health = Grpc_Health_V1_Health_Client(channel: channel)
+        var req = Grpc_Health_V1_HealthCheckRequest()
+        req.service = "grpc.testing.TestService"
+        #expect(try await health.check(req).status == .serving)
+        let seen = try await health.watch(req) { call in
+            var statuses = [ServingStatus]()
+            statuses.append(try await call.receive()!.status)
+            Task { await server.shutdown() }
+            while let r = try? await call.receive() { statuses.append(r.status) }
+            return statuses
+        }
+        #expect(seen == [.serving, .notServing])
+        await channel.close()
+    }
+
+    @Test func clientReconnectsAfterThePeerRestarts() async throws {
+        let first = WireServer(configuration: .init(port: 0), services: [InteropTestService()])
+        let port = try await first.start()
+        let channel = WireChannel(host: "127.0.0.1", port: port)
+        let client = Grpc_Testing_TestService_Client(channel: channel)
+        _ = try await client.emptyCall(Grpc_Testing_Empty())
+        await first.shutdown()
+        #expect(await statusCode { _ = try await client.emptyCall(Grpc_Testing_Empty()) } == .unavailable)
+        let second = WireServer(configuration: .init(port: port), services: [InteropTestService()])
+        try await second.start()
+        #expect(await statusCode { _ = try await client.emptyCall(Grpc_Testing_Empty()) } == .ok)
+        await channel.close()
+        await second.shutdown()
+    }
+}
