@@ -83,19 +83,19 @@ final class ClientStream: @unchecked Sendable {
 
     func header(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if name.first == UInt8(ascii: ":") {
-            if name.elementsEqual(":status".utf8) { httpStatus = Int(String(decoding: value, as: UTF8.self)) }
+            if name.equals(":status") { httpStatus = Int(String(decoding: value, as: UTF8.self)) }
             return
         }
-        if name.elementsEqual("content-type".utf8) {
-            contentTypeOK = ServerCall.isGRPCContentType(String(decoding: value, as: UTF8.self))
-        } else if name.elementsEqual("grpc-status".utf8) {
+        if name.equals("content-type") {
+            contentTypeOK = ServerCall.isGRPCContentType(value)
+        } else if name.equals("grpc-status") {
             statusCode = Int(String(decoding: value, as: UTF8.self)) ?? StatusCode.unknown.rawValue
-        } else if name.elementsEqual("grpc-message".utf8) {
+        } else if name.equals("grpc-message") {
             statusMessage = PercentEncoding.decode(value)
-        } else if name.elementsEqual("grpc-status-details-bin".utf8) {
+        } else if name.equals("grpc-status-details-bin") {
             statusDetails = Base64.decode(Array(value))
-        } else if name.elementsEqual("grpc-encoding".utf8) {
-            responseEncodingGzip = value.elementsEqual("gzip".utf8)
+        } else if name.equals("grpc-encoding") {
+            responseEncodingGzip = value.equals("gzip")
         } else {
             let key = String(decoding: name, as: UTF8.self)
             guard Metadata.isCustomKey(key) else { return }

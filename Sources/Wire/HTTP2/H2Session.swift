@@ -1,4 +1,9 @@
 import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOCore
 
 /// What an nghttp2 session reports to the connection that owns it. Called synchronously from inside
@@ -123,6 +128,16 @@ final class H2Session {
         nghttp2_session_consume_connection(raw, count)
     }
 
+    /// The object registered for `stream` (unretained: its owner keeps it alive while the stream is).
+    @inline(__always)
+    func streamUserData(_ stream: Int32) -> UnsafeMutableRawPointer? {
+        nghttp2_session_get_stream_user_data(raw, stream)
+    }
+
+    func setStreamUserData(_ stream: Int32, _ data: UnsafeMutableRawPointer?) {
+        nghttp2_session_set_stream_user_data(raw, stream, data)
+    }
+
     func resumeData(stream: Int32) {
         nghttp2_session_resume_data(raw, stream)
     }
@@ -143,6 +158,18 @@ final class H2Session {
 
     func submitTrailers(stream: Int32, headers: HeaderBlock) -> Int32 {
         headers.withNV { nv, count in nghttp2_submit_trailer(raw, stream, nv, count) }
+    }
+
+    func submitResponse(stream: Int32, headers: FrozenHeaders, withBody: Bool) -> Int32 {
+        if withBody {
+            var provider = H2Session.dataProvider
+            return nghttp2_submit_response(raw, stream, headers.nv, headers.count, &provider)
+        }
+        return nghttp2_submit_response(raw, stream, headers.nv, headers.count, nil)
+    }
+
+    func submitTrailers(stream: Int32, headers: FrozenHeaders) -> Int32 {
+        nghttp2_submit_trailer(raw, stream, headers.nv, headers.count)
     }
 
     /// Returns the new stream id, or a negative error code.
@@ -289,12 +316,41 @@ struct HeaderBlock {
     func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         bytes.withUnsafeBufferPointer { buf in
             let base = UnsafeMutablePointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!)
-            var nv = [nghttp2_nv]()
-            nv.reserveCapacity(spans.count)
-            for (ns, nl, vs, vl) in spans {
-                nv.append(nghttp2_nv(name: base + ns, value: base + vs, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+            return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(spans.count, 1)) { nv in
+                for (i, (ns, nl, vs, vl)) in spans.enumerated() {
+                    nv[i] = nghttp2_nv(name: base + ns, value: base + vs, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                }
+                return body(nv.baseAddress!, spans.count)
             }
-            return nv.withUnsafeBufferPointer { body($0.baseAddress!, $0.count) }
         }
+    }
+}
+
+/// A header list fixed for the life of the process (the common response headers and the OK
+/// trailer), handed to nghttp2 without copying names or values.
+final class FrozenHeaders: @unchecked Sendable {
+    let nv: UnsafeMutablePointer<nghttp2_nv>
+    let count: Int
+
+    init(_ pairs: [(String, String)]) {
+        count = pairs.count
+        nv = .allocate(capacity: pairs.count)
+        for (i, (name, value)) in pairs.enumerated() {
+            let n = Array(name.utf8), v = Array(value.utf8)
+            let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: n.count + v.count)
+            storage.initialize(from: n + v, count: n.count + v.count)
+            nv[i] = nghttp2_nv(
+                name: storage, value: storage + n.count, namelen: n.count, valuelen: v.count,
+                flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
+        }
+        // Never freed: instances are process-lifetime statics.
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// Byte equality with a literal, without the generic sequence machinery (hot: every header).
+    @inline(__always)
+    func equals(_ s: StaticString) -> Bool {
+        count == s.utf8CodeUnitCount && (count == 0 || memcmp(baseAddress!, s.utf8Start, count) == 0)
     }
 }

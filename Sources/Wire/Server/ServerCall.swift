@@ -14,6 +14,8 @@ final class ServerCall: @unchecked Sendable {
     // Request headers, accumulated by `h2Header`.
     var path: String?
     var isPost = false
+    var contentTypeOK = false
+    /// Kept only when it is not a gRPC content type, to say so in the refusal.
     var contentType: String?
     var timeoutNanos: Int64?
     var malformedTimeout = false
@@ -29,7 +31,7 @@ final class ServerCall: @unchecked Sendable {
 
     // Inbound messages.
     private var deframer: MessageDeframer
-    private var inbound = CircularBuffer<MessageDeframer.Message>()
+    private var inbound = InboundQueue()
     private var messagesReceived = 0
     private var remoteClosed = false
     /// Bytes received but not yet credited back to the peer's flow-control windows.
@@ -41,7 +43,9 @@ final class ServerCall: @unchecked Sendable {
     private var headersSent = false
     private var bodyDeferred = false
     private(set) var finished = false
+    /// Trailers to send once the body drains; nil with `trailersReady` means the plain OK trailer.
     private var trailers: HeaderBlock?
+    private var trailersReady = false
     private var sender: CheckedContinuation<Void, any Error>?
     /// RST_STREAM code to send after our trailers if the client is still sending.
     var resetCodeAfterTrailers = NGHTTP2_NO_ERROR.rawValue
@@ -52,6 +56,11 @@ final class ServerCall: @unchecked Sendable {
 
     /// A streaming handler's `write` suspends above this many buffered bytes and resumes below half.
     private static let highWater = 64 * 1024
+
+    private static let plainResponseHeaders = FrozenHeaders([
+        (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity"),
+    ])
+    private static let okTrailers = FrozenHeaders([("grpc-status", "0")])
 
     init(streamID: Int32, connection: ServerConnection, maxMessageSize: Int) {
         self.streamID = streamID
@@ -71,7 +80,7 @@ final class ServerCall: @unchecked Sendable {
         if !isPost {
             return refuseHTTP(status: 405, message: "gRPC requires POST")
         }
-        guard let ct = contentType, Self.isGRPCContentType(ct) else {
+        guard contentTypeOK else {
             return refuseHTTP(status: 415, message: "content-type \(contentType ?? "(none)") is not application/grpc")
         }
         let limit = connection.core.configuration.maxHeaderListSize
@@ -111,11 +120,17 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
+    /// `application/grpc`, optionally followed by `+format` or `;params` (PROTOCOL-HTTP2).
+    static func isGRPCContentType(_ ct: UnsafeRawBufferPointer) -> Bool {
+        let prefix: StaticString = "application/grpc"
+        guard ct.count >= 16, UnsafeRawBufferPointer(rebasing: ct[0..<16]).equals(prefix) else { return false }
+        guard ct.count > 16 else { return true }
+        return ct[16] == UInt8(ascii: "+") || ct[16] == UInt8(ascii: ";")
+    }
+
     static func isGRPCContentType(_ ct: String) -> Bool {
-        guard ct.hasPrefix("application/grpc") else { return false }
-        let rest = ct.utf8.dropFirst(16)
-        guard let c = rest.first else { return true }
-        return c == UInt8(ascii: "+") || c == UInt8(ascii: ";")
+        var s = ct
+        return s.withUTF8 { isGRPCContentType(UnsafeRawBufferPointer($0)) }
     }
 
     private static func unknownMethodMessage(_ path: String, registry: [String: ServerMethod]) -> String {
@@ -185,7 +200,9 @@ final class ServerCall: @unchecked Sendable {
 
     private func startHandler() {
         let method = self.method!
-        task = Task(executorPreference: connection.executor) { [self] in
+        // Starts synchronously on this event loop and runs until its first suspension: a unary
+        // handler usually completes without ever being scheduled. Later resumptions come back here.
+        task = Task.immediate(executorPreference: connection.executor) { [self] in
             let outcome: RPCError?
             do {
                 try await method.handler(self)
@@ -233,7 +250,7 @@ final class ServerCall: @unchecked Sendable {
             session.consumeConnection(uncredited)
             uncredited = 0
         }
-        inbound.removeAll()
+        inbound = InboundQueue()
         let cancelled = RPCError(.cancelled, "the client cancelled the call")
         if let r = receiver {
             receiver = nil
@@ -259,11 +276,16 @@ final class ServerCall: @unchecked Sendable {
                 s.resume()
             }
         }
-        if pending.readableBytes == 0, finished, let t = trailers {
-            trailers = nil
+        if pending.readableBytes == 0, finished, trailersReady {
+            trailersReady = false
             eof = true
             endStream = false
-            _ = session.submitTrailers(stream: streamID, headers: t)
+            if let t = trailers {
+                trailers = nil
+                _ = session.submitTrailers(stream: streamID, headers: t)
+            } else {
+                _ = session.submitTrailers(stream: streamID, headers: Self.okTrailers)
+            }
             return n
         }
         if n == 0 {
@@ -293,6 +315,15 @@ final class ServerCall: @unchecked Sendable {
         finished = true
         deadlineTimer?.cancel()
         let code = error?.code ?? .ok
+        if headersSent, error == nil, context.trailingMetadata.isEmpty {
+            trailersReady = true
+            if bodyDeferred {
+                bodyDeferred = false
+                session.resumeData(stream: streamID)
+            }
+            connection.scheduleFlush()
+            return
+        }
         var t = HeaderBlock()
         if !headersSent {
             // Trailers-Only: one HEADERS frame with END_STREAM (PROTOCOL-HTTP2 "Responses").
@@ -310,6 +341,7 @@ final class ServerCall: @unchecked Sendable {
             _ = session.submitResponse(stream: streamID, headers: t, withBody: false)
         } else {
             trailers = t
+            trailersReady = true
             if bodyDeferred {
                 bodyDeferred = false
                 session.resumeData(stream: streamID)
@@ -341,7 +373,7 @@ final class ServerCall: @unchecked Sendable {
 
     private func poll() throws -> Poll {
         if closed { throw RPCError(.cancelled, "the client cancelled the call") }
-        if let m = inbound.popFirst() {
+        if let m = inbound.pop() {
             if inbound.isEmpty { creditAll() }
             return .message(m)
         }
@@ -397,6 +429,19 @@ final class ServerCall: @unchecked Sendable {
     }
 
     func send<M: WireMessage>(_ message: M) async throws {
+        if loop.inEventLoop && !(context.compressResponses && acceptsGzip) {
+            // Common case: frame and encode straight into the stream's outbound buffer.
+            try checkOpen()
+            let start = pending.writerIndex
+            pending.writeRepeatingByte(0, count: 5)
+            ProtoCodec.encode(message, into: &pending)
+            pending.setInteger(UInt32(pending.writerIndex - start - 5), at: start + 1)
+            try enqueue(nil)
+            if pending.readableBytes > Self.highWater {
+                try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in sender = cont }
+            }
+            return
+        }
         var framed = connection.allocator.buffer(capacity: 128)
         if context.compressResponses && acceptsGzip {
             var raw = connection.allocator.buffer(capacity: 128)
@@ -435,24 +480,57 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
-    private func enqueue(_ framed: ByteBuffer?) throws {
+    private func checkOpen() throws {
         if closed { throw RPCError(.cancelled, "the client cancelled the call") }
         if finished { throw RPCError(.cancelled, "the call has already ended") }
+    }
+
+    private func enqueue(_ framed: ByteBuffer?) throws {
+        try checkOpen()
         if var f = framed { pending.writeBuffer(&f) }
         if !headersSent {
             headersSent = true
-            var h = HeaderBlock()
-            h.add(":status", "200")
-            h.add("content-type", "application/grpc")
-            h.add("grpc-accept-encoding", "gzip,identity")
-            if context.compressResponses && acceptsGzip { h.add("grpc-encoding", "gzip") }
-            h.add(context.responseMetadata)
-            _ = session.submitResponse(stream: streamID, headers: h, withBody: true)
+            let compress = context.compressResponses && acceptsGzip
+            if !compress && context.responseMetadata.isEmpty {
+                _ = session.submitResponse(stream: streamID, headers: Self.plainResponseHeaders, withBody: true)
+            } else {
+                var h = HeaderBlock()
+                h.add(":status", "200")
+                h.add("content-type", "application/grpc")
+                h.add("grpc-accept-encoding", "gzip,identity")
+                if compress { h.add("grpc-encoding", "gzip") }
+                h.add(context.responseMetadata)
+                _ = session.submitResponse(stream: streamID, headers: h, withBody: true)
+            }
         } else if bodyDeferred, pending.readableBytes > 0 {
             bodyDeferred = false
             session.resumeData(stream: streamID)
         }
         connection.scheduleFlush()
+    }
+}
+
+/// Messages received and not yet taken. Most calls carry one message, so the first sits in a slot
+/// and only a second one allocates.
+struct InboundQueue {
+    private var first: MessageDeframer.Message?
+    // An empty array does not allocate; the queue is short (flow control bounds it).
+    private var rest: [MessageDeframer.Message] = []
+
+    var isEmpty: Bool { first == nil }
+
+    mutating func append(_ m: MessageDeframer.Message) {
+        if first == nil {
+            first = m
+        } else {
+            rest.append(m)
+        }
+    }
+
+    mutating func pop() -> MessageDeframer.Message? {
+        guard let m = first else { return nil }
+        first = rest.isEmpty ? nil : rest.removeFirst()
+        return m
     }
 }
 

@@ -1,4 +1,7 @@
 import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NIOCore
 
@@ -18,6 +21,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
 
     private var flushScheduled = false
+    /// Between channelRead and channelReadComplete: output is flushed at the end of the read, so
+    /// calls finishing inside it need not schedule a flush of their own.
+    private var inReadCycle = false
+    /// The last method path seen on this connection: repeated calls reuse its String (no allocation).
+    private var lastPath = ""
     private var closing = false
     private var goAwaySent = false
 
@@ -57,6 +65,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closing || session.wantsRead else { return }
+        inReadCycle = true
         let buffer = unwrapInboundIn(data)
         let rc = buffer.withUnsafeReadableBytes { session.receive($0) }
         if rc < 0 {
@@ -68,6 +77,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        inReadCycle = false
         flushOutput()
         context.fireChannelReadComplete()
     }
@@ -96,7 +106,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     /// Coalesces writes: many calls finishing in one event-loop tick share one flush.
     func scheduleFlush() {
-        guard !flushScheduled else { return }
+        guard !flushScheduled, !inReadCycle else { return }
         flushScheduled = true
         loop.execute { [self] in
             flushScheduled = false
@@ -159,40 +169,54 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     // MARK: nghttp2 events
 
+    /// The call on `stream`, found through nghttp2's per-stream pointer (no hashing per header).
+    @inline(__always)
+    private func call(_ stream: Int32) -> ServerCall? {
+        guard let p = session.streamUserData(stream) else { return nil }
+        return Unmanaged<ServerCall>.fromOpaque(p).takeUnretainedValue()
+    }
+
     func h2BeginHeaders(stream: Int32) {
-        guard streams[stream] == nil else { return }  // trailers from the client
-        streams[stream] = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
+        guard call(stream) == nil else { return }  // trailers from the client
+        let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
+        streams[stream] = c  // owns the call; the stream's user data points at it unretained
+        session.setStreamUserData(stream, Unmanaged.passUnretained(c).toOpaque())
     }
 
     func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
-        guard let call = streams[stream], !call.headersDone else { return true }
+        guard let call = call(stream), !call.headersDone else { return true }
         // nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receive: count as RFC 9113 does.
         call.headerListSize += name.count + value.count + 32
         if call.headerListSize > core.configuration.maxHeaderListSize { return true }
-        ServerConnection.parseHeader(call, name: name, value: value)
+        parseHeader(call, name: name, value: value)
         return true
     }
 
-    private static func parseHeader(_ call: ServerCall, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    private func parseHeader(_ call: ServerCall, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if name.first == UInt8(ascii: ":") {
-            if name.elementsEqual(":path".utf8) {
-                call.path = String(decoding: value, as: UTF8.self)
-            } else if name.elementsEqual(":method".utf8) {
-                call.isPost = value.elementsEqual("POST".utf8)
+            if name.equals(":path") {
+                let same = lastPath.utf8.withContiguousStorageIfAvailable {
+                    $0.count == value.count && (value.count == 0 || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0)
+                } ?? false
+                if !same { lastPath = String(decoding: value, as: UTF8.self) }
+                call.path = lastPath
+            } else if name.equals(":method") {
+                call.isPost = value.equals("POST")
             }
             return
         }
-        if name.elementsEqual("content-type".utf8) {
-            call.contentType = String(decoding: value, as: UTF8.self)
-        } else if name.elementsEqual("grpc-timeout".utf8) {
+        if name.equals("content-type") {
+            call.contentTypeOK = ServerCall.isGRPCContentType(value)
+            if !call.contentTypeOK { call.contentType = String(decoding: value, as: UTF8.self) }
+        } else if name.equals("grpc-timeout") {
             if let t = GRPCTimeout.parse(value) { call.timeoutNanos = t } else { call.malformedTimeout = true }
-        } else if name.elementsEqual("grpc-encoding".utf8) {
+        } else if name.equals("grpc-encoding") {
             call.requestEncoding = String(decoding: value, as: UTF8.self)
-        } else if name.elementsEqual("grpc-accept-encoding".utf8) {
+        } else if name.equals("grpc-accept-encoding") {
             call.acceptsGzip = value.split(separator: UInt8(ascii: ",")).contains {
                 $0.drop(while: { $0 == 0x20 }).elementsEqual("gzip".utf8)
             }
-        } else if name.elementsEqual("te".utf8) || name.elementsEqual("user-agent".utf8) {
+        } else if name.equals("te") || name.equals("user-agent") {
             return
         } else {
             let key = String(decoding: name, as: UTF8.self)
@@ -210,7 +234,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2HeadersComplete(stream: Int32, endStream: Bool) {
-        guard let call = streams[stream] else { return }
+        guard let call = call(stream) else { return }
         if call.headersDone {
             // Trailers from the client end its side of the stream.
             if endStream { call.endStream() }
@@ -220,7 +244,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
-        if let call = streams[stream] {
+        if let call = call(stream) {
             call.data(bytes)
         } else {
             session.consumeConnection(bytes.count)
@@ -228,7 +252,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2EndStream(stream: Int32) {
-        streams[stream]?.endStream()
+        call(stream)?.endStream()
     }
 
     func h2StreamClosed(stream: Int32, errorCode: UInt32) {
@@ -238,7 +262,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
-        guard let call = streams[stream] else {
+        guard let call = call(stream) else {
             eof = true
             return 0
         }
@@ -253,7 +277,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         // Trailers sent while the client is still sending are followed by RST_STREAM(NO_ERROR), so it
         // stops (PROTOCOL-HTTP2 "Responses").
         if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, session.isStreamOpenRemotely(stream) {
-            session.resetStream(stream, errorCode: streams[stream]?.resetCodeAfterTrailers ?? NGHTTP2_NO_ERROR.rawValue)
+            session.resetStream(stream, errorCode: call(stream)?.resetCodeAfterTrailers ?? NGHTTP2_NO_ERROR.rawValue)
         }
     }
 
