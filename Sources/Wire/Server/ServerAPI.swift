@@ -55,30 +55,38 @@ public struct ServerMethod: Sendable {
     }
 }
 
-/// What a handler knows about its call, and what it may set on the response.
-public final class ServerContext: @unchecked Sendable {
-    // Written only by the handler's task before it sends; read on the event loop after the send hops
-    // there, so the hop orders the accesses.
-    public let method: String
-    public let requestMetadata: Metadata
-    /// When the caller stops waiting (`grpc-timeout`), if it said.
-    public let deadline: NIODeadline?
-    public let peer: String
-    /// Initial metadata, sent with the response headers (before the first message).
-    public var responseMetadata = Metadata()
-    /// Trailing metadata, sent with the status.
-    public var trailingMetadata = Metadata()
-    /// Compress response messages with gzip, when the caller accepts it.
-    public var compressResponses = false
-    /// Whether the request's last message arrived compressed (for interop's compression checks).
-    public internal(set) var lastRequestWasCompressed = false
+/// What a handler knows about its call, and what it may set on the response. A view onto the call:
+/// copies share it, and setters work on a `let`.
+public struct ServerContext: Sendable {
+    let call: ServerCall
 
-    init(method: String, requestMetadata: Metadata, deadline: NIODeadline?, peer: String) {
-        self.method = method
-        self.requestMetadata = requestMetadata
-        self.deadline = deadline
-        self.peer = peer
+    /// The method path, `/package.Service/Method`.
+    public var method: String { call.path ?? "" }
+    public var requestMetadata: Metadata { call.metadata }
+    /// When the caller stops waiting (`grpc-timeout`), if it said.
+    public var deadline: NIODeadline? { call.deadline }
+    public var peer: String { call.connection.peer }
+
+    // The handler writes these before it sends; the event loop reads them after the send has hopped
+    // there, so the hop orders the accesses.
+
+    /// Initial metadata, sent with the response headers (before the first message).
+    public var responseMetadata: Metadata {
+        get { call.responseMetadata }
+        nonmutating set { call.responseMetadata = newValue }
     }
+    /// Trailing metadata, sent with the status.
+    public var trailingMetadata: Metadata {
+        get { call.trailingMetadata }
+        nonmutating set { call.trailingMetadata = newValue }
+    }
+    /// Compress response messages with gzip, when the caller accepts it.
+    public var compressResponses: Bool {
+        get { call.compressResponses }
+        nonmutating set { call.compressResponses = newValue }
+    }
+    /// Whether the request's last message arrived compressed (for interop's compression checks).
+    public var lastRequestWasCompressed: Bool { call.lastRequestWasCompressed }
 }
 
 /// The request messages of a client- or bidirectional-streaming call.

@@ -9,7 +9,10 @@ import NIOCore
 final class ServerCall: @unchecked Sendable {
     let streamID: Int32
     let connection: ServerConnection
+    /// Index in the connection's list of calls.
+    var slot = 0
     let loop: any EventLoop
+    let maxMessageSize: Int
 
     // Request headers, accumulated by `h2Header`.
     var path: String?
@@ -27,7 +30,12 @@ final class ServerCall: @unchecked Sendable {
     var headersDone = false
 
     var method: ServerMethod?
-    private(set) var context: ServerContext!
+    var context: ServerContext { ServerContext(call: self) }
+    private(set) var deadline: NIODeadline?
+    var responseMetadata = Metadata()
+    var trailingMetadata = Metadata()
+    var compressResponses = false
+    var lastRequestWasCompressed = false
 
     // Inbound messages.
     private var deframer: MessageDeframer
@@ -47,8 +55,6 @@ final class ServerCall: @unchecked Sendable {
     private var trailers: HeaderBlock?
     private var trailersReady = false
     private var sender: CheckedContinuation<Void, any Error>?
-    /// RST_STREAM code to send after our trailers if the client is still sending.
-    var resetCodeAfterTrailers = NGHTTP2_NO_ERROR.rawValue
     private(set) var closed = false
 
     private var task: Task<Void, Never>?
@@ -66,6 +72,7 @@ final class ServerCall: @unchecked Sendable {
         self.streamID = streamID
         self.connection = connection
         self.loop = connection.loop
+        self.maxMessageSize = maxMessageSize
         self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
         self.pending = ByteBuffer()
     }
@@ -75,7 +82,7 @@ final class ServerCall: @unchecked Sendable {
     // MARK: Event-loop side: driven by the connection
 
     /// The request headers are complete: refuse the call or start it.
-    func headersComplete(endStream: Bool, registry: [String: ServerMethod]) {
+    func headersComplete(endStream: Bool, method: ServerMethod?, registry: [String: ServerMethod]) {
         headersDone = true
         if !isPost {
             return refuseHTTP(status: 405, message: "gRPC requires POST")
@@ -94,7 +101,7 @@ final class ServerCall: @unchecked Sendable {
             return finish(RPCError(.internal, "malformed grpc-timeout: expected 1-8 digits and one of H M S m u n"))
         }
         let path = self.path ?? ""
-        guard let method = registry[path] else {
+        guard let method else {
             return finish(RPCError(.unimplemented, Self.unknownMethodMessage(path, registry: registry)))
         }
         if let enc = requestEncoding, enc != "identity", enc != "gzip" {
@@ -103,7 +110,6 @@ final class ServerCall: @unchecked Sendable {
             return finish(e)
         }
         self.method = method
-        var deadline: NIODeadline?
         if let t = timeoutNanos {
             if t <= 0 {
                 return finish(RPCError(.deadlineExceeded, "the deadline had already expired when the call arrived"))
@@ -111,7 +117,6 @@ final class ServerCall: @unchecked Sendable {
             deadline = .now() + .nanoseconds(t)
             deadlineTimer = loop.scheduleTask(in: .nanoseconds(t)) { [self] in deadlineExpired() }
         }
-        context = ServerContext(method: path, requestMetadata: metadata, deadline: deadline, peer: connection.peer)
         if endStream { remoteClosed = true }
         if !method.takesSingleRequest {
             startHandler()
@@ -201,8 +206,10 @@ final class ServerCall: @unchecked Sendable {
     private func startHandler() {
         let method = self.method!
         // Starts synchronously on this event loop and runs until its first suspension: a unary
-        // handler usually completes without ever being scheduled. Later resumptions come back here.
-        task = Task.immediate(executorPreference: connection.executor) { [self] in
+        // handler usually completes without ever being scheduled. After a suspension it resumes on
+        // the global executor, and every entry point of this call hops back to the loop. (A task
+        // executor preference would keep it on the loop, at two more allocations and a lock per call.)
+        task = Task.immediate { [self] in
             let outcome: RPCError?
             do {
                 try await method.handler(self)
@@ -237,7 +244,8 @@ final class ServerCall: @unchecked Sendable {
     private func deadlineExpired() {
         guard !finished, !closed else { return }
         task?.cancel()
-        resetCodeAfterTrailers = NGHTTP2_CANCEL.rawValue
+        // The trailers carry DEADLINE_EXCEEDED; the RST_STREAM that follows them is NO_ERROR (as
+        // grpc-go does), since a CANCEL would make clients report CANCELLED instead.
         finish(RPCError(.deadlineExceeded, "deadline exceeded: the call took longer than its grpc-timeout"))
     }
 
@@ -315,7 +323,7 @@ final class ServerCall: @unchecked Sendable {
         finished = true
         deadlineTimer?.cancel()
         let code = error?.code ?? .ok
-        if headersSent, error == nil, context.trailingMetadata.isEmpty {
+        if headersSent, error == nil, trailingMetadata.isEmpty {
             trailersReady = true
             if bodyDeferred {
                 bodyDeferred = false
@@ -329,13 +337,13 @@ final class ServerCall: @unchecked Sendable {
             // Trailers-Only: one HEADERS frame with END_STREAM (PROTOCOL-HTTP2 "Responses").
             t.add(":status", "200")
             t.add("content-type", "application/grpc")
-            if let c = context { t.add(c.responseMetadata) }
+            t.add(responseMetadata)
         }
         t.add("grpc-status", String(code.rawValue))
         if let e = error, !e.message.isEmpty { t.add("grpc-message", PercentEncoding.encode(e.message)) }
         if let d = error?.details { t.add("grpc-status-details-bin", Base64.encode(d)) }
         if let e = error { t.add(e.metadata) }
-        if let c = context { t.add(c.trailingMetadata) }
+        t.add(trailingMetadata)
         if !headersSent {
             headersSent = true
             _ = session.submitResponse(stream: streamID, headers: t, withBody: false)
@@ -410,7 +418,7 @@ final class ServerCall: @unchecked Sendable {
         var payload = m.payload
         if m.compressed {
             do {
-                payload = try Gzip.decompress(payload, limit: deframer.maxMessageSize, allocator: connection.allocator)
+                payload = try Gzip.decompress(payload, limit: maxMessageSize, allocator: connection.allocator)
             } catch {
                 switch error {
                 case .tooLarge(let limit):
@@ -420,7 +428,7 @@ final class ServerCall: @unchecked Sendable {
                 }
             }
         }
-        context.lastRequestWasCompressed = m.compressed
+        lastRequestWasCompressed = m.compressed
         do {
             return try ProtoCodec.decode(M.self, from: payload)
         } catch {
@@ -429,7 +437,7 @@ final class ServerCall: @unchecked Sendable {
     }
 
     func send<M: WireMessage>(_ message: M) async throws {
-        if loop.inEventLoop && !(context.compressResponses && acceptsGzip) {
+        if loop.inEventLoop && !(compressResponses && acceptsGzip) {
             // Common case: frame and encode straight into the stream's outbound buffer.
             try checkOpen()
             let start = pending.writerIndex
@@ -443,7 +451,7 @@ final class ServerCall: @unchecked Sendable {
             return
         }
         var framed = connection.allocator.buffer(capacity: 128)
-        if context.compressResponses && acceptsGzip {
+        if compressResponses && acceptsGzip {
             var raw = connection.allocator.buffer(capacity: 128)
             ProtoCodec.encode(message, into: &raw)
             MessageFramer.frame(Gzip.compress(raw, allocator: connection.allocator), compressed: true, into: &framed)
@@ -490,8 +498,8 @@ final class ServerCall: @unchecked Sendable {
         if var f = framed { pending.writeBuffer(&f) }
         if !headersSent {
             headersSent = true
-            let compress = context.compressResponses && acceptsGzip
-            if !compress && context.responseMetadata.isEmpty {
+            let compress = compressResponses && acceptsGzip
+            if !compress && responseMetadata.isEmpty {
                 _ = session.submitResponse(stream: streamID, headers: Self.plainResponseHeaders, withBody: true)
             } else {
                 var h = HeaderBlock()
@@ -499,7 +507,7 @@ final class ServerCall: @unchecked Sendable {
                 h.add("content-type", "application/grpc")
                 h.add("grpc-accept-encoding", "gzip,identity")
                 if compress { h.add("grpc-encoding", "gzip") }
-                h.add(context.responseMetadata)
+                h.add(responseMetadata)
                 _ = session.submitResponse(stream: streamID, headers: h, withBody: true)
             }
         } else if bodyDeferred, pending.readableBytes > 0 {
@@ -531,20 +539,5 @@ struct InboundQueue {
         guard let m = first else { return nil }
         first = rest.isEmpty ? nil : rest.removeFirst()
         return m
-    }
-}
-
-/// Runs handler tasks on the connection's event loop, so a handler's calls into its `ServerCall`
-/// need no thread hop and a unary call costs one task, not a round trip through the global pool.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
-    let loop: any EventLoop
-
-    init(loop: any EventLoop) {
-        self.loop = loop
-    }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        loop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

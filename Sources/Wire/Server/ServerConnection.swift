@@ -13,12 +13,13 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     let core: ServerCore
     let loop: any EventLoop
-    let executor: EventLoopTaskExecutor
     private(set) var session: H2Session!
-    private var streams: [Int32: ServerCall] = [:]
+    /// Every call in progress, each knowing its slot (O(1) add and remove, no hashing per call).
+    private var calls: [ServerCall] = []
     private var context: ChannelHandlerContext?
     private(set) var peer = ""
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    /// Usable from any thread (handlers may run off the loop), unlike the channel's.
+    let allocator = ByteBufferAllocator()
 
     private var flushScheduled = false
     /// Between channelRead and channelReadComplete: output is flushed at the end of the read, so
@@ -26,6 +27,9 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     private var inReadCycle = false
     /// The last method path seen on this connection: repeated calls reuse its String (no allocation).
     private var lastPath = ""
+    /// The last method looked up, by path (String equality on a shared String is a pointer check).
+    private var lastMethodPath = ""
+    private var lastMethod: ServerMethod?
     private var closing = false
     private var goAwaySent = false
 
@@ -37,7 +41,6 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     init(core: ServerCore, loop: any EventLoop) {
         self.core = core
         self.loop = loop
-        self.executor = EventLoopTaskExecutor(loop: loop)
     }
 
     // MARK: Channel events
@@ -89,9 +92,9 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
-        let all = streams
-        streams.removeAll()
-        for (_, call) in all { call.streamClosed(errorCode: NGHTTP2_CANCEL.rawValue) }
+        let all = calls
+        calls.removeAll()
+        for call in all { call.streamClosed(errorCode: NGHTTP2_CANCEL.rawValue) }
         core.untrack(self)
         self.context = nil
         context.fireChannelInactive()
@@ -132,7 +135,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         if wrote { context.flush() }
         if !session.wantsRead && !session.wantsWrite {
             close()
-        } else if goAwaySent && streams.isEmpty && !session.wantsWrite {
+        } else if goAwaySent && calls.isEmpty && !session.wantsWrite {
             close()
         }
     }
@@ -159,8 +162,8 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         }
         loop.scheduleTask(in: grace) { [self] in
             guard !closing else { return }
-            for id in streams.keys.sorted() {
-                session.resetStream(id, errorCode: NGHTTP2_CANCEL.rawValue)
+            for call in calls {
+                session.resetStream(call.streamID, errorCode: NGHTTP2_CANCEL.rawValue)
             }
             flushOutput()
             close()
@@ -179,7 +182,8 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     func h2BeginHeaders(stream: Int32) {
         guard call(stream) == nil else { return }  // trailers from the client
         let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
-        streams[stream] = c  // owns the call; the stream's user data points at it unretained
+        c.slot = calls.count
+        calls.append(c)  // owns the call; the stream's user data points at it unretained
         session.setStreamUserData(stream, Unmanaged.passUnretained(c).toOpaque())
     }
 
@@ -240,7 +244,12 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
             if endStream { call.endStream() }
             return
         }
-        call.headersComplete(endStream: endStream, registry: core.methods)
+        let path = call.path ?? ""
+        if path != lastMethodPath {
+            lastMethodPath = path
+            lastMethod = core.methods[path]
+        }
+        call.headersComplete(endStream: endStream, method: lastMethod, registry: core.methods)
     }
 
     func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
@@ -256,9 +265,15 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2StreamClosed(stream: Int32, errorCode: UInt32) {
-        guard let call = streams.removeValue(forKey: stream) else { return }
+        guard let call = call(stream) else { return }
+        session.setStreamUserData(stream, nil)
+        let last = calls.removeLast()
+        if last !== call {
+            calls[call.slot] = last
+            last.slot = call.slot
+        }
         call.streamClosed(errorCode: errorCode)
-        if goAwaySent && streams.isEmpty { scheduleFlush() }
+        if goAwaySent && calls.isEmpty { scheduleFlush() }
     }
 
     func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
@@ -277,7 +292,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         // Trailers sent while the client is still sending are followed by RST_STREAM(NO_ERROR), so it
         // stops (PROTOCOL-HTTP2 "Responses").
         if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0, session.isStreamOpenRemotely(stream) {
-            session.resetStream(stream, errorCode: call(stream)?.resetCodeAfterTrailers ?? NGHTTP2_NO_ERROR.rawValue)
+            session.resetStream(stream, errorCode: NGHTTP2_NO_ERROR.rawValue)
         }
     }
 
