@@ -74,7 +74,7 @@ final class ServerCall: @unchecked Sendable {
         self.loop = connection.loop
         self.maxMessageSize = maxMessageSize
         self.deframer = MessageDeframer(maxMessageSize: maxMessageSize)
-        self.pending = ByteBuffer()
+        self.pending = connection.takeBuffer()
     }
 
     private var session: H2Session { connection.session }
@@ -150,14 +150,15 @@ final class ServerCall: @unchecked Sendable {
         return "malformed method path \(path): expected /package.Service/Method"
     }
 
-    func data(_ bytes: UnsafeRawBufferPointer) {
+    /// `slice`, when given, holds the same bytes without a copy (see ServerConnection.slice(of:)).
+    func data(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer?) {
         uncredited += bytes.count
         guard method != nil, !finished else {
             // Nobody will read these: give the window back at once.
             creditAll()
             return
         }
-        deframer.append(bytes)
+        if let slice { deframer.append(slice) } else { deframer.append(bytes) }
         do throws(MessageDeframer.Failure) {
             while let m = try deframer.next() {
                 if m.compressed && (requestEncoding == nil || requestEncoding == "identity") {
@@ -252,6 +253,7 @@ final class ServerCall: @unchecked Sendable {
     /// The stream is gone: normally, or because the client reset it (a cancellation).
     func streamClosed(errorCode: UInt32) {
         closed = true
+        connection.recycle(&pending)
         deadlineTimer?.cancel()
         task?.cancel()
         if uncredited > 0 {

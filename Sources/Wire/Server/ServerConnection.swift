@@ -70,7 +70,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         guard !closing || session.wantsRead else { return }
         inReadCycle = true
         let buffer = unwrapInboundIn(data)
-        let rc = buffer.withUnsafeReadableBytes { session.receive($0) }
+        let rc = buffer.withUnsafeReadableBytes { bytes in
+            input = (buffer, bytes.baseAddress)
+            defer { input = nil }
+            return session.receive(bytes)
+        }
         if rc < 0 {
             let reason = String(cString: nghttp2_strerror(Int32(rc)))
             core.logger.debug("closing connection after HTTP/2 error", metadata: ["peer": "\(peer)", "error": "\(reason)"])
@@ -144,6 +148,33 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         guard !closing else { return }
         closing = true
         context?.close(promise: nil)
+    }
+
+    // MARK: Buffers
+
+    /// The buffer being fed to nghttp2, while it is: DATA chunks point into it, so a message can be
+    /// a slice of NIO's receive buffer rather than a copy.
+    private var input: (buffer: ByteBuffer, base: UnsafeRawPointer?)?
+
+    private func slice(of bytes: UnsafeRawBufferPointer) -> ByteBuffer? {
+        guard let (buffer, base) = input, let base, let p = bytes.baseAddress else { return nil }
+        let offset = p - base
+        guard offset >= 0, offset + bytes.count <= buffer.readableBytes else { return nil }
+        return buffer.getSlice(at: buffer.readerIndex + offset, length: bytes.count)
+    }
+
+    /// Cleared outbound buffers of finished calls, reused by new ones (saves two allocations a call).
+    private var bufferPool: [ByteBuffer] = []
+
+    func takeBuffer() -> ByteBuffer {
+        bufferPool.popLast() ?? allocator.buffer(capacity: 256)
+    }
+
+    func recycle(_ buffer: inout ByteBuffer) {
+        guard bufferPool.count < 64, buffer.capacity <= 64 * 1024 else { return }
+        buffer.clear()
+        bufferPool.append(buffer)
+        buffer = ByteBuffer()
     }
 
     // MARK: Graceful shutdown
@@ -254,7 +285,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
         if let call = call(stream) {
-            call.data(bytes)
+            call.data(bytes, slice: slice(of: bytes))
         } else {
             session.consumeConnection(bytes.count)
         }
