@@ -1,9 +1,11 @@
 """The interop cases of grpc/grpc doc/interop-test-descriptions.md that need no cloud credentials,
 written from those descriptions, run with grpcio against wire-interop-server.
 
-Left out, and why: cacheable_unary (needs a caching proxy in front of the server); the
-*_creds / oauth2 / google_default / compute_engine cases (cloud credentials); rpc_soak,
-channel_soak, orca_* and the xDS cases (need a load balancer or an xDS control plane).
+Left out, and why: cacheable_unary (needs a caching proxy in front of the server); pick_first_unary
+(needs several backends); the
+*_creds / oauth2 / google_default / compute_engine cases (cloud credentials);
+orca_* and the xDS cases (need ORCA load reports, a load balancer or an xDS control plane).
+rpc_soak and channel_soak run with small iteration counts.
 """
 import threading
 import time
@@ -224,3 +226,22 @@ def test_server_deadline_cancels_a_slow_handler(stub):
         list(stub.StreamingOutputCall(req, timeout=0.3))
     assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.time() - start < 1.9
+
+
+def test_rpc_soak(stub):
+    # rpc_soak with a small iteration count: many large_unary calls in sequence on one channel.
+    for _ in range(50):
+        r = stub.UnaryCall(messages_pb2.SimpleRequest(response_size=314159, payload=payload(271828)), timeout=10)
+        assert len(r.payload.body) == 314159
+
+
+def test_channel_soak(interop_server):
+    # channel_soak: the same, each call on a new channel (a new connection every time).
+    for _ in range(30):
+        ch = grpc.insecure_channel(interop_server.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        try:
+            r = test_pb2_grpc.TestServiceStub(ch).UnaryCall(
+                messages_pb2.SimpleRequest(response_size=314159, payload=payload(271828)), timeout=10)
+            assert len(r.payload.body) == 314159
+        finally:
+            ch.close()

@@ -351,3 +351,28 @@ def test_graceful_shutdown_finishes_in_flight_calls():
         ch.close()
     finally:
         server.stop(signal.SIGKILL)
+
+
+def test_max_concurrent_streams_is_advertised_and_enforced(interop_server):
+    c = RawConnection(interop_server.port)
+    # h2 assumes no limit until it reads the server's SETTINGS, so these 150 streams all go out; the
+    # server must refuse those past its advertised 100 with REFUSED_STREAM and keep the rest.
+    sids = []
+    for _ in range(150):
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", "/grpc.testing.TestService/FullDuplexCall"),
+                                  (":authority", "x"), ("content-type", "application/grpc"), ("te", "trailers")])
+        sids.append(sid)
+    c.flush()
+    for _ in range(20):
+        c.pump(0.1)
+    assert c.conn.remote_settings.max_concurrent_streams == 100
+    refused = {e.stream_id for e in c.events if isinstance(e, h2.events.StreamReset) and e.error_code == 7}
+    assert len(refused) == 50
+    assert refused == set(sids[100:])
+    # The accepted ones are live calls: finishing one yields a normal OK.
+    c.conn.end_stream(sids[0])
+    c.flush()
+    headers, _, trailers, _ = c.wait(sids[0])
+    assert status_of(headers, trailers) == 0
+    c.close()
