@@ -44,6 +44,11 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(name: "WireInterop", dependencies: ["Wire"]),
+        // The SQLite layer the three services share: all SQL lives behind it.
+        .target(
+            name: "Store",
+            dependencies: ["CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
         .executableTarget(
             name: "WireInteropServer",
             dependencies: [
@@ -79,6 +84,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

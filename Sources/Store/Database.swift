@@ -1,0 +1,236 @@
+import Dispatch
+import NIOConcurrencyHelpers
+
+/// One versioned schema step. Migrations run in order, each in its own transaction, at start-up and
+/// before a service listens.
+public struct Migration: Sendable {
+    public let version: Int
+    public let name: String
+    public let sql: String
+
+    public init(_ version: Int, _ name: String, _ sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+}
+
+/// A service's database: one SQLite file in WAL mode, one writer connection on its own serial queue,
+/// a few read-only connections on theirs. SQLite calls block, so none of them runs on an event loop
+/// or on the Swift concurrency pool.
+///
+/// Writes are group-committed: every write waiting when the writer becomes free runs in one
+/// transaction, each inside its own SAVEPOINT (so one failing write rolls back alone), and none is
+/// answered before the COMMIT returns. With `synchronous=FULL` in WAL mode, SQLite syncs the WAL on
+/// every COMMIT (sqlite.org/pragma.html#pragma_synchronous), so an answered write survives a crash
+/// or power loss. The fsync is shared by the whole batch, which is where the throughput comes from.
+public final class Database: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var path: String
+        public var readers = 2
+        /// Upper bound on writes per transaction, to bound latency and memory.
+        public var maxBatch = 512
+
+        public init(path: String) {
+            self.path = path
+        }
+    }
+
+    /// Counters for tests, benchmarks and metrics.
+    public struct Stats: Sendable {
+        public var transactions = 0
+        public var writes = 0
+        public var largestBatch = 0
+    }
+
+    public let path: String
+    private let writerQueue = DispatchQueue(label: "leadwire.store.writer")
+    // Confined to writerQueue.
+    nonisolated(unsafe) private let writer: Connection
+    private let readers: [(queue: DispatchQueue, connection: Connection)]
+    private let nextReader = NIOLockedValueBox(0)
+    private let maxBatch: Int
+
+    private struct Pending {
+        var jobs: [WriteJob] = []
+        var draining = false
+        var stats = Stats()
+    }
+    private let pending = NIOLockedValueBox(Pending())
+
+    public init(configuration: Configuration, migrations: [Migration]) throws {
+        path = configuration.path
+        maxBatch = max(1, configuration.maxBatch)
+        writer = try Connection(path: configuration.path, readOnly: false)
+        try writer.execute("PRAGMA journal_mode=WAL")
+        try writer.execute("PRAGMA synchronous=FULL")
+        try writer.execute("PRAGMA foreign_keys=ON")
+        try Database.migrate(writer, migrations)
+        var readers = [(DispatchQueue, Connection)]()
+        for i in 0..<max(1, configuration.readers) {
+            let c = try Connection(path: configuration.path, readOnly: true)
+            try c.execute("PRAGMA foreign_keys=ON")
+            readers.append((DispatchQueue(label: "leadwire.store.reader.\(i)"), c))
+        }
+        self.readers = readers
+    }
+
+    public var stats: Stats { pending.withLockedValue { $0.stats } }
+
+    /// The schema version on disk.
+    public func schemaVersion() async throws -> Int {
+        try await read { db in try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0 }
+    }
+
+    private static func migrate(_ db: Connection, _ migrations: [Migration]) throws {
+        try db.execute("""
+            CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+            )
+            """)
+        let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0
+        let known = migrations.map(\.version).max() ?? 0
+        if current > known {
+            throw StoreError(code: 1, message: "the database is at schema version \(current) but this build knows only up to \(known): refusing to run an older build on newer data", sql: nil)
+        }
+        for m in migrations.sorted(by: { $0.version < $1.version }) where m.version > current {
+            try db.execute("BEGIN IMMEDIATE")
+            do {
+                try db.execute(m.sql)
+                try db.run("INSERT INTO schema_migrations(version, name) VALUES (?, ?)", m.version, m.name)
+                try db.execute("COMMIT")
+            } catch {
+                try? db.execute("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    // MARK: Writes
+
+    private final class WriteJob: @unchecked Sendable {
+        // Set and read on the writer queue only, then handed to `done` once.
+        let run: (Connection) throws -> Void
+        let done: ((any Error)?) -> Void
+
+        init(run: @escaping (Connection) throws -> Void, done: @escaping ((any Error)?) -> Void) {
+            self.run = run
+            self.done = done
+        }
+    }
+
+    private final class ResultBox<T>: @unchecked Sendable {
+        var value: T?
+    }
+
+    /// Runs `body` in the next group commit; returns once that commit is durable. If `body` throws,
+    /// only its own changes are rolled back.
+    @discardableResult
+    public func write<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        let box = ResultBox<T>()
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+            let job = WriteJob(run: { db in box.value = try body(db) }) { error in
+                if let error { cont.resume(throwing: error) } else { cont.resume(returning: box.value!) }
+            }
+            let startDrain = pending.withLockedValue { p in
+                p.jobs.append(job)
+                if p.draining { return false }
+                p.draining = true
+                return true
+            }
+            if startDrain { writerQueue.async { self.drain() } }
+        }
+    }
+
+    private func drain() {
+        while true {
+            let batch: [WriteJob] = pending.withLockedValue { p in
+                if p.jobs.isEmpty {
+                    p.draining = false
+                    return []
+                }
+                let n = min(p.jobs.count, maxBatch)
+                let batch = Array(p.jobs.prefix(n))
+                p.jobs.removeFirst(n)
+                return batch
+            }
+            if batch.isEmpty { return }
+            commit(batch)
+        }
+    }
+
+    private func commit(_ batch: [WriteJob]) {
+        var outcomes = [(any Error)?](repeating: nil, count: batch.count)
+        do {
+            try writer.run("BEGIN IMMEDIATE")
+        } catch {
+            for j in batch { j.done(error) }
+            return
+        }
+        for (i, job) in batch.enumerated() {
+            do {
+                try writer.run("SAVEPOINT write")
+                try job.run(writer)
+                try writer.run("RELEASE write")
+            } catch {
+                outcomes[i] = error
+                do {
+                    try writer.run("ROLLBACK TO write")
+                    try writer.run("RELEASE write")
+                } catch {
+                    // The savepoint is gone only if SQLite already rolled the whole transaction back.
+                }
+            }
+        }
+        do {
+            try writer.run("COMMIT")
+        } catch {
+            try? writer.execute("ROLLBACK")
+            outcomes = outcomes.map { $0 ?? error }
+        }
+        pending.withLockedValue { p in
+            p.stats.transactions += 1
+            p.stats.writes += batch.count
+            p.stats.largestBatch = max(p.stats.largestBatch, batch.count)
+        }
+        for (job, outcome) in zip(batch, outcomes) { job.done(outcome) }
+    }
+
+    // MARK: Reads
+
+    /// Runs `body` on a read-only connection. It sees every write that has been answered.
+    public func read<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        let i = nextReader.withLockedValue { n in
+            defer { n = (n + 1) % readers.count }
+            return n
+        }
+        let (queue, connection) = readers[i]
+        nonisolated(unsafe) let c = connection
+        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+            queue.async {
+                // One read transaction: every query in `body` sees the same snapshot.
+                do {
+                    try c.run("BEGIN")
+                    let r = try body(c)
+                    try c.run("COMMIT")
+                    cont.resume(returning: r)
+                } catch {
+                    try? c.execute("ROLLBACK")
+                    cont.resume(throwing: error)
+                }
+            }
+        }
+    }
+
+    /// Waits until every write queued so far is committed (for orderly shutdown).
+    public func flush() async {
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            writerQueue.async { cont.resume() }
+        }
+        while pending.withLockedValue({ $0.draining || !$0.jobs.isEmpty }) {
+            await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+                writerQueue.async { cont.resume() }
+            }
+        }
+    }
+}

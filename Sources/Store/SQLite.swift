@@ -1,0 +1,192 @@
+import CSQLite
+
+/// The one error type of the storage layer. Carries SQLite's result code, its message and the SQL
+/// text, never the bound values (they may hold personal data).
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var code: Int32
+    public var message: String
+    public var sql: String?
+
+    public var isConstraintViolation: Bool { code & 0xFF == SQLITE_CONSTRAINT }
+    public var isBusy: Bool { code & 0xFF == SQLITE_BUSY }
+
+    public var description: String {
+        "SQLite error \(code): \(message)" + (sql.map { " (in: \($0))" } ?? "")
+    }
+}
+
+/// A value bound to or read from a statement.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case integer(Int64)
+    case real(Double)
+    case text(String)
+    case blob([UInt8])
+}
+
+public protocol SQLBindable {
+    var sqlValue: SQLValue { get }
+}
+
+extension Int: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
+extension Int64: SQLBindable { public var sqlValue: SQLValue { .integer(self) } }
+extension Int32: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
+extension Double: SQLBindable { public var sqlValue: SQLValue { .real(self) } }
+extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
+extension Bool: SQLBindable { public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
+extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
+extension Optional: SQLBindable where Wrapped: SQLBindable {
+    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
+}
+extension Array: SQLBindable where Element == UInt8 { public var sqlValue: SQLValue { .blob(self) } }
+
+/// SQLITE_TRANSIENT is a macro Swift cannot import: SQLite copies the bound bytes.
+private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+/// One prepared statement, finalized in `deinit`. Belongs to one connection.
+public final class Statement {
+    let raw: OpaquePointer
+    public let sql: String
+
+    init(connection: OpaquePointer, sql: String) throws {
+        var stmt: OpaquePointer?
+        let rc = sqlite3_prepare_v3(connection, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &stmt, nil)
+        guard rc == SQLITE_OK, let stmt else {
+            throw StoreError(code: rc, message: String(cString: sqlite3_errmsg(connection)), sql: sql)
+        }
+        self.raw = stmt
+        self.sql = sql
+    }
+
+    deinit {
+        sqlite3_finalize(raw)
+    }
+
+    func bind(_ values: [SQLValue]) throws {
+        sqlite3_reset(raw)
+        sqlite3_clear_bindings(raw)
+        for (i, v) in values.enumerated() {
+            let idx = Int32(i + 1)
+            let rc: Int32
+            switch v {
+            case .null: rc = sqlite3_bind_null(raw, idx)
+            case .integer(let n): rc = sqlite3_bind_int64(raw, idx, n)
+            case .real(let d): rc = sqlite3_bind_double(raw, idx, d)
+            case .text(let s): rc = sqlite3_bind_text(raw, idx, s, -1, transient)
+            case .blob(let b):
+                rc = b.withUnsafeBytes { sqlite3_bind_blob(raw, idx, $0.baseAddress, Int32($0.count), transient) }
+            }
+            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+    }
+
+    func error(_ rc: Int32) -> StoreError {
+        StoreError(code: rc, message: String(cString: sqlite3_errmsg(sqlite3_db_handle(raw))), sql: sql)
+    }
+}
+
+/// A row being read: columns by index, valid until the next step.
+public struct Row {
+    let stmt: OpaquePointer
+
+    public func isNull(_ i: Int32) -> Bool { sqlite3_column_type(stmt, i) == SQLITE_NULL }
+    public func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+    public func double(_ i: Int32) -> Double { sqlite3_column_double(stmt, i) }
+    public func bool(_ i: Int32) -> Bool { sqlite3_column_int64(stmt, i) != 0 }
+
+    public func string(_ i: Int32) -> String {
+        guard let p = sqlite3_column_text(stmt, i) else { return "" }
+        return String(cString: p)
+    }
+
+    public func optionalString(_ i: Int32) -> String? { isNull(i) ? nil : string(i) }
+    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+
+    public func blob(_ i: Int32) -> [UInt8] {
+        let n = Int(sqlite3_column_bytes(stmt, i))
+        guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }
+        return Array(UnsafeRawBufferPointer(start: p, count: n))
+    }
+}
+
+/// One SQLite connection with a statement cache. Not thread-safe: `Database` confines each
+/// connection to its own serial queue.
+public final class Connection {
+    let raw: OpaquePointer
+    private var statements: [String: Statement] = [:]
+
+    init(path: String, readOnly: Bool) throws {
+        var db: OpaquePointer?
+        let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "cannot open"
+            sqlite3_close_v2(db)
+            throw StoreError(code: rc, message: "\(message): \(path)", sql: nil)
+        }
+        raw = db
+        sqlite3_extended_result_codes(db, 1)
+        // Another process (a backup, sqlite3 CLI) may hold a lock briefly.
+        sqlite3_busy_timeout(db, 5000)
+    }
+
+    deinit {
+        statements.removeAll()
+        sqlite3_close_v2(raw)
+    }
+
+    /// Runs SQL without results (may hold several statements).
+    public func execute(_ sql: String) throws {
+        var err: UnsafeMutablePointer<CChar>?
+        let rc = sqlite3_exec(raw, sql, nil, nil, &err)
+        if rc != SQLITE_OK {
+            let message = err.map { String(cString: $0) } ?? "error"
+            sqlite3_free(err)
+            throw StoreError(code: rc, message: message, sql: sql)
+        }
+    }
+
+    private func statement(_ sql: String) throws -> Statement {
+        if let s = statements[sql] { return s }
+        let s = try Statement(connection: raw, sql: sql)
+        statements[sql] = s
+        return s
+    }
+
+    /// Runs one statement; returns the number of rows it changed.
+    @discardableResult
+    public func run(_ sql: String, _ values: any SQLBindable...) throws -> Int {
+        let s = try statement(sql)
+        try s.bind(values.map(\.sqlValue))
+        defer { sqlite3_reset(s.raw) }
+        var rc = sqlite3_step(s.raw)
+        while rc == SQLITE_ROW { rc = sqlite3_step(s.raw) }
+        guard rc == SQLITE_DONE else { throw s.error(rc) }
+        return Int(sqlite3_changes(raw))
+    }
+
+    /// Runs a query, mapping each row.
+    public func query<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> [T] {
+        try query(sql, values: values.map(\.sqlValue), map: map)
+    }
+
+    public func query<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> [T] {
+        let s = try statement(sql)
+        try s.bind(values)
+        defer { sqlite3_reset(s.raw) }
+        var out = [T]()
+        while true {
+            let rc = sqlite3_step(s.raw)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw s.error(rc) }
+            out.append(try map(Row(stmt: s.raw)))
+        }
+        return out
+    }
+
+    public func first<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> T? {
+        try query(sql, values: values.map(\.sqlValue), map: map).first
+    }
+
+    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }
+}

@@ -1,0 +1,134 @@
+import Foundation
+import Testing
+
+@testable import Store
+
+func temporaryDatabasePath() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-test-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent("test.sqlite").path
+}
+
+let itemsMigrations = [
+    Migration(1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, qty INTEGER NOT NULL)"),
+    Migration(2, "items.note", "ALTER TABLE items ADD COLUMN note TEXT"),
+]
+
+@Suite struct DatabaseTests {
+    @Test func migrationsRunOnceAndInOrder() async throws {
+        let path = temporaryDatabasePath()
+        do {
+            let db = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]])
+            #expect(try await db.schemaVersion() == 1)
+        }
+        // Reopening with one more migration applies only the new one.
+        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        #expect(try await db.schemaVersion() == 2)
+        try await db.write { try $0.run("INSERT INTO items(name, qty, note) VALUES (?, ?, ?)", "a", 1, "n") }
+        let applied = try await db.read { try $0.query("SELECT version, name FROM schema_migrations ORDER BY version") { "\($0.int(0)):\($0.string(1))" } }
+        #expect(applied == ["1:items", "2:items.note"])
+    }
+
+    @Test func refusesToRunAnOlderSchemaOnNewerData() async throws {
+        let path = temporaryDatabasePath()
+        _ = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        #expect(throws: StoreError.self) { _ = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]]) }
+    }
+
+    @Test func aFailingMigrationLeavesTheVersionUnchanged() async throws {
+        let path = temporaryDatabasePath()
+        _ = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]])
+        let broken = [itemsMigrations[0], Migration(2, "broken", "ALTER TABLE items ADD COLUMN x TEXT; SELECT * FROM no_such_table")]
+        #expect(throws: StoreError.self) { _ = try Database(configuration: .init(path: path), migrations: broken) }
+        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        #expect(try await db.schemaVersion() == 2)
+    }
+
+    @Test func concurrentWritesAreGroupCommitted() async throws {
+        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        let n = 500
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<n {
+                group.addTask {
+                    _ = try await db.write { db -> Int in try db.run("INSERT INTO items(name, qty) VALUES (?, ?)", "item-\(i)", i) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let count = try await db.read { try $0.first("SELECT COUNT(*), SUM(qty) FROM items") { [$0.int(0), $0.int(1)] } }
+        #expect(count == [Int64(n), Int64(n * (n - 1) / 2)])
+        let stats = db.stats
+        #expect(stats.writes == n)
+        #expect(stats.transactions < n, "writes waiting together share a transaction")
+        #expect(stats.largestBatch > 1)
+    }
+
+    @Test func aFailingWriteRollsBackAloneInItsBatch() async throws {
+        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES ('taken', 1)") }
+        struct Refused: Error {}
+        let results = await withTaskGroup(of: String.self) { group in
+            for i in 0..<50 {
+                group.addTask {
+                    do {
+                        try await db.write { db in
+                            try db.run("INSERT INTO items(name, qty) VALUES (?, ?)", "x\(i)", i)
+                            if i % 10 == 0 { throw Refused() }  // after a change: it must be undone
+                            if i % 10 == 5 { try db.run("INSERT INTO items(name, qty) VALUES ('taken', 2)") }
+                        }
+                        return "ok"
+                    } catch let e as StoreError {
+                        return e.isConstraintViolation ? "constraint" : "other"
+                    } catch {
+                        return "refused"
+                    }
+                }
+            }
+            var out = [String]()
+            for await r in group { out.append(r) }
+            return out
+        }
+        #expect(results.filter { $0 == "ok" }.count == 40)
+        #expect(results.filter { $0 == "refused" }.count == 5)
+        #expect(results.filter { $0 == "constraint" }.count == 5)
+        let names = try await db.read { try $0.query("SELECT name FROM items WHERE name LIKE 'x%'") { $0.string(0) } }
+        #expect(names.count == 40)
+        #expect(!names.contains("x0") && !names.contains("x5"))
+    }
+
+    @Test func answeredWritesSurviveReopening() async throws {
+        let path = temporaryDatabasePath()
+        do {
+            let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+            for i in 0..<20 { try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "k\(i)", i) } }
+        }
+        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        #expect(try await db.read { try $0.first("SELECT COUNT(*) FROM items") { $0.int(0) } } == 20)
+    }
+
+    @Test func valuesRoundTrip() async throws {
+        let db = try Database(
+            configuration: .init(path: temporaryDatabasePath()),
+            migrations: [Migration(1, "t", "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)")])
+        try await db.write { try $0.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", Int64.max, 2.5, "é ☺ 😈", [0, 1, 255] as [UInt8], nil as String?) }
+        let row = try await db.read {
+            try $0.first("SELECT i, r, s, b, n FROM t") { r in
+                "\(r.int(0))|\(r.double(1))|\(r.string(2))|\(r.blob(3))|\(r.optionalString(4) ?? "nil")"
+            }
+        }
+        #expect(row == "\(Int64.max)|2.5|é ☺ 😈|[0, 1, 255]|nil")
+    }
+
+    @Test func errorsNameTheSQLButNotTheValues() async throws {
+        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "secret-value", 1) }
+        do {
+            try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "secret-value", 2) }
+            Issue.record("expected a constraint violation")
+        } catch let e as StoreError {
+            #expect(e.isConstraintViolation)
+            #expect(e.sql?.contains("INSERT INTO items") == true)
+            #expect(!e.description.contains("secret-value"))
+        }
+    }
+}
