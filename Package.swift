@@ -44,6 +44,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(name: "WireInterop", dependencies: ["Wire"]),
+        // Swift messages, service protocols and client stubs for proto/leadwire (generated).
+        .target(name: "LeadwireAPI", dependencies: ["Wire"]),
         // The SQLite layer the three services share: all SQL lives behind it.
         .target(
             name: "Store",
@@ -60,7 +62,7 @@ let package = Package(
         .executableTarget(
             name: "IntakeService",
             dependencies: [
-                "Wire",
+                "Wire", "LeadwireAPI", "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

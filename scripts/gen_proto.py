@@ -26,6 +26,7 @@ SWIFT_TARGETS = [
     ("Sources/Wire/Generated", [
         "grpc/health/v1/health.proto",
         "grpc/reflection/v1/reflection.proto",
+        "google/protobuf/any.proto",
     ]),
     ("Sources/WireInterop/Generated", [
         "grpc/testing/empty.proto",
@@ -41,7 +42,13 @@ C_ONLY = ["grpc/reflection/v1alpha/reflection.proto"]
 # Our own protos (proto/leadwire/**) join the C target and reflection tables automatically; the
 # Swift module they go to is chosen per package here.
 OUR_SWIFT_MODULES = {
-    # "leadwire.intake.v1": "Sources/LeadwireAPI/Generated",
+    "google.rpc": "Sources/Wire/Generated",
+    "leadwire.intake.v1": "Sources/LeadwireAPI/Generated",
+}
+
+# Short Swift prefixes for our packages (default: every package component capitalised).
+SWIFT_PREFIXES = {
+    "leadwire.intake.v1": "Intake_",
 }
 
 SWIFT_KEYWORDS = {
@@ -92,6 +99,8 @@ def ident(name):
 
 
 def package_prefix(pkg):
+    if pkg in SWIFT_PREFIXES:
+        return SWIFT_PREFIXES[pkg]
     return "_".join(camel(p, True) for p in pkg.split(".")) + "_" if pkg else ""
 
 
@@ -309,7 +318,12 @@ class SwiftFile:
     def gen_service(self, s, si):
         pkg = self.f.package
         full = (pkg + "." if pkg else "") + s.name
-        base = package_prefix(pkg) + s.name
+        prefix = package_prefix(pkg)
+        # "Intake_" + "Intake" would read twice: a service named like its prefix is just "Intake".
+        short = prefix.rstrip("_") == s.name
+        base = s.name if short else prefix + s.name
+        # Intake_Client is the domain's Client message; the stub for such a service is *_ServiceClient.
+        client_name = base + ("_ServiceClient" if short else "_Client")
         path = [6, si]
         self.doc(path, "")
         self.w("public protocol %s_Service: WireService {" % base)
@@ -348,7 +362,7 @@ class SwiftFile:
         self.w("}")
         self.w("")
         self.doc(path, "")
-        self.w("public struct %s_Client: Sendable {" % base)
+        self.w("public struct %s: Sendable {" % client_name)
         self.w("    public let channel: WireChannel")
         self.w("    public init(channel: WireChannel) { self.channel = channel }")
         for mi, meth in enumerate(s.method):

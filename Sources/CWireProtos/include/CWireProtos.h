@@ -2,12 +2,16 @@
 #pragma once
 #include <stddef.h>
 #include <protobuf-c/protobuf-c.h>
+#include "google/protobuf/any.pb-c.h"
+#include "google/rpc/error_details.pb-c.h"
+#include "google/rpc/status.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "grpc/testing/test.pb-c.h"
+#include "leadwire/intake/v1/intake.pb-c.h"
 
 /// Every message descriptor protoc-c generated; Wire indexes them by full name at start-up.
 const ProtobufCMessageDescriptor *wire_message_descriptor_at(size_t index);

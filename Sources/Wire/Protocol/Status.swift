@@ -73,7 +73,8 @@ public protocol RPCErrorConvertible: Error {
 }
 
 extension RPCError {
-    static func from(_ error: any Error) -> RPCError {
+    /// What a caller sees for `error`: itself, its conversion, CANCELLED, or UNKNOWN with no detail.
+    public static func from(_ error: any Error) -> RPCError {
         if let e = error as? RPCError { return e }
         if let e = error as? any RPCErrorConvertible { return e.rpcError }
         if error is CancellationError { return RPCError(.cancelled, "the call was cancelled") }

@@ -20,3 +20,14 @@ public func printLine(_ line: String) {
     print(line)
     fflush(nil)  // nil flushes every stream; `stdout` itself is not concurrency-safe in Swift 6
 }
+
+/// Creates a directory and its parents (like `mkdir -p`); the data directory of a service.
+public func makeDirectory(_ path: String) throws {
+    var current = path.hasPrefix("/") ? "" : "."
+    for part in path.split(separator: "/") {
+        current += "/" + part
+        if mkdir(current, 0o755) != 0 && errno != EEXIST {
+            throw RPCError(.internal, "cannot create directory \(current): errno \(errno)")
+        }
+    }
+}

@@ -1,0 +1,337 @@
+import LeadwireAPI
+import Logging
+import NIOConcurrencyHelpers
+import Store
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Milliseconds since the epoch; injectable so tests control time.
+typealias Clock = @Sendable () -> Int64
+
+let systemClock: Clock = {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Fans lead changes out to WatchLeads streams. A watcher that falls behind loses the oldest
+/// changes rather than growing memory (it can re-read with ListLeads).
+final class LeadChangeHub: Sendable {
+    private let watchers = NIOLockedValueBox<[Int: (filter: Intake_WatchLeadsRequest, continuation: AsyncStream<Intake_LeadChange>.Continuation)]>([:])
+    private let nextID = NIOLockedValueBox(0)
+
+    func publish(_ kind: String, _ lead: Intake_Lead, at: Int64) {
+        var change = Intake_LeadChange()
+        change.kind = kind
+        change.lead = lead
+        change.atMs = at
+        for (_, w) in watchers.withLockedValue({ $0 }) {
+            if !w.filter.sourceId.isEmpty && w.filter.sourceId != lead.sourceId { continue }
+            if !w.filter.ownerId.isEmpty && w.filter.ownerId != lead.ownerId { continue }
+            w.continuation.yield(change)
+        }
+    }
+
+    func watch(_ filter: Intake_WatchLeadsRequest) -> AsyncStream<Intake_LeadChange> {
+        let (stream, continuation) = AsyncStream<Intake_LeadChange>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let id = nextID.withLockedValue { n in
+            defer { n += 1 }
+            return n
+        }
+        watchers.withLockedValue { $0[id] = (filter, continuation) }
+        continuation.onTermination = { [weak self] _ in self?.watchers.withLockedValue { _ = $0.removeValue(forKey: id) } }
+        return stream
+    }
+}
+
+/// The Intake RPCs (proto/leadwire/intake/v1/intake.proto).
+struct IntakeAPI: Intake_Service {
+    let store: IntakeStore
+    let hub: LeadChangeHub
+    let now: Clock
+    let logger: Logger
+
+    /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
+    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let e as IntakeError {
+            throw e
+        } catch let e as StoreError {
+            logger.error("store failure", metadata: ["error": "\(e)"])
+            throw IntakeError.storage("\(e)")
+        }
+    }
+
+    // MARK: Sources
+
+    func createSource(_ request: Intake_CreateSourceRequest, context: ServerContext) async throws -> Intake_Source {
+        guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
+        let problems = LeadValidation.sourceProblems(s)
+        guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
+        return try await guarded { try await store.createSource(s, now: now()) }
+    }
+
+    func updateSource(_ request: Intake_UpdateSourceRequest, context: ServerContext) async throws -> Intake_Source {
+        guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
+        let problems = LeadValidation.sourceProblems(s)
+        guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
+        return try await guarded { try await store.updateSource(s, now: now()) }
+    }
+
+    func getSource(_ request: Intake_GetSourceRequest, context: ServerContext) async throws -> Intake_Source {
+        guard let s = try await guarded({ try await store.source(request.id) }) else { throw IntakeError.notFound("no source \(request.id)") }
+        return s
+    }
+
+    func listSources(_ request: Intake_ListSourcesRequest, context: ServerContext) async throws -> Intake_ListSourcesResponse {
+        var r = Intake_ListSourcesResponse()
+        r.sources = try await guarded { try await store.sources(includeDisabled: request.includeDisabled) }
+        return r
+    }
+
+    func setSourceEnabled(_ request: Intake_SetSourceEnabledRequest, context: ServerContext) async throws -> Intake_Source {
+        try await guarded { try await store.setSourceEnabled(request.id, request.enabled, now: now()) }
+    }
+
+    // MARK: Registering
+
+    func submitLead(_ request: Intake_SubmitLeadRequest, context: ServerContext) async throws -> Intake_SubmitLeadResponse {
+        let submitted = try await register(request)
+        var r = Intake_SubmitLeadResponse()
+        r.lead = submitted.lead
+        r.duplicate = submitted.duplicate
+        return r
+    }
+
+    private func register(_ request: Intake_SubmitLeadRequest) async throws -> IntakeStore.Submitted {
+        guard let source = try await guarded({ try await store.source(request.sourceId) }) else {
+            throw IntakeError.invalid("unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
+        }
+        let validated = try LeadValidation.validate(request, source: source).get()
+        var canonical = request
+        canonical.actor = ""
+        let submitted = try await guarded {
+            try await store.submit(validated, canonical: ProtoCodec.encode(canonical), source: source, actor: request.actor.isEmpty ? "api" : request.actor, now: now())
+        }
+        if !submitted.duplicate { hub.publish("registered", submitted.lead, at: submitted.lead.receivedAtMs) }
+        return submitted
+    }
+
+    func importLeads(requests: RequestStream<Intake_SubmitLeadRequest>, context: ServerContext) async throws -> Intake_ImportLeadsResponse {
+        // Items run concurrently (bounded) so they share group commits; results keep stream order.
+        let window = 64
+        var results = [Intake_ImportLeadsResult]()
+        try await withThrowingTaskGroup(of: Intake_ImportLeadsResult.self) { group in
+            var index: Int32 = 0
+            var inFlight = 0
+            for try await item in requests {
+                if inFlight == window {
+                    results.append(try await group.next()!)
+                    inFlight -= 1
+                }
+                let i = index
+                group.addTask { await importOne(item, index: i) }
+                inFlight += 1
+                index += 1
+            }
+            for try await r in group { results.append(r) }
+        }
+        results.sort { $0.index < $1.index }
+        var response = Intake_ImportLeadsResponse()
+        response.results = results
+        response.accepted = Int32(results.filter { $0.errorCode == 0 }.count)
+        response.refused = Int32(results.count) - response.accepted
+        return response
+    }
+
+    private func importOne(_ item: Intake_SubmitLeadRequest, index: Int32) async -> Intake_ImportLeadsResult {
+        var r = Intake_ImportLeadsResult()
+        r.index = index
+        do {
+            var req = item
+            if req.actor.isEmpty { req.actor = "import" }
+            let s = try await register(req)
+            r.leadId = s.lead.id
+            r.registrationNumber = s.lead.registrationNumber
+            r.duplicate = s.duplicate
+        } catch {
+            let e = RPCError.from(error)
+            r.errorCode = Int32(e.code.rawValue)
+            r.errorMessage = e.message
+        }
+        return r
+    }
+
+    func submitEmail(_ request: Intake_SubmitEmailRequest, context: ServerContext) async throws -> Intake_SubmitEmailResponse {
+        let mail: EmailMessage
+        do {
+            mail = try EmailMessage.parse(request.rawMessage)
+        } catch {
+            let why = error == .noSender ? "it has no From address" : "it has no blank line between headers and body"
+            throw IntakeError.invalid("raw_message is not an RFC 5322 message", [.init(field: "raw_message", description: why)])
+        }
+        var response = Intake_SubmitEmailResponse()
+        if let number = RegistrationNumber.find(in: mail.subject),
+           let (lead, _) = try await guarded({ try await store.lead(registrationNumber: number) })
+        {
+            // A reply about an existing request: it joins that lead as a public comment.
+            var c = Intake_Comment()
+            c.leadId = lead.id
+            c.author = mail.fromAddress
+            c.text = mail.body
+            c.public = true
+            c.mentions = Mentions.find(in: mail.body)
+            let (comment, current) = try await guarded { try await store.addComment(c, now: now()) }
+            hub.publish("commented", current, at: comment.createdAtMs)
+            response.lead = current
+            response.attachedAsComment = true
+            response.commentId = comment.id
+            return response
+        }
+        guard let source = try await guarded({ try await store.source(mailbox: request.mailbox) }) else {
+            throw IntakeError.invalid("no source for this mailbox", [.init(field: "mailbox", description: "no source has mailbox \"\(request.mailbox)\"")])
+        }
+        var req = Intake_SubmitLeadRequest()
+        req.sourceId = source.id
+        req.channelDetails = "e-mail to \(request.mailbox)"
+        var a = Intake_Applicant()
+        a.name = mail.fromName
+        a.email = mail.fromAddress
+        req.applicant = a
+        req.subject = mail.subject
+        req.description = mail.body
+        req.actor = "mail-gateway"
+        response.lead = try await register(req).lead
+        return response
+    }
+
+    // MARK: Reading
+
+    func getLead(_ request: Intake_GetLeadRequest, context: ServerContext) async throws -> Intake_LeadDetails {
+        guard let d = try await guarded({ try await store.lead(request.id) }) else { throw IntakeError.notFound("no lead \(request.id)") }
+        return d
+    }
+
+    func lookupStatus(_ request: Intake_LookupStatusRequest, context: ServerContext) async throws -> Intake_PublicStatus {
+        let number = request.registrationNumber.trimmingSpaces.uppercased()
+        guard let (lead, comments) = try await guarded({ try await store.lead(registrationNumber: number) }) else {
+            throw IntakeError.notFound("no request with registration number \(request.registrationNumber)")
+        }
+        var s = Intake_PublicStatus()
+        s.registrationNumber = lead.registrationNumber
+        s.status = lead.status
+        s.receivedAtMs = lead.receivedAtMs
+        s.replyDueAtMs = lead.replyDueAtMs
+        s.dueAtMs = lead.dueAtMs
+        s.publicComments = comments
+        return s
+    }
+
+    func listLeads(_ request: Intake_ListLeadsRequest, context: ServerContext) async throws -> Intake_ListLeadsResponse {
+        var violations = [RPCError.FieldViolation]()
+        var f = IntakeStore.LeadFilter()
+        f.status = request.status
+        f.ownerID = request.ownerId
+        f.receivedFrom = request.receivedFromMs
+        f.receivedTo = request.receivedToMs
+        if !request.sourceId.isEmpty {
+            f.sourceRow = IntakeStore.number(request.sourceId, prefix: "src")
+            if f.sourceRow == nil { violations.append(.init(field: "source_id", description: "\"\(request.sourceId)\" is not a source id")) }
+        }
+        if !request.clientId.isEmpty {
+            f.clientRow = IntakeStore.number(request.clientId, prefix: "client")
+            if f.clientRow == nil { violations.append(.init(field: "client_id", description: "\"\(request.clientId)\" is not a client id")) }
+        }
+        if request.pageSize < 0 || request.pageSize > 500 {
+            violations.append(.init(field: "page_size", description: "must be between 0 and 500"))
+        }
+        var cursor: (Int64, Int64)?
+        if !request.pageToken.isEmpty {
+            let p = request.pageToken.split(separator: "_")
+            if p.count == 2, let at = Int64(p[0]), let id = Int64(p[1]) {
+                cursor = (at, id)
+            } else {
+                violations.append(.init(field: "page_token", description: "not a token from a previous ListLeads answer"))
+            }
+        }
+        guard violations.isEmpty else { throw IntakeError.invalid("cannot list leads", violations) }
+        let limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
+        let page = try await guarded { try await store.leads(f, limit: limit + 1, after: cursor) }
+        var r = Intake_ListLeadsResponse()
+        r.leads = Array(page.prefix(limit))
+        if page.count > limit, let last = r.leads.last, let n = IntakeStore.number(last.id, prefix: "lead") {
+            r.nextPageToken = "\(last.receivedAtMs)_\(n)"
+        }
+        return r
+    }
+
+    func watchLeads(_ request: Intake_WatchLeadsRequest, responses: ResponseWriter<Intake_LeadChange>, context: ServerContext) async throws {
+        let changes = hub.watch(request)
+        // Headers now, so the watcher knows it is attached before the first change.
+        try await responses.sendHeaders()
+        for await change in changes {
+            try await responses.write(change)
+        }
+    }
+
+    // MARK: Processing
+
+    private func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String) async throws -> Intake_Lead {
+        let t = now()
+        if let problem = LeadLifecycle.checkArguments(action, todayDayNumber: Int(t / 86_400_000)) { throw problem }
+        let lead = try await guarded { try await store.transition(id, action, actor: actor.isEmpty ? "api" : actor, now: t) }
+        hub.publish(LeadLifecycle.name(lead.status), lead, at: t)
+        return lead
+    }
+
+    func acceptLead(_ request: Intake_AcceptLeadRequest, context: ServerContext) async throws -> Intake_Lead {
+        try await transition(request.id, .accept, actor: request.actor)
+    }
+
+    func deferLead(_ request: Intake_DeferLeadRequest, context: ServerContext) async throws -> Intake_Lead {
+        try await transition(request.id, .defer(reason: request.reason, revisitDate: request.revisitDate), actor: request.actor)
+    }
+
+    func rejectLead(_ request: Intake_RejectLeadRequest, context: ServerContext) async throws -> Intake_Lead {
+        try await transition(request.id, .reject(reason: request.reason), actor: request.actor)
+    }
+
+    func completeLead(_ request: Intake_CompleteLeadRequest, context: ServerContext) async throws -> Intake_Lead {
+        try await transition(request.id, .complete(outcome: request.outcome, reference: request.reference), actor: request.actor)
+    }
+
+    func addComment(_ request: Intake_AddCommentRequest, context: ServerContext) async throws -> Intake_Comment {
+        var v = [RPCError.FieldViolation]()
+        if request.text.trimmingSpaces.isEmpty { v.append(.init(field: "text", description: "must not be empty")) }
+        if request.author.trimmingSpaces.isEmpty { v.append(.init(field: "author", description: "say who writes it")) }
+        guard v.isEmpty else { throw IntakeError.invalid("cannot add the comment", v) }
+        var c = Intake_Comment()
+        c.leadId = request.leadId
+        c.author = request.author
+        c.text = request.text
+        c.public = request.public
+        c.attachments = request.attachments
+        c.mentions = Mentions.find(in: request.text)
+        let (comment, lead) = try await guarded { try await store.addComment(c, now: now()) }
+        hub.publish("commented", lead, at: comment.createdAtMs)
+        return comment
+    }
+
+    // MARK: Clients
+
+    func setClientDebt(_ request: Intake_SetClientDebtRequest, context: ServerContext) async throws -> Intake_Client {
+        guard let cents = FixedPoint.parse(request.debt, places: 2), cents >= 0 else {
+            throw IntakeError.invalid("cannot set the debt", [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
+        }
+        return try await guarded { try await store.setClientDebt(request.clientId, cents: cents) }
+    }
+
+    func getClient(_ request: Intake_GetClientRequest, context: ServerContext) async throws -> Intake_Client {
+        guard let c = try await guarded({ try await store.client(request.id) }) else { throw IntakeError.notFound("no client \(request.id)") }
+        return c
+    }
+}

@@ -1,0 +1,421 @@
+import LeadwireAPI
+import Store
+import Wire
+
+/// Intake's persistence: every SQL statement of the service is in this file. Rows keep indexed
+/// columns for queries plus the message itself (protobuf) as the record.
+final class IntakeStore: Sendable {
+    let db: Database
+
+    static let migrations = [
+        Migration(1, "intake schema", """
+            CREATE TABLE sources (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE,
+                mailbox TEXT,
+                enabled INTEGER NOT NULL,
+                definition BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                updated_at INTEGER NOT NULL
+            );
+            CREATE UNIQUE INDEX sources_by_mailbox ON sources(mailbox) WHERE mailbox IS NOT NULL AND mailbox <> '';
+            CREATE TABLE clients (
+                id INTEGER PRIMARY KEY,
+                name TEXT NOT NULL,
+                email TEXT,
+                phone TEXT,
+                company TEXT NOT NULL DEFAULT '',
+                tax_id TEXT,
+                debt_cents INTEGER NOT NULL DEFAULT 0,
+                created_at INTEGER NOT NULL
+            );
+            CREATE INDEX clients_by_email ON clients(email);
+            CREATE INDEX clients_by_phone ON clients(phone);
+            CREATE INDEX clients_by_tax_id ON clients(tax_id);
+            CREATE TABLE registration_counters (year INTEGER PRIMARY KEY, last INTEGER NOT NULL);
+            CREATE TABLE leads (
+                id INTEGER PRIMARY KEY,
+                registration_number TEXT NOT NULL UNIQUE,
+                source_id INTEGER NOT NULL REFERENCES sources(id),
+                client_id INTEGER REFERENCES clients(id),
+                status INTEGER NOT NULL,
+                owner_id TEXT NOT NULL DEFAULT '',
+                received_at INTEGER NOT NULL,
+                idempotency_key TEXT UNIQUE,
+                request BLOB,
+                body BLOB NOT NULL
+            );
+            CREATE INDEX leads_by_received ON leads(received_at, id);
+            CREATE INDEX leads_by_status ON leads(status, received_at, id);
+            CREATE INDEX leads_by_source ON leads(source_id, received_at, id);
+            CREATE INDEX leads_by_owner ON leads(owner_id, received_at, id);
+            CREATE INDEX leads_by_client ON leads(client_id, received_at, id);
+            CREATE TABLE comments (
+                id INTEGER PRIMARY KEY,
+                lead_id INTEGER NOT NULL REFERENCES leads(id),
+                public INTEGER NOT NULL,
+                body BLOB NOT NULL
+            );
+            CREATE INDEX comments_by_lead ON comments(lead_id, id);
+            CREATE TABLE lead_history (
+                id INTEGER PRIMARY KEY,
+                lead_id INTEGER NOT NULL REFERENCES leads(id),
+                body BLOB NOT NULL
+            );
+            CREATE INDEX history_by_lead ON lead_history(lead_id, id);
+            -- Messages to deliver later, written in the same transaction as the change: replies to
+            -- applicants ('reply') and lead events for the report service ('event').
+            CREATE TABLE outbox (
+                id INTEGER PRIMARY KEY,
+                kind TEXT NOT NULL,
+                lead_id INTEGER,
+                payload BLOB NOT NULL,
+                created_at INTEGER NOT NULL,
+                delivered_at INTEGER
+            );
+            CREATE INDEX outbox_pending ON outbox(kind, id) WHERE delivered_at IS NULL;
+            """),
+    ]
+
+    init(path: String) throws {
+        db = try Database(configuration: .init(path: path), migrations: Self.migrations)
+    }
+
+    // MARK: Ids: prefixed, so a lead id is never taken for a source id by mistake.
+
+    static func sourceID(_ n: Int64) -> String { "src-\(n)" }
+    static func leadID(_ n: Int64) -> String { "lead-\(n)" }
+    static func clientID(_ n: Int64) -> String { "client-\(n)" }
+    static func commentID(_ n: Int64) -> String { "comment-\(n)" }
+
+    static func number(_ id: String, prefix: String) -> Int64? {
+        guard id.hasPrefix(prefix + "-"), let n = Int64(id.dropFirst(prefix.count + 1)), n > 0 else { return nil }
+        return n
+    }
+
+    // MARK: Sources
+
+    func createSource(_ source: Intake_Source, now: Int64) async throws -> Intake_Source {
+        try await db.write { db in
+            var s = source
+            s.createdAtMs = now
+            s.updatedAtMs = now
+            do {
+                try db.run(
+                    "INSERT INTO sources(name, mailbox, enabled, definition, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    s.name, s.mailbox.isEmpty ? nil : ClientKeys.email(s.mailbox), s.enabled, [UInt8](), now, now)
+            } catch let e as StoreError where e.isConstraintViolation {
+                throw IntakeError.sourceNameTaken(s.name)
+            }
+            s.id = Self.sourceID(db.lastInsertRowID)
+            try db.run("UPDATE sources SET definition = ? WHERE id = ?", ProtoCodec.encode(s), db.lastInsertRowID)
+            return s
+        }
+    }
+
+    func updateSource(_ source: Intake_Source, now: Int64) async throws -> Intake_Source {
+        guard let n = Self.number(source.id, prefix: "src") else { throw IntakeError.notFound("no source \(source.id)") }
+        return try await db.write { db in
+            guard var s = try Self.source(db, n) else { throw IntakeError.notFound("no source \(source.id)") }
+            let created = s.createdAtMs
+            s = source
+            s.createdAtMs = created
+            s.updatedAtMs = now
+            do {
+                try db.run(
+                    "UPDATE sources SET name = ?, mailbox = ?, enabled = ?, definition = ?, updated_at = ? WHERE id = ?",
+                    s.name, s.mailbox.isEmpty ? nil : ClientKeys.email(s.mailbox), s.enabled, ProtoCodec.encode(s), now, n)
+            } catch let e as StoreError where e.isConstraintViolation {
+                throw IntakeError.sourceNameTaken(s.name)
+            }
+            return s
+        }
+    }
+
+    func setSourceEnabled(_ id: String, _ enabled: Bool, now: Int64) async throws -> Intake_Source {
+        guard let n = Self.number(id, prefix: "src") else { throw IntakeError.notFound("no source \(id)") }
+        return try await db.write { db in
+            guard var s = try Self.source(db, n) else { throw IntakeError.notFound("no source \(id)") }
+            s.enabled = enabled
+            s.updatedAtMs = now
+            try db.run("UPDATE sources SET enabled = ?, definition = ?, updated_at = ? WHERE id = ?", enabled, ProtoCodec.encode(s), now, n)
+            return s
+        }
+    }
+
+    func source(_ id: String) async throws -> Intake_Source? {
+        guard let n = Self.number(id, prefix: "src") else { return nil }
+        return try await db.read { try Self.source($0, n) }
+    }
+
+    func source(mailbox: String) async throws -> Intake_Source? {
+        guard let m = ClientKeys.email(mailbox) else { return nil }
+        return try await db.read { db in
+            try db.first("SELECT definition FROM sources WHERE mailbox = ?", m) { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)) }
+        }
+    }
+
+    private static func source(_ db: Connection, _ n: Int64) throws -> Intake_Source? {
+        try db.first("SELECT definition FROM sources WHERE id = ?", n) { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)) }
+    }
+
+    func sources(includeDisabled: Bool) async throws -> [Intake_Source] {
+        try await db.read { db in
+            try db.query("SELECT definition FROM sources WHERE enabled = 1 OR ? ORDER BY id", includeDisabled) {
+                try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0))
+            }
+        }
+    }
+
+    // MARK: Leads
+
+    struct Submitted: Sendable {
+        var lead: Intake_Lead
+        var duplicate: Bool
+    }
+
+    /// Registers a validated lead in one transaction: idempotency check, client match or creation,
+    /// registration number, the lead, its history entry, the reply to the applicant and the lead
+    /// event in the outbox. `canonical` is the caller's request as sent (for idempotency).
+    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8], source: Intake_Source, actor: String, now: Int64) async throws -> Submitted {
+        try await db.write { db in
+            let key = req.idempotencyKey.trimmingSpaces
+            if !key.isEmpty {
+                let existing = try db.first("SELECT request, body FROM leads WHERE idempotency_key = ?", key) { ($0.blob(0), $0.blob(1)) }
+                if let (request, body) = existing {
+                    let lead = try ProtoCodec.decode(Intake_Lead.self, from: body)
+                    guard request == canonical else {
+                        throw IntakeError.idempotencyConflict(key: key, registrationNumber: lead.registrationNumber)
+                    }
+                    return Submitted(lead: lead, duplicate: true)
+                }
+            }
+            let clientID = try Self.matchOrCreateClient(db, req.applicant ?? Intake_Applicant(), now: now)
+            let year = CalendarDate.year(ofMillis: now)
+            try db.run(
+                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = last + 1", year)
+            let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
+
+            var lead = Intake_Lead()
+            lead.registrationNumber = RegistrationNumber.format(year: year, sequence: seq)
+            lead.sourceId = source.id
+            lead.channel = source.channel
+            lead.channelDetails = req.channelDetails
+            lead.applicant = req.applicant
+            lead.clientId = Self.clientID(clientID)
+            lead.subject = req.subject
+            lead.description = req.description
+            lead.category = req.category.trimmingSpaces
+            lead.orderLines = req.orderLines
+            lead.orderTotal = LeadValidation.orderTotal(req.orderLines)
+            lead.fields = req.fields
+            lead.idempotencyKey = key
+            lead.status = .new
+            lead.receivedAtMs = now
+            lead.replyDueAtMs = now + Int64(source.replyDays > 0 ? source.replyDays : 5) * 86_400_000
+            lead.updatedAtMs = now
+            try db.run(
+                """
+                INSERT INTO leads(registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
+                VALUES (?, ?, ?, ?, '', ?, ?, ?, X'')
+                """,
+                lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
+                key.isEmpty ? nil : key, canonical)
+            lead.id = Self.leadID(db.lastInsertRowID)
+            let rowID = db.lastInsertRowID
+            try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), rowID)
+            try Self.appendHistory(db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
+            // The acknowledgement a mail sender will deliver: number and reply deadline.
+            var reply = Intake_LeadChange()
+            reply.kind = "reply"
+            reply.lead = lead
+            reply.atMs = now
+            try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
+            try Self.appendEvent(db, rowID, kind: "registered", lead: lead, now: now)
+            return Submitted(lead: lead, duplicate: false)
+        }
+    }
+
+    /// E-mail, else phone, else tax id; a first-time client is created from the applicant.
+    private static func matchOrCreateClient(_ db: Connection, _ a: Intake_Applicant, now: Int64) throws -> Int64 {
+        let email = ClientKeys.email(a.email), phone = ClientKeys.phone(a.phone), tax = ClientKeys.taxID(a.taxId)
+        if let email, let id = try db.first("SELECT id FROM clients WHERE email = ? ORDER BY id LIMIT 1", email, map: { $0.int(0) }) { return id }
+        if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) }) { return id }
+        if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) { return id }
+        let name = a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
+        try db.run(
+            "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
+        return db.lastInsertRowID
+    }
+
+    private static func appendHistory(
+        _ db: Connection, _ leadRow: Int64, actor: String, action: String, from: Intake_LeadStatus, to: Intake_LeadStatus, note: String, now: Int64
+    ) throws {
+        var h = Intake_HistoryEntry()
+        h.atMs = now
+        h.actor = actor.isEmpty ? "unknown" : actor
+        h.action = action
+        h.fromStatus = from
+        h.toStatus = to
+        h.note = note
+        try db.run("INSERT INTO lead_history(lead_id, body) VALUES (?, ?)", leadRow, ProtoCodec.encode(h))
+    }
+
+    private static func appendEvent(_ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64) throws {
+        var e = Intake_LeadChange()
+        e.kind = kind
+        e.lead = lead
+        e.atMs = now
+        try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('event', ?, ?, ?)", leadRow, ProtoCodec.encode(e), now)
+    }
+
+    func lead(_ id: String) async throws -> Intake_LeadDetails? {
+        guard let n = Self.number(id, prefix: "lead") else { return nil }
+        return try await db.read { db in
+            guard let lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+                return nil
+            }
+            var d = Intake_LeadDetails()
+            d.lead = lead
+            d.comments = try db.query("SELECT body FROM comments WHERE lead_id = ? ORDER BY id", n) { try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0)) }
+            d.history = try db.query("SELECT body FROM lead_history WHERE lead_id = ? ORDER BY id", n) { try ProtoCodec.decode(Intake_HistoryEntry.self, from: $0.blob(0)) }
+            return d
+        }
+    }
+
+    func lead(registrationNumber: String) async throws -> (Intake_Lead, [Intake_Comment])? {
+        try await db.read { db in
+            guard let (row, lead) = try db.first(
+                "SELECT id, body FROM leads WHERE registration_number = ?", registrationNumber.uppercased(),
+                map: { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) })
+            else { return nil }
+            let comments = try db.query("SELECT body FROM comments WHERE lead_id = ? AND public = 1 ORDER BY id", row) {
+                try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0))
+            }
+            return (lead, comments)
+        }
+    }
+
+    struct LeadFilter: Sendable {
+        var status: Intake_LeadStatus = .unspecified
+        var sourceRow: Int64?
+        var ownerID = ""
+        var clientRow: Int64?
+        var receivedFrom: Int64 = 0
+        var receivedTo: Int64 = 0
+    }
+
+    /// Newest first. The cursor is the (received_at, id) of the last lead of the previous page.
+    func leads(_ f: LeadFilter, limit: Int, after cursor: (Int64, Int64)?) async throws -> [Intake_Lead] {
+        var conditions = [String]()
+        var values = [SQLValue]()
+        if f.status != .unspecified { conditions.append("status = ?"); values.append(.integer(Int64(f.status.rawValue))) }
+        if let s = f.sourceRow { conditions.append("source_id = ?"); values.append(.integer(s)) }
+        if !f.ownerID.isEmpty { conditions.append("owner_id = ?"); values.append(.text(f.ownerID)) }
+        if let c = f.clientRow { conditions.append("client_id = ?"); values.append(.integer(c)) }
+        if f.receivedFrom > 0 { conditions.append("received_at >= ?"); values.append(.integer(f.receivedFrom)) }
+        if f.receivedTo > 0 { conditions.append("received_at < ?"); values.append(.integer(f.receivedTo)) }
+        if let (at, id) = cursor { conditions.append("(received_at, id) < (?, ?)"); values += [.integer(at), .integer(id)] }
+        let sql = "SELECT body FROM leads" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY received_at DESC, id DESC LIMIT ?"
+        values.append(.integer(Int64(limit)))
+        let v = values
+        return try await db.read { db in try db.query(sql, values: v) { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) } }
+    }
+
+    /// Applies a lifecycle action in one transaction (state check, debt check, history, event).
+    func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, now: Int64) async throws -> Intake_Lead {
+        guard let n = Self.number(id, prefix: "lead") else { throw IntakeError.notFound("no lead \(id)") }
+        return try await db.write { db in
+            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+                throw IntakeError.notFound("no lead \(id)")
+            }
+            let from = lead.status
+            let to = try LeadLifecycle.next(from: from, action, lead: lead.registrationNumber).get()
+            var note = ""
+            switch action {
+            case .accept:
+                if let c = Self.number(lead.clientId, prefix: "client"),
+                   let debt = try db.first("SELECT debt_cents FROM clients WHERE id = ?", c, map: { $0.int(0) }), debt > 0
+                {
+                    throw IntakeError.clientHasDebt(clientID: lead.clientId, debt: FixedPoint.format(debt, places: 2))
+                }
+                let dueDays = try db.first(
+                    "SELECT definition FROM sources WHERE id = ?", Self.number(lead.sourceId, prefix: "src"),
+                    map: { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)).dueDays }) ?? 0
+                lead.dueAtMs = now + Int64(dueDays > 0 ? dueDays : 14) * 86_400_000
+            case .defer(let reason, let date):
+                lead.deferReason = reason
+                lead.revisitDate = date
+                note = "\(reason) (revisit \(date))"
+            case .reject(let reason):
+                lead.rejectReason = reason
+                note = reason
+            case .complete(let outcome, let reference):
+                lead.outcome = outcome
+                lead.outcomeReference = reference
+                note = reference
+            }
+            lead.status = to
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
+            try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
+            try Self.appendEvent(db, n, kind: LeadLifecycle.name(to), lead: lead, now: now)
+            return lead
+        }
+    }
+
+    func addComment(_ c: Intake_Comment, now: Int64) async throws -> (Intake_Comment, Intake_Lead) {
+        guard let n = Self.number(c.leadId, prefix: "lead") else { throw IntakeError.notFound("no lead \(c.leadId)") }
+        return try await db.write { db in
+            guard let lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+                throw IntakeError.notFound("no lead \(c.leadId)")
+            }
+            var comment = c
+            comment.createdAtMs = now
+            try db.run("INSERT INTO comments(lead_id, public, body) VALUES (?, ?, X'')", n, c.public)
+            let row = db.lastInsertRowID
+            comment.id = Self.commentID(row)
+            try db.run("UPDATE comments SET body = ? WHERE id = ?", ProtoCodec.encode(comment), row)
+            try Self.appendHistory(db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private", now: now)
+            try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now)
+            return (comment, lead)
+        }
+    }
+
+    // MARK: Clients
+
+    func setClientDebt(_ id: String, cents: Int64) async throws -> Intake_Client {
+        guard let n = Self.number(id, prefix: "client") else { throw IntakeError.notFound("no client \(id)") }
+        return try await db.write { db in
+            guard try db.run("UPDATE clients SET debt_cents = ? WHERE id = ?", cents, n) == 1 else { throw IntakeError.notFound("no client \(id)") }
+            return try Self.client(db, n)!
+        }
+    }
+
+    func client(_ id: String) async throws -> Intake_Client? {
+        guard let n = Self.number(id, prefix: "client") else { return nil }
+        return try await db.read { try Self.client($0, n) }
+    }
+
+    private static func client(_ db: Connection, _ n: Int64) throws -> Intake_Client? {
+        guard var c = try db.first(
+            "SELECT name, email, phone, company, tax_id, debt_cents, created_at FROM clients WHERE id = ?", n,
+            map: { r -> Intake_Client in
+                var c = Intake_Client()
+                c.name = r.string(0)
+                c.email = r.optionalString(1) ?? ""
+                c.phone = r.optionalString(2) ?? ""
+                c.company = r.string(3)
+                c.taxId = r.optionalString(4) ?? ""
+                c.debt = FixedPoint.format(r.int(5), places: 2)
+                c.createdAtMs = r.int(6)
+                return c
+            })
+        else { return nil }
+        c.id = clientID(n)
+        c.leadIds = try db.query("SELECT id FROM leads WHERE client_id = ? ORDER BY id", n) { leadID($0.int(0)) }
+        return c
+    }
+}
