@@ -87,6 +87,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

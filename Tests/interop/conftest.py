@@ -39,6 +39,10 @@ def _generate_stubs():
     args += ["wire_interop/%s.proto" % n for n in ("empty", "messages", "test")]
     if protoc.main(args) != 0:
         raise RuntimeError("grpc_tools.protoc failed")
+    # Our own API, straight from proto/ (its package path cannot shadow anything).
+    ours = ["leadwire/intake/v1/intake.proto"]
+    if protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir, *ours]) != 0:
+        raise RuntimeError("grpc_tools.protoc failed for proto/leadwire")
     sys.path.insert(0, _stub_dir)
 
 
@@ -104,6 +108,27 @@ def interop_server():
     yield server
     assert server.alive(), "the server died during the tests"
     assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def intake_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("intake-data")
+    server = ServerProcess("intake-service", ["--data-dir", str(data)])
+    server.data_dir = str(data)
+    yield server
+    assert server.alive(), "intake-service died during the tests"
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def intake(intake_server):
+    import grpc
+    from leadwire.intake.v1 import intake_pb2_grpc
+
+    ch = grpc.insecure_channel(intake_server.address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    yield intake_pb2_grpc.IntakeStub(ch)
+    ch.close()
 
 
 @pytest.fixture

@@ -1,0 +1,319 @@
+"""The intake service driven by grpcio as internal systems and employees' tools would: the issue's
+scenario, every refusal with its status and machine-readable details, and a SIGKILL durability test."""
+import datetime
+import itertools
+import signal
+import threading
+import time
+import uuid
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from conftest import ServerProcess
+from leadwire.intake.v1 import intake_pb2 as pb
+from leadwire.intake.v1 import intake_pb2_grpc
+
+_names = itertools.count()
+
+
+def make_source(intake, **kw):
+    src = pb.Source(
+        name=kw.pop("name", "Site form %d-%s" % (next(_names), uuid.uuid4().hex[:6])),
+        channel=kw.pop("channel", pb.CHANNEL_WEB_FORM),
+        default_role="Sales manager",
+        enabled=kw.pop("enabled", True),
+        fields=[pb.FieldDefinition(name="Region", type=pb.FIELD_TYPE_ENUM, allowed_values=["North", "South"]),
+                pb.FieldDefinition(name="Employees", type=pb.FIELD_TYPE_INTEGER)],
+        required_fields=["applicant.email", "Region"],
+        categories=["repair", "install"],
+        default_values=[pb.FieldValue(name="category", value="repair")],
+        **kw)
+    return intake.CreateSource(pb.CreateSourceRequest(source=src))
+
+
+def lead_request(source, email="ivan@example.com", key="", **kw):
+    return pb.SubmitLeadRequest(
+        source_id=source.id, applicant=pb.Applicant(name="Ivan Petrov", email=email, phone=kw.pop("phone", "")),
+        subject=kw.pop("subject", "Broken AC"), fields=kw.pop("fields", [pb.FieldValue(name="Region", value="North")]),
+        idempotency_key=key, **kw)
+
+
+def details(err, kind):
+    status = rpc_status.from_call(err)
+    assert status is not None, "no grpc-status-details-bin"
+    for d in status.details:
+        msg = kind()
+        if d.Unpack(msg):
+            return msg
+    raise AssertionError("no %s in the details" % kind.DESCRIPTOR.full_name)
+
+
+def test_full_scenario(intake):
+    source = make_source(intake)
+    first = intake.SubmitLead(lead_request(source, key="crm-1001"))
+    lead = first.lead
+    assert not first.duplicate
+    assert lead.registration_number.startswith("L-%d-" % datetime.date.today().year)
+    assert lead.status == pb.LEAD_STATUS_NEW and lead.category == "repair"
+    assert lead.reply_due_at_ms - lead.received_at_ms == 5 * 86_400_000
+
+    again = intake.SubmitLead(lead_request(source, key="crm-1001"))
+    assert again.duplicate and again.lead.registration_number == lead.registration_number
+
+    status = intake.LookupStatus(pb.LookupStatusRequest(registration_number=lead.registration_number.lower()))
+    assert status.status == pb.LEAD_STATUS_NEW and status.reply_due_at_ms == lead.reply_due_at_ms
+
+    intake.SetClientDebt(pb.SetClientDebtRequest(client_id=lead.client_id, debt="1500.00"))
+    with pytest.raises(grpc.RpcError) as e:
+        intake.AcceptLead(pb.AcceptLeadRequest(id=lead.id, actor="manager"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(e.value, error_details_pb2.PreconditionFailure).violations[0].type == "CLIENT_HAS_DEBT"
+
+    tomorrow = (datetime.date.today() + datetime.timedelta(days=7)).isoformat()
+    deferred = intake.DeferLead(pb.DeferLeadRequest(id=lead.id, actor="manager", reason="waiting for payment", revisit_date=tomorrow))
+    assert deferred.status == pb.LEAD_STATUS_DEFERRED and deferred.revisit_date == tomorrow
+
+    intake.SetClientDebt(pb.SetClientDebtRequest(client_id=lead.client_id, debt="0"))
+    accepted = intake.AcceptLead(pb.AcceptLeadRequest(id=lead.id, actor="manager"))
+    assert accepted.status == pb.LEAD_STATUS_ACCEPTED and accepted.due_at_ms > 0
+
+    intake.AddComment(pb.AddCommentRequest(lead_id=lead.id, author="manager", text="Technician booked, @ivanov", public=True))
+    intake.AddComment(pb.AddCommentRequest(lead_id=lead.id, author="manager", text="client is difficult", public=False))
+    done = intake.CompleteLead(pb.CompleteLeadRequest(id=lead.id, actor="manager", outcome=pb.OUTCOME_KIND_BUSINESS_PROCESS, reference="BP-2026-17"))
+    assert done.status == pb.LEAD_STATUS_PROCESSED
+
+    d = intake.GetLead(pb.GetLeadRequest(id=lead.id))
+    assert [h.action for h in d.history] == ["registered", "deferred", "accepted", "commented", "commented", "processed"]
+    assert all(h.actor for h in d.history)
+    assert d.comments[0].mentions == ["ivanov"]
+    public = intake.LookupStatus(pb.LookupStatusRequest(registration_number=lead.registration_number))
+    assert public.status == pb.LEAD_STATUS_PROCESSED
+    assert [c.text for c in public.public_comments] == ["Technician booked, @ivanov"]
+
+
+def test_field_by_field_refusal(intake):
+    source = make_source(intake)
+    req = lead_request(source, email="not-an-email", fields=[
+        pb.FieldValue(name="Region", value="East"), pb.FieldValue(name="Employees", value="many"), pb.FieldValue(name="Colour", value="red")])
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(req)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    fields = {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations}
+    assert fields == {"applicant.email", "fields.Region", "fields.Employees", "fields.Colour"}
+    assert "fields.Region" in e.value.details()
+
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(lead_request(source, email="", fields=[]))
+    assert {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations} == {"applicant.email", "fields.Region"}
+
+
+def test_category_refused_and_not_stored(intake):
+    source = make_source(intake)
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(lead_request(source, category="warranty"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(e.value, error_details_pb2.PreconditionFailure).violations[0].type == "CATEGORY_NOT_ACCEPTED"
+    assert len(intake.ListLeads(pb.ListLeadsRequest(source_id=source.id)).leads) == 0
+
+
+def test_disabled_source_refuses(intake):
+    source = make_source(intake)
+    intake.SetSourceEnabled(pb.SetSourceEnabledRequest(id=source.id, enabled=False))
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(lead_request(source))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations] == ["source_id"]
+    assert source.id not in [s.id for s in intake.ListSources(pb.ListSourcesRequest()).sources]
+    assert source.id in [s.id for s in intake.ListSources(pb.ListSourcesRequest(include_disabled=True)).sources]
+
+
+def test_idempotency_key_reused_with_other_content(intake):
+    source = make_source(intake)
+    intake.SubmitLead(lead_request(source, key="ext-77"))
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(lead_request(source, key="ext-77", subject="Something else"))
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert "ext-77" in e.value.details()
+
+
+def test_illegal_transition_names_the_state(intake):
+    source = make_source(intake)
+    lead = intake.SubmitLead(lead_request(source)).lead
+    intake.RejectLead(pb.RejectLeadRequest(id=lead.id, actor="m", reason="spam"))
+    with pytest.raises(grpc.RpcError) as e:
+        intake.AcceptLead(pb.AcceptLeadRequest(id=lead.id, actor="m"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "is rejected" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        intake.CompleteLead(pb.CompleteLeadRequest(id=lead.id, outcome=pb.OUTCOME_KIND_CUSTOMER_INTEREST, reference="CI-1"))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as e:
+        intake.DeferLead(pb.DeferLeadRequest(id=lead.id, reason="", revisit_date="yesterday"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations} == {"reason", "revisit_date"}
+
+
+def test_not_found_and_bad_input(intake):
+    for call, req in [(intake.GetLead, pb.GetLeadRequest(id="lead-999999")), (intake.GetSource, pb.GetSourceRequest(id="src-999999")),
+                      (intake.GetClient, pb.GetClientRequest(id="client-999999")),
+                      (intake.LookupStatus, pb.LookupStatusRequest(registration_number="L-2000-000001")),
+                      (intake.AcceptLead, pb.AcceptLeadRequest(id="nonsense"))]:
+        with pytest.raises(grpc.RpcError) as e:
+            call(req)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND, call
+    with pytest.raises(grpc.RpcError) as e:
+        intake.ListLeads(pb.ListLeadsRequest(page_token="garbage", page_size=9999))
+    assert {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations} == {"page_token", "page_size"}
+    with pytest.raises(grpc.RpcError) as e:
+        intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="", channel=pb.CHANNEL_UNSPECIFIED)))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SetClientDebt(pb.SetClientDebtRequest(client_id="client-1", debt="-5"))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_client_matching(intake):
+    source = make_source(intake)
+    tag = uuid.uuid4().hex[:8]
+    a = intake.SubmitLead(lead_request(source, email="Anna.%s@Example.com" % tag, phone="+7 (495) 111-%s" % tag[:4].translate(str.maketrans("abcdef", "123456")))).lead
+    b = intake.SubmitLead(lead_request(source, email="  anna.%s@example.com " % tag)).lead
+    assert a.client_id == b.client_id, "matched by e-mail, case and spaces ignored"
+    phone = "8 495 111 " + tag[:4].translate(str.maketrans("abcdef", "123456"))
+    c = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(email="other.%s@example.com" % tag, phone="+7 495 111 " + tag[:4].translate(str.maketrans("abcdef", "123456"))),
+                                               fields=[pb.FieldValue(name="Region", value="South")])).lead
+    assert c.client_id == a.client_id, "matched by phone when the e-mail is new"
+    t1 = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(email="t1.%s@example.com" % tag, tax_id="77%s" % tag.translate(str.maketrans("abcdef", "123456"))),
+                                                fields=[pb.FieldValue(name="Region", value="South")])).lead
+    assert t1.client_id != a.client_id, "a new client"
+    client = intake.GetClient(pb.GetClientRequest(id=a.client_id))
+    assert set(client.lead_ids) == {a.id, b.id, c.id}
+    del phone
+
+
+def test_import_one_bad_item_never_aborts_the_rest(intake):
+    source = make_source(intake)
+    items = []
+    for i in range(120):
+        if i % 10 == 3:
+            items.append(lead_request(source, fields=[pb.FieldValue(name="Region", value="Mars")], key="imp-%d" % i))
+        else:
+            items.append(lead_request(source, email="imp%d@example.com" % i, key="imp-%s-%d" % (source.id, i)))
+    items.append(items[0])  # a re-sent item: same key, same content
+    r = intake.ImportLeads(iter(items))
+    assert [x.index for x in r.results] == list(range(121))
+    assert r.refused == 12 and r.accepted == 109
+    for x in r.results:
+        if x.index % 10 == 3 and x.index < 120:
+            assert x.error_code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "Region" in x.error_message
+        else:
+            assert x.error_code == 0 and x.registration_number
+    assert r.results[120].duplicate and r.results[120].registration_number == r.results[0].registration_number
+    assert len({x.registration_number for x in r.results if x.error_code == 0}) == 108
+
+
+def test_email_creates_a_lead_then_a_reply_becomes_a_public_comment(intake):
+    mailbox = "support-%s@leadwire.test" % uuid.uuid4().hex[:6]
+    source = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(
+        name="Mailbox " + mailbox, channel=pb.CHANNEL_EMAIL, enabled=True, mailbox=mailbox, default_role="Sales manager")))
+    raw = ("From: \"Olga Smirnova\" <olga@example.com>\r\nTo: %s\r\nSubject: =?UTF-8?B?0J3QtSDRgNCw0LHQvtGC0LDQtdGC?=\r\n"
+           "Content-Type: text/plain; charset=utf-8\r\n\r\nThe heater is broken.\r\n" % mailbox).encode()
+    created = intake.SubmitEmail(pb.SubmitEmailRequest(raw_message=raw, mailbox=mailbox))
+    assert not created.attached_as_comment
+    lead = created.lead
+    assert lead.source_id == source.id and lead.channel == pb.CHANNEL_EMAIL
+    assert lead.applicant.email == "olga@example.com" and lead.applicant.name == "Olga Smirnova"
+    assert lead.subject == "Не работает" and lead.description == "The heater is broken."
+
+    reply = ("From: olga@example.com\r\nSubject: Re: %s\r\n\r\nAny news?\r\n" % lead.registration_number).encode()
+    attached = intake.SubmitEmail(pb.SubmitEmailRequest(raw_message=reply, mailbox=mailbox))
+    assert attached.attached_as_comment and attached.lead.id == lead.id
+    public = intake.LookupStatus(pb.LookupStatusRequest(registration_number=lead.registration_number))
+    assert [c.text for c in public.public_comments] == ["Any news?"]
+
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitEmail(pb.SubmitEmailRequest(raw_message=b"no headers at all", mailbox=mailbox))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_list_pages_newest_first_without_gaps(intake):
+    source = make_source(intake)
+    made = [intake.SubmitLead(lead_request(source, email="p%d@example.com" % i)).lead.id for i in range(120)]
+    seen, token, pages = [], "", 0
+    while True:
+        r = intake.ListLeads(pb.ListLeadsRequest(source_id=source.id, page_size=50, page_token=token))
+        seen += [l.id for l in r.leads]
+        pages += 1
+        token = r.next_page_token
+        if not token:
+            break
+    assert pages == 3
+    assert seen == list(reversed(made))
+    assert len(intake.ListLeads(pb.ListLeadsRequest(source_id=source.id, status=pb.LEAD_STATUS_ACCEPTED)).leads) == 0
+
+
+def test_watch_streams_changes(intake):
+    source = make_source(intake)
+    watch = intake.WatchLeads(pb.WatchLeadsRequest(source_id=source.id))
+    watch.initial_metadata()  # attached
+    lead = intake.SubmitLead(lead_request(source)).lead
+    intake.RejectLead(pb.RejectLeadRequest(id=lead.id, actor="m", reason="duplicate"))
+    first, second = next(watch), next(watch)
+    watch.cancel()
+    assert (first.kind, first.lead.id) == ("registered", lead.id)
+    assert (second.kind, second.lead.status) == ("rejected", pb.LEAD_STATUS_REJECTED)
+
+
+def test_acknowledged_leads_survive_sigkill(tmp_path):
+    data = str(tmp_path / "intake")
+    server = ServerProcess("intake-service", ["--data-dir", data])
+    ch = grpc.insecure_channel(server.address)
+    stub = intake_pb2_grpc.IntakeStub(ch)
+    source = make_source(stub)
+    acknowledged = []
+    stop = threading.Event()
+
+    def submitter(n):
+        i = 0
+        while not stop.is_set():
+            try:
+                r = stub.SubmitLead(lead_request(source, email="k%d-%d@example.com" % (n, i), key="kill-%d-%d" % (n, i)), timeout=5)
+                acknowledged.append(r.lead.registration_number)
+            except grpc.RpcError:
+                return
+            i += 1
+
+    threads = [threading.Thread(target=submitter, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 30
+    while len(acknowledged) < 300 and time.time() < deadline:
+        time.sleep(0.02)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    ch.close()
+    assert len(acknowledged) >= 300
+
+    again = ServerProcess("intake-service", ["--data-dir", data])
+    try:
+        ch = grpc.insecure_channel(again.address)
+        stub = intake_pb2_grpc.IntakeStub(ch)
+        for number in acknowledged:
+            assert stub.LookupStatus(pb.LookupStatusRequest(registration_number=number)).registration_number == number
+        total = 0
+        token = ""
+        while True:
+            r = stub.ListLeads(pb.ListLeadsRequest(source_id=source.id, page_size=500, page_token=token))
+            total += len(r.leads)
+            token = r.next_page_token
+            if not token:
+                break
+        assert total >= len(acknowledged)
+        ch.close()
+    finally:
+        assert again.stop() == 0
