@@ -1,6 +1,10 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// The services call generic Wire and Store APIs (message codecs, queries) across module boundaries:
+// without cross-module optimization those run unspecialized, resolving generic metadata at run time.
+let crossModule: [SwiftSetting] = [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
+
 // Layers, bottom up: system C libraries (nghttp2, protobuf-c, SQLite, zlib), the committed protoc-c
 // output (CWireProtos), Wire (the only Swift module that touches C), then the services.
 let package = Package(
@@ -41,15 +45,16 @@ let package = Package(
             ],
             // Wire's classes are confined to one event loop each; the runtime exclusivity checks cost
             // ~5% of a unary call's CPU. Debug and ASAN builds keep them.
-            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked", "-cross-module-optimization"], .when(configuration: .release))]
         ),
         .target(name: "WireInterop", dependencies: ["Wire"]),
         // Swift messages, service protocols and client stubs for proto/leadwire (generated).
-        .target(name: "LeadwireAPI", dependencies: ["Wire"]),
+        .target(name: "LeadwireAPI", dependencies: ["Wire"], swiftSettings: crossModule),
         // The SQLite layer the three services share: all SQL lives behind it.
         .target(
             name: "Store",
-            dependencies: ["CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: ["CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            swiftSettings: crossModule
         ),
         .executableTarget(
             name: "WireInteropServer",

@@ -1,4 +1,5 @@
 import LeadwireAPI
+import NIOConcurrencyHelpers
 import Store
 import Wire
 
@@ -6,6 +7,9 @@ import Wire
 /// columns for queries plus the message itself (protobuf) as the record.
 final class IntakeStore: Sendable {
     let db: Database
+    /// Sources by id, as last committed: read on every submit, changed rarely (always through this
+    /// store, which updates the cache after the commit).
+    private let sourceCache = NIOLockedValueBox<[String: Intake_Source]>([:])
 
     static let migrations = [
         Migration(1, "intake schema", """
@@ -110,7 +114,7 @@ final class IntakeStore: Sendable {
             s.id = Self.sourceID(db.lastInsertRowID)
             try db.run("UPDATE sources SET definition = ? WHERE id = ?", ProtoCodec.encode(s), db.lastInsertRowID)
             return s
-        }
+        }.cached(in: sourceCache)
     }
 
     func updateSource(_ source: Intake_Source, now: Int64) async throws -> Intake_Source {
@@ -129,7 +133,7 @@ final class IntakeStore: Sendable {
                 throw IntakeError.sourceNameTaken(s.name)
             }
             return s
-        }
+        }.cached(in: sourceCache)
     }
 
     func setSourceEnabled(_ id: String, _ enabled: Bool, now: Int64) async throws -> Intake_Source {
@@ -140,12 +144,14 @@ final class IntakeStore: Sendable {
             s.updatedAtMs = now
             try db.run("UPDATE sources SET enabled = ?, definition = ?, updated_at = ? WHERE id = ?", enabled, ProtoCodec.encode(s), now, n)
             return s
-        }
+        }.cached(in: sourceCache)
     }
 
     func source(_ id: String) async throws -> Intake_Source? {
+        if let s = sourceCache.withLockedValue({ $0[id] }) { return s }
         guard let n = Self.number(id, prefix: "src") else { return nil }
-        return try await db.read { try Self.source($0, n) }
+        guard let s = try await db.read({ try Self.source($0, n) }) else { return nil }
+        return s.cached(in: sourceCache)
     }
 
     func source(mailbox: String) async throws -> Intake_Source? {
@@ -214,16 +220,17 @@ final class IntakeStore: Sendable {
             lead.receivedAtMs = now
             lead.replyDueAtMs = now + Int64(source.replyDays > 0 ? source.replyDays : 5) * 86_400_000
             lead.updatedAtMs = now
+            // One writer: the next id is known before the insert, so the row is written once, with
+            // its own id inside the stored message.
+            let rowID = try Self.nextID(db, "leads")
+            lead.id = Self.leadID(rowID)
             try db.run(
                 """
-                INSERT INTO leads(registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
-                VALUES (?, ?, ?, ?, '', ?, ?, ?, X'')
+                INSERT INTO leads(id, registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
+                VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?)
                 """,
-                lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
-                key.isEmpty ? nil : key, canonical)
-            lead.id = Self.leadID(db.lastInsertRowID)
-            let rowID = db.lastInsertRowID
-            try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), rowID)
+                rowID, lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
+                key.isEmpty ? nil : key, canonical, ProtoCodec.encode(lead))
             try Self.appendHistory(db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
             // The acknowledgement a mail sender will deliver: number and reply deadline.
             var reply = Intake_LeadChange()
@@ -247,6 +254,11 @@ final class IntakeStore: Sendable {
             "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
         return db.lastInsertRowID
+    }
+
+    /// The id the next row of `table` gets; valid because all writes run on the one writer.
+    private static func nextID(_ db: Connection, _ table: StaticString) throws -> Int64 {
+        try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM \(table)") { $0.int(0) } ?? 1
     }
 
     private static func appendHistory(
@@ -374,10 +386,9 @@ final class IntakeStore: Sendable {
             }
             var comment = c
             comment.createdAtMs = now
-            try db.run("INSERT INTO comments(lead_id, public, body) VALUES (?, ?, X'')", n, c.public)
-            let row = db.lastInsertRowID
+            let row = try Self.nextID(db, "comments")
             comment.id = Self.commentID(row)
-            try db.run("UPDATE comments SET body = ? WHERE id = ?", ProtoCodec.encode(comment), row)
+            try db.run("INSERT INTO comments(id, lead_id, public, body) VALUES (?, ?, ?, ?)", row, n, c.public, ProtoCodec.encode(comment))
             try Self.appendHistory(db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private", now: now)
             try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now)
             return (comment, lead)
@@ -417,5 +428,12 @@ final class IntakeStore: Sendable {
         c.id = clientID(n)
         c.leadIds = try db.query("SELECT id FROM leads WHERE client_id = ? ORDER BY id", n) { leadID($0.int(0)) }
         return c
+    }
+}
+
+extension Intake_Source {
+    fileprivate func cached(in cache: NIOLockedValueBox<[String: Intake_Source]>) -> Intake_Source {
+        cache.withLockedValue { $0[id] = self }
+        return self
     }
 }
