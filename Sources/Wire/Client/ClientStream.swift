@@ -231,17 +231,10 @@ final class ClientStream: @unchecked Sendable {
     }
 
     func readBody(into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
-        let n = min(buffer.count, pending.readableBytes)
-        if n > 0 {
-            pending.readWithUnsafeReadableBytes { src in
-                buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n)
-                return n
-            }
-            if pending.readableBytes == 0 { pending.clear() }
-            if let s = sender, pending.readableBytes <= Self.highWater / 2 {
-                sender = nil
-                s.resume()
-            }
+        let n = pending.move(into: buffer)
+        if n > 0, let s = sender, pending.readableBytes <= Self.highWater / 2 {
+            sender = nil
+            s.resume()
         }
         if pending.readableBytes == 0 && (endRequested || isDone) {
             eof = true

@@ -340,18 +340,7 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     private func flushOutput() {
         guard let context, let session, context.channel.isActive else { return }
-        var wrote = false
-        while context.channel.isWritable {
-            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
-            guard session.drainOutput(into: &out, limit: 64 * 1024) else {
-                context.close(promise: nil)
-                return
-            }
-            if out.readableBytes == 0 { break }
-            context.write(wrapOutboundOut(out), promise: nil)
-            wrote = true
-        }
-        if wrote { context.flush() }
+        if !session.writeOutput(to: context) { context.close(promise: nil) }
     }
 
     // MARK: nghttp2 events

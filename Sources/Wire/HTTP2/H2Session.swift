@@ -112,6 +112,22 @@ final class H2Session {
         return true
     }
 
+    /// Writes pending frames to the channel while it is writable, then flushes. Pausing while it is
+    /// not writable keeps NIO's outbound buffer bounded for a peer that stops reading (PROTOCOL-NOTES);
+    /// `channelWritabilityChanged` calls this again. Returns false on a fatal session error.
+    func writeOutput(to context: ChannelHandlerContext) -> Bool {
+        var wrote = false
+        defer { if wrote { context.flush() } }
+        while context.channel.isWritable {
+            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
+            guard drainOutput(into: &out, limit: 64 * 1024) else { return false }
+            if out.readableBytes == 0 { break }
+            context.write(NIOAny(out), promise: nil)
+            wrote = true
+        }
+        return true
+    }
+
     var wantsRead: Bool { nghttp2_session_want_read(raw) != 0 }
     var wantsWrite: Bool { nghttp2_session_want_write(raw) != 0 }
     var lastProcessedStreamID: Int32 { nghttp2_session_get_last_proc_stream_id(raw) }
@@ -344,6 +360,20 @@ final class FrozenHeaders: @unchecked Sendable {
                 flags: UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue))
         }
         // Never freed: instances are process-lifetime statics.
+    }
+}
+
+extension ByteBuffer {
+    /// Moves up to `buffer.count` readable bytes into `buffer` (a data source callback's buffer).
+    mutating func move(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let n = Swift.min(buffer.count, readableBytes)
+        guard n > 0 else { return 0 }
+        readWithUnsafeReadableBytes { src in
+            buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n)
+            return n
+        }
+        if readableBytes == 0 { clear() }
+        return n
     }
 }
 

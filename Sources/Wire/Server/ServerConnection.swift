@@ -123,20 +123,10 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func flushOutput() {
         guard let context, context.channel.isActive else { return }
-        var wrote = false
-        // Pause while the socket is not writable: NIO's outbound buffer would otherwise grow without
-        // bound for a peer that stops reading (PROTOCOL-NOTES).
-        while context.channel.isWritable {
-            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
-            guard session.drainOutput(into: &out, limit: 64 * 1024) else {
-                close()
-                return
-            }
-            if out.readableBytes == 0 { break }
-            context.write(wrapOutboundOut(out), promise: nil)
-            wrote = true
+        guard session.writeOutput(to: context) else {
+            close()
+            return
         }
-        if wrote { context.flush() }
         if !session.wantsRead && !session.wantsWrite {
             close()
         } else if goAwaySent && calls.isEmpty && !session.wantsWrite {
