@@ -230,12 +230,20 @@ final class IntakeStore: Sendable {
                 VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?)
                 """,
                 rowID, lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
-                key.isEmpty ? nil : key, canonical, ProtoCodec.encode(lead))
+                key.isEmpty ? nil : key, key.isEmpty ? nil : canonical, ProtoCodec.encode(lead))
             try Self.appendHistory(db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
-            // The acknowledgement a mail sender will deliver: number and reply deadline.
+            // The acknowledgement a mail sender will deliver: what the applicant is told (number,
+            // reply deadline, their request's subject), not the whole lead.
+            var told = Intake_Lead()
+            told.id = lead.id
+            told.registrationNumber = lead.registrationNumber
+            told.applicant = lead.applicant
+            told.subject = lead.subject
+            told.receivedAtMs = lead.receivedAtMs
+            told.replyDueAtMs = lead.replyDueAtMs
             var reply = Intake_LeadChange()
             reply.kind = "reply"
-            reply.lead = lead
+            reply.lead = told
             reply.atMs = now
             try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
             try Self.appendEvent(db, rowID, kind: "registered", lead: lead, now: now)
