@@ -440,8 +440,12 @@ final class IntakeStore: Sendable {
 }
 
 extension Intake_Source {
+    /// Two updates of one source may finish in either order: the cache keeps the newer definition.
     fileprivate func cached(in cache: NIOLockedValueBox<[String: Intake_Source]>) -> Intake_Source {
-        cache.withLockedValue { $0[id] = self }
+        cache.withLockedValue { c in
+            if let old = c[id], old.updatedAtMs > updatedAtMs { return }
+            c[id] = self
+        }
         return self
     }
 }

@@ -3,9 +3,9 @@ import NIOCore
 
 /// One gRPC call on one HTTP/2 stream, server side.
 ///
-/// Confined to its connection's event loop: every mutable field is touched only there. Handler tasks
-/// run on that loop too (see `EventLoopTaskExecutor`), so their calls into this object usually need no
-/// hop; when they do run elsewhere, each entry point hops first.
+/// Confined to its connection's event loop: every mutable field is touched only there. A handler starts
+/// on that loop (`Task.immediate`), so until its first suspension its calls into this object need no
+/// hop; after one it may run elsewhere, and each entry point hops to the loop first.
 final class ServerCall: @unchecked Sendable {
     let streamID: Int32
     let connection: ServerConnection
