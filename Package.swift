@@ -93,6 +93,7 @@ let package = Package(
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
+        .testTarget(name: "RoutingTests", dependencies: ["RoutingService"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

@@ -1,0 +1,289 @@
+/// Routing's decision (MISSION §3, issue 4) as a pure function of the lead, the directory, the
+/// rules, the rotation state, the current load and the clock — no storage, no I/O — so it can be
+/// tested exhaustively and run in simulation without touching anything.
+
+typealias PersonID = String
+typealias RoleName = String
+
+/// When someone is away, and who stands in for them.
+struct Absence: Sendable, Hashable {
+    var from: Int64  // epoch ms, inclusive
+    var until: Int64  // epoch ms, exclusive
+    var substitute: PersonID?
+}
+
+struct Person: Sendable, Hashable {
+    var id: PersonID
+    var name: String
+    var login: String
+    var email: String
+    var roles: [RoleName]
+    var active = true
+    /// Most open leads this person may hold; nil = no cap.
+    var capacity: Int?
+    var absences: [Absence] = []
+
+    func absence(at now: Int64) -> Absence? {
+        absences.first { $0.from <= now && now < $0.until }
+    }
+}
+
+enum DistributionStrategy: Sendable, Hashable {
+    case roundRobin
+    case leastLoaded
+}
+
+struct Role: Sendable, Hashable {
+    var name: RoleName
+    /// Receives escalations and the notice when nobody in the role can take a lead.
+    var head: PersonID?
+    var strategy: DistributionStrategy = .roundRobin
+}
+
+/// What routing knows of a lead.
+struct LeadSummary: Sendable, Hashable {
+    var id: String
+    var sourceID: String
+    var channel: String
+    var category: String
+    var fields: [String: String] = [:]
+    /// The source's defaults.
+    var sourceDefaultOwner: PersonID?
+    var sourceDefaultRole: RoleName?
+}
+
+/// One condition on a lead's field. `field` is "source", "channel", "category" or an additional
+/// field's name.
+struct Condition: Sendable, Hashable {
+    enum Test: Sendable, Hashable {
+        case equals(String)
+        case oneOf([String])
+        case prefix(String)
+        /// Numeric range, inclusive; either end may be open.
+        case range(min: Double?, max: Double?)
+    }
+
+    var field: String
+    var test: Test
+
+    func matches(_ lead: LeadSummary) -> Bool {
+        let value: String?
+        switch field {
+        case "source": value = lead.sourceID
+        case "channel": value = lead.channel
+        case "category": value = lead.category
+        default: value = lead.fields[field]
+        }
+        guard let v = value else { return false }
+        switch test {
+        case .equals(let x): return v == x
+        case .oneOf(let xs): return xs.contains(v)
+        case .prefix(let p): return v.hasPrefix(p)
+        case .range(let lo, let hi):
+            guard let d = Double(v) else { return false }
+            return (lo.map { d >= $0 } ?? true) && (hi.map { d <= $0 } ?? true)
+        }
+    }
+}
+
+struct RoutingRule: Sendable, Hashable {
+    enum Target: Sendable, Hashable {
+        case person(PersonID)
+        case role(RoleName)
+    }
+
+    var name: String
+    /// All must hold.
+    var conditions: [Condition]
+    var target: Target
+}
+
+/// Where a lead went and why — stored with the decision and shown to whoever asks.
+struct Assignment: Sendable, Hashable {
+    enum Reason: Sendable, Hashable {
+        case sourceDefaultOwner
+        case substituteFor(PersonID)
+        case rule(String)
+        case sourceDefaultRole
+        /// Nobody available: the lead waits in the role's queue; the head was notified.
+        case queued
+    }
+
+    struct Skip: Sendable, Hashable {
+        enum Why: Sendable, Hashable {
+            case away
+            case overCapacity(open: Int, capacity: Int)
+            case inactive
+            case unknown
+        }
+        var person: PersonID
+        var why: Why
+    }
+
+    var leadID: String
+    var person: PersonID?
+    var role: RoleName?
+    var reason: Reason
+    var candidates: [PersonID] = []
+    var skipped: [Skip] = []
+    /// How the person was chosen among several candidates.
+    var tieBreak: String?
+    /// The role head told that nobody could take the lead.
+    var notified: PersonID?
+}
+
+struct Directory: Sendable {
+    var people: [PersonID: Person]
+    var roles: [RoleName: Role]
+
+    /// Members of a role in a stable order (by id), the order round-robin walks.
+    func members(of role: RoleName) -> [Person] {
+        people.values.filter { $0.roles.contains(role) }.sorted { $0.id < $1.id }
+    }
+}
+
+/// Round-robin positions per role: the id of the last person given a lead. Kept in the store, so
+/// fairness survives restarts.
+typealias RotationState = [RoleName: PersonID]
+
+enum Router {
+    struct Decision: Sendable {
+        var assignment: Assignment
+        var rotation: RotationState
+    }
+
+    /// Decides who handles `lead`. `previous` is the stored decision for this lead, if any: a retry
+    /// gets it back unchanged (routing is idempotent by lead id). `load` counts open leads per person.
+    static func decide(
+        _ lead: LeadSummary, directory: Directory, rules: [RoutingRule], rotation: RotationState,
+        load: [PersonID: Int], now: Int64, previous: Assignment? = nil
+    ) -> Decision {
+        if let previous { return Decision(assignment: previous, rotation: rotation) }
+        var skipped = [Assignment.Skip]()
+
+        // 1. The source's default owner, if available; else their substitute; else the source's role.
+        if let owner = lead.sourceDefaultOwner {
+            switch availability(owner, directory: directory, load: load, now: now) {
+            case .available:
+                return Decision(assignment: Assignment(leadID: lead.id, person: owner, role: nil, reason: .sourceDefaultOwner, candidates: [owner]), rotation: rotation)
+            case .unavailable(let why):
+                skipped.append(.init(person: owner, why: why))
+                if case .away = why, let sub = directory.people[owner]?.absence(at: now)?.substitute {
+                    switch availability(sub, directory: directory, load: load, now: now) {
+                    case .available:
+                        return Decision(
+                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(owner), candidates: [owner, sub], skipped: skipped),
+                            rotation: rotation)
+                    case .unavailable(let why2):
+                        skipped.append(.init(person: sub, why: why2))
+                    }
+                }
+                if let role = lead.sourceDefaultRole {
+                    return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+                }
+            }
+        }
+
+        // 2. The first rule whose conditions all hold.
+        if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(lead) } }) {
+            switch rule.target {
+            case .role(let role):
+                return pick(in: role, lead: lead, reason: .rule(rule.name), directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+            case .person(let p):
+                switch availability(p, directory: directory, load: load, now: now) {
+                case .available:
+                    return Decision(assignment: Assignment(leadID: lead.id, person: p, role: nil, reason: .rule(rule.name), candidates: [p], skipped: skipped), rotation: rotation)
+                case .unavailable(let why):
+                    skipped.append(.init(person: p, why: why))
+                    if case .away = why, let sub = directory.people[p]?.absence(at: now)?.substitute,
+                       case .available = availability(sub, directory: directory, load: load, now: now)
+                    {
+                        return Decision(
+                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(p), candidates: [p, sub], skipped: skipped),
+                            rotation: rotation)
+                    }
+                }
+            }
+        }
+
+        // 3. The source's default role; with none at all, the lead waits unassigned (never dropped).
+        if let role = lead.sourceDefaultRole {
+            return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+        }
+        return Decision(assignment: Assignment(leadID: lead.id, person: nil, role: nil, reason: .queued, skipped: skipped), rotation: rotation)
+    }
+
+    private enum Availability {
+        case available
+        case unavailable(Assignment.Skip.Why)
+    }
+
+    private static func availability(_ id: PersonID, directory: Directory, load: [PersonID: Int], now: Int64) -> Availability {
+        guard let p = directory.people[id] else { return .unavailable(.unknown) }
+        if !p.active { return .unavailable(.inactive) }
+        if p.absence(at: now) != nil { return .unavailable(.away) }
+        if let cap = p.capacity, (load[id] ?? 0) >= cap { return .unavailable(.overCapacity(open: load[id] ?? 0, capacity: cap)) }
+        return .available
+    }
+
+    /// A member of `role` by its strategy, skipping whoever is away, full or inactive; the role's
+    /// queue (head notified) when nobody is left.
+    private static func pick(
+        in roleName: RoleName, lead: LeadSummary, reason: Assignment.Reason, directory: Directory, rotation: RotationState,
+        load: [PersonID: Int], now: Int64, skipped: [Assignment.Skip]
+    ) -> Decision {
+        var skipped = skipped
+        let members = directory.members(of: roleName)
+        var available = [Person]()
+        for m in members {
+            switch availability(m.id, directory: directory, load: load, now: now) {
+            case .available: available.append(m)
+            case .unavailable(let why): skipped.append(.init(person: m.id, why: why))
+            }
+        }
+        let role = directory.roles[roleName]
+        var a = Assignment(leadID: lead.id, person: nil, role: roleName, reason: reason, candidates: members.map(\.id), skipped: skipped)
+        guard !available.isEmpty else {
+            a.reason = .queued
+            a.notified = role?.head
+            return Decision(assignment: a, rotation: rotation)
+        }
+        var rotation = rotation
+        switch role?.strategy ?? .roundRobin {
+        case .roundRobin:
+            // The next available member after the last one served, in id order, wrapping around.
+            let last = rotation[roleName]
+            let next = available.first { last == nil || $0.id > last! } ?? available[0]
+            a.person = next.id
+            a.tieBreak = "round-robin after \(last ?? "(start)")"
+            rotation[roleName] = next.id
+        case .leastLoaded:
+            let best = available.min { (load[$0.id] ?? 0, $0.id) < (load[$1.id] ?? 0, $1.id) }!
+            a.person = best.id
+            a.tieBreak = "least loaded (\(load[best.id] ?? 0) open), then lowest id"
+        }
+        return Decision(assignment: a, rotation: rotation)
+    }
+
+    /// Runs a proposed rule set over past leads without changing anything: per lead, the decision it
+    /// would make and whether it differs from what `current` rules decide. Works on copies of the
+    /// rotation state and load (value types), so nothing outside can change.
+    static func simulate(
+        _ leads: [LeadSummary], proposed: [RoutingRule], current: [RoutingRule], directory: Directory,
+        rotation: RotationState, load: [PersonID: Int], now: Int64
+    ) -> [(lead: String, proposed: Assignment, differs: Bool)] {
+        var rotP = rotation, rotC = rotation
+        var loadP = load, loadC = load
+        var out = [(String, Assignment, Bool)]()
+        for l in leads {
+            let p = decide(l, directory: directory, rules: proposed, rotation: rotP, load: loadP, now: now)
+            let c = decide(l, directory: directory, rules: current, rotation: rotC, load: loadC, now: now)
+            rotP = p.rotation
+            rotC = c.rotation
+            if let who = p.assignment.person { loadP[who, default: 0] += 1 }
+            if let who = c.assignment.person { loadC[who, default: 0] += 1 }
+            out.append((l.id, p.assignment, p.assignment.person != c.assignment.person || p.assignment.role != c.assignment.role))
+        }
+        return out
+    }
+}
