@@ -60,6 +60,7 @@ let package = Package(
             name: "WireInteropServer",
             dependencies: [
                 "Wire", "WireInterop",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

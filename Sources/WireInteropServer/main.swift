@@ -1,5 +1,6 @@
 import ArgumentParser
 import Logging
+import NIOCore
 import Wire
 import WireInterop
 
@@ -15,11 +16,14 @@ struct WireInteropServer: AsyncParsableCommand {
     @Option(help: "Address to bind.")
     var host: String = "127.0.0.1"
 
+    @Option(help: "Event-loop threads (default: one per core).")
+    var threads: Int = System.coreCount
+
     func run() async throws {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
-        let server = WireServer(
-            configuration: .init(host: host, port: port), services: [InteropTestService()],
-            logger: Logger(label: "wire-interop-server"))
+        var configuration = WireServer.Configuration(host: host, port: port)
+        configuration.eventLoopThreads = threads
+        let server = WireServer(configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))
         let bound = try await server.start()
         // Tests read this line to learn the port.
         printLine("listening on \(host):\(bound)")
