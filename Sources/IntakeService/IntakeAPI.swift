@@ -112,10 +112,16 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid("unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
         }
         let validated = try LeadValidation.validate(request, source: source).get()
-        var canonical = request
-        canonical.actor = ""
+        // The request as sent (minus who sent it) decides whether a reused key is a retry; it is
+        // only needed, and only kept, when there is a key.
+        var canonical: [UInt8]?
+        if !request.idempotencyKey.trimmingSpaces.isEmpty {
+            var r = request
+            r.actor = ""
+            canonical = ProtoCodec.encode(r)
+        }
         let submitted = try await guarded {
-            try await store.submit(validated, canonical: ProtoCodec.encode(canonical), source: source, actor: request.actor.isEmpty ? "api" : request.actor, now: now())
+            try await store.submit(validated, canonical: canonical, source: source, actor: request.actor.isEmpty ? "api" : request.actor, now: now())
         }
         if !submitted.duplicate { hub.publish("registered", submitted.lead, at: submitted.lead.receivedAtMs) }
         return submitted

@@ -178,19 +178,19 @@ def test_not_found_and_bad_input(intake):
 def test_client_matching(intake):
     source = make_source(intake)
     tag = uuid.uuid4().hex[:8]
-    a = intake.SubmitLead(lead_request(source, email="Anna.%s@Example.com" % tag, phone="+7 (495) 111-%s" % tag[:4].translate(str.maketrans("abcdef", "123456")))).lead
+    digits = "".join(str(int(c, 16) % 10) for c in tag)  # unique per run, so earlier runs' clients never match
+    region = [pb.FieldValue(name="Region", value="South")]
+    a = intake.SubmitLead(lead_request(source, email="Anna.%s@Example.com" % tag, phone="+7 (495) 111-%s" % digits[:4])).lead
     b = intake.SubmitLead(lead_request(source, email="  anna.%s@example.com " % tag)).lead
     assert a.client_id == b.client_id, "matched by e-mail, case and spaces ignored"
-    phone = "8 495 111 " + tag[:4].translate(str.maketrans("abcdef", "123456"))
-    c = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(email="other.%s@example.com" % tag, phone="+7 495 111 " + tag[:4].translate(str.maketrans("abcdef", "123456"))),
-                                               fields=[pb.FieldValue(name="Region", value="South")])).lead
+    c = intake.SubmitLead(pb.SubmitLeadRequest(
+        source_id=source.id, applicant=pb.Applicant(email="other.%s@example.com" % tag, phone="+7 495 111 %s" % digits[:4]), fields=region)).lead
     assert c.client_id == a.client_id, "matched by phone when the e-mail is new"
-    t1 = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(email="t1.%s@example.com" % tag, tax_id="77%s" % tag.translate(str.maketrans("abcdef", "123456"))),
-                                                fields=[pb.FieldValue(name="Region", value="South")])).lead
+    t1 = intake.SubmitLead(pb.SubmitLeadRequest(
+        source_id=source.id, applicant=pb.Applicant(email="t1.%s@example.com" % tag, tax_id="77%s" % digits), fields=region)).lead
     assert t1.client_id != a.client_id, "a new client"
     client = intake.GetClient(pb.GetClientRequest(id=a.client_id))
     assert set(client.lead_ids) == {a.id, b.id, c.id}
-    del phone
 
 
 def test_import_one_bad_item_never_aborts_the_rest(intake):

@@ -1,3 +1,5 @@
+import Wire
+
 /// The parts of an RFC 5322 message intake needs: sender, subject, and the plain-text body (from a
 /// single-part message or the first text/plain part of a multipart one), with base64,
 /// quoted-printable and RFC 2047 encoded words decoded.
@@ -88,7 +90,7 @@ struct EmailMessage: Equatable {
     private static func decodeBody(_ body: String, encoding: String?) -> String {
         switch encoding?.lowercased().trimmingSpaces {
         case "base64":
-            return String(decoding: base64(body.filter { !$0.isWhitespace }) ?? Array(body.utf8), as: UTF8.self)
+            return String(decoding: Base64.decode(body.filter { !$0.isWhitespace }.utf8) ?? Array(body.utf8), as: UTF8.self)
         case "quoted-printable":
             return String(decoding: quotedPrintable(body, underscoreIsSpace: false), as: UTF8.self)
         default:
@@ -114,32 +116,12 @@ struct EmailMessage: Equatable {
             // Whitespace between two encoded words is dropped (RFC 2047 §6.2).
             if !(lastWasWord && before.allSatisfy { $0.isWhitespace }) { out += before }
             let encoding = pieces[1].uppercased(), text = String(pieces[2])
-            let bytes = encoding == "B" ? (base64(text) ?? Array(text.utf8)) : quotedPrintable(text, underscoreIsSpace: true)
+            let bytes = encoding == "B" ? (Base64.decode(text.utf8) ?? Array(text.utf8)) : quotedPrintable(text, underscoreIsSpace: true)
             out += String(decoding: bytes, as: UTF8.self)
             rest = pieces[3].dropFirst()
             lastWasWord = true
         }
         return out + rest
-    }
-
-    static func base64(_ s: String) -> [UInt8]? {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var table = [UInt8](repeating: 0xFF, count: 256)
-        for (i, c) in alphabet.enumerated() { table[Int(c)] = UInt8(i) }
-        var out = [UInt8]()
-        var acc: UInt32 = 0
-        var bits = 0
-        for c in s.utf8 where c != UInt8(ascii: "=") {
-            let v = table[Int(c)]
-            if v == 0xFF { return nil }
-            acc = acc << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: acc >> UInt32(bits)))
-            }
-        }
-        return out
     }
 
     static func quotedPrintable(_ s: String, underscoreIsSpace: Bool) -> [UInt8] {

@@ -66,7 +66,6 @@ enum LeadValidation {
             violations.append(.init(field: "applicant.email", description: "\"\(email)\" is not an e-mail address"))
         }
 
-        var orderTotal: Int64 = 0
         for i in req.orderLines.indices {
             let line = req.orderLines[i]
             let path = "order_lines[\(i)]"
@@ -87,7 +86,6 @@ enum LeadValidation {
                     req.orderLines[i].total = FixedPoint.format(total, places: 2)
                     req.orderLines[i].quantity = FixedPoint.format(q, places: 3)
                     req.orderLines[i].price = FixedPoint.format(p, places: 2)
-                    orderTotal += total
                 } else {
                     violations.append(.init(field: "\(path).quantity", description: "quantity × price is too large"))
                 }
@@ -101,7 +99,6 @@ enum LeadValidation {
         if !source.categories.isEmpty && !source.categories.contains(category) {
             return .failure(.categoryNotAccepted(category: category, source: source.name, accepted: source.categories))
         }
-        _ = orderTotal
         return .success(req)
     }
 

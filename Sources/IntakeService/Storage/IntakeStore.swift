@@ -182,8 +182,8 @@ final class IntakeStore: Sendable {
 
     /// Registers a validated lead in one transaction: idempotency check, client match or creation,
     /// registration number, the lead, its history entry, the reply to the applicant and the lead
-    /// event in the outbox. `canonical` is the caller's request as sent (for idempotency).
-    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8], source: Intake_Source, actor: String, now: Int64) async throws -> Submitted {
+    /// event in the outbox. `canonical` is the caller's request as sent, given with an idempotency key.
+    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8]?, source: Intake_Source, actor: String, now: Int64) async throws -> Submitted {
         try await db.write { db in
             let key = req.idempotencyKey.trimmingSpaces
             if !key.isEmpty {

@@ -165,7 +165,7 @@ final class ClientStream: @unchecked Sendable {
             return
         }
         deframer.append(bytes)
-        do {
+        do throws(MessageDeframer.Failure) {
             while let m = try deframer.next() {
                 if m.compressed && !responseEncodingGzip {
                     connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
@@ -180,7 +180,12 @@ final class ClientStream: @unchecked Sendable {
             }
         } catch {
             connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
-            end(RPCError(.resourceExhausted, "response message too large: \(error)"))
+            switch error {
+            case .tooLarge(let declared, let limit):
+                end(RPCError(.resourceExhausted, "response message is \(declared) bytes; the limit is \(limit)"))
+            case .badFlag(let flag):
+                end(RPCError(.internal, "response message compressed-flag byte is \(flag); only 0 and 1 are valid"))
+            }
         }
         if inbound.isEmpty { credit() }
     }

@@ -205,10 +205,6 @@ final class H2Session {
         nghttp2_submit_goaway(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID ?? lastProcessedStreamID, errorCode, &d, d.count)
     }
 
-    func submitPing() {
-        nghttp2_submit_ping(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), nil)
-    }
-
     func isStreamOpenRemotely(_ stream: Int32) -> Bool {
         nghttp2_session_get_stream_remote_close(raw, stream) == 0
     }
@@ -306,14 +302,6 @@ struct HeaderBlock {
         bytes.append(contentsOf: name.utf8)
         let vs = bytes.count
         bytes.append(contentsOf: value.utf8)
-        spans.append((ns, vs - ns, vs, bytes.count - vs))
-    }
-
-    mutating func add(_ name: String, bytes value: some Sequence<UInt8>) {
-        let ns = bytes.count
-        bytes.append(contentsOf: name.utf8)
-        let vs = bytes.count
-        bytes.append(contentsOf: value)
         spans.append((ns, vs - ns, vs, bytes.count - vs))
     }
 

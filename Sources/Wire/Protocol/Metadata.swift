@@ -81,8 +81,9 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
 }
 
-/// Base64 as `-bin` metadata needs it: emit unpadded; accept padded or unpadded.
-enum Base64 {
+/// Base64 (RFC 4648) as `-bin` metadata needs it: emit unpadded; accept padded or unpadded. Public
+/// because services decode base64 too (e-mail bodies).
+public enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let reverse: [UInt8] = {
         var t = [UInt8](repeating: 0xFF, count: 256)
@@ -90,7 +91,7 @@ enum Base64 {
         return t
     }()
 
-    static func encode(_ bytes: [UInt8], padded: Bool = false) -> String {
+    public static func encode(_ bytes: [UInt8], padded: Bool = false) -> String {
         var out = [UInt8]()
         out.reserveCapacity((bytes.count + 2) / 3 * 4)
         var i = 0
@@ -112,7 +113,8 @@ enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+    /// Nil for characters outside the alphabet or data after padding.
+    public static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
         var out = [UInt8]()
         out.reserveCapacity(text.count * 3 / 4)
         var acc: UInt32 = 0
