@@ -77,7 +77,7 @@ let package = Package(
         .executableTarget(
             name: "RoutingService",
             dependencies: [
-                "Wire",
+                "Wire", "LeadwireAPI", "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -94,7 +94,7 @@ let package = Package(
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
-        .testTarget(name: "RoutingTests", dependencies: ["RoutingService"]),
+        .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

@@ -44,11 +44,15 @@ C_ONLY = ["grpc/reflection/v1alpha/reflection.proto"]
 OUR_SWIFT_MODULES = {
     "google.rpc": "Sources/Wire/Generated",
     "leadwire.intake.v1": "Sources/LeadwireAPI/Generated",
+    "leadwire.routing.v1": "Sources/LeadwireAPI/Generated",
+    "leadwire.report.v1": "Sources/LeadwireAPI/Generated",
 }
 
 # Short Swift prefixes for our packages (default: every package component capitalised).
 SWIFT_PREFIXES = {
     "leadwire.intake.v1": "Intake_",
+    "leadwire.routing.v1": "Routing_",
+    "leadwire.report.v1": "Report_",
 }
 
 SWIFT_KEYWORDS = {

@@ -40,7 +40,7 @@ def _generate_stubs():
     if protoc.main(args) != 0:
         raise RuntimeError("grpc_tools.protoc failed")
     # Our own API, straight from proto/ (its package path cannot shadow anything).
-    ours = ["leadwire/intake/v1/intake.proto"]
+    ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto"]
     if protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir, *ours]) != 0:
         raise RuntimeError("grpc_tools.protoc failed for proto/leadwire")
     sys.path.insert(0, _stub_dir)
@@ -118,6 +118,27 @@ def intake_server(tmp_path_factory):
     yield server
     assert server.alive(), "intake-service died during the tests"
     assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def routing_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("routing-data")
+    server = ServerProcess("routing-service", ["--data-dir", str(data)])
+    server.data_dir = str(data)
+    yield server
+    assert server.alive(), "routing-service died during the tests"
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def routing(routing_server):
+    import grpc
+    from leadwire.routing.v1 import routing_pb2_grpc
+
+    ch = grpc.insecure_channel(routing_server.address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    yield routing_pb2_grpc.RoutingStub(ch)
+    ch.close()
 
 
 @pytest.fixture

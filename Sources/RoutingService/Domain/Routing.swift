@@ -105,6 +105,8 @@ struct Assignment: Sendable, Hashable {
         case substituteFor(PersonID)
         case rule(String)
         case sourceDefaultRole
+        /// The rule set's default role (no rule matched, the source names no role).
+        case defaultRole
         /// Nobody available: the lead waits in the role's queue; the head was notified.
         case queued
     }
@@ -133,12 +135,29 @@ struct Assignment: Sendable, Hashable {
 }
 
 struct Directory: Sendable {
-    var people: [PersonID: Person]
+    var people: [PersonID: Person] { didSet { reindex() } }
     var roles: [RoleName: Role]
+    /// Members per role, sorted by id: kept with the people so a decision does not scan them all.
+    private var membersByRole: [RoleName: [Person]] = [:]
+
+    init(people: [PersonID: Person] = [:], roles: [RoleName: Role] = [:]) {
+        self.people = people
+        self.roles = roles
+        reindex()
+    }
+
+    private mutating func reindex() {
+        var index = [RoleName: [Person]]()
+        for p in people.values {
+            for r in p.roles { index[r, default: []].append(p) }
+        }
+        for k in index.keys { index[k]!.sort { $0.id < $1.id } }
+        membersByRole = index
+    }
 
     /// Members of a role in a stable order (by id), the order round-robin walks.
     func members(of role: RoleName) -> [Person] {
-        people.values.filter { $0.roles.contains(role) }.sorted { $0.id < $1.id }
+        membersByRole[role] ?? []
     }
 }
 
@@ -156,7 +175,7 @@ enum Router {
     /// gets it back unchanged (routing is idempotent by lead id). `load` counts open leads per person.
     static func decide(
         _ lead: LeadSummary, directory: Directory, rules: [RoutingRule], rotation: RotationState,
-        load: [PersonID: Int], now: Int64, previous: Assignment? = nil
+        load: [PersonID: Int], now: Int64, previous: Assignment? = nil, defaultRole: RoleName? = nil
     ) -> Decision {
         if let previous { return Decision(assignment: previous, rotation: rotation) }
         var skipped = [Assignment.Skip]()
@@ -209,6 +228,9 @@ enum Router {
         // 3. The source's default role; with none at all, the lead waits unassigned (never dropped).
         if let role = lead.sourceDefaultRole {
             return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+        }
+        if let role = defaultRole {
+            return pick(in: role, lead: lead, reason: .defaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
         }
         return Decision(assignment: Assignment(leadID: lead.id, person: nil, role: nil, reason: .queued, skipped: skipped), rotation: rotation)
     }
@@ -270,19 +292,20 @@ enum Router {
     /// rotation state and load (value types), so nothing outside can change.
     static func simulate(
         _ leads: [LeadSummary], proposed: [RoutingRule], current: [RoutingRule], directory: Directory,
-        rotation: RotationState, load: [PersonID: Int], now: Int64
-    ) -> [(lead: String, proposed: Assignment, differs: Bool)] {
+        rotation: RotationState, load: [PersonID: Int], now: Int64,
+        proposedDefaultRole: RoleName? = nil, currentDefaultRole: RoleName? = nil
+    ) -> [(lead: String, proposed: Assignment, current: Assignment, differs: Bool)] {
         var rotP = rotation, rotC = rotation
         var loadP = load, loadC = load
-        var out = [(String, Assignment, Bool)]()
+        var out = [(String, Assignment, Assignment, Bool)]()
         for l in leads {
-            let p = decide(l, directory: directory, rules: proposed, rotation: rotP, load: loadP, now: now)
-            let c = decide(l, directory: directory, rules: current, rotation: rotC, load: loadC, now: now)
+            let p = decide(l, directory: directory, rules: proposed, rotation: rotP, load: loadP, now: now, defaultRole: proposedDefaultRole)
+            let c = decide(l, directory: directory, rules: current, rotation: rotC, load: loadC, now: now, defaultRole: currentDefaultRole)
             rotP = p.rotation
             rotC = c.rotation
             if let who = p.assignment.person { loadP[who, default: 0] += 1 }
             if let who = c.assignment.person { loadC[who, default: 0] += 1 }
-            out.append((l.id, p.assignment, p.assignment.person != c.assignment.person || p.assignment.role != c.assignment.role))
+            out.append((l.id, p.assignment, c.assignment, p.assignment.person != c.assignment.person || p.assignment.role != c.assignment.role))
         }
         return out
     }

@@ -1,0 +1,426 @@
+import LeadwireAPI
+import NIOConcurrencyHelpers
+import Store
+import Wire
+
+/// Routing's persistence (every SQL statement of the service is here) and its working state.
+///
+/// The directory, rules, round-robin positions and open-lead counts are small and read on every
+/// decision, so they live in memory as well as in the database. They are changed only inside write
+/// transactions, which run one at a time on the store's writer queue: a decision therefore sees every
+/// earlier decision, and the rotation it advances is written in the same transaction as the decision.
+/// If a transaction fails, the memory is reloaded from the database so the two never drift.
+final class RoutingStore: Sendable {
+    let db: Database
+
+    struct State: Sendable {
+        var people: [String: Routing_Person] = [:]
+        var roles: [String: Routing_Role] = [:]
+        var ruleSet = Routing_RuleSet()
+        var directory = Directory()
+        var rules: [RoutingRule] = []
+        var rotation: RotationState = [:]
+        var load: [PersonID: Int] = [:]
+    }
+
+    private let state = NIOLockedValueBox(State())
+
+    static let migrations = [
+        Migration(1, "routing schema", """
+            CREATE TABLE people (
+                id INTEGER PRIMARY KEY,
+                login TEXT NOT NULL UNIQUE,
+                body BLOB NOT NULL
+            );
+            CREATE TABLE roles (name TEXT PRIMARY KEY, body BLOB NOT NULL);
+            -- Every version of the rule set is kept; the highest is in force.
+            CREATE TABLE rule_sets (version INTEGER PRIMARY KEY, body BLOB NOT NULL, created_at INTEGER NOT NULL);
+            -- Round-robin position per role: the last person served.
+            CREATE TABLE rotation (role TEXT PRIMARY KEY, last_person TEXT NOT NULL);
+            CREATE TABLE assignments (
+                lead_id TEXT PRIMARY KEY,
+                person_id TEXT NOT NULL,
+                role TEXT NOT NULL,
+                queued INTEGER NOT NULL,
+                open INTEGER NOT NULL,
+                awaiting_decision INTEGER NOT NULL,
+                reply_deadline INTEGER NOT NULL,
+                routed_at INTEGER NOT NULL,
+                lead BLOB NOT NULL,
+                body BLOB NOT NULL
+            );
+            CREATE INDEX assignments_open ON assignments(person_id) WHERE open = 1;
+            CREATE INDEX assignments_queue ON assignments(role, routed_at) WHERE queued = 1 AND open = 1;
+            CREATE INDEX assignments_due ON assignments(reply_deadline) WHERE awaiting_decision = 1 AND reply_deadline > 0;
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            """),
+    ]
+
+    init(path: String, now: Int64) async throws {
+        db = try Database(configuration: .init(path: path), migrations: Self.migrations)
+        try await db.write { c in
+            // The stock roles of the material exist from the first start (and only then: a later
+            // deletion or change by the operator is theirs to keep).
+            if try c.first("SELECT value FROM meta WHERE key = 'stock_roles'", map: { $0.string(0) }) == nil {
+                for r in RoutingModel.stockRoles {
+                    try c.run("INSERT OR IGNORE INTO roles(name, body) VALUES (?, ?)", r.name, ProtoCodec.encode(r))
+                }
+                try c.run("INSERT INTO meta(key, value) VALUES ('stock_roles', ?)", String(now))
+            }
+        }
+        try await reload()
+    }
+
+    /// Rebuilds the working state from the database.
+    func reload() async throws {
+        let fresh = try await db.write { c in try Self.load(c) }
+        state.withLockedValue { $0 = fresh }
+    }
+
+    private static func load(_ c: Connection) throws -> State {
+        var s = State()
+        for p in try c.query("SELECT body FROM people", map: { try ProtoCodec.decode(Routing_Person.self, from: $0.blob(0)) }) { s.people[p.id] = p }
+        for r in try c.query("SELECT body FROM roles", map: { try ProtoCodec.decode(Routing_Role.self, from: $0.blob(0)) }) { s.roles[r.name] = r }
+        if let rs = try c.first("SELECT body FROM rule_sets ORDER BY version DESC LIMIT 1", map: { try ProtoCodec.decode(Routing_RuleSet.self, from: $0.blob(0)) }) {
+            s.ruleSet = rs
+            s.rules = RoutingModel.rules(rs)
+        }
+        for (role, last) in try c.query("SELECT role, last_person FROM rotation", map: { ($0.string(0), $0.string(1)) }) { s.rotation[role] = last }
+        for (p, n) in try c.query("SELECT person_id, COUNT(*) FROM assignments WHERE open = 1 AND person_id <> '' GROUP BY person_id", map: { ($0.string(0), Int($0.int(1))) }) {
+            s.load[p] = n
+        }
+        s.directory = Directory(
+            people: Dictionary(uniqueKeysWithValues: s.people.values.map { ($0.id, RoutingModel.person($0)) }),
+            roles: Dictionary(uniqueKeysWithValues: s.roles.values.map { ($0.name, RoutingModel.role($0)) }))
+        return s
+    }
+
+    /// Runs a write; on a storage failure the working state is rebuilt from what was committed.
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
+        do {
+            return try await db.write(body)
+        } catch let e as StoreError {
+            try? await reload()
+            throw e
+        }
+    }
+
+    var snapshot: State { state.withLockedValue { $0 } }
+
+    // MARK: People
+
+    static func personID(_ n: Int64) -> String { "person-\(n)" }
+
+    static func personNumber(_ id: String) -> Int64? {
+        guard id.hasPrefix("person-"), let n = Int64(id.dropFirst(7)), n > 0 else { return nil }
+        return n
+    }
+
+    /// People and roles a record refers to must exist.
+    private static func checkReferences(_ p: Routing_Person, _ s: State) throws {
+        for r in p.roles where s.roles[r] == nil {
+            throw RoutingError.notFound("no role \"\(r)\" (person.roles); ListRoles shows them, PutRole adds one")
+        }
+        for a in p.absences where !a.substituteId.isEmpty && s.people[a.substituteId] == nil {
+            throw RoutingError.notFound("no person \(a.substituteId) (person.absences.substitute_id)")
+        }
+    }
+
+    func createPerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
+        try await write { c in
+            var p = person
+            try Self.checkReferences(p, self.snapshot)
+            p.active = true
+            p.openLeads = 0
+            p.createdAtMs = now
+            p.updatedAtMs = now
+            do {
+                try c.run("INSERT INTO people(login, body) VALUES (?, ?)", p.login, [UInt8]())
+            } catch let e as StoreError where e.isConstraintViolation {
+                throw RoutingError.loginTaken(p.login)
+            }
+            p.id = Self.personID(c.lastInsertRowID)
+            try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), c.lastInsertRowID)
+            self.state.withLockedValue { s in
+                s.people[p.id] = p
+                s.directory.people[p.id] = RoutingModel.person(p)
+            }
+            return p
+        }
+    }
+
+    func updatePerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
+        try await write { c in
+            let s = self.snapshot
+            guard let n = Self.personNumber(person.id), let old = s.people[person.id] else { throw RoutingError.notFound("no person \(person.id)") }
+            try Self.checkReferences(person, s)
+            var p = person
+            p.createdAtMs = old.createdAtMs
+            p.updatedAtMs = now
+            p.openLeads = 0
+            do {
+                try c.run("UPDATE people SET login = ?, body = ? WHERE id = ?", p.login, ProtoCodec.encode(p), n)
+            } catch let e as StoreError where e.isConstraintViolation {
+                throw RoutingError.loginTaken(p.login)
+            }
+            self.state.withLockedValue { s in
+                s.people[p.id] = p
+                s.directory.people[p.id] = RoutingModel.person(p)
+            }
+            // Someone may have come back, gained capacity or joined a role: queued leads can move.
+            for role in p.roles { try self.drainQueue(c, role: role, now: now) }
+            return p
+        }
+    }
+
+    func person(_ id: String) -> Routing_Person? {
+        state.withLockedValue { s in
+            guard var p = s.people[id] else { return nil }
+            p.openLeads = Int32(s.load[id] ?? 0)
+            return p
+        }
+    }
+
+    func people(role: String, includeInactive: Bool) -> [Routing_Person] {
+        state.withLockedValue { s in
+            s.people.values
+                .filter { (role.isEmpty || $0.roles.contains(role)) && (includeInactive || $0.active) }
+                .map { p in
+                    var p = p
+                    p.openLeads = Int32(s.load[p.id] ?? 0)
+                    return p
+                }
+                .sorted { (Self.personNumber($0.id) ?? 0) < (Self.personNumber($1.id) ?? 0) }
+        }
+    }
+
+    // MARK: Roles
+
+    func putRole(_ role: Routing_Role) async throws -> Routing_Role {
+        try await write { c in
+            var r = role
+            r.memberIds = []
+            if !r.headId.isEmpty, self.snapshot.people[r.headId] == nil { throw RoutingError.notFound("no person \(r.headId) (role.head_id)") }
+            try c.run("INSERT INTO roles(name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body", r.name, ProtoCodec.encode(r))
+            self.state.withLockedValue { s in
+                s.roles[r.name] = r
+                s.directory.roles[r.name] = RoutingModel.role(r)
+            }
+            return self.role(r.name)!
+        }
+    }
+
+    func role(_ name: String) -> Routing_Role? {
+        state.withLockedValue { s in
+            guard var r = s.roles[name] else { return nil }
+            r.memberIds = s.directory.members(of: name).map(\.id)
+            return r
+        }
+    }
+
+    func roles() -> [Routing_Role] {
+        let names = state.withLockedValue { $0.roles.keys.sorted() }
+        return names.compactMap { role($0) }
+    }
+
+    // MARK: Rules
+
+    func setRules(_ proposed: Routing_RuleSet, expectedVersion: Int64, now: Int64) async throws -> Routing_RuleSet {
+        try await write { c in
+            let s = self.snapshot
+            if expectedVersion != 0 && expectedVersion != s.ruleSet.version {
+                throw RoutingError.staleRules(expected: expectedVersion, actual: s.ruleSet.version)
+            }
+            try Self.checkRuleReferences(proposed, s)
+            var rs = proposed
+            rs.version = s.ruleSet.version + 1
+            rs.updatedAtMs = now
+            try c.run("INSERT INTO rule_sets(version, body, created_at) VALUES (?, ?, ?)", rs.version, ProtoCodec.encode(rs), now)
+            self.state.withLockedValue { s in
+                s.ruleSet = rs
+                s.rules = RoutingModel.rules(rs)
+            }
+            return rs
+        }
+    }
+
+    static func checkRuleReferences(_ rs: Routing_RuleSet, _ s: State) throws {
+        for (i, r) in rs.rules.enumerated() {
+            switch r.target {
+            case .personId(let p) where s.people[p] == nil: throw RoutingError.notFound("no person \(p) (rules[\(i)].person_id, rule \"\(r.name)\")")
+            case .role(let ro) where s.roles[ro] == nil: throw RoutingError.notFound("no role \"\(ro)\" (rules[\(i)].role, rule \"\(r.name)\")")
+            default: break
+            }
+        }
+        if !rs.defaultRole.isEmpty, s.roles[rs.defaultRole] == nil {
+            throw RoutingError.notFound("no role \"\(rs.defaultRole)\" (default_role)")
+        }
+    }
+
+    // MARK: Deciding
+
+    /// Decides and stores who handles `lead`, or returns the stored decision for a retry.
+    func route(_ lead: Routing_LeadSummary, actor: String, now: Int64) async throws -> Routing_Assignment {
+        try await write { c in
+            if let existing = try Self.assignment(c, lead.leadId) { return existing }
+            var a = try self.decide(c, lead, now: now)
+            a.history = [Self.event("routed", a.personId, actor: actor, note: a.explanation, at: now)]
+            try c.run(
+                """
+                INSERT INTO assignments(lead_id, person_id, role, queued, open, awaiting_decision, reply_deadline, routed_at, lead, body)
+                VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
+                """,
+                a.leadId, a.personId, a.role, a.personId.isEmpty, a.replyDeadlineMs, now, ProtoCodec.encode(lead), ProtoCodec.encode(a))
+            return a
+        }
+    }
+
+    /// Runs the pure decision on the working state, applies its effects there (rotation, load) and
+    /// writes the rotation row in the same transaction. Writer queue only.
+    private func decide(_ c: Connection, _ lead: Routing_LeadSummary, now: Int64) throws -> Routing_Assignment {
+        let (decision, changedRotation): (Router.Decision, (String, String)?) = state.withLockedValue { s in
+            let d = Router.decide(
+                RoutingModel.lead(lead), directory: s.directory, rules: s.rules, rotation: s.rotation, load: s.load, now: now,
+                defaultRole: s.ruleSet.defaultRole.isEmpty ? nil : s.ruleSet.defaultRole)
+            var changed: (String, String)?
+            if let role = d.assignment.role, let last = d.rotation[role], s.rotation[role] != last { changed = (role, last) }
+            s.rotation = d.rotation
+            if let p = d.assignment.person { s.load[p, default: 0] += 1 }
+            return (d, changed)
+        }
+        if let (role, last) = changedRotation {
+            try c.run("INSERT INTO rotation(role, last_person) VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET last_person = excluded.last_person", role, last)
+        }
+        return RoutingModel.assignment(decision.assignment, lead: lead, now: now)
+    }
+
+    private static func event(_ kind: String, _ person: String, actor: String, note: String, at: Int64) -> Routing_AssignmentEvent {
+        var e = Routing_AssignmentEvent()
+        e.atMs = at
+        e.kind = kind
+        e.personId = person
+        e.actor = actor
+        e.note = note
+        return e
+    }
+
+    private static func assignment(_ c: Connection, _ leadID: String) throws -> Routing_Assignment? {
+        try c.first("SELECT body FROM assignments WHERE lead_id = ?", leadID) { try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0)) }
+    }
+
+    private static func save(_ c: Connection, _ a: Routing_Assignment) throws {
+        let open = !a.released
+        try c.run(
+            "UPDATE assignments SET person_id = ?, role = ?, queued = ?, open = ?, awaiting_decision = ?, body = ? WHERE lead_id = ?",
+            a.personId, a.role, a.personId.isEmpty, open, open && !a.decided && a.escalatedTo.isEmpty, ProtoCodec.encode(a), a.leadId)
+    }
+
+    func assignment(_ leadID: String) async throws -> Routing_Assignment? {
+        try await db.read { c in try Self.assignment(c, leadID) }
+    }
+
+    func reassign(_ leadID: String, to person: String, reason: String, actor: String, now: Int64) async throws -> Routing_Assignment {
+        try await write { c in
+            guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID); RouteLead it first") }
+            guard self.snapshot.people[person] != nil else { throw RoutingError.notFound("no person \(person) (person_id)") }
+            if a.released { throw RoutingError.released(lead: leadID) }
+            let from = a.personId
+            self.state.withLockedValue { s in
+                if !from.isEmpty { s.load[from, default: 1] -= 1 }
+                s.load[person, default: 0] += 1
+            }
+            a.personId = person
+            a.reason = .manual
+            a.skipped = []
+            a.tieBreak = ""
+            a.explanation = "reassigned by hand from \(from.isEmpty ? "the queue" : from) to \(person): \(reason)"
+            a.history.append(Self.event("reassigned", person, actor: actor, note: reason, at: now))
+            try Self.save(c, a)
+            if !from.isEmpty, let p = self.snapshot.people[from] {
+                for role in p.roles { try self.drainQueue(c, role: role, now: now) }
+            }
+            return a
+        }
+    }
+
+    func release(_ leadID: String, actor: String, note: String, now: Int64) async throws -> Routing_Assignment {
+        try await write { c in
+            guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID)") }
+            if a.released { return a }  // a retried release changes nothing
+            a.released = true
+            a.history.append(Self.event("released", a.personId, actor: actor, note: note, at: now))
+            try Self.save(c, a)
+            if !a.personId.isEmpty {
+                self.state.withLockedValue { $0.load[a.personId, default: 1] -= 1 }
+                let roles = self.snapshot.people[a.personId]?.roles ?? []
+                for role in roles { try self.drainQueue(c, role: role, now: now) }
+            }
+            return a
+        }
+    }
+
+    func markDecided(_ leadID: String, actor: String, now: Int64) async throws -> Routing_Assignment {
+        try await write { c in
+            guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID)") }
+            if a.decided { return a }
+            a.decided = true
+            a.history.append(Self.event("decided", a.personId, actor: actor, note: "", at: now))
+            try Self.save(c, a)
+            return a
+        }
+    }
+
+    /// Gives the oldest queued leads of `role` to whoever can now take them (writer queue only).
+    private func drainQueue(_ c: Connection, role: String, now: Int64) throws {
+        let queued = try c.query(
+            "SELECT lead, body FROM assignments WHERE queued = 1 AND open = 1 AND role = ? ORDER BY routed_at, lead_id LIMIT 50", role
+        ) { (try ProtoCodec.decode(Routing_LeadSummary.self, from: $0.blob(0)), try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(1))) }
+        for (lead, old) in queued {
+            var fresh = try decide(c, lead, now: now)
+            guard !fresh.personId.isEmpty else { break }  // still nobody: the rest wait too
+            fresh.history = old.history + [Self.event("dequeued", fresh.personId, actor: "routing", note: fresh.explanation, at: now)]
+            fresh.routedAtMs = old.routedAtMs
+            fresh.decided = old.decided
+            fresh.escalatedTo = old.escalatedTo
+            fresh.escalatedAtMs = old.escalatedAtMs
+            try Self.save(c, fresh)
+        }
+    }
+
+    // MARK: Escalation
+
+    /// Open leads past their reply deadline with no decision; with `record`, each is escalated to its
+    /// role's head once.
+    func escalate(now: Int64, record: Bool) async throws -> [Routing_Escalation] {
+        let find: @Sendable (Connection) throws -> [Routing_Assignment] = { c in
+            try c.query(
+                "SELECT body FROM assignments WHERE awaiting_decision = 1 AND reply_deadline > 0 AND reply_deadline < ? ORDER BY reply_deadline LIMIT 1000", now
+            ) { try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0)) }
+        }
+        let heads: @Sendable (Routing_Assignment) -> String = { a in
+            let s = self.snapshot
+            if let h = s.roles[a.role]?.headId, !h.isEmpty { return h }
+            for r in s.people[a.personId]?.roles ?? [] { if let h = s.roles[r]?.headId, !h.isEmpty { return h } }
+            return ""
+        }
+        let build: @Sendable (Routing_Assignment) -> Routing_Escalation = { a in
+            var e = Routing_Escalation()
+            e.assignment = a
+            e.headId = heads(a)
+            e.overdueMs = now - a.replyDeadlineMs
+            return e
+        }
+        guard record else { return try await db.read { c in try find(c).map(build) } }
+        return try await write { c in
+            try find(c).map { a in
+                var a = a
+                let head = heads(a)
+                a.escalatedTo = head.isEmpty ? "(no head)" : head
+                a.escalatedAtMs = now
+                a.history.append(Self.event("escalated", head, actor: "routing", note: "reply deadline passed \((now - a.replyDeadlineMs) / 60_000) min ago without a decision", at: now))
+                try Self.save(c, a)
+                return build(a)
+            }
+        }
+    }
+}
