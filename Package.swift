@@ -86,7 +86,7 @@ let package = Package(
         .executableTarget(
             name: "ReportService",
             dependencies: [
-                "Wire",
+                "Wire", "LeadwireAPI", "Store",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -95,6 +95,7 @@ let package = Package(
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),
+        .testTarget(name: "ReportTests", dependencies: ["ReportService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(
             name: "WireTests",
             dependencies: [

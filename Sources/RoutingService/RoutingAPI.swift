@@ -125,9 +125,9 @@ struct RoutingAPI: Routing_Service {
 
     func reassign(_ request: Routing_ReassignRequest, context: ServerContext) async throws -> Routing_Assignment {
         var problems = [RPCError.FieldViolation]()
-        if request.leadId.trimmed.isEmpty { problems.append(.init(field: "lead_id", description: "required")) }
-        if request.personId.trimmed.isEmpty { problems.append(.init(field: "person_id", description: "required")) }
-        if request.reason.trimmed.isEmpty { problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved")) }
+        if request.leadId.trimmingSpaces.isEmpty { problems.append(.init(field: "lead_id", description: "required")) }
+        if request.personId.trimmingSpaces.isEmpty { problems.append(.init(field: "person_id", description: "required")) }
+        if request.reason.trimmingSpaces.isEmpty { problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved")) }
         try Self.check(problems, "the reassignment is not complete")
         return try await guarded { try await store.reassign(request.leadId, to: request.personId, reason: request.reason, actor: request.actor, now: now()) }
     }

@@ -26,13 +26,13 @@ import Testing
         var set = Routing_RuleSet()
         set.rules = [
             rule("a", [condition("Region", .equals("North"))], .role("r")),
-            rule("a", [condition("Employees", .range(range)), condition("", .in(Routing_StringList()))], nil),
+            rule("a", [condition("Employees", .range(range)), condition("", .oneOf(Routing_StringList()))], nil),
             rule("b", [condition("x", nil), condition("y", .prefix(""))], .personId(" ")),
         ]
         let fields = Set(RoutingModel.ruleProblems(set).map(\.field))
         #expect(fields == [
             "rules[1].name", "rules[1].target", "rules[1].conditions[0].range.min", "rules[1].conditions[1].field",
-            "rules[1].conditions[1].in.values", "rules[2].person_id", "rules[2].conditions[0].test", "rules[2].conditions[1].prefix",
+            "rules[1].conditions[1].one_of.values", "rules[2].person_id", "rules[2].conditions[0].test", "rules[2].conditions[1].prefix",
         ])
         set.rules = [set.rules[0]]
         #expect(RoutingModel.ruleProblems(set).isEmpty)

@@ -40,7 +40,7 @@ def _generate_stubs():
     if protoc.main(args) != 0:
         raise RuntimeError("grpc_tools.protoc failed")
     # Our own API, straight from proto/ (its package path cannot shadow anything).
-    ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto"]
+    ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto", "leadwire/report/v1/report.proto"]
     if protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir, *ours]) != 0:
         raise RuntimeError("grpc_tools.protoc failed for proto/leadwire")
     sys.path.insert(0, _stub_dir)
@@ -138,6 +138,27 @@ def routing(routing_server):
     ch = grpc.insecure_channel(routing_server.address)
     grpc.channel_ready_future(ch).result(timeout=10)
     yield routing_pb2_grpc.RoutingStub(ch)
+    ch.close()
+
+
+@pytest.fixture(scope="module")
+def report_server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("report-data")
+    server = ServerProcess("report-service", ["--data-dir", str(data)])
+    server.data_dir = str(data)
+    yield server
+    assert server.alive(), "report-service died during the tests"
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def report(report_server):
+    import grpc
+    from leadwire.report.v1 import report_pb2_grpc
+
+    ch = grpc.insecure_channel(report_server.address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    yield report_pb2_grpc.ReportStub(ch)
     ch.close()
 
 

@@ -137,7 +137,7 @@ def test_simulation_changes_nothing(routing):
     px, py = person(routing, roles=[x.name]), person(routing, roles=[y.name])
     before = routing.GetRules(pb.GetRulesRequest())
     leads = [lead(source_default_role=x.name, fields=[pb.FieldValue(name="Region", value=r)]) for r in ("West", "East")]
-    proposed = pb.RuleSet(rules=[pb.Rule(name="West", conditions=[pb.Condition(field="Region", **{"in": pb.StringList(values=["West"])})], role=y.name)])
+    proposed = pb.RuleSet(rules=[pb.Rule(name="West", conditions=[pb.Condition(field="Region", one_of=pb.StringList(values=["West"]))], role=y.name)])
     r = routing.Simulate(pb.SimulateRequest(proposed=proposed, leads=leads))
     assert [x.proposed.person_id for x in r.results] == [py.id, px.id]
     assert [x.differs for x in r.results] == [True, False] and r.differing == 1

@@ -2194,12 +2194,12 @@ static const ProtobufCFieldDescriptor leadwire__routing__v1__condition__field_de
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "in",
+    "one_of",
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_MESSAGE,
     offsetof(Leadwire__Routing__V1__Condition, test_case),
-    offsetof(Leadwire__Routing__V1__Condition, in),
+    offsetof(Leadwire__Routing__V1__Condition, one_of),
     &leadwire__routing__v1__string_list__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
@@ -2233,7 +2233,7 @@ static const ProtobufCFieldDescriptor leadwire__routing__v1__condition__field_de
 static const unsigned leadwire__routing__v1__condition__field_indices_by_name[] = {
   1,   /* field[1] = equals */
   0,   /* field[0] = field */
-  2,   /* field[2] = in */
+  2,   /* field[2] = one_of */
   3,   /* field[3] = prefix */
   4,   /* field[4] = range */
 };

@@ -1,3 +1,5 @@
+import LeadwireAPI
+
 import Wire
 
 /// The parts of an RFC 5322 message intake needs: sender, subject, and the plain-text body (from a

@@ -198,7 +198,7 @@ public struct Routing_Condition: WireMessage, Hashable {
     public var test: OneOf_Test? = nil
     public enum OneOf_Test: Sendable, Hashable {
         case equals(String)
-        case `in`(Routing_StringList)
+        case oneOf(Routing_StringList)
         case prefix(String)
         case range(Routing_Range)
     }
@@ -206,7 +206,7 @@ public struct Routing_Condition: WireMessage, Hashable {
     public init(reading r: ProtoReader) throws {
         self.field = try r.string(1)
         if r.has(2) { self.test = .equals(try r.string(2)) }
-        else if r.has(3) { self.test = .`in`((try r.message(3, as: Routing_StringList.self) ?? Routing_StringList())) }
+        else if r.has(3) { self.test = .oneOf((try r.message(3, as: Routing_StringList.self) ?? Routing_StringList())) }
         else if r.has(4) { self.test = .prefix(try r.string(4)) }
         else if r.has(5) { self.test = .range((try r.message(5, as: Routing_Range.self) ?? Routing_Range())) }
     }
@@ -214,7 +214,7 @@ public struct Routing_Condition: WireMessage, Hashable {
         w.string(1, self.field)
         switch self.test {
         case .equals(let v): w.string(2, v)
-        case .`in`(let v): w.message(3, v)
+        case .oneOf(let v): w.message(3, v)
         case .prefix(let v): w.string(4, v)
         case .range(let v): w.message(5, v)
         case nil: break

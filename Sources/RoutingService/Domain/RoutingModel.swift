@@ -32,15 +32,6 @@ enum RoutingError: Error, RPCErrorConvertible, Equatable {
     }
 }
 
-extension String {
-    var trimmed: String {
-        var s = Substring(self)
-        while let c = s.first, c.isWhitespace { s.removeFirst() }
-        while let c = s.last, c.isWhitespace { s.removeLast() }
-        return String(s)
-    }
-}
-
 /// Checks and translations between the wire messages and the pure decision model.
 enum RoutingModel {
     static let stockRoles: [Routing_Role] = [
@@ -64,8 +55,8 @@ enum RoutingModel {
 
     static func personProblems(_ p: Routing_Person, path: String = "person") -> [RPCError.FieldViolation] {
         var out = [RPCError.FieldViolation]()
-        if p.name.trimmed.isEmpty { out.append(.init(field: "\(path).name", description: "required")) }
-        if p.login.trimmed.isEmpty {
+        if p.name.trimmingSpaces.isEmpty { out.append(.init(field: "\(path).name", description: "required")) }
+        if p.login.trimmingSpaces.isEmpty {
             out.append(.init(field: "\(path).login", description: "required"))
         } else if !p.login.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "." || $0 == "_" || $0 == "-" }) {
             out.append(.init(field: "\(path).login", description: "use letters, digits, '.', '_' or '-' (got \"\(p.login)\")"))
@@ -82,7 +73,7 @@ enum RoutingModel {
         }
         var seen = Set<String>()
         for (i, r) in p.roles.enumerated() {
-            if r.trimmed.isEmpty { out.append(.init(field: "\(path).roles[\(i)]", description: "empty role name")) }
+            if r.trimmingSpaces.isEmpty { out.append(.init(field: "\(path).roles[\(i)]", description: "empty role name")) }
             if !seen.insert(r).inserted { out.append(.init(field: "\(path).roles[\(i)]", description: "\"\(r)\" listed twice")) }
         }
         return out
@@ -90,7 +81,7 @@ enum RoutingModel {
 
     static func roleProblems(_ r: Routing_Role) -> [RPCError.FieldViolation] {
         var out = [RPCError.FieldViolation]()
-        if r.name.trimmed.isEmpty { out.append(.init(field: "role.name", description: "required")) }
+        if r.name.trimmingSpaces.isEmpty { out.append(.init(field: "role.name", description: "required")) }
         if r.strategy.rawValue < 0 || r.strategy.rawValue > 2 {
             out.append(.init(field: "role.strategy", description: "unknown strategy \(r.strategy.rawValue); use STRATEGY_ROUND_ROBIN or STRATEGY_LEAST_LOADED"))
         }
@@ -106,25 +97,25 @@ enum RoutingModel {
         var names = Set<String>()
         for (i, rule) in set.rules.enumerated() {
             let path = "rules[\(i)]"
-            if rule.name.trimmed.isEmpty {
+            if rule.name.trimmingSpaces.isEmpty {
                 out.append(.init(field: "\(path).name", description: "required: explanations quote it"))
             } else if !names.insert(rule.name).inserted {
                 out.append(.init(field: "\(path).name", description: "\"\(rule.name)\" is used by an earlier rule"))
             }
             switch rule.target {
             case nil: out.append(.init(field: "\(path).target", description: "set person_id or role"))
-            case .personId(let p) where p.trimmed.isEmpty: out.append(.init(field: "\(path).person_id", description: "empty"))
-            case .role(let r) where r.trimmed.isEmpty: out.append(.init(field: "\(path).role", description: "empty"))
+            case .personId(let p) where p.trimmingSpaces.isEmpty: out.append(.init(field: "\(path).person_id", description: "empty"))
+            case .role(let r) where r.trimmingSpaces.isEmpty: out.append(.init(field: "\(path).role", description: "empty"))
             default: break
             }
             for (j, c) in rule.conditions.enumerated() {
                 let cp = "\(path).conditions[\(j)]"
-                if c.field.trimmed.isEmpty { out.append(.init(field: "\(cp).field", description: "required: \"source\", \"channel\", \"category\" or an additional field's name")) }
+                if c.field.trimmingSpaces.isEmpty { out.append(.init(field: "\(cp).field", description: "required: \"source\", \"channel\", \"category\" or an additional field's name")) }
                 switch c.test {
                 case nil:
-                    out.append(.init(field: "\(cp).test", description: "set one of equals, in, prefix, range"))
-                case .in(let list) where list.values.isEmpty:
-                    out.append(.init(field: "\(cp).in.values", description: "at least one value"))
+                    out.append(.init(field: "\(cp).test", description: "set one of equals, one_of, prefix, range"))
+                case .oneOf(let list) where list.values.isEmpty:
+                    out.append(.init(field: "\(cp).one_of.values", description: "at least one value"))
                 case .prefix(let p) where p.isEmpty:
                     out.append(.init(field: "\(cp).prefix", description: "empty prefix matches everything; drop the condition instead"))
                 case .range(let r):
@@ -163,7 +154,7 @@ enum RoutingModel {
                     let test: Condition.Test
                     switch c.test {
                     case .equals(let v): test = .equals(v)
-                    case .in(let l): test = .oneOf(l.values)
+                    case .oneOf(let l): test = .oneOf(l.values)
                     case .prefix(let p): test = .prefix(p)
                     case .range(let rg): test = .range(min: Double(rg.min), max: Double(rg.max))
                     case nil: test = .oneOf([])
@@ -189,7 +180,7 @@ enum RoutingModel {
 
     static func leadProblems(_ l: Routing_LeadSummary, path: String = "lead") -> [RPCError.FieldViolation] {
         var out = [RPCError.FieldViolation]()
-        if l.leadId.trimmed.isEmpty { out.append(.init(field: "\(path).lead_id", description: "required: decisions are stored by lead id")) }
+        if l.leadId.trimmingSpaces.isEmpty { out.append(.init(field: "\(path).lead_id", description: "required: decisions are stored by lead id")) }
         return out
     }
 
@@ -278,7 +269,7 @@ enum MentionSearch {
     }
 
     static func search(_ query: String, in people: [Routing_Person], limit: Int) -> [Match] {
-        var q = query.trimmed.lowercased()
+        var q = query.trimmingSpaces.lowercased()
         if q.hasPrefix("@") { q.removeFirst() }
         guard !q.isEmpty else { return [] }
         var out = [Match]()

@@ -234,7 +234,7 @@ struct  Leadwire__Routing__V1__Range
 typedef enum {
   LEADWIRE__ROUTING__V1__CONDITION__TEST__NOT_SET = 0,
   LEADWIRE__ROUTING__V1__CONDITION__TEST_EQUALS = 2,
-  LEADWIRE__ROUTING__V1__CONDITION__TEST_IN = 3,
+  LEADWIRE__ROUTING__V1__CONDITION__TEST_ONE_OF = 3,
   LEADWIRE__ROUTING__V1__CONDITION__TEST_PREFIX = 4,
   LEADWIRE__ROUTING__V1__CONDITION__TEST_RANGE = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LEADWIRE__ROUTING__V1__CONDITION__TEST__CASE)
@@ -252,7 +252,7 @@ struct  Leadwire__Routing__V1__Condition
   Leadwire__Routing__V1__Condition__TestCase test_case;
   union {
     char *equals;
-    Leadwire__Routing__V1__StringList *in;
+    Leadwire__Routing__V1__StringList *one_of;
     char *prefix;
     Leadwire__Routing__V1__Range *range;
   };

@@ -1,0 +1,125 @@
+/// The value conventions of the Leadwire API, shared by the services that read and write them:
+/// decimals travel as strings and are held as fixed-point integers; dates travel as "YYYY-MM-DD".
+
+/// Fixed-point decimals for quantities and money: strings on the wire, integers inside, so no
+/// amount ever passes through floating point.
+public enum FixedPoint {
+    /// Parses "12", "12.5", "-0.25" into value × 10^places. Nil if malformed, with more decimal
+    /// places than allowed, or out of range.
+    public static func parse(_ text: String, places: Int) -> Int64? {
+        var s = Substring(text.trimmingSpaces)
+        var negative = false
+        if s.first == "-" {
+            negative = true
+            s = s.dropFirst()
+        }
+        let parts = s.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCIIDigit) else { return nil }
+        var fraction = parts.count == 2 ? parts[1] : ""
+        guard fraction.allSatisfy(\.isASCIIDigit), parts.count == 1 || !fraction.isEmpty else { return nil }
+        guard fraction.count <= places else { return nil }
+        fraction += String(repeating: "0", count: places - fraction.count)
+        guard whole.count <= 15, let w = Int64(whole), let f = Int64(fraction.isEmpty ? "0" : fraction) else { return nil }
+        var scale: Int64 = 1
+        for _ in 0..<places { scale *= 10 }
+        let v = w * scale + f
+        return negative ? -v : v
+    }
+
+    public static func format(_ value: Int64, places: Int) -> String {
+        var scale: Int64 = 1
+        for _ in 0..<places { scale *= 10 }
+        let sign = value < 0 ? "-" : ""
+        let a = value.magnitude
+        let whole = a / UInt64(scale)
+        guard places > 0 else { return "\(sign)\(whole)" }
+        let frac = String(a % UInt64(scale))
+        return "\(sign)\(whole).\(String(repeating: "0", count: places - frac.count))\(frac)"
+    }
+
+    /// quantity (3 places) × price (2 places) -> total (2 places), rounded half away from zero.
+    public static func lineTotal(quantityMilli: Int64, priceCents: Int64) -> Int64? {
+        let (p, overflow) = quantityMilli.multipliedReportingOverflow(by: priceCents)
+        guard !overflow else { return nil }
+        return p >= 0 ? (p + 500) / 1000 : (p - 500) / 1000
+    }
+}
+
+/// Calendar dates as "YYYY-MM-DD", checked for real days.
+public enum CalendarDate {
+    public static func parse(_ text: String) -> (year: Int, month: Int, day: Int)? {
+        let p = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2,
+              let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1...12).contains(m), d >= 1
+        else { return nil }
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]
+        return d <= days ? (y, m, d) : nil
+    }
+
+    /// Days since 1970-01-01 (proleptic Gregorian), for comparisons with "now".
+    public static func dayNumber(_ y: Int, _ m: Int, _ d: Int) -> Int {
+        let yy = m <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let mp = (m + 9) % 12
+        let doy = (153 * mp + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146097 + doe - 719468
+    }
+
+    public static func year(ofMillis ms: Int64) -> Int {
+        // civil_from_days (H. Hinnant), enough for a year.
+        let z = Int(ms / 86_400_000) + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return yoe + era * 400 + (m <= 2 ? 1 : 0)
+    }
+}
+
+
+extension CalendarDate {
+    /// The calendar date of a day number (days since 1970-01-01), H. Hinnant's civil_from_days.
+    public static func civil(day: Int) -> (year: Int, month: Int, day: Int) {
+        let z = day + 719468
+        let era = (z >= 0 ? z : z - 146096) / 146097
+        let doe = z - era * 146097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (yoe + era * 400 + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    /// "YYYY-MM-DD" for a day number.
+    public static func format(day: Int) -> String {
+        let c = civil(day: day)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return "\(c.year)-\(two(c.month))-\(two(c.day))"
+    }
+
+    /// The day number of "YYYY-MM-DD", nil if it is not a real date.
+    public static func dayNumber(_ text: String) -> Int? {
+        parse(text).map { dayNumber($0.year, $0.month, $0.day) }
+    }
+
+    /// The UTC day an instant (ms since the epoch) falls on.
+    public static func day(ofMillis ms: Int64) -> Int {
+        Int((ms >= 0 ? ms : ms - 86_399_999) / 86_400_000)
+    }
+}
+
+extension Character {
+    public var isASCIIDigit: Bool { isASCII && isNumber }
+}
+
+extension StringProtocol {
+    public var trimmingSpaces: String {
+        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+    }
+}

@@ -1,0 +1,386 @@
+import LeadwireAPI
+import Logging
+import Store
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Milliseconds since the epoch; injectable so tests control time.
+typealias Clock = @Sendable () -> Int64
+
+let systemClock: Clock = {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Whether a registration number names a lead a plan line may cover (accepted or processed).
+enum LeadVerdict: Sendable, Equatable {
+    case usable
+    case notAccepted(status: String)
+    case unknown
+}
+
+protocol LeadChecker: Sendable {
+    func verdict(_ registrationNumber: String) async throws -> LeadVerdict
+}
+
+/// Checks numbers against the lead events this service has ingested (used when no Intake address
+/// is configured).
+struct EventLeadChecker: LeadChecker {
+    let store: ReportStore
+
+    func verdict(_ registrationNumber: String) async throws -> LeadVerdict {
+        guard let status = try await store.leadStatus(registrationNumber: registrationNumber) else { return .unknown }
+        return status == "accepted" || status == "processed" ? .usable : .notAccepted(status: status)
+    }
+}
+
+/// The Report RPCs (proto/leadwire/report/v1/report.proto).
+struct ReportAPI: Report_Service {
+    let store: ReportStore
+    let hub: PlanHub
+    let leads: any LeadChecker
+    let now: Clock
+    let logger: Logger
+
+    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let e as StoreError {
+            logger.error("store failure", metadata: ["error": "\(e)"])
+            throw ReportError.storage("\(e)")
+        }
+    }
+
+    private var today: Int { CalendarDate.day(ofMillis: now()) }
+
+    // MARK: Events
+
+    func ingestEvents(_ request: Report_IngestEventsRequest, context: ServerContext) async throws -> Report_IngestEventsResponse {
+        var problems = [RPCError.FieldViolation]()
+        for (i, e) in request.events.enumerated() {
+            problems += LeadLedger.problems(e, path: "events[\(i)]").map { RPCError.FieldViolation(field: $0.0, description: $0.1) }
+            if problems.count >= 100 { break }
+        }
+        if request.events.count > 10_000 { problems.append(.init(field: "events", description: "at most 10000 events per batch, got \(request.events.count)")) }
+        guard problems.isEmpty else { throw ReportError.invalid("the batch was not applied: fix these events and resend it", problems) }
+        let r = try await guarded { try await store.ingest(request.events) }
+        var out = Report_IngestEventsResponse()
+        out.applied = Int32(r.applied)
+        out.duplicates = Int32(r.duplicates)
+        out.consistentAsOfMs = r.asOf
+        return out
+    }
+
+    // MARK: Plans
+
+    /// Every line's number must name an accepted (or processed) lead.
+    private func checkLeads(_ lines: [Report_PlanLine]) async throws {
+        var problems = [RPCError.PreconditionViolation]()
+        var seen = [String: LeadVerdict]()
+        for l in lines {
+            let v: LeadVerdict
+            if let known = seen[l.registrationNumber] {
+                v = known
+            } else {
+                v = try await leads.verdict(l.registrationNumber)
+                seen[l.registrationNumber] = v
+            }
+            switch v {
+            case .usable: continue
+            case .unknown:
+                problems.append(.init(type: "LEAD_UNKNOWN", subject: "lead:\(l.registrationNumber)", description: "no lead \(l.registrationNumber) is registered"))
+            case .notAccepted(let s):
+                problems.append(.init(type: "LEAD_NOT_ACCEPTED", subject: "lead:\(l.registrationNumber)", description: "lead \(l.registrationNumber) is \(s); only accepted leads go into plans"))
+            }
+        }
+        if !problems.isEmpty {
+            throw RPCError.failedPrecondition(problems.map(\.description).joined(separator: "; "), violations: problems)
+        }
+    }
+
+    func createPlan(_ request: Report_CreatePlanRequest, context: ServerContext) async throws -> Report_Plan {
+        var problems = PlanMachine.lineProblems(request.lines)
+        if request.title.trimmingSpaces.isEmpty { problems.insert(.init(field: "title", description: "required"), at: 0) }
+        let period = PlanMachine.period(start: request.periodStart, end: request.periodEnd, today: today)
+        if case .failure(.invalid(_, let v)) = period { problems += v }
+        guard problems.isEmpty, case .success(let (start, end)) = period else { throw ReportError.invalid("the plan is not valid", problems) }
+        try await checkLeads(request.lines)
+        var p = Report_Plan()
+        p.title = request.title
+        p.department = request.department
+        p.periodStart = start
+        p.periodEnd = end
+        p.lines = request.lines.map { l in
+            var l = l
+            l.id = ""
+            l.execution = nil
+            return l
+        }
+        return try await guarded { try await store.createPlan(p, actor: request.actor, now: now()) }
+    }
+
+    func updatePlan(_ request: Report_UpdatePlanRequest, context: ServerContext) async throws -> Report_Plan {
+        let problems = PlanMachine.lineProblems(request.lines)
+        guard problems.isEmpty else { throw ReportError.invalid("the plan is not valid", problems) }
+        try await checkLeads(request.lines)
+        return try await guarded {
+            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: request.actor, now: now())
+        }
+    }
+
+    func getPlan(_ request: Report_GetPlanRequest, context: ServerContext) async throws -> Report_Plan {
+        try await guarded { try await store.plan(request.planId, version: request.version) }
+    }
+
+    func listPlans(_ request: Report_ListPlansRequest, context: ServerContext) async throws -> Report_ListPlansResponse {
+        var r = Report_ListPlansResponse()
+        r.plans = try await guarded { try await store.plans(state: request.state) }
+        return r
+    }
+
+    func actOnPlan(_ request: Report_PlanActionRequest, context: ServerContext) async throws -> Report_Plan {
+        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: request.actor, now: now()) }
+        if request.action == .handOver { hub.publish("handed_over", p) }
+        return p
+    }
+
+    func comparePlan(_ request: Report_ComparePlanRequest, context: ServerContext) async throws -> Report_ComparePlanResponse {
+        let after = try await guarded { try await store.plan(request.planId, version: request.version) }
+        guard after.version > 1 else {
+            throw ReportError.precondition(type: "FIRST_VERSION", subject: "plan:\(request.planId)", message: "version 1 of plan \(request.planId) has nothing before it to compare with")
+        }
+        let before = try await guarded { try await store.plan(request.planId, version: after.version - 1) }
+        return PlanMachine.compare(before, after)
+    }
+
+    // MARK: Contractors
+
+    private static func requireContractor(_ id: String) throws {
+        if id.trimmingSpaces.isEmpty { throw ReportError.invalid("no contractor given", [.init(field: "contractor_id", description: "required")]) }
+    }
+
+    func listWorkPlans(_ request: Report_ContractorRequest, context: ServerContext) async throws -> Report_ListWorkPlansResponse {
+        try Self.requireContractor(request.contractorId)
+        var r = Report_ListWorkPlansResponse()
+        r.plans = try await guarded { try await store.workPlans(contractor: request.contractorId) }
+        return r
+    }
+
+    func getWorkPlan(_ request: Report_GetWorkPlanRequest, context: ServerContext) async throws -> Report_WorkPlan {
+        try Self.requireContractor(request.contractorId)
+        return try await guarded { try await store.workPlan(contractor: request.contractorId, plan: request.planId) }
+    }
+
+    func followWorkPlans(_ request: Report_ContractorRequest, responses: ResponseWriter<Report_WorkPlanUpdate>, context: ServerContext) async throws {
+        try Self.requireContractor(request.contractorId)
+        // Subscribe first, then send the current plans: a hand-over in between is sent twice at
+        // worst, never missed.
+        let updates = hub.follow(request.contractorId)
+        for plan in try await guarded({ try await store.workPlans(contractor: request.contractorId) }) {
+            var u = Report_WorkPlanUpdate()
+            u.kind = "current"
+            u.plan = plan
+            try await responses.write(u)
+        }
+        try await responses.sendHeaders()
+        for await u in updates {
+            try await responses.write(u)
+        }
+    }
+
+    func acknowledge(_ request: Report_AcknowledgeRequest, context: ServerContext) async throws -> Report_WorkPlan {
+        try Self.requireContractor(request.contractorId)
+        if request.signer.trimmingSpaces.isEmpty { throw ReportError.invalid("no signer", [.init(field: "signer", description: "required: who signs for receipt")]) }
+        let p = try await guarded { try await store.acknowledge(contractor: request.contractorId, plan: request.planId, signer: request.signer, now: now()) }
+        hub.publish("changed", p, only: request.contractorId)
+        return PlanMachine.view(p, for: request.contractorId)!
+    }
+
+    func reportProgress(_ request: Report_ReportProgressRequest, context: ServerContext) async throws -> Report_PlanLine {
+        try Self.requireContractor(request.contractorId)
+        if !(0...100).contains(request.percent) { throw ReportError.invalid("bad progress", [.init(field: "percent", description: "0 to 100, got \(request.percent)")]) }
+        let (line, p) = try await guarded {
+            try await store.reportProgress(contractor: request.contractorId, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now())
+        }
+        hub.publish("changed", p, only: request.contractorId)
+        return line
+    }
+
+    func submitAct(_ request: Report_SubmitActRequest, context: ServerContext) async throws -> Report_PlanLine {
+        guard let act = request.act else { throw ReportError.invalid("no act given", [.init(field: "act", description: "required")]) }
+        try Self.requireContractor(act.contractorId)
+        let (line, p) = try await guarded { try await store.submitAct(act, today: today, now: now()) }
+        hub.publish("changed", p, only: act.contractorId)
+        return line
+    }
+
+    func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse {
+        if request.staleDays < 0 { throw ReportError.invalid("bad stale_days", [.init(field: "stale_days", description: "0 (default 7) or more")]) }
+        let t = now()
+        let plans = try await guarded { try await store.handedOverPlans(contractor: request.contractorId) }
+        var r = Report_ExecutionControlResponse()
+        r.consistentAsOfMs = t
+        r.items = Figures.control(plans, contractor: request.contractorId, staleDays: request.staleDays == 0 ? 7 : Int(request.staleDays), now: t)
+        return r
+    }
+
+    // MARK: Reports
+
+    private static func range(_ from: String, _ to: String) throws -> (Int, Int) {
+        var problems = [RPCError.FieldViolation]()
+        let f = from.isEmpty ? Int.min / 2 : CalendarDate.dayNumber(from)
+        let t = to.isEmpty ? Int.max / 2 : CalendarDate.dayNumber(to)
+        if f == nil { problems.append(.init(field: "from_date", description: "not a date YYYY-MM-DD: \"\(from)\"")) }
+        if t == nil { problems.append(.init(field: "to_date", description: "not a date YYYY-MM-DD: \"\(to)\"")) }
+        if let f, let t, f > t { problems.append(.init(field: "to_date", description: "\(to) is before from_date \(from)")) }
+        guard problems.isEmpty, let f, let t else { throw ReportError.invalid("bad date range", problems) }
+        return (f, t)
+    }
+
+    func leadSummary(_ request: Report_LeadReportRequest, context: ServerContext) async throws -> Report_LeadReport {
+        let (f, t) = try Self.range(request.fromDate, request.toDate)
+        let dim: String
+        switch request.dimension {
+        case .unspecified: dim = "all"
+        case .source: dim = "source"
+        case .channel: dim = "channel"
+        case .owner: dim = "owner"
+        case .category: dim = "category"
+        case .field:
+            guard !request.field.trimmingSpaces.isEmpty else {
+                throw ReportError.invalid("no field named", [.init(field: "field", description: "required with DIMENSION_FIELD, e.g. \"Region\"")])
+            }
+            dim = "field:" + request.field
+        default:
+            throw ReportError.invalid("unknown dimension", [.init(field: "dimension", description: "unknown value \(request.dimension.rawValue)")])
+        }
+        let c = try await guarded { try await store.counters(dim: dim, metricPrefix: "status:", fromDay: f, toDay: t) }
+        var r = Report_LeadReport()
+        r.consistentAsOfMs = c.asOf
+        r.rows = LeadLedger.rows(c.rows, period: request.period)
+        return r
+    }
+
+    func leadFunnel(_ request: Report_FunnelRequest, context: ServerContext) async throws -> Report_Funnel {
+        let (f, t) = try Self.range(request.fromDate, request.toDate)
+        let statuses = try await guarded { try await store.counters(dim: "all", metricPrefix: "status:", fromDay: f, toDay: t) }
+        let funnel = try await guarded { try await store.counters(dim: "all", metricPrefix: "funnel:", fromDay: f, toDay: t) }
+        let reaction = try await guarded { try await store.counters(dim: "all", metricPrefix: "reaction:", fromDay: f, toDay: t) }
+        func sum(_ rows: [(key: String, day: Int, metric: String, n: Int64)], _ metric: String) -> Int64 {
+            rows.reduce(0) { $0 + ($1.metric == metric ? $1.n : 0) }
+        }
+        var r = Report_Funnel()
+        r.consistentAsOfMs = min(statuses.asOf, funnel.asOf, reaction.asOf)
+        r.received = statuses.rows.reduce(0) { $0 + $1.n }
+        r.accepted = sum(funnel.rows, "funnel:accepted")
+        r.processed = sum(funnel.rows, "funnel:processed")
+        r.reacted = sum(reaction.rows, "reaction:n")
+        if r.reacted > 0 {
+            r.averageReactionMs = sum(reaction.rows, "reaction:ms") / r.reacted
+            r.shareWithinDeadline = Double(sum(reaction.rows, "reaction:on_time")) / Double(r.reacted)
+        }
+        return r
+    }
+
+    func employeeKpis(_ request: Report_KpiRequest, context: ServerContext) async throws -> Report_KpiReport {
+        let (f, t) = try Self.range(request.fromDate, request.toDate)
+        let c = try await guarded { try await store.counters(dim: "person", metricPrefix: "kpi:", fromDay: f, toDay: t) }
+        var byPerson = [String: (handled: Int64, onTime: Int64, ratings: Int64, sum: Int64)]()
+        for row in c.rows {
+            var k = byPerson[row.key] ?? (0, 0, 0, 0)
+            switch row.metric {
+            case "kpi:handled": k.handled += row.n
+            case "kpi:on_time": k.onTime += row.n
+            case "kpi:ratings": k.ratings += row.n
+            case "kpi:rating_sum": k.sum += row.n
+            default: break
+            }
+            byPerson[row.key] = k
+        }
+        var r = Report_KpiReport()
+        r.consistentAsOfMs = c.asOf
+        r.employees = byPerson.keys.sorted().map { id in
+            let k = byPerson[id]!
+            var e = Report_EmployeeKpi()
+            e.personId = id
+            e.handled = k.handled
+            e.onTime = k.onTime
+            e.ratings = k.ratings
+            e.averageRating = k.ratings > 0 ? Double(k.sum) / Double(k.ratings) : 0
+            return e
+        }
+        return r
+    }
+
+    func planFigures(_ request: Report_PlanReportRequest, context: ServerContext) async throws -> Report_PlanReport {
+        let (f, t) = try Self.range(request.fromDate, request.toDate)
+        let t0 = now()
+        var plans = try await guarded { try await store.handedOverPlans(contractor: request.contractorId) }
+        if !request.planId.isEmpty { plans = plans.filter { $0.id == request.planId } }
+        var r = Report_PlanReport()
+        r.consistentAsOfMs = t0
+        r.rows = Figures.planRows(
+            plans, contractor: request.contractorId, fromDay: request.fromDate.isEmpty ? nil : f, toDay: request.toDate.isEmpty ? nil : t,
+            today: CalendarDate.day(ofMillis: t0))
+        return r
+    }
+
+    // MARK: CSV
+
+    func exportCsv(_ request: Report_ExportCsvRequest, responses: ResponseWriter<Report_CsvChunk>, context: ServerContext) async throws {
+        let header: [String]
+        var rows = [[String]]()
+        let asOf: Int64
+        switch request.report {
+        case .leads(let q):
+            let r = try await leadSummary(q, context: context)
+            asOf = r.consistentAsOfMs
+            header = ["key", "period", "received", "new", "accepted", "deferred", "rejected", "processed"]
+            rows = r.rows.map { [$0.key, $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"] }
+        case .funnel(let q):
+            let r = try await leadFunnel(q, context: context)
+            asOf = r.consistentAsOfMs
+            header = ["received", "accepted", "processed", "reacted", "average_reaction_ms", "share_within_deadline"]
+            rows = [["\(r.received)", "\(r.accepted)", "\(r.processed)", "\(r.reacted)", "\(r.averageReactionMs)", "\(r.shareWithinDeadline)"]]
+        case .kpi(let q):
+            let r = try await employeeKpis(q, context: context)
+            asOf = r.consistentAsOfMs
+            header = ["person_id", "handled", "on_time", "ratings", "average_rating"]
+            rows = r.employees.map { [$0.personId, "\($0.handled)", "\($0.onTime)", "\($0.ratings)", "\($0.averageRating)"] }
+        case .plans(let q):
+            let r = try await planFigures(q, context: context)
+            asOf = r.consistentAsOfMs
+            header = ["plan_id", "period_start", "contractor_id", "lines", "completed", "not_completed", "planned_volume", "actual_volume", "lateness_days", "late_lines"]
+            rows = r.rows.map { [$0.planId, $0.periodStart, $0.contractorId, "\($0.lines)", "\($0.completed)", "\($0.notCompleted)", $0.plannedVolume, $0.actualVolume, "\($0.latenessDays)", "\($0.lateLines)"] }
+        case .control(let q):
+            let r = try await executionControl(q, context: context)
+            asOf = r.consistentAsOfMs
+            header = ["plan_id", "line_id", "contractor_id", "registration_number", "deadline", "overdue", "days_overdue", "stale", "days_since_progress"]
+            rows = r.items.map {
+                [$0.planId, $0.line?.id ?? "", $0.line?.contractorId ?? "", $0.line?.registrationNumber ?? "", $0.line?.deadline ?? "",
+                 "\($0.overdue)", "\($0.daysOverdue)", "\($0.stale)", "\($0.daysSinceProgress)"]
+            }
+        case nil:
+            throw ReportError.invalid("no report chosen", [.init(field: "report", description: "set one of leads, funnel, kpi, plans, control")])
+        }
+        var buffer = "# consistent as of \(Figures.iso(asOf))\r\n" + Figures.csvLine(header)
+        for row in rows {
+            buffer += Figures.csvLine(row)
+            if buffer.utf8.count >= 32 * 1024 {
+                var chunk = Report_CsvChunk()
+                chunk.data = Array(buffer.utf8)
+                try await responses.write(chunk)
+                buffer = ""
+            }
+        }
+        if !buffer.isEmpty {
+            var chunk = Report_CsvChunk()
+            chunk.data = Array(buffer.utf8)
+            try await responses.write(chunk)
+        }
+    }
+}
