@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
@@ -56,6 +59,28 @@ let package = Package(
             dependencies: ["CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: crossModule
         ),
+        // Signed tokens (HMAC-SHA256 JWTs via swift-crypto), roles and the per-method access check.
+        .target(
+            name: "Auth",
+            dependencies: ["Wire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+        ),
+        // What the three services share to be run: logs and metrics per RPC, the Prometheus endpoint,
+        // the signing key and service tokens.
+        .target(
+            name: "Observability",
+            dependencies: [
+                "Wire", "Auth",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "WireInteropServer",
             dependencies: [
@@ -68,7 +93,8 @@ let package = Package(
         .executableTarget(
             name: "IntakeService",
             dependencies: [
-                "Wire", "LeadwireAPI", "Store",
+                "Wire", "LeadwireAPI", "Store", "Auth", "Observability",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -77,7 +103,8 @@ let package = Package(
         .executableTarget(
             name: "RoutingService",
             dependencies: [
-                "Wire", "LeadwireAPI", "Store",
+                "Wire", "LeadwireAPI", "Store", "Auth", "Observability",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -86,7 +113,8 @@ let package = Package(
         .executableTarget(
             name: "ReportService",
             dependencies: [
-                "Wire", "LeadwireAPI", "Store",
+                "Wire", "LeadwireAPI", "Store", "Auth", "Observability",
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,3 +1,4 @@
+import Auth
 import LeadwireAPI
 import Logging
 import NIOConcurrencyHelpers
@@ -53,6 +54,27 @@ struct IntakeAPI: Intake_Service {
     let hub: LeadChangeHub
     let now: Clock
     let logger: Logger
+    /// The routing service, asked right after a lead is stored; nil when none is configured.
+    var routing: Routing_ServiceClient? = nil
+    var routingOptions: @Sendable () -> CallOptions = { CallOptions() }
+
+    /// What each RPC needs (see Auth.Permission); health and reflection are open.
+    static let accessPolicy: [String: String] = {
+        let p = "/leadwire.intake.v1.Intake/"
+        var m = [String: String]()
+        for name in ["CreateSource", "UpdateSource", "SetSourceEnabled"] { m[p + name] = Permission.sourcesWrite }
+        for name in ["GetSource", "ListSources", "GetLead", "LookupStatus", "ListLeads", "WatchLeads", "GetClient"] { m[p + name] = Permission.leadsRead }
+        for name in ["SubmitLead", "ImportLeads", "SubmitEmail", "AcceptLead", "DeferLead", "RejectLead", "CompleteLead", "AddComment", "RateLead"] {
+            m[p + name] = Permission.leadsWrite
+        }
+        m[p + "SetClientDebt"] = Permission.clientsWrite
+        return m
+    }()
+
+    /// Who did it: the authenticated principal, else what the request says, else "api".
+    private static func actor(_ requested: String) -> String {
+        Caller.current?.sub ?? (requested.isEmpty ? "api" : requested)
+    }
 
     /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
     private func guarded<T>(_ body: () async throws -> T) async throws -> T {
@@ -104,6 +126,20 @@ struct IntakeAPI: Intake_Service {
         var r = Intake_SubmitLeadResponse()
         r.lead = submitted.lead
         r.duplicate = submitted.duplicate
+        // The lead is stored (and its routing request is in the outbox): ask routing now, within a
+        // short budget, so the answer usually carries the assignee. If routing is slow or down the
+        // lead stays ROUTING_STATE_PENDING and the outbox relay routes it later.
+        if let routing, !submitted.duplicate, submitted.lead.routing == .pending, let source = try? await store.source(request.sourceId) {
+            var req = Routing_RouteLeadRequest()
+            req.lead = Bridge.summary(submitted.lead, source: source)
+            req.actor = "intake-service"
+            if let a = try? await routing.routeLead(req, options: routingOptions()),
+               let lead = try? await store.applyAssignment(a, now: now())
+            {
+                r.lead = lead
+                hub.publish("assigned", lead, at: lead.updatedAtMs)
+            }
+        }
         return r
     }
 
@@ -121,7 +157,7 @@ struct IntakeAPI: Intake_Service {
             canonical = ProtoCodec.encode(r)
         }
         let submitted = try await guarded {
-            try await store.submit(validated, canonical: canonical, source: source, actor: request.actor.isEmpty ? "api" : request.actor, now: now())
+            try await store.submit(validated, canonical: canonical, source: source, actor: Self.actor(request.actor), now: now())
         }
         if !submitted.duplicate { hub.publish("registered", submitted.lead, at: submitted.lead.receivedAtMs) }
         return submitted
@@ -289,7 +325,7 @@ struct IntakeAPI: Intake_Service {
     private func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String) async throws -> Intake_Lead {
         let t = now()
         if let problem = LeadLifecycle.checkArguments(action, todayDayNumber: Int(t / 86_400_000)) { throw problem }
-        let lead = try await guarded { try await store.transition(id, action, actor: actor.isEmpty ? "api" : actor, now: t) }
+        let lead = try await guarded { try await store.transition(id, action, actor: Self.actor(actor), now: t) }
         hub.publish(LeadLifecycle.name(lead.status), lead, at: t)
         return lead
     }
@@ -312,12 +348,13 @@ struct IntakeAPI: Intake_Service {
 
     func addComment(_ request: Intake_AddCommentRequest, context: ServerContext) async throws -> Intake_Comment {
         var v = [RPCError.FieldViolation]()
+        let author = request.author.trimmingSpaces.isEmpty ? (Caller.current?.sub ?? "") : request.author
         if request.text.trimmingSpaces.isEmpty { v.append(.init(field: "text", description: "must not be empty")) }
-        if request.author.trimmingSpaces.isEmpty { v.append(.init(field: "author", description: "say who writes it")) }
+        if author.isEmpty { v.append(.init(field: "author", description: "say who writes it")) }
         guard v.isEmpty else { throw IntakeError.invalid("cannot add the comment", v) }
         var c = Intake_Comment()
         c.leadId = request.leadId
-        c.author = request.author
+        c.author = author
         c.text = request.text
         c.public = request.public
         c.attachments = request.attachments
@@ -334,6 +371,16 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid("cannot set the debt", [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
         }
         return try await guarded { try await store.setClientDebt(request.clientId, cents: cents) }
+    }
+
+    func rateLead(_ request: Intake_RateLeadRequest, context: ServerContext) async throws -> Intake_Lead {
+        guard (1...5).contains(request.rating) else {
+            throw IntakeError.invalid("cannot rate the lead", [.init(field: "rating", description: "1 to 5, got \(request.rating)")])
+        }
+        let t = now()
+        let lead = try await guarded { try await store.rate(request.id, rating: request.rating, actor: Self.actor(request.actor), now: t) }
+        hub.publish("rated", lead, at: t)
+        return lead
     }
 
     func getClient(_ request: Intake_GetClientRequest, context: ServerContext) async throws -> Intake_Client {

@@ -1,40 +1,54 @@
 import ArgumentParser
+import CoreMetrics
+import LeadwireAPI
 import Logging
+import Observability
 import Wire
 
 /// The intake service: sources, leads, clients and their lifecycle, on its own SQLite database
-/// (`<data-dir>/intake.sqlite`). Migrations run before the port opens.
+/// (`<data-dir>/intake.sqlite`). Migrations run before the port opens. With --routing and --report
+/// it routes every new lead and delivers lead events, through its transactional outbox.
 @main
 struct IntakeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "intake-service")
 
-    @Option(help: "Port to listen on (0 picks a free one and prints it).")
+    @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_INTAKE_PORT).")
     var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_INTAKE_PORT") ?? "") ?? 50051
 
-    @Option(help: "Address to bind.")
-    var host: String = ProcessInfoEnv.value("LEADWIRE_HOST") ?? "127.0.0.1"
+    @OptionGroup var common: ServiceOptions
 
-    @Option(name: .customLong("data-dir"), help: "Directory for the service's database.")
-    var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
+    @Option(help: "The routing service, host:port; empty = leads are not routed (env LEADWIRE_ROUTING_ADDR).")
+    var routing: String = ProcessInfoEnv.value("LEADWIRE_ROUTING_ADDR") ?? ""
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
+    @Option(help: "The report service, host:port; empty = no lead events are delivered (env LEADWIRE_REPORT_ADDR).")
+    var report: String = ProcessInfoEnv.value("LEADWIRE_REPORT_ADDR") ?? ""
+
+    @Option(name: .customLong("routing-budget-ms"), help: "How long SubmitLead waits for routing before answering with the lead still pending.")
+    var routingBudgetMs: Int = 300
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+        let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
+        let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) })
+        let token = host.serviceToken()
+        let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing))
+        let reportClient = report.isEmpty ? nil : Report_ServiceClient(channel: try WireChannel(address: report))
+        let hub = LeadChangeHub()
+        var api = IntakeAPI(store: store, hub: hub, now: systemClock, logger: host.logger)
+        api.routing = routingClient
+        let budget = routingBudgetMs
+        api.routingOptions = {
+            var o = token.options
+            o.timeout = .milliseconds(Int64(budget))
+            return o
         }
-        let logger = Logger(label: "intake-service")
-        try makeDirectory(dataDir)
-        let store = try IntakeStore(path: dataDir + "/intake.sqlite")
-        let api = IntakeAPI(store: store, hub: LeadChangeHub(), now: systemClock, logger: logger)
-        let server = WireServer(configuration: .init(host: host, port: port), services: [api], logger: logger)
-        let bound = try await server.start()
-        printLine("intake-service listening on \(host):\(bound)")
-        try await ServiceRunner.run(server, logger: logger)
+        let relay = OutboxRelay(
+            store: store, routing: routingClient, report: reportClient, token: token, now: systemClock, logger: host.logger,
+            onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
+        try await host.serve(
+            [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"),
+            background: routingClient == nil && reportClient == nil ? [] : [relay])
         await store.db.flush()
     }
 }

@@ -1,3 +1,4 @@
+import Auth
 import LeadwireAPI
 import Logging
 import Store
@@ -38,6 +39,32 @@ struct EventLeadChecker: LeadChecker {
     }
 }
 
+/// Checks numbers with the intake service (LookupStatus), as the whole set is deployed.
+struct IntakeLeadChecker: LeadChecker {
+    let intake: Intake_ServiceClient
+    let options: @Sendable () -> CallOptions
+
+    func verdict(_ registrationNumber: String) async throws -> LeadVerdict {
+        var req = Intake_LookupStatusRequest()
+        req.registrationNumber = registrationNumber
+        do {
+            let s = try await intake.lookupStatus(req, options: options())
+            return s.status == .accepted || s.status == .processed ? .usable : .notAccepted(status: s.status.description.replacingLeadStatusPrefix)
+        } catch let e as RPCError where e.code == .notFound || e.code == .invalidArgument {
+            return .unknown
+        } catch let e as RPCError {
+            throw RPCError(.unavailable, "cannot check lead \(registrationNumber) with the intake service (\(e.code): \(e.message)); retry")
+        }
+    }
+}
+
+extension String {
+    /// "LEAD_STATUS_NEW" -> "new".
+    fileprivate var replacingLeadStatusPrefix: String {
+        (hasPrefix("LEAD_STATUS_") ? String(dropFirst(12)) : self).lowercased()
+    }
+}
+
 /// The Report RPCs (proto/leadwire/report/v1/report.proto).
 struct ReportAPI: Report_Service {
     let store: ReportStore
@@ -45,6 +72,39 @@ struct ReportAPI: Report_Service {
     let leads: any LeadChecker
     let now: Clock
     let logger: Logger
+
+    /// What each RPC needs (see Auth.Permission; "a|b" = either); health and reflection are open.
+    static let accessPolicy: [String: String] = {
+        let p = "/leadwire.report.v1.Report/"
+        var m = [String: String]()
+        m[p + "IngestEvents"] = Permission.eventsWrite
+        for name in ["CreatePlan", "UpdatePlan"] { m[p + name] = Permission.plansWrite }
+        m[p + "ActOnPlan"] = [Permission.plansWrite, Permission.plansApproveHead, Permission.plansApproveManagement].joined(separator: "|")
+        for name in ["GetPlan", "ListPlans", "ComparePlan"] { m[p + name] = Permission.plansRead }
+        for name in ["ListWorkPlans", "GetWorkPlan", "FollowWorkPlans"] { m[p + name] = Permission.contractorSelf + "|" + Permission.plansRead }
+        for name in ["Acknowledge", "ReportProgress", "SubmitAct"] { m[p + name] = Permission.contractorSelf }
+        m[p + "ExecutionControl"] = Permission.reportsRead + "|" + Permission.plansRead
+        for name in ["LeadSummary", "LeadFunnel", "EmployeeKpis", "PlanFigures", "ExportCsv"] { m[p + name] = Permission.reportsRead }
+        return m
+    }()
+
+    /// The contractor a call acts for. A contractor's token acts only for its own contractor id
+    /// (another one is PERMISSION_DENIED); staff and admins name one in the request.
+    private static func contractor(_ requested: String) throws -> String {
+        if let own = Caller.contractorID {
+            guard let own, !own.isEmpty else { throw RPCError(.permissionDenied, "this contractor token names no contractor id; issue it with --contractor") }
+            if !requested.isEmpty && requested != own {
+                throw RPCError(.permissionDenied, "this token belongs to contractor \(own); it cannot act for \(requested)")
+            }
+            return own
+        }
+        if requested.trimmingSpaces.isEmpty { throw ReportError.invalid("no contractor given", [.init(field: "contractor_id", description: "required")]) }
+        return requested
+    }
+
+    private static func actor(_ requested: String) -> String {
+        Caller.current?.sub ?? requested
+    }
 
     private func guarded<T>(_ body: () async throws -> T) async throws -> T {
         do {
@@ -120,7 +180,7 @@ struct ReportAPI: Report_Service {
             l.execution = nil
             return l
         }
-        return try await guarded { try await store.createPlan(p, actor: request.actor, now: now()) }
+        return try await guarded { try await store.createPlan(p, actor: Self.actor(request.actor), now: now()) }
     }
 
     func updatePlan(_ request: Report_UpdatePlanRequest, context: ServerContext) async throws -> Report_Plan {
@@ -128,7 +188,7 @@ struct ReportAPI: Report_Service {
         guard problems.isEmpty else { throw ReportError.invalid("the plan is not valid", problems) }
         try await checkLeads(request.lines)
         return try await guarded {
-            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: request.actor, now: now())
+            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: Self.actor(request.actor), now: now())
         }
     }
 
@@ -143,7 +203,16 @@ struct ReportAPI: Report_Service {
     }
 
     func actOnPlan(_ request: Report_PlanActionRequest, context: ServerContext) async throws -> Report_Plan {
-        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: request.actor, now: now()) }
+        // Each step is someone's to take: planners submit and hand over, the department head and
+        // management approve; either approver may return the plan.
+        switch request.action {
+        case .approveAsHead: try Caller.require(Permission.plansApproveHead, for: "the department head's approval")
+        case .approveAsManagement: try Caller.require(Permission.plansApproveManagement, for: "management's approval")
+        case .return:
+            if !Caller.has(Permission.plansApproveHead) { try Caller.require(Permission.plansApproveManagement, for: "returning a plan") }
+        default: try Caller.require(Permission.plansWrite, for: PlanMachine.actionName(request.action))
+        }
+        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: Self.actor(request.actor), now: now()) }
         if request.action == .handOver { hub.publish("handed_over", p) }
         return p
     }
@@ -159,28 +228,24 @@ struct ReportAPI: Report_Service {
 
     // MARK: Contractors
 
-    private static func requireContractor(_ id: String) throws {
-        if id.trimmingSpaces.isEmpty { throw ReportError.invalid("no contractor given", [.init(field: "contractor_id", description: "required")]) }
-    }
-
     func listWorkPlans(_ request: Report_ContractorRequest, context: ServerContext) async throws -> Report_ListWorkPlansResponse {
-        try Self.requireContractor(request.contractorId)
+        let contractor = try Self.contractor(request.contractorId)
         var r = Report_ListWorkPlansResponse()
-        r.plans = try await guarded { try await store.workPlans(contractor: request.contractorId) }
+        r.plans = try await guarded { try await store.workPlans(contractor: contractor) }
         return r
     }
 
     func getWorkPlan(_ request: Report_GetWorkPlanRequest, context: ServerContext) async throws -> Report_WorkPlan {
-        try Self.requireContractor(request.contractorId)
-        return try await guarded { try await store.workPlan(contractor: request.contractorId, plan: request.planId) }
+        let contractor = try Self.contractor(request.contractorId)
+        return try await guarded { try await store.workPlan(contractor: contractor, plan: request.planId) }
     }
 
     func followWorkPlans(_ request: Report_ContractorRequest, responses: ResponseWriter<Report_WorkPlanUpdate>, context: ServerContext) async throws {
-        try Self.requireContractor(request.contractorId)
+        let contractor = try Self.contractor(request.contractorId)
         // Subscribe first, then send the current plans: a hand-over in between is sent twice at
         // worst, never missed.
-        let updates = hub.follow(request.contractorId)
-        for plan in try await guarded({ try await store.workPlans(contractor: request.contractorId) }) {
+        let updates = hub.follow(contractor)
+        for plan in try await guarded({ try await store.workPlans(contractor: contractor) }) {
             var u = Report_WorkPlanUpdate()
             u.kind = "current"
             u.plan = plan
@@ -193,26 +258,26 @@ struct ReportAPI: Report_Service {
     }
 
     func acknowledge(_ request: Report_AcknowledgeRequest, context: ServerContext) async throws -> Report_WorkPlan {
-        try Self.requireContractor(request.contractorId)
+        let contractor = try Self.contractor(request.contractorId)
         if request.signer.trimmingSpaces.isEmpty { throw ReportError.invalid("no signer", [.init(field: "signer", description: "required: who signs for receipt")]) }
-        let p = try await guarded { try await store.acknowledge(contractor: request.contractorId, plan: request.planId, signer: request.signer, now: now()) }
-        hub.publish("changed", p, only: request.contractorId)
-        return PlanMachine.view(p, for: request.contractorId)!
+        let p = try await guarded { try await store.acknowledge(contractor: contractor, plan: request.planId, signer: request.signer, now: now()) }
+        hub.publish("changed", p, only: contractor)
+        return PlanMachine.view(p, for: contractor)!
     }
 
     func reportProgress(_ request: Report_ReportProgressRequest, context: ServerContext) async throws -> Report_PlanLine {
-        try Self.requireContractor(request.contractorId)
+        let contractor = try Self.contractor(request.contractorId)
         if !(0...100).contains(request.percent) { throw ReportError.invalid("bad progress", [.init(field: "percent", description: "0 to 100, got \(request.percent)")]) }
         let (line, p) = try await guarded {
-            try await store.reportProgress(contractor: request.contractorId, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now())
+            try await store.reportProgress(contractor: contractor, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now())
         }
-        hub.publish("changed", p, only: request.contractorId)
+        hub.publish("changed", p, only: contractor)
         return line
     }
 
     func submitAct(_ request: Report_SubmitActRequest, context: ServerContext) async throws -> Report_PlanLine {
-        guard let act = request.act else { throw ReportError.invalid("no act given", [.init(field: "act", description: "required")]) }
-        try Self.requireContractor(act.contractorId)
+        guard var act = request.act else { throw ReportError.invalid("no act given", [.init(field: "act", description: "required")]) }
+        act.contractorId = try Self.contractor(act.contractorId)
         let (line, p) = try await guarded { try await store.submitAct(act, today: today, now: now()) }
         hub.publish("changed", p, only: act.contractorId)
         return line
@@ -221,10 +286,11 @@ struct ReportAPI: Report_Service {
     func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse {
         if request.staleDays < 0 { throw ReportError.invalid("bad stale_days", [.init(field: "stale_days", description: "0 (default 7) or more")]) }
         let t = now()
-        let plans = try await guarded { try await store.handedOverPlans(contractor: request.contractorId) }
+        let scope = Caller.contractorID != nil ? try Self.contractor(request.contractorId) : request.contractorId
+        let plans = try await guarded { try await store.handedOverPlans(contractor: scope) }
         var r = Report_ExecutionControlResponse()
         r.consistentAsOfMs = t
-        r.items = Figures.control(plans, contractor: request.contractorId, staleDays: request.staleDays == 0 ? 7 : Int(request.staleDays), now: t)
+        r.items = Figures.control(plans, contractor: scope, staleDays: request.staleDays == 0 ? 7 : Int(request.staleDays), now: t)
         return r
     }
 

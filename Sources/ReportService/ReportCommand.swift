@@ -1,5 +1,8 @@
 import ArgumentParser
+import CoreMetrics
+import LeadwireAPI
 import Logging
+import Observability
 import Wire
 
 /// The report service: plans for contractors and the figures dashboards read, on its own SQLite
@@ -8,33 +11,33 @@ import Wire
 struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "report-service")
 
-    @Option(help: "Port to listen on (0 picks a free one and prints it).")
+    @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_REPORT_PORT).")
     var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_REPORT_PORT") ?? "") ?? 50053
 
-    @Option(help: "Address to bind.")
-    var host: String = ProcessInfoEnv.value("LEADWIRE_HOST") ?? "127.0.0.1"
+    @OptionGroup var common: ServiceOptions
 
-    @Option(name: .customLong("data-dir"), help: "Directory for the service's database.")
-    var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
+    @Option(help: "The intake service, host:port, asked whether a plan line's lead is accepted; empty = judge by the lead events received (env LEADWIRE_INTAKE_ADDR).")
+    var intake: String = ProcessInfoEnv.value("LEADWIRE_INTAKE_ADDR") ?? ""
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+        let host = try ServiceHost.prepare(name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
+        let store = try ReportStore(path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) })
+        let checker: any LeadChecker
+        if intake.isEmpty {
+            checker = EventLeadChecker(store: store)
+        } else {
+            let token = host.serviceToken()
+            checker = IntakeLeadChecker(intake: Intake_ServiceClient(channel: try WireChannel(address: intake)), options: {
+                var o = token.options
+                o.timeout = .seconds(5)
+                return o
+            })
         }
-        let logger = Logger(label: "report-service")
-        try makeDirectory(dataDir)
-        let store = try ReportStore(path: dataDir + "/report.sqlite")
-        let api = ReportAPI(store: store, hub: PlanHub(), leads: EventLeadChecker(store: store), now: systemClock, logger: logger)
-        let server = WireServer(configuration: .init(host: host, port: port), services: [api], logger: logger)
-        let bound = try await server.start()
-        printLine("report-service listening on \(host):\(bound)")
-        try await ServiceRunner.run(server, logger: logger)
+        let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
+        try await host.serve(
+            [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"))
         await store.db.flush()
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
+import CoreMetrics
 import Logging
+import Observability
 import ServiceLifecycle
 import Wire
 
@@ -10,36 +12,23 @@ import Wire
 struct RoutingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "routing-service")
 
-    @Option(help: "Port to listen on (0 picks a free one and prints it).")
+    @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_ROUTING_PORT).")
     var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_ROUTING_PORT") ?? "") ?? 50052
 
-    @Option(help: "Address to bind.")
-    var host: String = ProcessInfoEnv.value("LEADWIRE_HOST") ?? "127.0.0.1"
-
-    @Option(name: .customLong("data-dir"), help: "Directory for the service's database.")
-    var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
-
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
+    @OptionGroup var common: ServiceOptions
 
     @Option(name: .customLong("escalate-every"), help: "Seconds between escalation sweeps (0 = only when Escalate is called).")
     var escalateEvery: Int = Int(ProcessInfoEnv.value("LEADWIRE_ESCALATE_EVERY") ?? "") ?? 60
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
-        let logger = Logger(label: "routing-service")
-        try makeDirectory(dataDir)
-        let store = try await RoutingStore(path: dataDir + "/routing.sqlite", now: systemClock())
-        let api = RoutingAPI(store: store, now: systemClock, logger: logger)
-        let server = WireServer(configuration: .init(host: host, port: port), services: [api], logger: logger)
-        let bound = try await server.start()
-        printLine("routing-service listening on \(host):\(bound)")
-        try await ServiceRunner.run(server, EscalationSweep(api: api, every: escalateEvery), logger: logger)
+        let host = try ServiceHost.prepare(name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "routing")], aggregate: true)
+        let store = try await RoutingStore(path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) })
+        let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
+        try await host.serve(
+            [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"),
+            background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.flush()
     }
 }
@@ -56,7 +45,9 @@ struct EscalationSweep: Service {
                 try? await Task.sleep(for: .seconds(every))
                 if Task.isCancelled { break }
                 do {
-                    _ = try await api.store.escalate(now: api.now(), record: true)
+                    for e in try await api.store.escalate(now: api.now(), record: true) {
+                        api.logger.notice("lead escalated", metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
+                    }
                 } catch {
                     api.logger.warning("escalation sweep failed", metadata: ["error": "\(error)"])
                 }

@@ -30,6 +30,8 @@ public final class Database: @unchecked Sendable {
         public var readers = 2
         /// Upper bound on writes per transaction, to bound latency and memory.
         public var maxBatch = 512
+        /// Told the number of writes in each committed transaction (for metrics), on the writer queue.
+        public var onCommit: (@Sendable (Int) -> Void)?
 
         public init(path: String) {
             self.path = path
@@ -50,6 +52,7 @@ public final class Database: @unchecked Sendable {
     private let readers: [(queue: DispatchQueue, connection: Connection)]
     private let nextReader = NIOLockedValueBox(0)
     private let maxBatch: Int
+    private let onCommit: (@Sendable (Int) -> Void)?
 
     private struct Pending {
         var jobs: [WriteJob] = []
@@ -61,6 +64,7 @@ public final class Database: @unchecked Sendable {
     public init(configuration: Configuration, migrations: [Migration]) throws {
         path = configuration.path
         maxBatch = max(1, configuration.maxBatch)
+        onCommit = configuration.onCommit
         writer = try Connection(path: configuration.path, readOnly: false)
         try writer.execute("PRAGMA journal_mode=WAL")
         try writer.execute("PRAGMA synchronous=FULL")
@@ -193,6 +197,7 @@ public final class Database: @unchecked Sendable {
             p.stats.writes += batch.count
             p.stats.largestBatch = max(p.stats.largestBatch, batch.count)
         }
+        onCommit?(batch.count)
         for (job, outcome) in zip(batch, outcomes) { job.done(outcome) }
     }
 

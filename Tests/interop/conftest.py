@@ -113,7 +113,7 @@ def interop_server():
 @pytest.fixture(scope="module")
 def intake_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("intake-data")
-    server = ServerProcess("intake-service", ["--data-dir", str(data)])
+    server = ServerProcess("intake-service", ["--data-dir", str(data), "--auth", "off"])
     server.data_dir = str(data)
     yield server
     assert server.alive(), "intake-service died during the tests"
@@ -123,7 +123,7 @@ def intake_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def routing_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("routing-data")
-    server = ServerProcess("routing-service", ["--data-dir", str(data)])
+    server = ServerProcess("routing-service", ["--data-dir", str(data), "--auth", "off"])
     server.data_dir = str(data)
     yield server
     assert server.alive(), "routing-service died during the tests"
@@ -144,7 +144,7 @@ def routing(routing_server):
 @pytest.fixture(scope="module")
 def report_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("report-data")
-    server = ServerProcess("report-service", ["--data-dir", str(data)])
+    server = ServerProcess("report-service", ["--data-dir", str(data), "--auth", "off"])
     server.data_dir = str(data)
     yield server
     assert server.alive(), "report-service died during the tests"

@@ -268,7 +268,7 @@ def test_watch_streams_changes(intake):
 
 def test_acknowledged_leads_survive_sigkill(tmp_path):
     data = str(tmp_path / "intake")
-    server = ServerProcess("intake-service", ["--data-dir", data])
+    server = ServerProcess("intake-service", ["--data-dir", data, "--auth", "off"])
     ch = grpc.insecure_channel(server.address)
     stub = intake_pb2_grpc.IntakeStub(ch)
     source = make_source(stub)
@@ -299,7 +299,7 @@ def test_acknowledged_leads_survive_sigkill(tmp_path):
     ch.close()
     assert len(acknowledged) >= 300
 
-    again = ServerProcess("intake-service", ["--data-dir", data])
+    again = ServerProcess("intake-service", ["--data-dir", data, "--auth", "off"])
     try:
         ch = grpc.insecure_channel(again.address)
         stub = intake_pb2_grpc.IntakeStub(ch)

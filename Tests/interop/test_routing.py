@@ -220,7 +220,7 @@ def test_refusals(routing):
 
 def test_rotation_survives_restart(tmp_path):
     data = str(tmp_path)
-    first = ServerProcess("routing-service", ["--data-dir", data])
+    first = ServerProcess("routing-service", ["--data-dir", data, "--auth", "off"])
     try:
         ch = grpc.insecure_channel(first.address)
         r = routing_pb2_grpc.RoutingStub(ch)
@@ -230,7 +230,7 @@ def test_rotation_survives_restart(tmp_path):
         ch.close()
     finally:
         assert first.stop() == 0
-    second = ServerProcess("routing-service", ["--data-dir", data])
+    second = ServerProcess("routing-service", ["--data-dir", data, "--auth", "off"])
     try:
         ch = grpc.insecure_channel(second.address)
         r = routing_pb2_grpc.RoutingStub(ch)

@@ -1312,6 +1312,51 @@ void   leadwire__intake__v1__lead_change__free_unpacked
   assert(message->base.descriptor == &leadwire__intake__v1__lead_change__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__intake__v1__rate_lead_request__init
+                     (Leadwire__Intake__V1__RateLeadRequest         *message)
+{
+  static const Leadwire__Intake__V1__RateLeadRequest init_value = LEADWIRE__INTAKE__V1__RATE_LEAD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__rate_lead_request__get_packed_size
+                     (const Leadwire__Intake__V1__RateLeadRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__rate_lead_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__rate_lead_request__pack
+                     (const Leadwire__Intake__V1__RateLeadRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__rate_lead_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__rate_lead_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__RateLeadRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__rate_lead_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__RateLeadRequest *
+       leadwire__intake__v1__rate_lead_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__RateLeadRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__rate_lead_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__rate_lead_request__free_unpacked
+                     (Leadwire__Intake__V1__RateLeadRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__rate_lead_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   leadwire__intake__v1__accept_lead_request__init
                      (Leadwire__Intake__V1__AcceptLeadRequest         *message)
 {
@@ -2155,7 +2200,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__order_line__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__order_line__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__lead__field_descriptors[25] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__lead__field_descriptors[29] =
 {
   {
     "id",
@@ -2457,6 +2502,54 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__lead__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "routing",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Lead, routing),
+    &leadwire__intake__v1__routing_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "routed_role",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Lead, routed_role),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "routing_explanation",
+    28,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Lead, routing_explanation),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rating",
+    29,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Lead, rating),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__lead__field_indices_by_name[] = {
   5,   /* field[5] = applicant */
@@ -2475,11 +2568,15 @@ static const unsigned leadwire__intake__v1__lead__field_indices_by_name[] = {
   22,   /* field[22] = outcome */
   23,   /* field[23] = outcome_reference */
   15,   /* field[15] = owner_id */
+  28,   /* field[28] = rating */
   16,   /* field[16] = received_at_ms */
   1,   /* field[1] = registration_number */
   21,   /* field[21] = reject_reason */
   17,   /* field[17] = reply_due_at_ms */
   20,   /* field[20] = revisit_date */
+  26,   /* field[26] = routed_role */
+  25,   /* field[25] = routing */
+  27,   /* field[27] = routing_explanation */
   2,   /* field[2] = source_id */
   14,   /* field[14] = status */
   7,   /* field[7] = subject */
@@ -2488,7 +2585,7 @@ static const unsigned leadwire__intake__v1__lead__field_indices_by_name[] = {
 static const ProtobufCIntRange leadwire__intake__v1__lead__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 25 }
+  { 0, 29 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__lead__descriptor =
 {
@@ -2498,7 +2595,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__lead__descriptor =
   "Leadwire__Intake__V1__Lead",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Lead),
-  25,
+  29,
   leadwire__intake__v1__lead__field_descriptors,
   leadwire__intake__v1__lead__field_indices_by_name,
   1,  leadwire__intake__v1__lead__number_ranges,
@@ -4082,7 +4179,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__watch_leads_request__desc
   (ProtobufCMessageInit) leadwire__intake__v1__watch_leads_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__lead_change__field_descriptors[3] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__lead_change__field_descriptors[4] =
 {
   {
     "kind",
@@ -4120,16 +4217,29 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__lead_change__field_d
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "public_comment",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__LeadChange, public_comment),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__lead_change__field_indices_by_name[] = {
   2,   /* field[2] = at_ms */
   0,   /* field[0] = kind */
   1,   /* field[1] = lead */
+  3,   /* field[3] = public_comment */
 };
 static const ProtobufCIntRange leadwire__intake__v1__lead_change__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor =
 {
@@ -4139,11 +4249,75 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor =
   "Leadwire__Intake__V1__LeadChange",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__LeadChange),
-  3,
+  4,
   leadwire__intake__v1__lead_change__field_descriptors,
   leadwire__intake__v1__lead_change__field_indices_by_name,
   1,  leadwire__intake__v1__lead_change__number_ranges,
   (ProtobufCMessageInit) leadwire__intake__v1__lead_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__rate_lead_request__field_descriptors[3] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RateLeadRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "rating",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RateLeadRequest, rating),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RateLeadRequest, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__rate_lead_request__field_indices_by_name[] = {
+  2,   /* field[2] = actor */
+  0,   /* field[0] = id */
+  1,   /* field[1] = rating */
+};
+static const ProtobufCIntRange leadwire__intake__v1__rate_lead_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__rate_lead_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.RateLeadRequest",
+  "RateLeadRequest",
+  "Leadwire__Intake__V1__RateLeadRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__RateLeadRequest),
+  3,
+  leadwire__intake__v1__rate_lead_request__field_descriptors,
+  leadwire__intake__v1__rate_lead_request__field_indices_by_name,
+  1,  leadwire__intake__v1__rate_lead_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__rate_lead_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor leadwire__intake__v1__accept_lead_request__field_descriptors[2] =
@@ -4740,7 +4914,39 @@ const ProtobufCEnumDescriptor leadwire__intake__v1__outcome_kind__descriptor =
   leadwire__intake__v1__outcome_kind__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[19] =
+static const ProtobufCEnumValue leadwire__intake__v1__routing_state__enum_values_by_number[4] =
+{
+  { "ROUTING_STATE_UNSPECIFIED", "LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_UNSPECIFIED", 0 },
+  { "ROUTING_STATE_PENDING", "LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_PENDING", 1 },
+  { "ROUTING_STATE_ASSIGNED", "LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_ASSIGNED", 2 },
+  { "ROUTING_STATE_QUEUED", "LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_QUEUED", 3 },
+};
+static const ProtobufCIntRange leadwire__intake__v1__routing_state__value_ranges[] = {
+{0, 0},{0, 4}
+};
+static const ProtobufCEnumValueIndex leadwire__intake__v1__routing_state__enum_values_by_name[4] =
+{
+  { "ROUTING_STATE_ASSIGNED", 2 },
+  { "ROUTING_STATE_PENDING", 1 },
+  { "ROUTING_STATE_QUEUED", 3 },
+  { "ROUTING_STATE_UNSPECIFIED", 0 },
+};
+const ProtobufCEnumDescriptor leadwire__intake__v1__routing_state__descriptor =
+{
+  PROTOBUF_C__ENUM_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.RoutingState",
+  "RoutingState",
+  "Leadwire__Intake__V1__RoutingState",
+  "leadwire.intake.v1",
+  4,
+  leadwire__intake__v1__routing_state__enum_values_by_number,
+  4,
+  leadwire__intake__v1__routing_state__enum_values_by_name,
+  1,
+  leadwire__intake__v1__routing_state__value_ranges,
+  NULL,NULL,NULL,NULL   /* reserved[1234] */
+};
+static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[20] =
 {
   { "CreateSource", &leadwire__intake__v1__create_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
   { "UpdateSource", &leadwire__intake__v1__update_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
@@ -4761,6 +4967,7 @@ static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_desc
   { "AddComment", &leadwire__intake__v1__add_comment_request__descriptor, &leadwire__intake__v1__comment__descriptor },
   { "SetClientDebt", &leadwire__intake__v1__set_client_debt_request__descriptor, &leadwire__intake__v1__client__descriptor },
   { "GetClient", &leadwire__intake__v1__get_client_request__descriptor, &leadwire__intake__v1__client__descriptor },
+  { "RateLead", &leadwire__intake__v1__rate_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
 };
 const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   12,        /* AcceptLead */
@@ -4775,6 +4982,7 @@ const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   10,        /* ListLeads */
   3,        /* ListSources */
   9,        /* LookupStatus */
+  19,        /* RateLead */
   14,        /* RejectLead */
   17,        /* SetClientDebt */
   4,        /* SetSourceEnabled */
@@ -4790,7 +4998,7 @@ const ProtobufCServiceDescriptor leadwire__intake__v1__intake__descriptor =
   "Intake",
   "Leadwire__Intake__V1__Intake",
   "leadwire.intake.v1",
-  19,
+  20,
   leadwire__intake__v1__intake__method_descriptors,
   leadwire__intake__v1__intake__method_indices_by_name
 };
@@ -4945,6 +5153,14 @@ void leadwire__intake__v1__intake__get_client(ProtobufCService *service,
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
   service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
+                                             const Leadwire__Intake__V1__RateLeadRequest *input,
+                                             Leadwire__Intake__V1__Lead_Closure closure,
+                                             void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
                                          Leadwire__Intake__V1__Intake_ServiceDestroy destroy)

@@ -79,10 +79,21 @@ final class IntakeStore: Sendable {
             );
             CREATE INDEX outbox_pending ON outbox(kind, id) WHERE delivered_at IS NULL;
             """),
+        Migration(2, "outbox delivery to routing and report", """
+            -- Why a message was given up (the receiver refused it as invalid); delivered_at is set too.
+            ALTER TABLE outbox ADD COLUMN failure TEXT;
+            CREATE INDEX outbox_delivered ON outbox(delivered_at) WHERE delivered_at IS NOT NULL;
+            """),
     ]
 
-    init(path: String) throws {
-        db = try Database(configuration: .init(path: path), migrations: Self.migrations)
+    /// Whether leads go to the routing service (through the outbox): set when one is configured.
+    let routing: Bool
+
+    init(path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        var config = Database.Configuration(path: path)
+        config.onCommit = onCommit
+        self.routing = routing
+        db = try Database(configuration: config, migrations: Self.migrations)
     }
 
     // MARK: Ids: prefixed, so a lead id is never taken for a source id by mistake.
@@ -220,6 +231,7 @@ final class IntakeStore: Sendable {
             lead.receivedAtMs = now
             lead.replyDueAtMs = now + Int64(source.replyDays > 0 ? source.replyDays : 5) * 86_400_000
             lead.updatedAtMs = now
+            if self.routing { lead.routing = .pending }
             // One writer: the next id is known before the insert, so the row is written once, with
             // its own id inside the stored message.
             let rowID = try Self.nextID(db, "leads")
@@ -247,6 +259,12 @@ final class IntakeStore: Sendable {
             reply.atMs = now
             try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
             try Self.appendEvent(db, rowID, kind: "registered", lead: lead, now: now)
+            if self.routing {
+                var r = Routing_RouteLeadRequest()
+                r.lead = Bridge.summary(lead, source: source)
+                r.actor = "intake-service"
+                try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
+            }
             return Submitted(lead: lead, duplicate: false)
         }
     }
@@ -282,11 +300,12 @@ final class IntakeStore: Sendable {
         try db.run("INSERT INTO lead_history(lead_id, body) VALUES (?, ?)", leadRow, ProtoCodec.encode(h))
     }
 
-    private static func appendEvent(_ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64) throws {
+    private static func appendEvent(_ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64, publicComment: Bool = false) throws {
         var e = Intake_LeadChange()
         e.kind = kind
         e.lead = lead
         e.atMs = now
+        e.publicComment = publicComment
         try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('event', ?, ?, ?)", leadRow, ProtoCodec.encode(e), now)
     }
 
@@ -382,8 +401,117 @@ final class IntakeStore: Sendable {
             try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
             try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
             try Self.appendEvent(db, n, kind: LeadLifecycle.name(to), lead: lead, now: now)
+            if self.routing {
+                // Routing stops the escalation clock at the first decision, and frees the person's
+                // capacity when the lead is finished.
+                if from == .new {
+                    var d = Routing_MarkDecidedRequest()
+                    d.leadId = lead.id
+                    d.actor = actor
+                    try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('decided', ?, ?, ?)", n, ProtoCodec.encode(d), now)
+                }
+                if to == .rejected || to == .processed {
+                    var r = Routing_ReleaseRequest()
+                    r.leadId = lead.id
+                    r.actor = actor
+                    r.note = LeadLifecycle.name(to)
+                    try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('release', ?, ?, ?)", n, ProtoCodec.encode(r), now)
+                }
+            }
             return lead
         }
+    }
+
+    /// The applicant's rating, once the lead has a decision.
+    func rate(_ id: String, rating: Int32, actor: String, now: Int64) async throws -> Intake_Lead {
+        guard let n = Self.number(id, prefix: "lead") else { throw IntakeError.notFound("no lead \(id)") }
+        return try await db.write { db in
+            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+                throw IntakeError.notFound("no lead \(id)")
+            }
+            guard lead.status != .new else {
+                throw IntakeError.illegalTransition(lead: lead.registrationNumber, current: .new, action: "rating", allowedFrom: [.accepted, .deferred, .rejected, .processed])
+            }
+            lead.rating = rating
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), n)
+            try Self.appendHistory(db, n, actor: actor, action: "rated", from: lead.status, to: lead.status, note: "\(rating) of 5", now: now)
+            try Self.appendEvent(db, n, kind: "rated", lead: lead, now: now)
+            return lead
+        }
+    }
+
+    // MARK: Routing results
+
+    /// Records routing's decision on the lead (owner, role, explanation), with an "assigned" event,
+    /// in one transaction; the outbox request for it is marked delivered. Idempotent: a
+    /// second answer for the same lead changes nothing.
+    func applyAssignment(_ a: Routing_Assignment, now: Int64) async throws -> Intake_Lead? {
+        guard let n = Self.number(a.leadId, prefix: "lead") else { return nil }
+        return try await db.write { db -> Intake_Lead? in
+            try db.run("UPDATE outbox SET delivered_at = ? WHERE kind = 'route' AND lead_id = ? AND delivered_at IS NULL", now, n)
+            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+                return nil
+            }
+            guard lead.routing == .pending else { return lead }
+            lead.ownerId = a.personId
+            lead.routedRole = a.role
+            lead.routingExplanation = a.explanation
+            lead.routing = a.personId.isEmpty ? .queued : .assigned
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET owner_id = ?, body = ? WHERE id = ?", a.personId, ProtoCodec.encode(lead), n)
+            try Self.appendHistory(db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
+            try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
+            return lead
+        }
+    }
+
+    // MARK: Outbox
+
+    struct OutboxRow: Sendable {
+        var id: Int64
+        var kind: String
+        var payload: [UInt8]
+        var createdAt: Int64
+    }
+
+    /// Undelivered messages of these kinds, oldest first.
+    func pendingOutbox(kinds: [String], limit: Int) async throws -> [OutboxRow] {
+        try await db.read { db in
+            var rows = [OutboxRow]()
+            for k in kinds {
+                rows += try db.query("SELECT id, kind, payload, created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT ?", k, limit) {
+                    OutboxRow(id: $0.int(0), kind: $0.string(1), payload: $0.blob(2), createdAt: $0.int(3))
+                }
+            }
+            rows.sort { $0.id < $1.id }
+            return Array(rows.prefix(limit))
+        }
+    }
+
+    func markDelivered(_ ids: [Int64], now: Int64, failure: String? = nil) async throws {
+        guard !ids.isEmpty else { return }
+        try await db.write { db in
+            for id in ids { try db.run("UPDATE outbox SET delivered_at = ?, failure = ? WHERE id = ?", now, failure, id) }
+        }
+    }
+
+    /// Per kind: undelivered messages and the creation time of the oldest.
+    func outboxBacklog(kinds: [String]) async throws -> [String: (count: Int, oldest: Int64?)] {
+        try await db.read { db in
+            var out = [String: (count: Int, oldest: Int64?)]()
+            for k in kinds {
+                let count = try db.first("SELECT COUNT(*) FROM outbox WHERE kind = ? AND delivered_at IS NULL", k) { Int($0.int(0)) } ?? 0
+                let oldest = try db.first("SELECT created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT 1", k) { $0.int(0) }
+                out[k] = (count, oldest)
+            }
+            return out
+        }
+    }
+
+    /// Drops delivered messages older than `before` (the outbox is not an archive: history is).
+    func purgeDelivered(before: Int64) async throws -> Int {
+        try await db.write { db in try db.run("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", before) }
     }
 
     func addComment(_ c: Intake_Comment, now: Int64) async throws -> (Intake_Comment, Intake_Lead) {
@@ -398,7 +526,7 @@ final class IntakeStore: Sendable {
             comment.id = Self.commentID(row)
             try db.run("INSERT INTO comments(id, lead_id, public, body) VALUES (?, ?, ?, ?)", row, n, c.public, ProtoCodec.encode(comment))
             try Self.appendHistory(db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private", now: now)
-            try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now)
+            try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now, publicComment: c.public)
             return (comment, lead)
         }
     }

@@ -96,6 +96,27 @@ public struct Intake_OutcomeKind: RawRepresentable, Hashable, Sendable, CustomSt
     }
 }
 
+public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+    public static let unspecified = Intake_RoutingState(rawValue: 0)
+    /// Accepted and waiting for the routing service (slow or down); it is routed as soon as it answers.
+    public static let pending = Intake_RoutingState(rawValue: 1)
+    /// A person has it (owner_id).
+    public static let assigned = Intake_RoutingState(rawValue: 2)
+    /// Nobody in the role could take it: it waits in the role's queue (routed_role), the head was told.
+    public static let queued = Intake_RoutingState(rawValue: 3)
+    public var description: String {
+        switch rawValue {
+        case 0: return "ROUTING_STATE_UNSPECIFIED"
+        case 1: return "ROUTING_STATE_PENDING"
+        case 2: return "ROUTING_STATE_ASSIGNED"
+        case 3: return "ROUTING_STATE_QUEUED"
+        default: return "RoutingState(\(rawValue))"
+        }
+    }
+}
+
 /// An additional field a source defines, e.g. "Region" (ENUM) or "Number of employees" (INTEGER).
 public struct Intake_FieldDefinition: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.FieldDefinition")
@@ -288,6 +309,13 @@ public struct Intake_Lead: WireMessage, Hashable {
     public var outcome: Intake_OutcomeKind = Intake_OutcomeKind(rawValue: 0)
     public var outcomeReference: String = ""
     public var updatedAtMs: Int64 = 0
+    /// Where routing stands (ROUTING_STATE_UNSPECIFIED when no routing service is configured).
+    public var routing: Intake_RoutingState = Intake_RoutingState(rawValue: 0)
+    /// The role the lead came through, and routing's explanation of its decision.
+    public var routedRole: String = ""
+    public var routingExplanation: String = ""
+    /// The applicant's rating of how the lead was handled, 1 to 5 (0 = not rated).
+    public var rating: Int32 = 0
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
@@ -315,6 +343,10 @@ public struct Intake_Lead: WireMessage, Hashable {
         self.outcome = Intake_OutcomeKind(rawValue: r.enumValue(23))
         self.outcomeReference = try r.string(24)
         self.updatedAtMs = r.scalar(25)
+        self.routing = Intake_RoutingState(rawValue: r.enumValue(26))
+        self.routedRole = try r.string(27)
+        self.routingExplanation = try r.string(28)
+        self.rating = r.scalar(29)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
@@ -342,6 +374,10 @@ public struct Intake_Lead: WireMessage, Hashable {
         w.enumValue(23, self.outcome.rawValue)
         w.string(24, self.outcomeReference)
         w.scalar(25, self.updatedAtMs)
+        w.enumValue(26, self.routing.rawValue)
+        w.string(27, self.routedRole)
+        w.string(28, self.routingExplanation)
+        w.scalar(29, self.rating)
     }
 }
 
@@ -804,20 +840,43 @@ public struct Intake_WatchLeadsRequest: WireMessage, Hashable {
 
 public struct Intake_LeadChange: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LeadChange")
-    /// "registered", "accepted", "deferred", "rejected", "processed", "commented", "assigned".
+    /// "registered", "accepted", "deferred", "rejected", "processed", "commented", "assigned", "rated".
     public var kind: String = ""
     public var lead: Intake_Lead? = nil
     public var atMs: Int64 = 0
+    /// For "commented": whether the applicant sees the comment.
+    public var publicComment: Bool = false
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.kind = try r.string(1)
         self.lead = try r.message(2, as: Intake_Lead.self)
         self.atMs = r.scalar(3)
+        self.publicComment = r.scalar(4)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.kind)
         w.message(2, self.lead)
         w.scalar(3, self.atMs)
+        w.scalar(4, self.publicComment)
+    }
+}
+
+public struct Intake_RateLeadRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RateLeadRequest")
+    public var id: String = ""
+    /// 1 (poor) to 5 (excellent). Rating again replaces the earlier rating.
+    public var rating: Int32 = 0
+    public var actor: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = try r.string(1)
+        self.rating = r.scalar(2)
+        self.actor = try r.string(3)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.id)
+        w.scalar(2, self.rating)
+        w.string(3, self.actor)
     }
 }
 
@@ -991,6 +1050,9 @@ public protocol Intake_Service: WireService {
     /// Sets a client's debt balance (as accounting would).
     func setClientDebt(_ request: Intake_SetClientDebtRequest, context: ServerContext) async throws -> Intake_Client
     func getClient(_ request: Intake_GetClientRequest, context: ServerContext) async throws -> Intake_Client
+    /// The applicant's rating of how their lead was handled, once it has a decision
+    /// (FAILED_PRECONDITION while it is new).
+    func rateLead(_ request: Intake_RateLeadRequest, context: ServerContext) async throws -> Intake_Lead
 }
 
 extension Intake_Service {
@@ -1016,6 +1078,7 @@ extension Intake_Service {
             .unary("/leadwire.intake.v1.Intake/AddComment") { try await self.addComment($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/SetClientDebt") { try await self.setClientDebt($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/GetClient") { try await self.getClient($0, context: $1) },
+            .unary("/leadwire.intake.v1.Intake/RateLead") { try await self.rateLead($0, context: $1) },
         ]
     }
 }
@@ -1100,5 +1163,10 @@ public struct Intake_ServiceClient: Sendable {
     }
     public func getClient(_ request: Intake_GetClientRequest, options: CallOptions = CallOptions()) async throws -> Intake_Client {
         try await channel.unary("/leadwire.intake.v1.Intake/GetClient", request: request, options: options)
+    }
+    /// The applicant's rating of how their lead was handled, once it has a decision
+    /// (FAILED_PRECONDITION while it is new).
+    public func rateLead(_ request: Intake_RateLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
+        try await channel.unary("/leadwire.intake.v1.Intake/RateLead", request: request, options: options)
     }
 }

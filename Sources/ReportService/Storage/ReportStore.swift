@@ -63,8 +63,10 @@ final class ReportStore: Sendable {
             """),
     ]
 
-    init(path: String) throws {
-        db = try Database(configuration: .init(path: path), migrations: Self.migrations)
+    init(path: String, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+        var config = Database.Configuration(path: path)
+        config.onCommit = onCommit
+        db = try Database(configuration: config, migrations: Self.migrations)
     }
 
     // MARK: Lead events

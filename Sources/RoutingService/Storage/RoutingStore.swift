@@ -56,8 +56,10 @@ final class RoutingStore: Sendable {
             """),
     ]
 
-    init(path: String, now: Int64) async throws {
-        db = try Database(configuration: .init(path: path), migrations: Self.migrations)
+    init(path: String, now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil) async throws {
+        var config = Database.Configuration(path: path)
+        config.onCommit = onCommit
+        db = try Database(configuration: config, migrations: Self.migrations)
         try await db.write { c in
             // The stock roles of the material exist from the first start (and only then: a later
             // deletion or change by the operator is theirs to keep).

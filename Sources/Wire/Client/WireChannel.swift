@@ -48,6 +48,16 @@ public final class WireChannel: Sendable {
         }
     }
 
+    /// A channel to "host:port" (as flags and environment variables give it).
+    public convenience init(address: String, group: (any EventLoopGroup)? = nil) throws {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), port > 0, port < 65536 else {
+            throw RPCError(.invalidArgument, "\"\(address)\" is not host:port")
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group)
+    }
+
     public func close() async {
         let s = state.withLockedValue { s in
             defer { s = .idle }

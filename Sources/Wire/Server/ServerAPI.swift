@@ -87,6 +87,37 @@ public struct ServerContext: Sendable {
     }
     /// Whether the request's last message arrived compressed (for interop's compression checks).
     public var lastRequestWasCompressed: Bool { call.lastRequestWasCompressed }
+    /// Who made the call, for the observer's record. An interceptor sets it before its first
+    /// suspension (it then runs on the call's event loop).
+    public var principal: String? {
+        get { call.principal }
+        nonmutating set { call.principal = newValue }
+    }
+}
+
+/// Wraps every handler of a server: authentication, per-call context (task locals), auditing. Throw
+/// an `RPCError` (or an `RPCErrorConvertible`) to refuse the call; the handler then never runs.
+/// Health and reflection calls pass through it too: it decides by `context.method`.
+public protocol ServerInterceptor: Sendable {
+    func intercept(_ context: ServerContext, next: () async throws -> Void) async throws
+}
+
+/// Hears how every call ended, including calls refused before any handler ran (unknown method,
+/// expired deadline, malformed request) and calls the client cancelled.
+public protocol CallObserver: Sendable {
+    /// Runs on the call's event loop, once per call: keep it cheap and non-blocking.
+    func callFinished(_ call: FinishedCall)
+}
+
+public struct FinishedCall: Sendable {
+    /// `/package.Service/Method` as requested.
+    public var method: String
+    public var code: StatusCode
+    public var message: String
+    /// From the request headers to the status.
+    public var durationNanos: UInt64
+    public var principal: String?
+    public var peer: String
 }
 
 /// The request messages of a client- or bidirectional-streaming call.

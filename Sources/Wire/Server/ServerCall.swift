@@ -34,6 +34,11 @@ final class ServerCall: @unchecked Sendable {
     private(set) var deadline: NIODeadline?
     var responseMetadata = Metadata()
     var trailingMetadata = Metadata()
+    /// Who made the call, as the server's interceptor identified them (for the observer's log line).
+    /// Set before the handler's first suspension, so on the loop.
+    var principal: String?
+    private let startedAt = NIODeadline.now()
+    private var observed = false
     var compressResponses = false
     var lastRequestWasCompressed = false
 
@@ -210,10 +215,15 @@ final class ServerCall: @unchecked Sendable {
         // handler usually completes without ever being scheduled. After a suspension it resumes on
         // the global executor, and every entry point of this call hops back to the loop. (A task
         // executor preference would keep it on the loop, at two more allocations and a lock per call.)
+        let interceptor = connection.core.configuration.interceptor
         task = Task.immediate { [self] in
             let outcome: RPCError?
             do {
-                try await method.handler(self)
+                if let interceptor {
+                    try await interceptor.intercept(context) { try await method.handler(self) }
+                } else {
+                    try await method.handler(self)
+                }
                 outcome = nil
             } catch {
                 outcome = RPCError.from(error)
@@ -252,6 +262,7 @@ final class ServerCall: @unchecked Sendable {
 
     /// The stream is gone: normally, or because the client reset it (a cancellation).
     func streamClosed(errorCode: UInt32) {
+        if !finished { observe(.cancelled, "the client cancelled the call or the connection closed") }
         closed = true
         connection.recycle(&pending)
         deadlineTimer?.cancel()
@@ -316,6 +327,7 @@ final class ServerCall: @unchecked Sendable {
     func finish(_ error: RPCError?) {
         guard !finished, !closed else { return }
         finished = true
+        observe(error?.code ?? .ok, error?.message ?? "")
         deadlineTimer?.cancel()
         let code = error?.code ?? .ok
         if headersSent, error == nil, trailingMetadata.isEmpty {
@@ -355,6 +367,16 @@ final class ServerCall: @unchecked Sendable {
             r.resume(throwing: error ?? RPCError(.cancelled, "the call has ended"))
         }
         connection.scheduleFlush()
+    }
+
+    /// Tells the server's observer (if any) how the call ended, once.
+    private func observe(_ code: StatusCode, _ message: String) {
+        guard !observed, let observer = connection.core.configuration.observer else { return }
+        observed = true
+        observer.callFinished(FinishedCall(
+            method: path ?? "", code: code, message: message,
+            durationNanos: NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds,
+            principal: principal, peer: connection.peer))
     }
 
     /// Called when the handler returns or throws; hops to the loop if needed.

@@ -25,6 +25,10 @@ public final class WireServer: Service, Sendable {
         /// How long in-flight calls may run after a graceful shutdown starts.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
         public var eventLoopThreads = System.coreCount
+        /// Wraps every handler (authentication, audit); nil = none.
+        public var interceptor: (any ServerInterceptor)?
+        /// Hears every call's outcome (logs, metrics); nil = none.
+        public var observer: (any CallObserver)?
 
         public init(host: String = "127.0.0.1", port: Int) {
             self.host = host

@@ -44,6 +44,7 @@ typedef struct Leadwire__Intake__V1__ListLeadsRequest Leadwire__Intake__V1__List
 typedef struct Leadwire__Intake__V1__ListLeadsResponse Leadwire__Intake__V1__ListLeadsResponse;
 typedef struct Leadwire__Intake__V1__WatchLeadsRequest Leadwire__Intake__V1__WatchLeadsRequest;
 typedef struct Leadwire__Intake__V1__LeadChange Leadwire__Intake__V1__LeadChange;
+typedef struct Leadwire__Intake__V1__RateLeadRequest Leadwire__Intake__V1__RateLeadRequest;
 typedef struct Leadwire__Intake__V1__AcceptLeadRequest Leadwire__Intake__V1__AcceptLeadRequest;
 typedef struct Leadwire__Intake__V1__DeferLeadRequest Leadwire__Intake__V1__DeferLeadRequest;
 typedef struct Leadwire__Intake__V1__RejectLeadRequest Leadwire__Intake__V1__RejectLeadRequest;
@@ -103,6 +104,22 @@ typedef enum _Leadwire__Intake__V1__OutcomeKind {
   LEADWIRE__INTAKE__V1__OUTCOME_KIND__OUTCOME_KIND_CUSTOMER_INTEREST = 2
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LEADWIRE__INTAKE__V1__OUTCOME_KIND)
 } Leadwire__Intake__V1__OutcomeKind;
+typedef enum _Leadwire__Intake__V1__RoutingState {
+  LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_UNSPECIFIED = 0,
+  /*
+   * Accepted and waiting for the routing service (slow or down); it is routed as soon as it answers.
+   */
+  LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_PENDING = 1,
+  /*
+   * A person has it (owner_id).
+   */
+  LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_ASSIGNED = 2,
+  /*
+   * Nobody in the role could take it: it waits in the role's queue (routed_role), the head was told.
+   */
+  LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_QUEUED = 3
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(LEADWIRE__INTAKE__V1__ROUTING_STATE)
+} Leadwire__Intake__V1__RoutingState;
 
 /* --- messages --- */
 
@@ -290,10 +307,23 @@ struct  Leadwire__Intake__V1__Lead
   Leadwire__Intake__V1__OutcomeKind outcome;
   char *outcome_reference;
   int64_t updated_at_ms;
+  /*
+   * Where routing stands (ROUTING_STATE_UNSPECIFIED when no routing service is configured).
+   */
+  Leadwire__Intake__V1__RoutingState routing;
+  /*
+   * The role the lead came through, and routing's explanation of its decision.
+   */
+  char *routed_role;
+  char *routing_explanation;
+  /*
+   * The applicant's rating of how the lead was handled, 1 to 5 (0 = not rated).
+   */
+  int32_t rating;
 };
 #define LEADWIRE__INTAKE__V1__LEAD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__lead__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__LEAD_STATUS__LEAD_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__OUTCOME_KIND__OUTCOME_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__LEAD_STATUS__LEAD_STATUS_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__OUTCOME_KIND__OUTCOME_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, LEADWIRE__INTAKE__V1__ROUTING_STATE__ROUTING_STATE_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Leadwire__Intake__V1__Comment
@@ -652,15 +682,34 @@ struct  Leadwire__Intake__V1__LeadChange
 {
   ProtobufCMessage base;
   /*
-   * "registered", "accepted", "deferred", "rejected", "processed", "commented", "assigned".
+   * "registered", "accepted", "deferred", "rejected", "processed", "commented", "assigned", "rated".
    */
   char *kind;
   Leadwire__Intake__V1__Lead *lead;
   int64_t at_ms;
+  /*
+   * For "commented": whether the applicant sees the comment.
+   */
+  protobuf_c_boolean public_comment;
 };
 #define LEADWIRE__INTAKE__V1__LEAD_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__lead_change__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, 0 }
+    , (char *)protobuf_c_empty_string, NULL, 0, 0 }
+
+
+struct  Leadwire__Intake__V1__RateLeadRequest
+{
+  ProtobufCMessage base;
+  char *id;
+  /*
+   * 1 (poor) to 5 (excellent). Rating again replaces the earlier rating.
+   */
+  int32_t rating;
+  char *actor;
+};
+#define LEADWIRE__INTAKE__V1__RATE_LEAD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__rate_lead_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__AcceptLeadRequest
@@ -1308,6 +1357,25 @@ Leadwire__Intake__V1__LeadChange *
 void   leadwire__intake__v1__lead_change__free_unpacked
                      (Leadwire__Intake__V1__LeadChange *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__RateLeadRequest methods */
+void   leadwire__intake__v1__rate_lead_request__init
+                     (Leadwire__Intake__V1__RateLeadRequest         *message);
+size_t leadwire__intake__v1__rate_lead_request__get_packed_size
+                     (const Leadwire__Intake__V1__RateLeadRequest   *message);
+size_t leadwire__intake__v1__rate_lead_request__pack
+                     (const Leadwire__Intake__V1__RateLeadRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__rate_lead_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__RateLeadRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__RateLeadRequest *
+       leadwire__intake__v1__rate_lead_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__rate_lead_request__free_unpacked
+                     (Leadwire__Intake__V1__RateLeadRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Leadwire__Intake__V1__AcceptLeadRequest methods */
 void   leadwire__intake__v1__accept_lead_request__init
                      (Leadwire__Intake__V1__AcceptLeadRequest         *message);
@@ -1530,6 +1598,9 @@ typedef void (*Leadwire__Intake__V1__WatchLeadsRequest_Closure)
 typedef void (*Leadwire__Intake__V1__LeadChange_Closure)
                  (const Leadwire__Intake__V1__LeadChange *message,
                   void *closure_data);
+typedef void (*Leadwire__Intake__V1__RateLeadRequest_Closure)
+                 (const Leadwire__Intake__V1__RateLeadRequest *message,
+                  void *closure_data);
 typedef void (*Leadwire__Intake__V1__AcceptLeadRequest_Closure)
                  (const Leadwire__Intake__V1__AcceptLeadRequest *message,
                   void *closure_data);
@@ -1634,6 +1705,10 @@ struct Leadwire__Intake__V1__Intake_Service
                      const Leadwire__Intake__V1__GetClientRequest *input,
                      Leadwire__Intake__V1__Client_Closure closure,
                      void *closure_data);
+  void (*rate_lead)(Leadwire__Intake__V1__Intake_Service *service,
+                    const Leadwire__Intake__V1__RateLeadRequest *input,
+                    Leadwire__Intake__V1__Lead_Closure closure,
+                    void *closure_data);
 };
 typedef void (*Leadwire__Intake__V1__Intake_ServiceDestroy)(Leadwire__Intake__V1__Intake_Service *);
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
@@ -1660,7 +1735,8 @@ void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *s
       function_prefix__ ## complete_lead,\
       function_prefix__ ## add_comment,\
       function_prefix__ ## set_client_debt,\
-      function_prefix__ ## get_client  }
+      function_prefix__ ## get_client,\
+      function_prefix__ ## rate_lead  }
 void leadwire__intake__v1__intake__create_source(ProtobufCService *service,
                                                  const Leadwire__Intake__V1__CreateSourceRequest *input,
                                                  Leadwire__Intake__V1__Source_Closure closure,
@@ -1737,6 +1813,10 @@ void leadwire__intake__v1__intake__get_client(ProtobufCService *service,
                                               const Leadwire__Intake__V1__GetClientRequest *input,
                                               Leadwire__Intake__V1__Client_Closure closure,
                                               void *closure_data);
+void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
+                                             const Leadwire__Intake__V1__RateLeadRequest *input,
+                                             Leadwire__Intake__V1__Lead_Closure closure,
+                                             void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1744,6 +1824,7 @@ extern const ProtobufCEnumDescriptor    leadwire__intake__v1__channel__descripto
 extern const ProtobufCEnumDescriptor    leadwire__intake__v1__field_type__descriptor;
 extern const ProtobufCEnumDescriptor    leadwire__intake__v1__lead_status__descriptor;
 extern const ProtobufCEnumDescriptor    leadwire__intake__v1__outcome_kind__descriptor;
+extern const ProtobufCEnumDescriptor    leadwire__intake__v1__routing_state__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__field_definition__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__field_value__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor;
@@ -1773,6 +1854,7 @@ extern const ProtobufCMessageDescriptor leadwire__intake__v1__list_leads_request
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__list_leads_response__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__watch_leads_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__rate_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__accept_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__defer_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__reject_lead_request__descriptor;

@@ -1,0 +1,139 @@
+import NIOConcurrencyHelpers
+import Wire
+
+/// Permissions name what an RPC needs; roles (carried in tokens) grant sets of them.
+public enum Permission {
+    public static let all = "*"
+    public static let leadsRead = "leads.read"
+    /// "Add and change leads": manual entry and processing.
+    public static let leadsWrite = "leads.write"
+    public static let sourcesWrite = "sources.write"
+    public static let clientsWrite = "clients.write"
+    public static let directoryWrite = "directory.write"
+    public static let routingRead = "routing.read"
+    public static let routingWrite = "routing.write"
+    public static let eventsWrite = "events.write"
+    public static let plansRead = "plans.read"
+    public static let plansWrite = "plans.write"
+    public static let plansApproveHead = "plans.approve.head"
+    public static let plansApproveManagement = "plans.approve.management"
+    public static let reportsRead = "reports.read"
+    /// A contractor's own plans (the token's contractor id).
+    public static let contractorSelf = "contractor.self"
+}
+
+public enum Roles {
+    /// Role name -> permissions. Names are case-sensitive; the first three are routing's stock roles.
+    public static let grants: [String: Set<String>] = [
+        "admin": [Permission.all],
+        // What the services need of each other: Intake routes and reports, Report checks numbers.
+        "service": [Permission.leadsRead, Permission.routingRead, Permission.routingWrite, Permission.eventsWrite],
+        "Sales manager": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.plansRead],
+        "Marketer": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead],
+        "Head of sales": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
+                          Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead],
+        "intake-gateway": [Permission.leadsWrite, Permission.leadsRead],
+        "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead],
+        "department-head": [Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead],
+        "management": [Permission.plansRead, Permission.plansApproveManagement, Permission.reportsRead, Permission.leadsRead],
+        "accounting": [Permission.clientsWrite, Permission.leadsRead],
+        "dashboard": [Permission.reportsRead, Permission.leadsRead, Permission.routingRead, Permission.plansRead],
+        "contractor": [Permission.contractorSelf],
+    ]
+
+    public static func permissions(_ roles: [String]) -> Set<String> {
+        roles.reduce(into: Set<String>()) { $0.formUnion(grants[$1] ?? []) }
+    }
+}
+
+/// The verified caller of the current call (nil when authentication is off).
+public enum Caller {
+    @TaskLocal public static var current: Claims?
+
+    public static func has(_ permission: String) -> Bool {
+        guard let c = current else { return true }
+        let p = Roles.permissions(c.roles)
+        return p.contains(Permission.all) || p.contains(permission)
+    }
+
+    /// Whether the caller is a contractor (and not staff who may also read plans).
+    public static var contractorID: String?? {
+        guard let c = current else { return nil }
+        let p = Roles.permissions(c.roles)
+        guard p.contains(Permission.contractorSelf), !p.contains(Permission.all), !p.contains(Permission.plansRead) else { return nil }
+        return .some(c.ctr)
+    }
+
+    /// Throws PERMISSION_DENIED unless the caller has `permission` (always passes with auth off).
+    public static func require(_ permission: String, for what: String) throws {
+        guard !has(permission), let c = current else { return }
+        throw RPCError(.permissionDenied, "\(c.sub) (roles: \(c.roles.joined(separator: ", "))) lacks \"\(permission)\", which \(what) needs")
+    }
+
+    /// The principal's name for records ("actor"), or `fallback` with auth off.
+    public static func name(or fallback: String) -> String {
+        current?.sub ?? fallback
+    }
+}
+
+/// Checks `authorization: Bearer <token>` on every call except health and reflection, and the
+/// permission each method needs (a method without an entry is refused: deny by default).
+public struct AuthInterceptor: ServerInterceptor {
+    let key: SigningKey
+    let policy: [String: String]
+    /// Verified tokens, so a busy caller costs one HMAC per distinct token, not per call.
+    private let cache = NIOLockedValueBox<[String: Claims]>([:])
+
+    public init(key: SigningKey, policy: [String: String]) {
+        self.key = key
+        self.policy = policy
+    }
+
+    static func isOpen(_ method: String) -> Bool {
+        method.hasPrefix("/grpc.health.v1.Health/") || method.hasPrefix("/grpc.reflection.")
+    }
+
+    public func intercept(_ context: ServerContext, next: () async throws -> Void) async throws {
+        let method = context.method
+        if Self.isOpen(method) { return try await next() }
+        let claims = try authenticate(context.requestMetadata["authorization"])
+        context.principal = claims.sub
+        guard let needed = policy[method] else {
+            throw RPCError(.permissionDenied, "\(method) has no access rule; refused by default")
+        }
+        let granted = Roles.permissions(claims.roles)
+        // "a|b": either permission will do.
+        guard granted.contains(Permission.all) || needed.split(separator: "|").contains(where: { granted.contains(String($0)) }) else {
+            throw RPCError(.permissionDenied, "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \"\(needed)\", which \(method) needs")
+        }
+        try await Caller.$current.withValue(claims) { try await next() }
+    }
+
+    func authenticate(_ header: String?) throws -> Claims {
+        guard let header else {
+            throw RPCError(.unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (leadctl token issue makes one)")
+        }
+        guard header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
+            throw RPCError(.unauthenticated, "authorization must be \"Bearer <token>\"")
+        }
+        let token = String(header.dropFirst(7)).trimmingSpacesInAuth
+        let now = epochSeconds()
+        if let c = cache.withLockedValue({ $0[token] }), c.exp > now { return c }
+        do {
+            let c = try key.verify(token, now: now)
+            cache.withLockedValue { cache in
+                if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
+                cache[token] = c
+            }
+            return c
+        } catch {
+            throw RPCError(.unauthenticated, error.description)
+        }
+    }
+}
+
+extension String {
+    fileprivate var trimmingSpacesInAuth: String {
+        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
+    }
+}

@@ -1,0 +1,64 @@
+import LeadwireAPI
+
+/// Translations from Intake's records to what the routing and report services take (pure).
+enum Bridge {
+    /// "CHANNEL_WEB_FORM" -> "web_form": the channel names routing rules and reports use.
+    static func channelName(_ c: Intake_Channel) -> String {
+        let d = c.description
+        return d.hasPrefix("CHANNEL_") ? String(d.dropFirst(8)).lowercased() : d.lowercased()
+    }
+
+    static func summary(_ lead: Intake_Lead, source: Intake_Source) -> Routing_LeadSummary {
+        var s = Routing_LeadSummary()
+        s.leadId = lead.id
+        s.registrationNumber = lead.registrationNumber
+        s.sourceId = lead.sourceId
+        s.channel = channelName(lead.channel)
+        s.category = lead.category
+        s.fields = lead.fields.map { f in
+            var v = Routing_FieldValue()
+            v.name = f.name
+            v.value = f.value
+            return v
+        }
+        s.sourceDefaultOwnerId = source.defaultOwnerId
+        s.sourceDefaultRole = source.defaultRole
+        s.replyDeadlineMs = lead.replyDueAtMs
+        s.receivedAtMs = lead.receivedAtMs
+        return s
+    }
+
+    /// An outbox lead change as a report event; its id is the outbox row's, so a redelivery is
+    /// recognised by the report service.
+    static func reportEvent(_ change: Intake_LeadChange, outboxID: Int64) -> Report_LeadEvent {
+        let lead = change.lead ?? Intake_Lead()
+        var e = Report_LeadEvent()
+        e.eventId = "intake:\(outboxID)"
+        switch change.kind {
+        case "registered": e.kind = "created"
+        case "accepted", "deferred", "rejected", "processed": e.kind = "state_changed"
+        case "commented", "assigned", "rated": e.kind = change.kind
+        default: e.kind = "state_changed"
+        }
+        e.atMs = change.atMs
+        e.leadId = lead.id
+        e.registrationNumber = lead.registrationNumber
+        e.sourceId = lead.sourceId
+        e.channel = channelName(lead.channel)
+        e.category = lead.category
+        e.ownerId = lead.ownerId
+        e.status = LeadLifecycle.name(lead.status)
+        e.fields = lead.fields.map { f in
+            var v = Report_FieldValue()
+            v.name = f.name
+            v.value = f.value
+            return v
+        }
+        e.receivedAtMs = lead.receivedAtMs
+        e.replyDeadlineMs = lead.replyDueAtMs
+        e.rating = lead.rating
+        e.clientId = lead.clientId
+        e.publicComment = change.publicComment
+        return e
+    }
+}

@@ -1,0 +1,162 @@
+import CoreMetrics
+import Logging
+import LeadwireAPI
+import Observability
+import ServiceLifecycle
+import Wire
+
+/// Delivers the outbox: routing requests, decisions and releases to the routing service (one by
+/// one, in order), lead events to the report service (in batches). A message leaves the outbox only
+/// when the receiver has answered OK — at-least-once delivery, made exactly-once by the receivers
+/// (routing is idempotent by lead id, report by event id). Failures back off exponentially (100 ms
+/// to 30 s) and retry forever; a message the receiver refuses as invalid is set aside with the
+/// reason, so it cannot block the rest.
+final class OutboxRelay: Service, Sendable {
+    let store: IntakeStore
+    let routing: Routing_ServiceClient?
+    let report: Report_ServiceClient?
+    let token: ServiceToken
+    let now: Clock
+    let logger: Logger
+    let batchSize: Int
+    /// Told of each lead routing assigned (for WatchLeads).
+    let onAssigned: @Sendable (Intake_Lead) -> Void
+
+    static let routingKinds = ["route", "decided", "release"]
+
+    init(store: IntakeStore, routing: Routing_ServiceClient?, report: Report_ServiceClient?, token: ServiceToken, now: @escaping Clock, logger: Logger, batchSize: Int = 500,
+         onAssigned: @escaping @Sendable (Intake_Lead) -> Void = { _ in }) {
+        self.onAssigned = onAssigned
+        self.store = store
+        self.routing = routing
+        self.report = report
+        self.token = token
+        self.now = now
+        self.logger = logger
+        self.batchSize = batchSize
+    }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                if self.routing != nil { group.addTask { await self.loop("routing", self.deliverRouting) } }
+                if self.report != nil { group.addTask { await self.loop("report", self.deliverEvents) } }
+                group.addTask { await self.watchBacklog() }
+            }
+        }
+    }
+
+    /// Delivers until cancelled: straight on while there is work, a short pause when idle, growing
+    /// pauses after failures.
+    private func loop(_ target: String, _ deliver: @escaping @Sendable () async throws -> Int) async {
+        var backoff: Duration = .milliseconds(100)
+        var failures = 0
+        while !Task.isCancelled {
+            do {
+                let n = try await deliver()
+                if failures > 0 { logger.notice("delivery to \(target) resumed", metadata: ["after_failures": "\(failures)"]) }
+                failures = 0
+                backoff = .milliseconds(100)
+                if n == 0 { try? await Task.sleep(for: .milliseconds(50)) }
+            } catch {
+                failures += 1
+                // Log the first failure and then every tenth, not a line per retry.
+                if failures == 1 || failures % 10 == 0 {
+                    logger.warning("delivery to \(target) failed; retrying", metadata: ["error": "\(error)", "failures": "\(failures)", "backoff_ms": "\(backoff.components.seconds * 1000 + backoff.components.attoseconds / 1_000_000_000_000_000)"])
+                }
+                let jitter = Double.random(in: 0.8...1.2)
+                try? await Task.sleep(for: backoff * jitter)
+                backoff = min(backoff * 2, .seconds(30))
+            }
+        }
+    }
+
+    /// Whether the receiver refused the message itself (retrying cannot help).
+    private static func isPoison(_ e: RPCError) -> Bool {
+        [.invalidArgument, .failedPrecondition, .notFound, .outOfRange].contains(e.code)
+    }
+
+    private func deliverRouting() async throws -> Int {
+        guard let routing else { return 0 }
+        let rows = try await store.pendingOutbox(kinds: Self.routingKinds, limit: 100)
+        for row in rows {
+            do {
+                switch row.kind {
+                case "route":
+                    let req = try ProtoCodec.decode(Routing_RouteLeadRequest.self, from: row.payload)
+                    let a = try await routing.routeLead(req, options: callOptions(seconds: 5))
+                    if let lead = try await store.applyAssignment(a, now: now()) { onAssigned(lead) }
+                case "decided":
+                    _ = try await routing.markDecided(try ProtoCodec.decode(Routing_MarkDecidedRequest.self, from: row.payload), options: callOptions(seconds: 5))
+                    try await store.markDelivered([row.id], now: now())
+                default:
+                    _ = try await routing.release(try ProtoCodec.decode(Routing_ReleaseRequest.self, from: row.payload), options: callOptions(seconds: 5))
+                    try await store.markDelivered([row.id], now: now())
+                }
+            } catch let e as RPCError where Self.isPoison(e) {
+                logger.error("routing refused an outbox message; set aside", metadata: ["outbox_id": "\(row.id)", "kind": "\(row.kind)", "status": "\(e.code)", "message": "\(e.message)"])
+                try await store.markDelivered([row.id], now: now(), failure: "\(e.code): \(e.message)")
+            }
+        }
+        return rows.count
+    }
+
+    private func deliverEvents() async throws -> Int {
+        guard let report else { return 0 }
+        let rows = try await store.pendingOutbox(kinds: ["event"], limit: batchSize)
+        guard !rows.isEmpty else { return 0 }
+        var events = [Report_LeadEvent]()
+        for row in rows {
+            events.append(Bridge.reportEvent(try ProtoCodec.decode(Intake_LeadChange.self, from: row.payload), outboxID: row.id))
+        }
+        var req = Report_IngestEventsRequest()
+        req.events = events
+        do {
+            _ = try await report.ingestEvents(req, options: callOptions(seconds: 10))
+            try await store.markDelivered(rows.map(\.id), now: now())
+        } catch let e as RPCError where e.code == .invalidArgument {
+            // One bad event refuses the batch: send them one by one to set aside only the bad ones.
+            for (row, event) in zip(rows, events) {
+                var one = Report_IngestEventsRequest()
+                one.events = [event]
+                do {
+                    _ = try await report.ingestEvents(one, options: callOptions(seconds: 10))
+                    try await store.markDelivered([row.id], now: now())
+                } catch let e as RPCError where e.code == .invalidArgument {
+                    logger.error("report refused an event; set aside", metadata: ["outbox_id": "\(row.id)", "message": "\(e.message)"])
+                    try await store.markDelivered([row.id], now: now(), failure: "\(e.code): \(e.message)")
+                }
+            }
+        }
+        return rows.count
+    }
+
+    private func callOptions(seconds: Int64) -> CallOptions {
+        var o = token.options
+        o.timeout = .seconds(seconds)
+        return o
+    }
+
+    /// Publishes the backlog per kind (count, age of the oldest) as metrics every few seconds, and
+    /// purges delivered messages older than a week once an hour.
+    private func watchBacklog() async {
+        var lastPurge: Int64 = 0
+        while !Task.isCancelled {
+            var kinds = [String]()
+            if routing != nil { kinds += Self.routingKinds }
+            if report != nil { kinds.append("event") }
+            if let backlog = try? await store.outboxBacklog(kinds: kinds) {
+                let t = now()
+                for (kind, b) in backlog {
+                    Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]).record(b.count)
+                    Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)]).record(Double(b.oldest.map { max(0, t - $0) } ?? 0) / 1000)
+                }
+            }
+            if now() - lastPurge > 3_600_000 {
+                lastPurge = now()
+                _ = try? await store.purgeDelivered(before: lastPurge - 7 * 86_400_000)
+            }
+            try? await Task.sleep(for: .seconds(2))
+        }
+    }
+}

@@ -1,0 +1,74 @@
+import Auth
+import CoreMetrics
+import Logging
+import NIOConcurrencyHelpers
+import Wire
+
+/// One log line and the metrics for every RPC: method, status, duration and principal. Health
+/// checks are counted but logged at debug level (orchestrators call them every few seconds).
+public final class RPCObserver: CallObserver {
+    private let logger: Logger
+    private struct Key: Hashable {
+        var method: String
+        var code: StatusCode
+    }
+    private let counters = NIOLockedValueBox<[Key: CoreMetrics.Counter]>([:])
+    private let timers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func callFinished(_ call: FinishedCall) {
+        let method = call.method.isEmpty ? "(none)" : call.method
+        let level: Logger.Level = method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
+        logger.log(level: level, "rpc", metadata: [
+            "method": "\(method)", "status": "\(call.code)", "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
+            "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
+        ].merging(call.code == .ok ? [:] : ["message": "\(call.message)"]) { a, _ in a })
+        let key = Key(method: method, code: call.code)
+        let counter = counters.withLockedValue { c in
+            if let x = c[key] { return x }
+            let x = CoreMetrics.Counter(label: "leadwire_rpc_total", dimensions: [("method", method), ("code", "\(call.code)")])
+            c[key] = x
+            return x
+        }
+        counter.increment()
+        let timer = timers.withLockedValue { t in
+            if let x = t[method] { return x }
+            let x = CoreMetrics.Timer(label: "leadwire_rpc_duration_seconds", dimensions: [("method", method)])
+            t[method] = x
+            return x
+        }
+        timer.recordNanoseconds(Int64(clamping: call.durationNanos))
+    }
+}
+
+/// A token for this service's calls to the others, signed with the shared key and renewed before
+/// it expires.
+public final class ServiceToken: Sendable {
+    private let key: SigningKey
+    private let name: String
+    private let current = NIOLockedValueBox<(token: String, exp: Int64)>(("", 0))
+
+    public init(key: SigningKey, name: String) {
+        self.key = key
+        self.name = name
+    }
+
+    public var options: CallOptions {
+        var o = CallOptions()
+        o.metadata.add("authorization", "Bearer " + token())
+        return o
+    }
+
+    public func token() -> String {
+        let now = epochSeconds()
+        return current.withLockedValue { c in
+            if c.exp - now > 3600 { return c.token }
+            let exp = now + 24 * 3600
+            c = (key.issue(Claims(subject: name, roles: ["service"], issuedAt: now, expiresAt: exp)), exp)
+            return c.token
+        }
+    }
+}

@@ -1,0 +1,53 @@
+import Auth
+import Logging
+import ServiceLifecycle
+import Wire
+
+/// How each of the three services is run: logging, the shared signing key, authentication, one log
+/// line and metrics per RPC, the Prometheus endpoint, graceful shutdown.
+public struct ServiceHost: Sendable {
+    public let name: String
+    public let logger: Logger
+    public let key: SigningKey
+    public let dataDir: String
+
+    /// Sets up logging (once per process), the data directory and the signing key.
+    public static func prepare(name: String, logLevel: String, dataDir: String) throws -> ServiceHost {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        try makeDirectory(dataDir)
+        let key = try SigningKey.loadOrCreate(dataDir: dataDir)
+        return ServiceHost(name: name, logger: Logger(label: name), key: key, dataDir: dataDir)
+    }
+
+    /// A token for calls to the other services.
+    public func serviceToken() -> ServiceToken { ServiceToken(key: key, name: name) }
+
+    /// Serves until SIGTERM/SIGINT; `background` services (outbox delivery, sweeps) run alongside
+    /// and stop first.
+    public func serve(
+        _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
+        background: [any Service] = []
+    ) async throws {
+        let metrics = MetricsEndpoint(host: host, port: metricsPort, logger: logger)
+        var config = WireServer.Configuration(host: host, port: port)
+        config.observer = RPCObserver(logger: logger)
+        if auth {
+            config.interceptor = AuthInterceptor(key: key, policy: policy)
+        } else {
+            logger.warning("authentication is OFF: every caller may call every method (--auth off)")
+        }
+        let server = WireServer(configuration: config, services: services, logger: logger)
+        let bound = try await server.start()
+        if metricsPort >= 0 {
+            let m = try await metrics.start()
+            printLine("\(name) metrics on http://\(host):\(m)/metrics")
+        }
+        printLine("\(name) listening on \(host):\(bound)")
+        try await ServiceRunner.run([server, metrics] + background, logger: logger)
+    }
+}

@@ -1,0 +1,35 @@
+import ArgumentParser
+import Wire
+
+/// The flags every service takes (each with an environment variable), besides its own port.
+public struct ServiceOptions: ParsableArguments {
+    @Option(help: "Address to bind (env LEADWIRE_HOST).")
+    public var host: String = ProcessInfoEnv.value("LEADWIRE_HOST") ?? "127.0.0.1"
+
+    @Option(name: .customLong("data-dir"), help: "Directory for the service's database and the shared signing key (env LEADWIRE_DATA_DIR).")
+    public var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env LEADWIRE_LOG_LEVEL).")
+    public var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
+
+    @Option(help: "on: every call needs a signed bearer token (health and reflection stay open); off: for local experiments only (env LEADWIRE_AUTH).")
+    public var auth: String = ProcessInfoEnv.value("LEADWIRE_AUTH") ?? "on"
+
+    @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (GET /metrics); -1 turns it off. Default: the service's own, or a free one when --port is 0.")
+    public var metricsPort: Int?
+
+    public init() {}
+
+    public var authOn: Bool { auth != "off" && auth != "false" && auth != "0" }
+
+    /// The metrics port: as given, else a free one for a test server (--port 0), else the default.
+    public func metricsPort(servicePort: Int, defaultPort: Int, env: String) -> Int {
+        if let metricsPort { return metricsPort }
+        if let e = ProcessInfoEnv.value(env), let p = Int(e) { return p }
+        return servicePort == 0 ? 0 : defaultPort
+    }
+
+    public mutating func validate() throws {
+        guard ["on", "off", "true", "false", "1", "0"].contains(auth) else { throw ValidationError("--auth takes on or off, not \(auth)") }
+    }
+}
