@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "routing-service", targets: ["RoutingService"]),
         .executable(name: "report-service", targets: ["ReportService"]),
         .executable(name: "wire-interop-server", targets: ["WireInteropServer"]),
+        .executable(name: "leadctl", targets: ["Leadctl"]),
         .library(name: "Wire", targets: ["Wire"]),
     ],
     dependencies: [
@@ -119,6 +120,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // The command-line client for people (tables, CSV, plain-words errors), on Wire's client.
+        .executableTarget(
+            name: "Leadctl",
+            dependencies: ["Wire", "LeadwireAPI", "Auth", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),

@@ -39,7 +39,8 @@ struct EscalationSweep: Service {
     let every: Int
 
     func run() async throws {
-        guard every > 0 else { return }
+        // A service that returns early would stop the whole group: without sweeps, just wait.
+        guard every > 0 else { return try await gracefulShutdown() }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(every))

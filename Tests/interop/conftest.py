@@ -56,11 +56,11 @@ def pytest_sessionfinish(session, exitstatus):
 class ServerProcess:
     """A server binary started on port 0; the port is read from its 'listening on' line."""
 
-    def __init__(self, binary, args=(), env=None):
+    def __init__(self, binary, args=(), env=None, port=0):
         path = os.path.join(BIN_DIR, binary)
         if not os.path.exists(path):
             raise RuntimeError("%s not built: run swift build first" % path)
-        self.proc = subprocess.Popen([path, "--port", "0", *args], stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([path, "--port", str(port), *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.time() + 30
         self.port = None

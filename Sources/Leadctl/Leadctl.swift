@@ -1,0 +1,325 @@
+import ArgumentParser
+import Auth
+import LeadwireAPI
+import Wire
+
+/// leadctl: Leadwire from a terminal. Every command talks to the running services over gRPC (the
+/// same API programs use), except `token issue`, which signs with the deployment's key.
+@main
+struct Leadctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leadctl",
+        abstract: "Configure and use Leadwire: sources, leads, people, roles, rules, plans, contractors, reports, tokens.",
+        subcommands: [TokenCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
+                      PlanCommand.self, ContractorCommand.self, ReportCommand.self])
+}
+
+// MARK: token
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Issue signed tokens.", subcommands: [Issue.self])
+
+    struct Issue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a token signed with the key in the data directory.",
+            discussion: "Roles: \(Roles.grants.keys.sorted().joined(separator: ", ")).")
+
+        @Option(name: .customLong("role"), help: "A role the bearer has (repeatable).")
+        var roles: [String] = []
+        @Option(help: "Who the bearer is (logged with every call).")
+        var subject: String = "admin"
+        @Option(help: "For contractor tokens: the contractor id whose plans it reaches.")
+        var contractor: String?
+        @Option(name: .customLong("ttl-hours"), help: "Hours until it expires.")
+        var ttlHours: Int64 = 24
+        @Option(name: .customLong("data-dir"), help: "The services' data directory (env LEADWIRE_DATA_DIR).")
+        var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
+
+        func validate() throws {
+            if roles.isEmpty { throw ValidationError("give at least one --role") }
+            for r in roles where Roles.grants[r] == nil {
+                throw ValidationError("unknown role \"\(r)\"; known: \(Roles.grants.keys.sorted().joined(separator: ", "))")
+            }
+            if roles.contains("contractor") && (contractor ?? "").isEmpty { throw ValidationError("a contractor token needs --contractor") }
+            if ttlHours <= 0 { throw ValidationError("--ttl-hours must be positive") }
+        }
+
+        func run() async throws {
+            let key = try SigningKey.load(dataDir: dataDir)
+            let now = epochSeconds()
+            print(key.issue(Claims(subject: subject, roles: roles, contractor: contractor, issuedAt: now, expiresAt: now + ttlHours * 3600)))
+        }
+    }
+}
+
+// MARK: sources
+
+struct SourceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "source", abstract: "Sources leads arrive through.", subcommands: [Create.self, List.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a source.")
+        @OptionGroup var c: Connection
+        @Option var name: String
+        @Option(help: "web_form, email, phone, in_person, social, messenger, mobile_app, import.")
+        var channel: String = "web_form"
+        @Option(name: .customLong("default-role")) var defaultRole: String = ""
+        @Option(name: .customLong("default-owner")) var defaultOwner: String = ""
+        @Option(name: .customLong("field"), help: "NAME:TYPE[:a,b,c], TYPE one of string, integer, decimal, boolean, date, enum (repeatable).")
+        var fields: [String] = []
+        @Option(name: .customLong("required"), help: "A required field (repeatable).") var required: [String] = []
+        @Option(name: .customLong("category"), help: "An accepted category (repeatable; none = any).") var categories: [String] = []
+        @Option(name: .customLong("default"), help: "NAME=VALUE filled in before validation (repeatable).") var defaults: [String] = []
+        @Option var mailbox: String = ""
+
+        func run() async throws {
+            var s = Intake_Source()
+            s.name = name
+            s.channel = Intake_Channel(rawValue: Self.channels.firstIndex(of: channel).map { Int32($0 + 1) } ?? 0)
+            s.defaultRole = defaultRole
+            s.defaultOwnerId = defaultOwner
+            s.enabled = true
+            s.mailbox = mailbox
+            s.requiredFields = required
+            s.categories = categories
+            for f in fields {
+                let parts = f.split(separator: ":", maxSplits: 2).map(String.init)
+                guard parts.count >= 2 else { throw ValidationError("--field takes NAME:TYPE[:values], got \"\(f)\"") }
+                var d = Intake_FieldDefinition()
+                d.name = parts[0]
+                d.type = Intake_FieldType(rawValue: ["string", "integer", "decimal", "boolean", "date", "enum"].firstIndex(of: parts[1]).map { Int32($0 + 1) } ?? 0)
+                if parts.count == 3 { d.allowedValues = parts[2].split(separator: ",").map(String.init) }
+                s.fields.append(d)
+            }
+            for d in defaults {
+                let (k, v) = try keyValue(d, flag: "--default")
+                var fv = Intake_FieldValue()
+                fv.name = k
+                fv.value = v
+                s.defaultValues.append(fv)
+            }
+            var req = Intake_CreateSourceRequest()
+            req.source = s
+            let client = try c.intakeClient()
+            let made = try await call { try await client.createSource(req, options: c.options) }
+            print(made.id)
+        }
+
+        static let channels = ["web_form", "email", "phone", "in_person", "social", "messenger", "mobile_app", "import"]
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List sources.")
+        @OptionGroup var c: Connection
+        @Flag var csv = false
+
+        func run() async throws {
+            let client = try c.intakeClient()
+            var req = Intake_ListSourcesRequest()
+            req.includeDisabled = true
+            let r = try await call { try await client.listSources(req, options: c.options) }
+            printTable(["id", "name", "channel", "default", "enabled"], r.sources.map {
+                [$0.id, $0.name, short($0.channel.description, "CHANNEL_"), $0.defaultOwnerId.isEmpty ? $0.defaultRole : $0.defaultOwnerId, $0.enabled ? "yes" : "no"]
+            }, csv: csv)
+        }
+    }
+}
+
+// MARK: leads
+
+struct LeadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lead", abstract: "Register and process leads.",
+        subcommands: [Submit.self, List.self, Show.self, Accept.self, Defer.self, Reject.self, Complete.self, Comment.self, Rate.self])
+
+    struct Submit: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a lead (manual entry needs the leads.write permission).")
+        @OptionGroup var c: Connection
+        @Option var source: String
+        @Option var name: String = ""
+        @Option var email: String = ""
+        @Option var phone: String = ""
+        @Option var company: String = ""
+        @Option var subject: String = ""
+        @Option var description: String = ""
+        @Option var category: String = ""
+        @Option(name: .customLong("field"), help: "NAME=VALUE (repeatable).") var fields: [String] = []
+        @Option(name: .customLong("key"), help: "Idempotency key: resubmitting with it returns the same lead.") var key: String = ""
+
+        func run() async throws {
+            var req = Intake_SubmitLeadRequest()
+            req.sourceId = source
+            var a = Intake_Applicant()
+            a.name = name
+            a.email = email
+            a.phone = phone
+            a.company = company
+            req.applicant = a
+            req.subject = subject
+            req.description = description
+            req.category = category
+            req.idempotencyKey = key
+            for f in fields {
+                let (k, v) = try keyValue(f, flag: "--field")
+                var fv = Intake_FieldValue()
+                fv.name = k
+                fv.value = v
+                req.fields.append(fv)
+            }
+            let client = try c.intakeClient()
+            let r = try await call { try await client.submitLead(req, options: c.options) }
+            let l = r.lead ?? Intake_Lead()
+            print("\(l.registrationNumber)  \(l.id)\(r.duplicate ? "  (already registered with this key)" : "")")
+            if l.routing == .assigned { print("assigned to \(l.ownerId): \(l.routingExplanation)") }
+            if l.routing == .pending { print("routing pending: it will be assigned when the routing service answers") }
+            if l.routing == .queued { print("queued in \(l.routedRole): \(l.routingExplanation)") }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List leads, newest first.")
+        @OptionGroup var c: Connection
+        @Option(help: "new, accepted, deferred, rejected, processed.") var status: String = ""
+        @Option var source: String = ""
+        @Option var owner: String = ""
+        @Option var limit: Int32 = 50
+        @Flag var csv = false
+
+        func run() async throws {
+            var req = Intake_ListLeadsRequest()
+            let statuses = ["new", "accepted", "deferred", "rejected", "processed"]
+            if !status.isEmpty {
+                guard let i = statuses.firstIndex(of: status) else { throw ValidationError("--status is one of \(statuses.joined(separator: ", "))") }
+                req.status = Intake_LeadStatus(rawValue: Int32(i + 1))
+            }
+            req.sourceId = source
+            req.ownerId = owner
+            req.pageSize = limit
+            let client = try c.intakeClient()
+            let r = try await call { try await client.listLeads(req, options: c.options) }
+            printTable(["number", "id", "status", "owner", "received", "subject"], r.leads.map {
+                [$0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), $0.ownerId, when($0.receivedAtMs), $0.subject]
+            }, csv: csv)
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a lead with its comments and history.")
+        @OptionGroup var c: Connection
+        @Argument var id: String
+
+        func run() async throws {
+            var req = Intake_GetLeadRequest()
+            req.id = id
+            let client = try c.intakeClient()
+            let d = try await call { try await client.getLead(req, options: c.options) }
+            let l = d.lead ?? Intake_Lead()
+            print("\(l.registrationNumber) (\(l.id)) — \(short(l.status.description, "LEAD_STATUS_"))")
+            print("source \(l.sourceId), channel \(short(l.channel.description, "CHANNEL_")), category \(l.category)")
+            print("applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(l.applicant?.phone ?? "")  client \(l.clientId)")
+            print("subject: \(l.subject)")
+            if !l.ownerId.isEmpty || l.routing != .unspecified {
+                print("owner: \(l.ownerId.isEmpty ? "-" : l.ownerId) (\(short(l.routing.description, "ROUTING_STATE_"))) \(l.routingExplanation)")
+            }
+            print("received \(when(l.receivedAtMs)), reply due \(when(l.replyDueAtMs))")
+            for f in l.fields { print("  \(f.name): \(f.value)") }
+            if !d.comments.isEmpty { print("comments:") }
+            for cm in d.comments { print("  \(when(cm.createdAtMs)) \(cm.author)\(cm.public ? " (public)" : ""): \(cm.text)") }
+            print("history:")
+            for h in d.history { print("  \(when(h.atMs)) \(h.actor): \(h.action) \(h.note)") }
+        }
+    }
+
+    struct Accept: AsyncParsableCommand {
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        func run() async throws {
+            var req = Intake_AcceptLeadRequest()
+            req.id = id
+            let client = try c.intakeClient()
+            let l = try await call { try await client.acceptLead(req, options: c.options) }
+            print("\(l.registrationNumber) accepted, due \(when(l.dueAtMs))")
+        }
+    }
+
+    struct Defer: AsyncParsableCommand {
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        @Option var reason: String
+        @Option(help: "Revisit date YYYY-MM-DD.") var until: String
+        func run() async throws {
+            var req = Intake_DeferLeadRequest()
+            req.id = id
+            req.reason = reason
+            req.revisitDate = until
+            let client = try c.intakeClient()
+            let l = try await call { try await client.deferLead(req, options: c.options) }
+            print("\(l.registrationNumber) deferred until \(l.revisitDate)")
+        }
+    }
+
+    struct Reject: AsyncParsableCommand {
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        @Option var reason: String
+        func run() async throws {
+            var req = Intake_RejectLeadRequest()
+            req.id = id
+            req.reason = reason
+            let client = try c.intakeClient()
+            let l = try await call { try await client.rejectLead(req, options: c.options) }
+            print("\(l.registrationNumber) rejected")
+        }
+    }
+
+    struct Complete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Mark an accepted lead processed.")
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        @Option(help: "business-process or customer-interest.") var outcome: String
+        @Option var reference: String
+        func run() async throws {
+            var req = Intake_CompleteLeadRequest()
+            req.id = id
+            switch outcome {
+            case "business-process": req.outcome = .businessProcess
+            case "customer-interest": req.outcome = .customerInterest
+            default: throw ValidationError("--outcome is business-process or customer-interest")
+            }
+            req.reference = reference
+            let client = try c.intakeClient()
+            let l = try await call { try await client.completeLead(req, options: c.options) }
+            print("\(l.registrationNumber) processed")
+        }
+    }
+
+    struct Comment: AsyncParsableCommand {
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        @Option var text: String
+        @Flag(help: "Visible to the applicant.") var `public` = false
+        func run() async throws {
+            var req = Intake_AddCommentRequest()
+            req.leadId = id
+            req.text = text
+            req.public = `public`
+            let client = try c.intakeClient()
+            let cm = try await call { try await client.addComment(req, options: c.options) }
+            print(cm.id + (cm.mentions.isEmpty ? "" : "  mentions: " + cm.mentions.joined(separator: ", ")))
+        }
+    }
+
+    struct Rate: AsyncParsableCommand {
+        @OptionGroup var c: Connection
+        @Argument var id: String
+        @Option var rating: Int32
+        func run() async throws {
+            var req = Intake_RateLeadRequest()
+            req.id = id
+            req.rating = rating
+            let client = try c.intakeClient()
+            let l = try await call { try await client.rateLead(req, options: c.options) }
+            print("\(l.registrationNumber) rated \(l.rating)")
+        }
+    }
+}

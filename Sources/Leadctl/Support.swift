@@ -1,0 +1,114 @@
+import ArgumentParser
+import LeadwireAPI
+import Wire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the services are and who is calling: shared by every subcommand.
+struct Connection: ParsableArguments {
+    @Option(help: "Intake service host:port (env LEADWIRE_INTAKE_ADDR).")
+    var intake: String = ProcessInfoEnv.value("LEADWIRE_INTAKE_ADDR") ?? "127.0.0.1:50051"
+
+    @Option(help: "Routing service host:port (env LEADWIRE_ROUTING_ADDR).")
+    var routing: String = ProcessInfoEnv.value("LEADWIRE_ROUTING_ADDR") ?? "127.0.0.1:50052"
+
+    @Option(help: "Report service host:port (env LEADWIRE_REPORT_ADDR).")
+    var report: String = ProcessInfoEnv.value("LEADWIRE_REPORT_ADDR") ?? "127.0.0.1:50053"
+
+    @Option(help: "Bearer token (env LEADWIRE_TOKEN); `leadctl token issue` makes one.")
+    var token: String = ProcessInfoEnv.value("LEADWIRE_TOKEN") ?? ""
+
+    @Option(help: "Seconds to wait for an answer.")
+    var timeout: Int64 = 10
+
+    var options: CallOptions {
+        var o = CallOptions(timeout: .seconds(timeout))
+        if !token.isEmpty { o.metadata.add("authorization", "Bearer " + token) }
+        return o
+    }
+
+    func intakeClient() throws -> Intake_ServiceClient { Intake_ServiceClient(channel: try WireChannel(address: intake)) }
+    func routingClient() throws -> Routing_ServiceClient { Routing_ServiceClient(channel: try WireChannel(address: routing)) }
+    func reportClient() throws -> Report_ServiceClient { Report_ServiceClient(channel: try WireChannel(address: report)) }
+}
+
+/// Runs a call and turns a refusal into plain words: the status, the message, and each field or
+/// rule the service named.
+func call<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let e as RPCError {
+        var lines = ["error: \(e.code) — \(e.message)"]
+        if let d = e.details, let status = try? ProtoCodec.decode(Google_Rpc_Status.self, from: d) {
+            for any in status.details {
+                if any.typeUrl.hasSuffix("google.rpc.BadRequest"), let br = try? ProtoCodec.decode(Google_Rpc_BadRequest.self, from: any.value) {
+                    for v in br.fieldViolations { lines.append("  - \(v.field): \(v.description)") }
+                } else if any.typeUrl.hasSuffix("google.rpc.PreconditionFailure"), let pf = try? ProtoCodec.decode(Google_Rpc_PreconditionFailure.self, from: any.value) {
+                    for v in pf.violations { lines.append("  - \(v.type) (\(v.subject)): \(v.description)") }
+                }
+            }
+        }
+        switch e.code {
+        case .unauthenticated: lines.append("hint: pass --token or set LEADWIRE_TOKEN (leadctl token issue --role admin)")
+        case .unavailable: lines.append("hint: is the service running? scripts/up starts the set")
+        default: break
+        }
+        printErr(lines.joined(separator: "\n"))
+        throw ExitCode(2)
+    }
+}
+
+func printErr(_ s: String) {
+    fflush(nil)
+    let bytes = Array((s + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+/// A plain text table: columns padded to their widest cell; or CSV.
+func printTable(_ header: [String], _ rows: [[String]], csv: Bool = false) {
+    if csv {
+        for r in [header] + rows { print(r.map(csvField).joined(separator: ",")) }
+        return
+    }
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+    func line(_ r: [String]) -> String {
+        r.enumerated().map { i, c in i == r.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count) }.joined(separator: "  ")
+    }
+    print(line(header))
+    print(line(widths.map { String(repeating: "-", count: $0) }))
+    for r in rows { print(line(r)) }
+    if rows.isEmpty { print("(none)") }
+}
+
+func csvField(_ s: String) -> String {
+    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return s }
+    var q = "\""
+    for c in s {
+        q.append(c)
+        if c == "\"" { q.append("\"") }
+    }
+    return q + "\""
+}
+
+/// "2026-11-29 10:15" (UTC) for an instant in ms; "" for 0.
+func when(_ ms: Int64) -> String {
+    guard ms > 0 else { return "" }
+    let day = CalendarDate.day(ofMillis: ms)
+    let rem = (ms - Int64(day) * 86_400_000) / 60_000
+    func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
+    return "\(CalendarDate.format(day: day)) \(two(rem / 60)):\(two(rem % 60))"
+}
+
+/// "LEAD_STATUS_NEW" -> "new", for any of our enums.
+func short(_ enumName: String, _ prefix: String) -> String {
+    (enumName.hasPrefix(prefix) ? String(enumName.dropFirst(prefix.count)) : enumName).lowercased()
+}
+
+/// "Region=North" -> ("Region", "North").
+func keyValue(_ s: String, flag: String) throws -> (String, String) {
+    guard let eq = s.firstIndex(of: "=") else { throw ValidationError("\(flag) takes NAME=VALUE, got \"\(s)\"") }
+    return (String(s[..<eq]), String(s[s.index(after: eq)...]))
+}
