@@ -1,17 +1,20 @@
-# Builds the Leadwire services on the official Swift image and runs them on a slim Debian.
+# Builds the Leadwire binaries on the official Swift image and runs them on its slim variant.
 FROM swift:6.1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libnghttp2-dev libprotobuf-c-dev libsqlite3-dev zlib1g-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY . .
-RUN swift build -c release --product intake-service \
-    && swift build -c release --product routing-service \
-    && swift build -c release --product report-service \
-    && mkdir /out && cp .build/release/*-service /out/
+COPY Package.swift ./
+COPY Sources ./Sources
+COPY Tests ./Tests
+RUN for p in intake-service routing-service report-service leadctl; do swift build -c release --product "$p" || exit 1; done \
+    && mkdir /out && cp .build/release/intake-service .build/release/routing-service .build/release/report-service .build/release/leadctl /out/
 
 FROM swift:6.1-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 zlib1g \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --home /data leadwire && mkdir -p /data /keys && chown leadwire /data /keys
 COPY --from=build /out/ /usr/local/bin/
-VOLUME /data
+USER leadwire
+VOLUME ["/data", "/keys"]
+EXPOSE 50051 50052 50053 9451 9452 9453

@@ -57,13 +57,15 @@ public struct SigningKey: Sendable {
         self.bytes = bytes
     }
 
-    public static func fileName(in dataDir: String) -> String { dataDir + "/signing.key" }
+    /// `LEADWIRE_KEY_FILE` if set (e.g. a volume shared by containers), else `<data-dir>/signing.key`.
+    public static func path(dataDir: String) -> String {
+        ProcessInfoEnv.value("LEADWIRE_KEY_FILE").flatMap { $0.isEmpty ? nil : $0 } ?? dataDir + "/signing.key"
+    }
 
     /// Reads the key file, or creates it if missing. Several services starting at once agree on one
     /// key: the new key is written to a private temporary file and linked into place, which fails
     /// if another process got there first (then its key is read).
-    public static func loadOrCreate(dataDir: String) throws -> SigningKey {
-        let path = fileName(in: dataDir)
+    public static func loadOrCreate(path: String) throws -> SigningKey {
         if let k = try read(path) { return k }
         let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         let text = Base64.encode(fresh, padded: true) + "\n"
@@ -81,8 +83,7 @@ public struct SigningKey: Sendable {
         return k
     }
 
-    public static func load(dataDir: String) throws -> SigningKey {
-        let path = fileName(in: dataDir)
+    public static func load(path: String) throws -> SigningKey {
         guard let k = try read(path) else {
             throw KeyFileError("no signing key at \(path): start the services once (scripts/up) or point --data-dir at their data directory")
         }

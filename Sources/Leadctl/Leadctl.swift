@@ -10,7 +10,7 @@ struct Leadctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "leadctl",
         abstract: "Configure and use Leadwire: sources, leads, people, roles, rules, plans, contractors, reports, tokens.",
-        subcommands: [TokenCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
+        subcommands: [TokenCommand.self, HealthCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
                       PlanCommand.self, ContractorCommand.self, ReportCommand.self])
 }
 
@@ -32,8 +32,10 @@ struct TokenCommand: AsyncParsableCommand {
         var contractor: String?
         @Option(name: .customLong("ttl-hours"), help: "Hours until it expires.")
         var ttlHours: Int64 = 24
-        @Option(name: .customLong("data-dir"), help: "The services' data directory (env LEADWIRE_DATA_DIR).")
+        @Option(name: .customLong("data-dir"), help: "The services' data directory, where signing.key is (env LEADWIRE_DATA_DIR).")
         var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
+        @Option(name: .customLong("key-file"), help: "The signing key itself, if not in the data directory (env LEADWIRE_KEY_FILE).")
+        var keyFile: String?
 
         func validate() throws {
             if roles.isEmpty { throw ValidationError("give at least one --role") }
@@ -45,10 +47,28 @@ struct TokenCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let key = try SigningKey.load(dataDir: dataDir)
+            let key = try SigningKey.load(path: keyFile ?? SigningKey.path(dataDir: dataDir))
             let now = epochSeconds()
             print(key.issue(Claims(subject: subject, roles: roles, contractor: contractor, issuedAt: now, expiresAt: now + ttlHours * 3600)))
         }
+    }
+}
+
+// MARK: health
+
+struct HealthCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health", abstract: "Ask a service's gRPC health service; exit 0 only when SERVING (for container health checks).")
+    @Option(help: "host:port") var address: String = "127.0.0.1:50051"
+    @Option(help: "Seconds to wait.") var timeout: Int64 = 3
+
+    func run() async throws {
+        let channel = try WireChannel(address: address)
+        let r: Grpc_Health_V1_HealthCheckResponse = try await call {
+            try await channel.unary("/grpc.health.v1.Health/Check", request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions(timeout: .seconds(timeout)))
+        }
+        print(r.status == .serving ? "SERVING" : "NOT SERVING (\(r.status.rawValue))")
+        if r.status != .serving { throw ExitCode(1) }
     }
 }
 

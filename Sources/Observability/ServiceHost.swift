@@ -20,7 +20,7 @@ public struct ServiceHost: Sendable {
             return h
         }
         try makeDirectory(dataDir)
-        let key = try SigningKey.loadOrCreate(dataDir: dataDir)
+        let key = try SigningKey.loadOrCreate(path: SigningKey.path(dataDir: dataDir))
         return ServiceHost(name: name, logger: Logger(label: name), key: key, dataDir: dataDir)
     }
 

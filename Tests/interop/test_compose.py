@@ -1,0 +1,61 @@
+"""compose.yaml checked without a Docker engine: against the Compose Specification's JSON schema
+(from Debian's docker-compose package, fetched by scripts/install-deps), and for what the set needs:
+every service built from our Dockerfile, health-checked over gRPC, with its own data volume, the
+shared key volume, the default ports, and the products the Dockerfile builds."""
+import os
+import re
+
+import jsonschema
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+SCHEMA = os.environ.get("LEADWIRE_COMPOSE_SCHEMA",
+                        os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "leadwire", "compose_spec.json"))
+
+
+def load():
+    with open(os.path.join(ROOT, "compose.yaml")) as fh:
+        return yaml.safe_load(fh)
+
+
+def test_compose_file_follows_the_compose_specification():
+    assert os.path.exists(SCHEMA), "compose schema missing at %s: run scripts/install-deps" % SCHEMA
+    import json
+    with open(SCHEMA) as fh:
+        schema = json.load(fh)
+    doc = load()
+    jsonschema.validate(doc, schema)
+    # The validator really checks: a wrong type is refused.
+    broken = dict(doc, services=dict(doc["services"], intake=dict(doc["services"]["intake"], ports="50051")))
+    try:
+        jsonschema.validate(broken, schema)
+    except jsonschema.ValidationError:
+        pass
+    else:
+        raise AssertionError("schema accepted ports given as a string")
+
+
+def test_services_volumes_ports_and_health_checks():
+    doc = load()
+    ports = {"intake": "50051", "routing": "50052", "report": "50053"}
+    assert set(doc["services"]) == set(ports)
+    for name, svc in doc["services"].items():
+        assert svc["build"] == "."
+        assert svc["command"][0] == name + "-service"
+        assert any(p.endswith(":%s:%s" % (ports[name], ports[name])) for p in svc["ports"])
+        assert "%s-data:/data" % name in svc["volumes"] and "keys:/keys" in svc["volumes"]
+        assert svc["environment"]["LEADWIRE_KEY_FILE"] == "/keys/signing.key"
+        test = svc["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "leadctl", "health"] and test[-1].endswith(":" + ports[name])
+    intake = doc["services"]["intake"]["command"]
+    assert intake[intake.index("--routing") + 1] == "routing:50052" and intake[intake.index("--report") + 1] == "report:50053"
+    assert set(doc["volumes"]) == {"intake-data", "routing-data", "report-data", "keys"}
+
+
+def test_dockerfile_builds_products_that_exist():
+    with open(os.path.join(ROOT, "Dockerfile")) as fh:
+        docker = fh.read()
+    with open(os.path.join(ROOT, "Package.swift")) as fh:
+        products = set(re.findall(r'\.executable\(name: "([^"]+)"', fh.read()))
+    built = set(re.search(r"for p in ([^;]+);", docker).group(1).split())
+    assert built == {"intake-service", "routing-service", "report-service", "leadctl"} and built <= products
