@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "report-service", targets: ["ReportService"]),
         .executable(name: "wire-interop-server", targets: ["WireInteropServer"]),
         .executable(name: "leadctl", targets: ["Leadctl"]),
+        .executable(name: "leadwire-bench", targets: ["LeadwireBench"]),
         .library(name: "Wire", targets: ["Wire"]),
     ],
     dependencies: [
@@ -125,6 +126,16 @@ let package = Package(
         .executableTarget(
             name: "Leadctl",
             dependencies: ["Wire", "LeadwireAPI", "Auth", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        // Load generator for scripts/bench (routing and report figures).
+        .executableTarget(
+            name: "LeadwireBench",
+            dependencies: [
+                "Wire", "LeadwireAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: crossModule
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),

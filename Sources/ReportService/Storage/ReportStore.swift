@@ -81,21 +81,34 @@ final class ReportStore: Sendable {
         try await db.write { c in
             var out = Ingested()
             var asOf = try Self.meta(c, "events_as_of")
+            // A batch touches few distinct counters and often the same lead several times: both are
+            // folded in memory and written once per batch (same transaction, same result).
+            struct CounterKey: Hashable { var dim, metric, key: String; var day: Int }
+            var counters = [CounterKey: Int64]()
+            var records = [String: (record: LeadRecord, number: String)]()
+            var order = [String]()
             for e in events {
                 guard try c.run("INSERT OR IGNORE INTO events_seen(event_id) VALUES (?)", e.eventId) == 1 else {
                     out.duplicates += 1
                     continue
                 }
-                let old = try Self.leadRecord(c, e.leadId)
+                let known = records[e.leadId]
+                let old = try known?.record ?? Self.leadRecord(c, e.leadId)
                 let (record, deltas) = LeadLedger.apply(e, to: old)
-                try Self.save(c, record, registrationNumber: e.registrationNumber)
-                for d in deltas {
-                    try c.run(
-                        "INSERT INTO counters(dim, metric, key, day, n) VALUES (?, ?, ?, ?, ?) ON CONFLICT(dim, metric, key, day) DO UPDATE SET n = n + excluded.n",
-                        d.dim, d.metric, d.key, d.day, d.delta)
-                }
+                if known == nil { order.append(e.leadId) }
+                records[e.leadId] = (record, e.registrationNumber.isEmpty ? known?.number ?? "" : e.registrationNumber)
+                for d in deltas { counters[CounterKey(dim: d.dim, metric: d.metric, key: d.key, day: d.day), default: 0] += d.delta }
                 asOf = max(asOf, e.atMs)
                 out.applied += 1
+            }
+            for id in order {
+                let r = records[id]!
+                try Self.save(c, r.record, registrationNumber: r.number)
+            }
+            for (k, n) in counters where n != 0 {
+                try c.run(
+                    "INSERT INTO counters(dim, metric, key, day, n) VALUES (?, ?, ?, ?, ?) ON CONFLICT(dim, metric, key, day) DO UPDATE SET n = n + excluded.n",
+                    k.dim, k.metric, k.key, k.day, n)
             }
             try Self.setMeta(c, "events_as_of", asOf)
             out.asOf = asOf
