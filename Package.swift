@@ -138,6 +138,7 @@ let package = Package(
             swiftSettings: crossModule
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "Wire"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(name: "ReportTests", dependencies: ["ReportService", "LeadwireAPI", "Store", "Wire"]),

@@ -116,7 +116,7 @@ public struct AuthInterceptor: ServerInterceptor {
         guard header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
             throw RPCError(.unauthenticated, "authorization must be \"Bearer <token>\"")
         }
-        let token = String(header.dropFirst(7)).trimmingSpacesInAuth
+        let token = header.dropFirst(7).split(separator: " ").first.map(String.init) ?? ""
         let now = epochSeconds()
         if let c = cache.withLockedValue({ $0[token] }), c.exp > now { return c }
         do {
@@ -129,11 +129,5 @@ public struct AuthInterceptor: ServerInterceptor {
         } catch {
             throw RPCError(.unauthenticated, error.description)
         }
-    }
-}
-
-extension String {
-    fileprivate var trimmingSpacesInAuth: String {
-        String(drop(while: { $0 == " " }).reversed().drop(while: { $0 == " " }).reversed())
     }
 }

@@ -118,8 +118,27 @@ extension Character {
     public var isASCIIDigit: Bool { isASCII && isNumber }
 }
 
-extension StringProtocol {
+extension String {
+    /// Without leading and trailing whitespace. Checked on every field of every request, so the
+    /// common case (nothing to trim) is answered from the UTF-8 bytes without copying.
     public var trimmingSpaces: String {
-        String(drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
+        guard let first = utf8.first, let last = utf8.last else { return self }
+        if first > 0x20 && first < 0x7F && last > 0x20 && last < 0x7F { return self }
+        return Substring(self).trimmingSpaces
     }
 }
+
+extension Substring {
+    public var trimmingSpaces: String {
+        var start = startIndex
+        var end = endIndex
+        while start < end, self[start].isWhitespace { start = index(after: start) }
+        while start < end {
+            let before = index(before: end)
+            guard self[before].isWhitespace else { break }
+            end = before
+        }
+        return String(self[start..<end])
+    }
+}
+

@@ -9,7 +9,7 @@ import Glibc
 
 /// Load generator for scripts/bench: drives a running routing or report service through Wire's
 /// client and prints one line of figures (key=value) per measurement. Run the services with
-/// `--auth off` (the benchmark measures the services, not token checks).
+/// an admin token (`--token`), as production runs with authentication on.
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,6 +21,12 @@ func nowNanos() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func options(_ token: String) -> CallOptions {
+    var o = CallOptions(timeout: .seconds(30))
+    if !token.isEmpty { o.metadata.add("authorization", "Bearer " + token) }
+    return o
 }
 
 func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
@@ -64,9 +70,11 @@ struct Route: AsyncParsableCommand {
     @Option var rules = 200
     @Option var leads = 20000
     @Option var concurrency = 64
+    @Option var token = ""
 
     func run() async throws {
         let client = Routing_ServiceClient(channel: try WireChannel(address: target))
+        let o = options(token)
         // Directory: people spread over the roles, 1 in 10 with a capacity, 1 in 20 away.
         for r in 0..<roles {
             var role = Routing_Role()
@@ -74,7 +82,7 @@ struct Route: AsyncParsableCommand {
             role.strategy = r % 2 == 0 ? .roundRobin : .leastLoaded
             var req = Routing_PutRoleRequest()
             req.role = role
-            _ = try await client.putRole(req)
+            _ = try await client.putRole(req, options: o)
         }
         _ = try await drive(count: people, concurrency: 16) { i in
             var p = Routing_Person()
@@ -90,7 +98,7 @@ struct Route: AsyncParsableCommand {
             }
             var req = Routing_CreatePersonRequest()
             req.person = p
-            _ = try await client.createPerson(req)
+            _ = try await client.createPerson(req, options: o)
         }
         // Rules: most test Region and Employees ranges and never match early, so a decision walks
         // most of the list, as with a real rule set whose specific rules come first.
@@ -114,7 +122,7 @@ struct Route: AsyncParsableCommand {
         set.defaultRole = "Role 0"
         var setReq = Routing_SetRulesRequest()
         setReq.rules = set
-        _ = try await client.setRules(setReq)
+        _ = try await client.setRules(setReq, options: o)
 
         let tag = nowNanos()
         let (lat, secs) = try await drive(count: leads, concurrency: concurrency) { i in
@@ -132,7 +140,7 @@ struct Route: AsyncParsableCommand {
             l.fields = [region, emp]
             var req = Routing_RouteLeadRequest()
             req.lead = l
-            _ = try await client.routeLead(req)
+            _ = try await client.routeLead(req, options: o)
         }
         print("route leads=\(leads) concurrency=\(concurrency) people=\(people) roles=\(roles) rules=\(rules) seconds=\(secs) per_second=\(Int(Double(leads) / secs)) p50_us=\(percentile(lat, 0.5)) p99_us=\(percentile(lat, 0.99))")
     }
@@ -145,9 +153,11 @@ struct Ingest: AsyncParsableCommand {
     @Option var batch = 1000
     @Option var concurrency = 4
     @Option(help: "Query repetitions (the median is reported).") var repeats = 25
+    @Option var token = ""
 
     func run() async throws {
         let client = Report_ServiceClient(channel: try WireChannel(address: target))
+        let o = options(token)
         // Each lead: created, assigned, accepted or rejected, and (for half) processed: ~4 events.
         let start: Int64 = 1_767_225_600_000  // 2026-01-01
         let batches = (events + batch - 1) / batch
@@ -187,7 +197,9 @@ struct Ingest: AsyncParsableCommand {
                 }
                 req.events.append(e)
             }
-            _ = try await client.ingestEvents(req, options: CallOptions(timeout: .seconds(120), maxReceiveMessageSize: 64 << 20))
+            var big = o
+            big.timeout = .seconds(120)
+            _ = try await client.ingestEvents(req, options: big)
         }
         print("ingest events=\(events) batch=\(batch) concurrency=\(concurrency) seconds=\(secs) per_second=\(Int(Double(events) / secs))")
 
@@ -202,21 +214,21 @@ struct Ingest: AsyncParsableCommand {
             samples.sort()
             print("query \(name) rows=\(rows) median_ms=\(Double(samples[samples.count / 2]) / 1e6) p90_ms=\(Double(samples[samples.count * 9 / 10]) / 1e6)")
         }
-        try await time("summary_totals") { try await client.leadSummary(Report_LeadReportRequest()).rows.count }
+        try await time("summary_totals") { try await client.leadSummary(Report_LeadReportRequest(), options: o).rows.count }
         try await time("summary_by_source_month") {
             var r = Report_LeadReportRequest()
             r.dimension = .source
             r.period = .month
-            return try await client.leadSummary(r).rows.count
+            return try await client.leadSummary(r, options: o).rows.count
         }
         try await time("summary_by_region_day") {
             var r = Report_LeadReportRequest()
             r.dimension = .field
             r.field = "Region"
             r.period = .day
-            return try await client.leadSummary(r).rows.count
+            return try await client.leadSummary(r, options: o).rows.count
         }
-        try await time("funnel") { _ = try await client.leadFunnel(Report_FunnelRequest()); return 1 }
-        try await time("employee_kpis") { try await client.employeeKpis(Report_KpiRequest()).employees.count }
+        try await time("funnel") { _ = try await client.leadFunnel(Report_FunnelRequest(), options: o); return 1 }
+        try await time("employee_kpis") { try await client.employeeKpis(Report_KpiRequest(), options: o).employees.count }
     }
 }

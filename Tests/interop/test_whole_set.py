@@ -297,3 +297,30 @@ def test_routing_and_report_down_then_back(whole_set):
     assert counted() == (21, 1)
     by_owner = {r.key: r.received for r in dash.LeadSummary(rpb.LeadReportRequest(dimension=rpb.DIMENSION_OWNER)).rows}
     assert sum(by_owner.get(p.id, 0) for p in people) == 21
+
+
+def test_leadctl_against_the_set(whole_set):
+    """What a person sees: tables, and refusals in plain words with the field-level details."""
+    s = whole_set
+    env = dict(os.environ, LEADWIRE_INTAKE_ADDR=s.addr("intake"), LEADWIRE_ROUTING_ADDR=s.addr("routing"),
+               LEADWIRE_REPORT_ADDR=s.addr("report"), LEADWIRE_TOKEN=leadctl_token(s.data, "--role", "admin", "--subject", "cli"))
+    ctl = os.path.join(BIN_DIR, "leadctl")
+
+    def run(*args, ok=True):
+        p = subprocess.run([ctl, *args], env=env, capture_output=True, text=True, timeout=30)
+        assert (p.returncode == 0) == ok, (args, p.returncode, p.stdout, p.stderr)
+        return p.stdout + p.stderr
+
+    assert run("person", "add", "--name", "Анна Орлова", "--login", "aorlova", "--role", "Sales manager").strip() == "person-1"
+    src = run("source", "create", "--name", "Site", "--default-role", "Sales manager", "--field", "Region:enum:North,South",
+              "--required", "applicant.email").strip()
+    out = run("lead", "submit", "--source", src, "--name", "Ivan", "--email", "ivan@example.com", "--field", "Region=North")
+    assert "L-" in out and "assigned to person-1" in out
+    err = run("lead", "submit", "--source", src, "--email", "not-an-address", "--field", "Region=West", ok=False)
+    assert "INVALID_ARGUMENT" in err and "fields.Region" in err and "applicant.email" in err
+    table = run("lead", "list")
+    assert "number" in table.splitlines()[0] and "person-1" in table
+    assert "SERVING" in run("health", "--address", s.addr("report"))
+    bad = dict(env, LEADWIRE_TOKEN="garbage")
+    p = subprocess.run([ctl, "lead", "list"], env=bad, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "UNAUTHENTICATED" in p.stderr and "hint:" in p.stderr
