@@ -5,19 +5,6 @@ import NIOConcurrencyHelpers
 import Store
 import Wire
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Milliseconds since the epoch; injectable so tests control time.
-typealias Clock = @Sendable () -> Int64
-
-let systemClock: Clock = {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
 /// Fans lead changes out to WatchLeads streams. A watcher that falls behind loses the oldest
 /// changes rather than growing memory (it can re-read with ListLeads).
 final class LeadChangeHub: Sendable {

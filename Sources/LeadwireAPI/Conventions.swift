@@ -1,5 +1,19 @@
 /// The value conventions of the Leadwire API, shared by the services that read and write them:
-/// decimals travel as strings and are held as fixed-point integers; dates travel as "YYYY-MM-DD".
+/// decimals travel as strings and are held as fixed-point integers; dates travel as "YYYY-MM-DD";
+/// instants are milliseconds since the epoch.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Milliseconds since the epoch; injectable so tests control time.
+public typealias Clock = @Sendable () -> Int64
+
+public let systemClock: Clock = {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
 
 /// Fixed-point decimals for quantities and money: strings on the wire, integers inside, so no
 /// amount ever passes through floating point.

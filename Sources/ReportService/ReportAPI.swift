@@ -4,19 +4,6 @@ import Logging
 import Store
 import Wire
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Milliseconds since the epoch; injectable so tests control time.
-typealias Clock = @Sendable () -> Int64
-
-let systemClock: Clock = {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
 /// Whether a registration number names a lead a plan line may cover (accepted or processed).
 enum LeadVerdict: Sendable, Equatable {
     case usable

@@ -4,19 +4,6 @@ import Logging
 import Store
 import Wire
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
-/// Milliseconds since the epoch; injectable so tests control time.
-typealias Clock = @Sendable () -> Int64
-
-let systemClock: Clock = {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-}
-
 /// The Routing RPCs (proto/leadwire/routing/v1/routing.proto).
 struct RoutingAPI: Routing_Service {
     let store: RoutingStore

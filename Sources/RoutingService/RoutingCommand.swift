@@ -1,5 +1,6 @@
 import ArgumentParser
 import CoreMetrics
+import LeadwireAPI
 import Logging
 import Observability
 import ServiceLifecycle

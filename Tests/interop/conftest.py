@@ -110,67 +110,60 @@ def interop_server():
     assert server.stop() == 0
 
 
-@pytest.fixture(scope="module")
-def intake_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("intake-data")
-    server = ServerProcess("intake-service", ["--data-dir", str(data), "--auth", "off"])
+def _service(tmp_path_factory, name):
+    """One service with its own data directory and authentication off (the access rules have their
+    own tests in test_whole_set.py)."""
+    data = tmp_path_factory.mktemp(name + "-data")
+    server = ServerProcess(name + "-service", ["--data-dir", str(data), "--auth", "off"])
     server.data_dir = str(data)
     yield server
-    assert server.alive(), "intake-service died during the tests"
+    assert server.alive(), "%s-service died during the tests" % name
     assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def intake_server(tmp_path_factory):
+    yield from _service(tmp_path_factory, "intake")
 
 
 @pytest.fixture(scope="module")
 def routing_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("routing-data")
-    server = ServerProcess("routing-service", ["--data-dir", str(data), "--auth", "off"])
-    server.data_dir = str(data)
-    yield server
-    assert server.alive(), "routing-service died during the tests"
-    assert server.stop() == 0
-
-
-@pytest.fixture
-def routing(routing_server):
-    import grpc
-    from leadwire.routing.v1 import routing_pb2_grpc
-
-    ch = grpc.insecure_channel(routing_server.address)
-    grpc.channel_ready_future(ch).result(timeout=10)
-    yield routing_pb2_grpc.RoutingStub(ch)
-    ch.close()
+    yield from _service(tmp_path_factory, "routing")
 
 
 @pytest.fixture(scope="module")
 def report_server(tmp_path_factory):
-    data = tmp_path_factory.mktemp("report-data")
-    server = ServerProcess("report-service", ["--data-dir", str(data), "--auth", "off"])
-    server.data_dir = str(data)
-    yield server
-    assert server.alive(), "report-service died during the tests"
-    assert server.stop() == 0
+    yield from _service(tmp_path_factory, "report")
+
+
+def _client(server, make_stub):
+    import grpc
+
+    ch = grpc.insecure_channel(server.address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    yield make_stub(ch)
+    ch.close()
+
+
+@pytest.fixture
+def routing(routing_server):
+    from leadwire.routing.v1 import routing_pb2_grpc
+
+    yield from _client(routing_server, routing_pb2_grpc.RoutingStub)
 
 
 @pytest.fixture
 def report(report_server):
-    import grpc
     from leadwire.report.v1 import report_pb2_grpc
 
-    ch = grpc.insecure_channel(report_server.address)
-    grpc.channel_ready_future(ch).result(timeout=10)
-    yield report_pb2_grpc.ReportStub(ch)
-    ch.close()
+    yield from _client(report_server, report_pb2_grpc.ReportStub)
 
 
 @pytest.fixture
 def intake(intake_server):
-    import grpc
     from leadwire.intake.v1 import intake_pb2_grpc
 
-    ch = grpc.insecure_channel(intake_server.address)
-    grpc.channel_ready_future(ch).result(timeout=10)
-    yield intake_pb2_grpc.IntakeStub(ch)
-    ch.close()
+    yield from _client(intake_server, intake_pb2_grpc.IntakeStub)
 
 
 @pytest.fixture
