@@ -17,15 +17,17 @@ struct Connection: ParsableArguments {
     @Option(help: "Report service host:port (env LEADWIRE_REPORT_ADDR).")
     var report: String = ProcessInfoEnv.value("LEADWIRE_REPORT_ADDR") ?? "127.0.0.1:50053"
 
+    // Read from the environment when used, not as the option's default: help output would print it.
     @Option(help: "Bearer token (env LEADWIRE_TOKEN); `leadctl token issue` makes one.")
-    var token: String = ProcessInfoEnv.value("LEADWIRE_TOKEN") ?? ""
+    var token: String?
 
     @Option(help: "Seconds to wait for an answer.")
     var timeout: Int64 = 10
 
     var options: CallOptions {
         var o = CallOptions(timeout: .seconds(timeout))
-        if !token.isEmpty { o.metadata.add("authorization", "Bearer " + token) }
+        let t = token ?? ProcessInfoEnv.value("LEADWIRE_TOKEN") ?? ""
+        if !t.isEmpty { o.metadata.add("authorization", "Bearer " + t) }
         return o
     }
 
