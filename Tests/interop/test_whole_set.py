@@ -324,3 +324,23 @@ def test_leadctl_against_the_set(whole_set):
     bad = dict(env, LEADWIRE_TOKEN="garbage")
     p = subprocess.run([ctl, "lead", "list"], env=bad, capture_output=True, text=True, timeout=30)
     assert p.returncode != 0 and "UNAUTHENTICATED" in p.stderr and "hint:" in p.stderr
+
+
+def test_a_queued_lead_reaches_intake_when_someone_is_free(whole_set):
+    s = whole_set
+    admin = jwt(s.key, "queue-admin", ["admin"])
+    routing, intake = s.stub("routing", admin), s.stub("intake", admin)
+    head = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Boss", login="boss")))
+    routing.PutRole(gpb.PutRoleRequest(role=gpb.Role(name="Small team", head_id=head.id)))
+    only = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Solo", login="solo", roles=["Small team"], capacity=1)))
+    src = intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(name="Phone line", channel=ipb.CHANNEL_PHONE, default_role="Small team", enabled=True)))
+    first = intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="A"))).lead
+    second = intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="B"))).lead
+    assert first.owner_id == only.id
+    assert second.routing == ipb.ROUTING_STATE_QUEUED and second.owner_id == "" and "head %s notified" % head.id in second.routing_explanation
+    intake.RejectLead(ipb.RejectLeadRequest(id=first.id, reason="duplicate of a phone call"))  # finished: frees Solo
+    got = wait_for("the queued lead assigned at intake", lambda: (lambda l: l if l.routing == ipb.ROUTING_STATE_ASSIGNED else None)(
+        intake.GetLead(ipb.GetLeadRequest(id=second.id)).lead), timeout=30)
+    assert got.owner_id == only.id
+    history = [h.action for h in intake.GetLead(ipb.GetLeadRequest(id=second.id)).history]
+    assert history.count("assigned") == 2  # queued, then handed to Solo

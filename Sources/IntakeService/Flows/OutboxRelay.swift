@@ -39,7 +39,10 @@ final class OutboxRelay: Service, Sendable {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                if self.routing != nil { group.addTask { await self.loop("routing", self.deliverRouting) } }
+                if self.routing != nil {
+                    group.addTask { await self.loop("routing", self.deliverRouting) }
+                    group.addTask { await self.followQueues() }
+                }
                 if self.report != nil { group.addTask { await self.loop("report", self.deliverEvents) } }
                 group.addTask { await self.watchBacklog() }
             }
@@ -99,6 +102,23 @@ final class OutboxRelay: Service, Sendable {
             }
         }
         return rows.count
+    }
+
+    /// A lead routed into a role's queue gets its person later, inside routing (when someone is
+    /// released or comes back). Every few seconds, ask routing about the queued leads and record
+    /// the ones that found a person, as if routing had answered then.
+    private func followQueues() async {
+        guard let routing else { return }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(5))
+            guard let ids = try? await store.queuedLeadIDs(limit: 200) else { continue }
+            for id in ids {
+                var req = Routing_GetAssignmentRequest()
+                req.leadId = id
+                guard let a = try? await routing.getAssignment(req, options: callOptions(seconds: 5)), !a.personId.isEmpty else { continue }
+                if let lead = try? await store.applyAssignment(a, now: now()) { onAssigned(lead) }
+            }
+        }
     }
 
     private func deliverEvents() async throws -> Int {

@@ -453,7 +453,8 @@ final class IntakeStore: Sendable {
             guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
                 return nil
             }
-            guard lead.routing == .pending else { return lead }
+            // Pending: the first answer. Queued: routing has since handed the lead to someone.
+            guard lead.routing == .pending || (lead.routing == .queued && !a.personId.isEmpty) else { return lead }
             lead.ownerId = a.personId
             lead.routedRole = a.role
             lead.routingExplanation = a.explanation
@@ -463,6 +464,15 @@ final class IntakeStore: Sendable {
             try Self.appendHistory(db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
             try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
             return lead
+        }
+    }
+
+    /// Leads waiting in a routing queue (no owner yet), oldest first.
+    func queuedLeadIDs(limit: Int) async throws -> [String] {
+        try await db.read { db in
+            try db.query("SELECT id, body FROM leads WHERE owner_id = '' ORDER BY received_at, id LIMIT ?", limit * 4) { row in
+                (Self.leadID(row.int(0)), try ProtoCodec.decode(Intake_Lead.self, from: row.blob(1)).routing)
+            }.filter { $0.1 == .queued }.prefix(limit).map(\.0)
         }
     }
 
