@@ -16,8 +16,9 @@ public final class MetricsEndpoint: Service, Sendable {
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    /// Installs swift-metrics' backend (once per process) and returns the endpoint.
-    public init(host: String, port: Int, logger: Logger) {
+    /// Installs swift-metrics' backend; once per process, before any metric is made (a metric made
+    /// earlier would stay a no-op).
+    public static func bootstrap() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         factory.defaultDurationHistogramBuckets = [
@@ -25,7 +26,12 @@ public final class MetricsEndpoint: Service, Sendable {
             .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
             .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
         ]
+        factory.defaultValueHistogramBuckets = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
         MetricsSystem.bootstrap(factory)
+        return registry
+    }
+
+    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) {
         self.registry = registry
         self.host = host
         self.port = port

@@ -1,5 +1,6 @@
 import Auth
 import Logging
+import Prometheus
 import ServiceLifecycle
 import Wire
 
@@ -10,8 +11,9 @@ public struct ServiceHost: Sendable {
     public let logger: Logger
     public let key: SigningKey
     public let dataDir: String
+    let registry: PrometheusCollectorRegistry
 
-    /// Sets up logging (once per process), the data directory and the signing key.
+    /// Sets up logging and metrics (once per process), the data directory and the signing key.
     public static func prepare(name: String, logLevel: String, dataDir: String) throws -> ServiceHost {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
@@ -21,7 +23,7 @@ public struct ServiceHost: Sendable {
         }
         try makeDirectory(dataDir)
         let key = try SigningKey.loadOrCreate(path: SigningKey.path(dataDir: dataDir))
-        return ServiceHost(name: name, logger: Logger(label: name), key: key, dataDir: dataDir)
+        return ServiceHost(name: name, logger: Logger(label: name), key: key, dataDir: dataDir, registry: MetricsEndpoint.bootstrap())
     }
 
     /// A token for calls to the other services.
@@ -33,7 +35,7 @@ public struct ServiceHost: Sendable {
         _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
         background: [any Service] = []
     ) async throws {
-        let metrics = MetricsEndpoint(host: host, port: metricsPort, logger: logger)
+        let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort, logger: logger)
         var config = WireServer.Configuration(host: host, port: port)
         config.observer = RPCObserver(logger: logger)
         if auth {

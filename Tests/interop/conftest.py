@@ -54,28 +54,40 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 class ServerProcess:
-    """A server binary started on port 0; the port is read from its 'listening on' line."""
+    """A server binary started on port 0; the port is read from its 'listening on' line. Its log
+    (stderr) goes to a file, never a pipe: a pipe nobody drains would fill up and block the server."""
 
     def __init__(self, binary, args=(), env=None, port=0):
         path = os.path.join(BIN_DIR, binary)
         if not os.path.exists(path):
             raise RuntimeError("%s not built: run swift build first" % path)
-        self.proc = subprocess.Popen([path, "--port", str(port), *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+        fd, self.log_path = tempfile.mkstemp(prefix=binary + "-", suffix=".log", dir=_stub_dir)
+        with os.fdopen(fd, "w") as log:
+            self.proc = subprocess.Popen([path, "--port", str(port), *args], stdout=subprocess.PIPE,
+                                         stderr=log, text=True, env=env)
         deadline = time.time() + 30
         self.port = None
+        self.metrics_url = None
         while time.time() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break
+            m = re.search(r"metrics on (http://\S+)", line)
+            if m:
+                self.metrics_url = m.group(1)
             m = re.search(r"listening on [\d.]+:(\d+)", line)
             if m:
                 self.port = int(m.group(1))
                 break
         if self.port is None:
             self.proc.kill()
-            raise RuntimeError("%s did not start: %s" % (binary, self.proc.stderr.read()))
+            self.proc.wait()
+            raise RuntimeError("%s did not start: %s" % (binary, self.log()))
         self.address = "127.0.0.1:%d" % self.port
+
+    def log(self):
+        with open(self.log_path) as fh:
+            return fh.read()
 
     @property
     def pid(self):

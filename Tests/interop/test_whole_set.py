@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -344,3 +345,42 @@ def test_a_queued_lead_reaches_intake_when_someone_is_free(whole_set):
     assert got.owner_id == only.id
     history = [h.action for h in intake.GetLead(ipb.GetLeadRequest(id=second.id)).history]
     assert history.count("assigned") == 2  # queued, then handed to Solo
+
+
+def test_logs_and_metrics(whole_set):
+    """One log line per RPC (method, status, duration, principal) and Prometheus metrics: per-RPC
+    counts and latency, store commit batch sizes, outbox backlog and lag."""
+    import urllib.request
+
+    s = whole_set
+    admin = jwt(s.key, "metrics-admin", ["admin"])
+    intake = s.stub("intake", admin)
+    src = intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(name="Chat", channel=ipb.CHANNEL_MESSENGER, enabled=True)))
+    for i in range(3):
+        intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="M%d" % i)))
+    refused(lambda: intake.GetLead(ipb.GetLeadRequest(id="lead-999999")))
+    refused(lambda: s.stub("intake", "").ListSources(ipb.ListSourcesRequest()))
+
+    def scrape():
+        with urllib.request.urlopen(s.procs["intake"].metrics_url, timeout=5) as r:
+            assert r.headers["content-type"].startswith("text/plain")
+            return r.read().decode()
+
+    text = wait_for("metrics", lambda: (lambda t: t if 'leadwire_outbox_lag_seconds{kind="event"}' in t else None)(scrape()), timeout=10)
+    counts = {}
+    for line in text.splitlines():
+        m = re.match(r'leadwire_rpc_total\{(.*)\} (\S+)', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+            counts[(labels["method"], labels["code"])] = float(m.group(2))
+    assert counts[("/leadwire.intake.v1.Intake/SubmitLead", "OK")] == 3
+    assert counts[("/leadwire.intake.v1.Intake/GetLead", "NOT_FOUND")] == 1
+    assert counts[("/leadwire.intake.v1.Intake/ListSources", "UNAUTHENTICATED")] == 1
+    assert re.search(r'leadwire_rpc_duration_seconds_bucket\{.*method="/leadwire.intake.v1.Intake/SubmitLead".*\} 3', text)
+    assert re.search(r'leadwire_store_commit_batch_size_count\{db="intake"\} [1-9]', text)
+    assert 'leadwire_outbox_pending{kind="route"}' in text
+    # The log lines: one per call, with who made it.
+    log = s.procs["intake"].log()
+    submits = [l for l in log.splitlines() if "method=/leadwire.intake.v1.Intake/SubmitLead" in l]
+    assert len(submits) == 3 and all("principal=metrics-admin" in l and "status=OK" in l and "duration_ms=" in l for l in submits)
+    assert any("method=/leadwire.intake.v1.Intake/ListSources" in l and "status=UNAUTHENTICATED" in l and "principal=-" in l for l in log.splitlines())
