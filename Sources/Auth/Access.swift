@@ -81,8 +81,13 @@ public enum Caller {
 public struct AuthInterceptor: ServerInterceptor {
     let key: SigningKey
     let policy: [String: String]
-    /// Verified tokens, so a busy caller costs one HMAC per distinct token, not per call.
-    private let cache = NIOLockedValueBox<[String: Claims]>([:])
+    /// A verified token's claims and what its roles grant: a busy caller costs one HMAC and one
+    /// permission lookup per distinct token, not per call.
+    struct Verified {
+        var claims: Claims
+        var granted: Set<String>
+    }
+    private let cache = NIOLockedValueBox<[String: Verified]>([:])
 
     public init(key: SigningKey, policy: [String: String]) {
         self.key = key
@@ -96,12 +101,13 @@ public struct AuthInterceptor: ServerInterceptor {
     public func intercept(_ context: ServerContext, next: () async throws -> Void) async throws {
         let method = context.method
         if Self.isOpen(method) { return try await next() }
-        let claims = try authenticate(context.requestMetadata["authorization"])
+        let verified = try authenticate(context.requestMetadata["authorization"])
+        let claims = verified.claims
         context.principal = claims.sub
         guard let needed = policy[method] else {
             throw RPCError(.permissionDenied, "\(method) has no access rule; refused by default")
         }
-        let granted = Roles.permissions(claims.roles)
+        let granted = verified.granted
         // "a|b": either permission will do.
         guard granted.contains(Permission.all) || needed.split(separator: "|").contains(where: { granted.contains(String($0)) }) else {
             throw RPCError(.permissionDenied, "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \"\(needed)\", which \(method) needs")
@@ -109,7 +115,7 @@ public struct AuthInterceptor: ServerInterceptor {
         try await Caller.$current.withValue(claims) { try await next() }
     }
 
-    func authenticate(_ header: String?) throws -> Claims {
+    func authenticate(_ header: String?) throws -> Verified {
         guard let header else {
             throw RPCError(.unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (leadctl token issue makes one)")
         }
@@ -118,14 +124,15 @@ public struct AuthInterceptor: ServerInterceptor {
         }
         let token = header.dropFirst(7).split(separator: " ").first.map(String.init) ?? ""
         let now = epochSeconds()
-        if let c = cache.withLockedValue({ $0[token] }), c.exp > now { return c }
+        if let v = cache.withLockedValue({ $0[token] }), v.claims.exp > now { return v }
         do {
             let c = try key.verify(token, now: now)
+            let v = Verified(claims: c, granted: Roles.permissions(c.roles))
             cache.withLockedValue { cache in
                 if cache.count >= 4096 { cache.removeAll(keepingCapacity: true) }
-                cache[token] = c
+                cache[token] = v
             }
-            return c
+            return v
         } catch {
             throw RPCError(.unauthenticated, error.description)
         }

@@ -83,15 +83,7 @@ public enum CalendarDate {
     }
 
     public static func year(ofMillis ms: Int64) -> Int {
-        // civil_from_days (H. Hinnant), enough for a year.
-        let z = Int(ms / 86_400_000) + 719468
-        let era = (z >= 0 ? z : z - 146096) / 146097
-        let doe = z - era * 146097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return yoe + era * 400 + (m <= 2 ? 1 : 0)
+        civil(day: day(ofMillis: ms)).year
     }
 }
 

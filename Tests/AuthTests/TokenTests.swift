@@ -58,7 +58,8 @@ import Wire
             #expect(e.code == .unauthenticated && e.message.contains("expired"))
         }
         let fresh = key.issue(claims(exp: epochSeconds() + 60, roles: ["dashboard"]))
-        #expect(try auth.authenticate("Bearer " + fresh).sub == "anna")
+        let verified = try auth.authenticate("Bearer " + fresh)
+        #expect(verified.claims.sub == "anna" && verified.granted == Roles.permissions(["dashboard"]))
         #expect(AuthInterceptor.isOpen("/grpc.health.v1.Health/Check"))
         #expect(AuthInterceptor.isOpen("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"))
         #expect(!AuthInterceptor.isOpen("/leadwire.intake.v1.Intake/SubmitLead"))

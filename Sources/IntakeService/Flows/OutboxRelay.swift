@@ -9,8 +9,8 @@ import Wire
 /// one, in order), lead events to the report service (in batches). A message leaves the outbox only
 /// when the receiver has answered OK — at-least-once delivery, made exactly-once by the receivers
 /// (routing is idempotent by lead id, report by event id). Failures back off exponentially (100 ms
-/// to 30 s) and retry forever; a message the receiver refuses as invalid is set aside with the
-/// reason, so it cannot block the rest.
+/// to 10 s, so a peer back from a restart is found within seconds) and retry forever; a message the
+/// receiver refuses as invalid is set aside with the reason, so it cannot block the rest.
 final class OutboxRelay: Service, Sendable {
     let store: IntakeStore
     let routing: Routing_ServiceClient?
@@ -69,7 +69,7 @@ final class OutboxRelay: Service, Sendable {
                 }
                 let jitter = Double.random(in: 0.8...1.2)
                 try? await Task.sleep(for: backoff * jitter)
-                backoff = min(backoff * 2, .seconds(30))
+                backoff = min(backoff * 2, .seconds(10))
             }
         }
     }

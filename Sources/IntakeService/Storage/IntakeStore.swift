@@ -84,6 +84,10 @@ final class IntakeStore: Sendable {
             ALTER TABLE outbox ADD COLUMN failure TEXT;
             CREATE INDEX outbox_delivered ON outbox(delivered_at) WHERE delivered_at IS NOT NULL;
             """),
+        Migration(3, "leads waiting in a routing queue", """
+            ALTER TABLE leads ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
+            CREATE INDEX leads_queued ON leads(id) WHERE queued = 1;
+            """),
     ]
 
     /// Whether leads go to the routing service (through the outbox): set when one is configured.
@@ -460,7 +464,7 @@ final class IntakeStore: Sendable {
             lead.routingExplanation = a.explanation
             lead.routing = a.personId.isEmpty ? .queued : .assigned
             lead.updatedAtMs = now
-            try db.run("UPDATE leads SET owner_id = ?, body = ? WHERE id = ?", a.personId, ProtoCodec.encode(lead), n)
+            try db.run("UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued, ProtoCodec.encode(lead), n)
             try Self.appendHistory(db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
             try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
             return lead
@@ -470,9 +474,7 @@ final class IntakeStore: Sendable {
     /// Leads waiting in a routing queue (no owner yet), oldest first.
     func queuedLeadIDs(limit: Int) async throws -> [String] {
         try await db.read { db in
-            try db.query("SELECT id, body FROM leads WHERE owner_id = '' ORDER BY received_at, id LIMIT ?", limit * 4) { row in
-                (Self.leadID(row.int(0)), try ProtoCodec.decode(Intake_Lead.self, from: row.blob(1)).routing)
-            }.filter { $0.1 == .queued }.prefix(limit).map(\.0)
+            try db.query("SELECT id FROM leads WHERE queued = 1 ORDER BY id LIMIT ?", limit) { Self.leadID($0.int(0)) }
         }
     }
 
