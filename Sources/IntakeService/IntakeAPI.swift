@@ -346,6 +346,7 @@ struct IntakeAPI: Intake_Service {
         c.public = request.public
         c.attachments = request.attachments
         c.mentions = Mentions.find(in: request.text)
+        c.mentionedPersonIds = await resolve(c.mentions)
         let (comment, lead) = try await guarded { try await store.addComment(c, now: now()) }
         hub.publish("commented", lead, at: comment.createdAtMs)
         return comment
@@ -358,6 +359,22 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid("cannot set the debt", [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
         }
         return try await guarded { try await store.setClientDebt(request.clientId, cents: cents) }
+    }
+
+    /// People the mentions name, asked of routing within the routing budget; none when routing is
+    /// not configured or does not answer (the comment is stored either way).
+    private func resolve(_ mentions: [String]) async -> [String] {
+        guard let routing, !mentions.isEmpty else { return [] }
+        var ids = [String]()
+        for m in mentions.prefix(20) {
+            var req = Routing_SearchPeopleRequest()
+            req.query = m
+            req.limit = 2
+            guard let found = try? await routing.searchPeople(req, options: routingOptions()).matches, let best = found.first?.person else { continue }
+            let exact = best.login.lowercased() == m || best.email.lowercased() == m
+            if (exact || found.count == 1) && !ids.contains(best.id) { ids.append(best.id) }
+        }
+        return ids
     }
 
     func rateLead(_ request: Intake_RateLeadRequest, context: ServerContext) async throws -> Intake_Lead {

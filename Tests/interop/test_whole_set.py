@@ -178,6 +178,11 @@ def test_end_to_end_with_auth(whole_set):
         intake.RejectLead(ipb.RejectLeadRequest(id=l.id, reason="spam"))
     for l, _ in leads[:3]:
         intake.RateLead(ipb.RateLeadRequest(id=l.id, rating=4))
+    # @mentions resolved against routing's directory: a login, a name word matching one person; a
+    # client's address is kept as a mention but names nobody.
+    c = intake.AddComment(ipb.AddCommentRequest(lead_id=leads[4][0].id, text="@sales1 and @nord, please call @c4@example.com"))
+    assert list(c.mentions) == ["sales1", "nord", "c4@example.com"]
+    assert list(c.mentioned_person_ids) == [sales[1].id, north.id] and c.author == "e2e-admin"
     # Routing heard the decisions and releases through the outbox.
     wait_for("releases", lambda: all(routing.GetAssignment(gpb.GetAssignmentRequest(lead_id=l.id)).released for l, _ in leads[:4] + leads[8:10]))
 

@@ -2602,7 +2602,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__lead__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__lead__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__comment__field_descriptors[8] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__comment__field_descriptors[9] =
 {
   {
     "id",
@@ -2700,6 +2700,18 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__comment__field_descr
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "mentioned_person_ids",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Leadwire__Intake__V1__Comment, n_mentioned_person_ids),
+    offsetof(Leadwire__Intake__V1__Comment, mentioned_person_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__comment__field_indices_by_name[] = {
   6,   /* field[6] = attachments */
@@ -2707,6 +2719,7 @@ static const unsigned leadwire__intake__v1__comment__field_indices_by_name[] = {
   7,   /* field[7] = created_at_ms */
   0,   /* field[0] = id */
   1,   /* field[1] = lead_id */
+  8,   /* field[8] = mentioned_person_ids */
   5,   /* field[5] = mentions */
   4,   /* field[4] = public */
   3,   /* field[3] = text */
@@ -2714,7 +2727,7 @@ static const unsigned leadwire__intake__v1__comment__field_indices_by_name[] = {
 static const ProtobufCIntRange leadwire__intake__v1__comment__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__comment__descriptor =
 {
@@ -2724,7 +2737,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__comment__descriptor =
   "Leadwire__Intake__V1__Comment",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Comment),
-  8,
+  9,
   leadwire__intake__v1__comment__field_descriptors,
   leadwire__intake__v1__comment__field_indices_by_name,
   1,  leadwire__intake__v1__comment__number_ranges,

@@ -307,7 +307,7 @@ final class IntakeStore: Sendable {
     private static func appendEvent(_ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64, publicComment: Bool = false) throws {
         var e = Intake_LeadChange()
         e.kind = kind
-        e.lead = lead
+        e.lead = Bridge.eventView(lead)
         e.atMs = now
         e.publicComment = publicComment
         try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('event', ?, ?, ?)", leadRow, ProtoCodec.encode(e), now)

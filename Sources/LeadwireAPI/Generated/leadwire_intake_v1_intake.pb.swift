@@ -389,11 +389,15 @@ public struct Intake_Comment: WireMessage, Hashable {
     public var text: String = ""
     /// Public comments are visible to the client (LookupStatus); private ones to staff only.
     public var `public`: Bool = false
-    /// @mentions found in the text (logins, e-mails, domains), resolved by routing.
+    /// @mentions found in the text (logins, e-mails, domains, name words), lower-cased.
     public var mentions: [String] = []
     /// References to attachments (URLs or document ids).
     public var attachments: [String] = []
     public var createdAtMs: Int64 = 0
+    /// The people those mentions name, as routing's SearchPeople finds them: a mention counts when it
+    /// is someone's exact login or e-mail, or matches exactly one person. A mention of nobody in the
+    /// directory (a client's contact, say) stays only in `mentions`.
+    public var mentionedPersonIds: [String] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
@@ -404,6 +408,7 @@ public struct Intake_Comment: WireMessage, Hashable {
         self.mentions = try r.repeatedStrings(6)
         self.attachments = try r.repeatedStrings(7)
         self.createdAtMs = r.scalar(8)
+        self.mentionedPersonIds = try r.repeatedStrings(9)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
@@ -414,6 +419,7 @@ public struct Intake_Comment: WireMessage, Hashable {
         w.repeatedStrings(6, self.mentions)
         w.repeatedStrings(7, self.attachments)
         w.scalar(8, self.createdAtMs)
+        w.repeatedStrings(9, self.mentionedPersonIds)
     }
 }
 

@@ -338,7 +338,7 @@ struct  Leadwire__Intake__V1__Comment
    */
   protobuf_c_boolean public_;
   /*
-   * @mentions found in the text (logins, e-mails, domains), resolved by routing.
+   * @mentions found in the text (logins, e-mails, domains, name words), lower-cased.
    */
   size_t n_mentions;
   char **mentions;
@@ -348,10 +348,17 @@ struct  Leadwire__Intake__V1__Comment
   size_t n_attachments;
   char **attachments;
   int64_t created_at_ms;
+  /*
+   * The people those mentions name, as routing's SearchPeople finds them: a mention counts when it
+   * is someone's exact login or e-mail, or matches exactly one person. A mention of nobody in the
+   * directory (a client's contact, say) stays only in `mentions`.
+   */
+  size_t n_mentioned_person_ids;
+  char **mentioned_person_ids;
 };
 #define LEADWIRE__INTAKE__V1__COMMENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__comment__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0,NULL, 0, 0,NULL }
 
 
 struct  Leadwire__Intake__V1__HistoryEntry
