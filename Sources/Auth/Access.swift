@@ -56,12 +56,12 @@ public enum Caller {
         return p.contains(Permission.all) || p.contains(permission)
     }
 
-    /// Whether the caller is a contractor (and not staff who may also read plans).
-    public static var contractorID: String?? {
-        guard let c = current else { return nil }
+    /// Whether the caller acts as a contractor (and is not staff who may read every plan): their
+    /// calls are confined to `current.ctr`.
+    public static var isContractor: Bool {
+        guard let c = current else { return false }
         let p = Roles.permissions(c.roles)
-        guard p.contains(Permission.contractorSelf), !p.contains(Permission.all), !p.contains(Permission.plansRead) else { return nil }
-        return .some(c.ctr)
+        return p.contains(Permission.contractorSelf) && !p.contains(Permission.all) && !p.contains(Permission.plansRead)
     }
 
     /// Throws PERMISSION_DENIED unless the caller has `permission` (always passes with auth off).

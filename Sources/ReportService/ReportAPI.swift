@@ -78,8 +78,10 @@ struct ReportAPI: Report_Service {
     /// The contractor a call acts for. A contractor's token acts only for its own contractor id
     /// (another one is PERMISSION_DENIED); staff and admins name one in the request.
     private static func contractor(_ requested: String) throws -> String {
-        if let own = Caller.contractorID {
-            guard let own, !own.isEmpty else { throw RPCError(.permissionDenied, "this contractor token names no contractor id; issue it with --contractor") }
+        if Caller.isContractor {
+            guard let own = Caller.current?.ctr, !own.isEmpty else {
+                throw RPCError(.permissionDenied, "this contractor token names no contractor id; issue it with --contractor")
+            }
             if !requested.isEmpty && requested != own {
                 throw RPCError(.permissionDenied, "this token belongs to contractor \(own); it cannot act for \(requested)")
             }
@@ -273,7 +275,7 @@ struct ReportAPI: Report_Service {
     func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse {
         if request.staleDays < 0 { throw ReportError.invalid("bad stale_days", [.init(field: "stale_days", description: "0 (default 7) or more")]) }
         let t = now()
-        let scope = Caller.contractorID != nil ? try Self.contractor(request.contractorId) : request.contractorId
+        let scope = Caller.isContractor ? try Self.contractor(request.contractorId) : request.contractorId
         let plans = try await guarded { try await store.handedOverPlans(contractor: scope) }
         var r = Report_ExecutionControlResponse()
         r.consistentAsOfMs = t
