@@ -1,5 +1,6 @@
-# Builds the Leadwire binaries on the official Swift image and runs them on its slim variant.
-FROM swift:6.1-bookworm AS build
+# Builds the Leadwire binaries on the official Swift image and runs them on its slim variant. The
+# image follows the toolchain the project is built and tested with (Swift 6.3: Task.immediate needs 6.2+).
+FROM swift:6.3-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends \
         libnghttp2-dev libprotobuf-c-dev libsqlite3-dev zlib1g-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -10,7 +11,7 @@ COPY Tests ./Tests
 RUN for p in intake-service routing-service report-service leadctl; do swift build -c release --product "$p" || exit 1; done \
     && mkdir /out && cp .build/release/intake-service .build/release/routing-service .build/release/report-service .build/release/leadctl /out/
 
-FROM swift:6.1-bookworm-slim
+FROM swift:6.3-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libnghttp2-14 libprotobuf-c1 libsqlite3-0 zlib1g \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /data leadwire && mkdir -p /data /keys && chown leadwire /data /keys

@@ -61,3 +61,6 @@ def test_dockerfile_builds_products_that_exist():
         products = set(re.findall(r'\.executable\(name: "([^"]+)"', fh.read()))
     built = set(re.search(r"for p in ([^;]+);", docker).group(1).split())
     assert built == {"intake-service", "routing-service", "report-service", "leadctl"} and built <= products
+    # Both stages use the Swift release the code is written for (tools version and Task.immediate).
+    images = re.findall(r"^FROM swift:(\d+)\.(\d+)-", docker, re.M)
+    assert len(images) == 2 and all((int(a), int(b)) >= (6, 2) for a, b in images), images
