@@ -1,4 +1,4 @@
-// swift-tools-version:6.1
+// swift-tools-version:6.2
 import PackageDescription
 
 // The services call generic Wire and Store APIs (message codecs, queries) across module boundaries:
