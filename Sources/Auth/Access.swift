@@ -9,6 +9,8 @@ public enum Permission {
     public static let leadsWrite = "leads.write"
     public static let sourcesWrite = "sources.write"
     public static let clientsWrite = "clients.write"
+    /// Take and confirm the replies owed to applicants (a mail/SMS gateway).
+    public static let repliesSend = "replies.send"
     public static let directoryWrite = "directory.write"
     public static let routingRead = "routing.read"
     public static let routingWrite = "routing.write"
@@ -32,7 +34,7 @@ public enum Roles {
         "Marketer": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead],
         "Head of sales": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
                           Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead],
-        "intake-gateway": [Permission.leadsWrite, Permission.leadsRead],
+        "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend],
         "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead],
         "department-head": [Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead],
         "management": [Permission.plansRead, Permission.plansApproveManagement, Permission.reportsRead, Permission.leadsRead],

@@ -55,6 +55,7 @@ struct IntakeAPI: Intake_Service {
             m[p + name] = Permission.leadsWrite
         }
         m[p + "SetClientDebt"] = Permission.clientsWrite
+        for name in ["TakeReplies", "ConfirmReplies"] { m[p + name] = Permission.repliesSend }
         return m
     }()
 
@@ -375,6 +376,30 @@ struct IntakeAPI: Intake_Service {
             if (exact || found.count == 1) && !ids.contains(best.id) { ids.append(best.id) }
         }
         return ids
+    }
+
+    // MARK: Replies to applicants
+
+    func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse {
+        guard (0...1000).contains(request.limit) else {
+            throw IntakeError.invalid("limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
+        }
+        let rows = try await guarded { try await store.pendingOutbox(kinds: ["reply"], limit: request.limit == 0 ? 100 : Int(request.limit)) }
+        var r = Intake_TakeRepliesResponse()
+        for row in rows {
+            guard let change = try? ProtoCodec.decode(Intake_LeadChange.self, from: row.payload), let lead = change.lead else { continue }
+            r.replies.append(ReplyText.reply(id: row.id, lead: lead, createdAt: row.createdAt))
+        }
+        return r
+    }
+
+    func confirmReplies(_ request: Intake_ConfirmRepliesRequest, context: ServerContext) async throws -> Intake_ConfirmRepliesResponse {
+        guard !request.ids.isEmpty, request.ids.count <= 1000 else {
+            throw IntakeError.invalid("no replies named", [.init(field: "ids", description: "1 to 1000 ids from TakeReplies, got \(request.ids.count)")])
+        }
+        var r = Intake_ConfirmRepliesResponse()
+        r.confirmed = Int32(try await guarded { try await store.confirmReplies(request.ids, now: now()) })
+        return r
     }
 
     func rateLead(_ request: Intake_RateLeadRequest, context: ServerContext) async throws -> Intake_Lead {

@@ -317,3 +317,22 @@ def test_acknowledged_leads_survive_sigkill(tmp_path):
         ch.close()
     finally:
         assert again.stop() == 0
+
+
+def test_replies_for_a_mail_gateway(intake):
+    src = make_source(intake)
+    lead = intake.SubmitLead(lead_request(src, email="reply-me@example.com", subject="Heater")).lead
+    taken = intake.TakeReplies(pb.TakeRepliesRequest(limit=1000)).replies
+    mine = [r for r in taken if r.lead_id == lead.id]
+    assert len(mine) == 1
+    r = mine[0]
+    assert (r.registration_number, r.to_email, r.to_name, r.subject) == (lead.registration_number, "reply-me@example.com", "Ivan Petrov", "Heater")
+    assert lead.registration_number in r.text and "Hello Ivan Petrov" in r.text and r.reply_due_at_ms == lead.reply_due_at_ms
+    # Not confirmed: it comes back. Confirmed: gone, and a second confirmation changes nothing.
+    assert lead.id in [x.lead_id for x in intake.TakeReplies(pb.TakeRepliesRequest(limit=1000)).replies]
+    assert intake.ConfirmReplies(pb.ConfirmRepliesRequest(ids=[r.id])).confirmed == 1
+    assert lead.id not in [x.lead_id for x in intake.TakeReplies(pb.TakeRepliesRequest(limit=1000)).replies]
+    assert intake.ConfirmReplies(pb.ConfirmRepliesRequest(ids=[r.id])).confirmed == 0
+    with pytest.raises(grpc.RpcError) as e:
+        intake.ConfirmReplies(pb.ConfirmRepliesRequest())
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT

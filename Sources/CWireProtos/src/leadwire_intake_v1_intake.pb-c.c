@@ -1312,6 +1312,231 @@ void   leadwire__intake__v1__lead_change__free_unpacked
   assert(message->base.descriptor == &leadwire__intake__v1__lead_change__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__intake__v1__outgoing_reply__init
+                     (Leadwire__Intake__V1__OutgoingReply         *message)
+{
+  static const Leadwire__Intake__V1__OutgoingReply init_value = LEADWIRE__INTAKE__V1__OUTGOING_REPLY__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__outgoing_reply__get_packed_size
+                     (const Leadwire__Intake__V1__OutgoingReply *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__outgoing_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__outgoing_reply__pack
+                     (const Leadwire__Intake__V1__OutgoingReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__outgoing_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__outgoing_reply__pack_to_buffer
+                     (const Leadwire__Intake__V1__OutgoingReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__outgoing_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__OutgoingReply *
+       leadwire__intake__v1__outgoing_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__OutgoingReply *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__outgoing_reply__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__outgoing_reply__free_unpacked
+                     (Leadwire__Intake__V1__OutgoingReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__outgoing_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__take_replies_request__init
+                     (Leadwire__Intake__V1__TakeRepliesRequest         *message)
+{
+  static const Leadwire__Intake__V1__TakeRepliesRequest init_value = LEADWIRE__INTAKE__V1__TAKE_REPLIES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__take_replies_request__get_packed_size
+                     (const Leadwire__Intake__V1__TakeRepliesRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__take_replies_request__pack
+                     (const Leadwire__Intake__V1__TakeRepliesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__take_replies_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__TakeRepliesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__TakeRepliesRequest *
+       leadwire__intake__v1__take_replies_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__TakeRepliesRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__take_replies_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__take_replies_request__free_unpacked
+                     (Leadwire__Intake__V1__TakeRepliesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__take_replies_response__init
+                     (Leadwire__Intake__V1__TakeRepliesResponse         *message)
+{
+  static const Leadwire__Intake__V1__TakeRepliesResponse init_value = LEADWIRE__INTAKE__V1__TAKE_REPLIES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__take_replies_response__get_packed_size
+                     (const Leadwire__Intake__V1__TakeRepliesResponse *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__take_replies_response__pack
+                     (const Leadwire__Intake__V1__TakeRepliesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__take_replies_response__pack_to_buffer
+                     (const Leadwire__Intake__V1__TakeRepliesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__TakeRepliesResponse *
+       leadwire__intake__v1__take_replies_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__TakeRepliesResponse *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__take_replies_response__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__take_replies_response__free_unpacked
+                     (Leadwire__Intake__V1__TakeRepliesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__take_replies_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__confirm_replies_request__init
+                     (Leadwire__Intake__V1__ConfirmRepliesRequest         *message)
+{
+  static const Leadwire__Intake__V1__ConfirmRepliesRequest init_value = LEADWIRE__INTAKE__V1__CONFIRM_REPLIES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__confirm_replies_request__get_packed_size
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__confirm_replies_request__pack
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__confirm_replies_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__ConfirmRepliesRequest *
+       leadwire__intake__v1__confirm_replies_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__ConfirmRepliesRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__confirm_replies_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__confirm_replies_request__free_unpacked
+                     (Leadwire__Intake__V1__ConfirmRepliesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__confirm_replies_response__init
+                     (Leadwire__Intake__V1__ConfirmRepliesResponse         *message)
+{
+  static const Leadwire__Intake__V1__ConfirmRepliesResponse init_value = LEADWIRE__INTAKE__V1__CONFIRM_REPLIES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__confirm_replies_response__get_packed_size
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__confirm_replies_response__pack
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__confirm_replies_response__pack_to_buffer
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__ConfirmRepliesResponse *
+       leadwire__intake__v1__confirm_replies_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__ConfirmRepliesResponse *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__confirm_replies_response__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__confirm_replies_response__free_unpacked
+                     (Leadwire__Intake__V1__ConfirmRepliesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__confirm_replies_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   leadwire__intake__v1__rate_lead_request__init
                      (Leadwire__Intake__V1__RateLeadRequest         *message)
 {
@@ -4269,6 +4494,313 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__lead_change__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor leadwire__intake__v1__outgoing_reply__field_descriptors[10] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lead_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, lead_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "registration_number",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, registration_number),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_name",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, to_name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_email",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, to_email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "to_phone",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, to_phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "subject",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, subject),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reply_due_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, reply_due_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "created_at_ms",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, created_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "text",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, text),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__outgoing_reply__field_indices_by_name[] = {
+  8,   /* field[8] = created_at_ms */
+  0,   /* field[0] = id */
+  1,   /* field[1] = lead_id */
+  2,   /* field[2] = registration_number */
+  7,   /* field[7] = reply_due_at_ms */
+  6,   /* field[6] = subject */
+  9,   /* field[9] = text */
+  4,   /* field[4] = to_email */
+  3,   /* field[3] = to_name */
+  5,   /* field[5] = to_phone */
+};
+static const ProtobufCIntRange leadwire__intake__v1__outgoing_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__outgoing_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.OutgoingReply",
+  "OutgoingReply",
+  "Leadwire__Intake__V1__OutgoingReply",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__OutgoingReply),
+  10,
+  leadwire__intake__v1__outgoing_reply__field_descriptors,
+  leadwire__intake__v1__outgoing_reply__field_indices_by_name,
+  1,  leadwire__intake__v1__outgoing_reply__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__outgoing_reply__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__take_replies_request__field_descriptors[1] =
+{
+  {
+    "limit",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__TakeRepliesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__take_replies_request__field_indices_by_name[] = {
+  0,   /* field[0] = limit */
+};
+static const ProtobufCIntRange leadwire__intake__v1__take_replies_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__take_replies_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.TakeRepliesRequest",
+  "TakeRepliesRequest",
+  "Leadwire__Intake__V1__TakeRepliesRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__TakeRepliesRequest),
+  1,
+  leadwire__intake__v1__take_replies_request__field_descriptors,
+  leadwire__intake__v1__take_replies_request__field_indices_by_name,
+  1,  leadwire__intake__v1__take_replies_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__take_replies_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__take_replies_response__field_descriptors[1] =
+{
+  {
+    "replies",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Leadwire__Intake__V1__TakeRepliesResponse, n_replies),
+    offsetof(Leadwire__Intake__V1__TakeRepliesResponse, replies),
+    &leadwire__intake__v1__outgoing_reply__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__take_replies_response__field_indices_by_name[] = {
+  0,   /* field[0] = replies */
+};
+static const ProtobufCIntRange leadwire__intake__v1__take_replies_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__take_replies_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.TakeRepliesResponse",
+  "TakeRepliesResponse",
+  "Leadwire__Intake__V1__TakeRepliesResponse",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__TakeRepliesResponse),
+  1,
+  leadwire__intake__v1__take_replies_response__field_descriptors,
+  leadwire__intake__v1__take_replies_response__field_indices_by_name,
+  1,  leadwire__intake__v1__take_replies_response__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__take_replies_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__confirm_replies_request__field_descriptors[1] =
+{
+  {
+    "ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT64,
+    offsetof(Leadwire__Intake__V1__ConfirmRepliesRequest, n_ids),
+    offsetof(Leadwire__Intake__V1__ConfirmRepliesRequest, ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__confirm_replies_request__field_indices_by_name[] = {
+  0,   /* field[0] = ids */
+};
+static const ProtobufCIntRange leadwire__intake__v1__confirm_replies_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__confirm_replies_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.ConfirmRepliesRequest",
+  "ConfirmRepliesRequest",
+  "Leadwire__Intake__V1__ConfirmRepliesRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__ConfirmRepliesRequest),
+  1,
+  leadwire__intake__v1__confirm_replies_request__field_descriptors,
+  leadwire__intake__v1__confirm_replies_request__field_indices_by_name,
+  1,  leadwire__intake__v1__confirm_replies_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__confirm_replies_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__confirm_replies_response__field_descriptors[1] =
+{
+  {
+    "confirmed",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__ConfirmRepliesResponse, confirmed),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__confirm_replies_response__field_indices_by_name[] = {
+  0,   /* field[0] = confirmed */
+};
+static const ProtobufCIntRange leadwire__intake__v1__confirm_replies_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__confirm_replies_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.ConfirmRepliesResponse",
+  "ConfirmRepliesResponse",
+  "Leadwire__Intake__V1__ConfirmRepliesResponse",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__ConfirmRepliesResponse),
+  1,
+  leadwire__intake__v1__confirm_replies_response__field_descriptors,
+  leadwire__intake__v1__confirm_replies_response__field_indices_by_name,
+  1,  leadwire__intake__v1__confirm_replies_response__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__confirm_replies_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor leadwire__intake__v1__rate_lead_request__field_descriptors[3] =
 {
   {
@@ -4959,7 +5491,7 @@ const ProtobufCEnumDescriptor leadwire__intake__v1__routing_state__descriptor =
   leadwire__intake__v1__routing_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[20] =
+static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[22] =
 {
   { "CreateSource", &leadwire__intake__v1__create_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
   { "UpdateSource", &leadwire__intake__v1__update_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
@@ -4981,11 +5513,14 @@ static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_desc
   { "SetClientDebt", &leadwire__intake__v1__set_client_debt_request__descriptor, &leadwire__intake__v1__client__descriptor },
   { "GetClient", &leadwire__intake__v1__get_client_request__descriptor, &leadwire__intake__v1__client__descriptor },
   { "RateLead", &leadwire__intake__v1__rate_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
+  { "TakeReplies", &leadwire__intake__v1__take_replies_request__descriptor, &leadwire__intake__v1__take_replies_response__descriptor },
+  { "ConfirmReplies", &leadwire__intake__v1__confirm_replies_request__descriptor, &leadwire__intake__v1__confirm_replies_response__descriptor },
 };
 const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   12,        /* AcceptLead */
   16,        /* AddComment */
   15,        /* CompleteLead */
+  21,        /* ConfirmReplies */
   0,        /* CreateSource */
   13,        /* DeferLead */
   18,        /* GetClient */
@@ -5001,6 +5536,7 @@ const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   4,        /* SetSourceEnabled */
   7,        /* SubmitEmail */
   5,        /* SubmitLead */
+  20,        /* TakeReplies */
   1,        /* UpdateSource */
   11         /* WatchLeads */
 };
@@ -5011,7 +5547,7 @@ const ProtobufCServiceDescriptor leadwire__intake__v1__intake__descriptor =
   "Intake",
   "Leadwire__Intake__V1__Intake",
   "leadwire.intake.v1",
-  20,
+  22,
   leadwire__intake__v1__intake__method_descriptors,
   leadwire__intake__v1__intake__method_indices_by_name
 };
@@ -5174,6 +5710,22 @@ void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
   service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__intake__v1__intake__take_replies(ProtobufCService *service,
+                                                const Leadwire__Intake__V1__TakeRepliesRequest *input,
+                                                Leadwire__Intake__V1__TakeRepliesResponse_Closure closure,
+                                                void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
+                                                   const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
+                                                   Leadwire__Intake__V1__ConfirmRepliesResponse_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
                                          Leadwire__Intake__V1__Intake_ServiceDestroy destroy)

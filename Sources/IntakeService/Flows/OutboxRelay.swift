@@ -162,7 +162,8 @@ final class OutboxRelay: Service, Sendable {
     private func watchBacklog() async {
         var lastPurge: Int64 = 0
         while !Task.isCancelled {
-            var kinds = [String]()
+            // Replies are taken by a mail gateway (TakeReplies): their lag says whether one is running.
+            var kinds = ["reply"]
             if routing != nil { kinds += Self.routingKinds }
             if report != nil { kinds.append("event") }
             if let backlog = try? await store.outboxBacklog(kinds: kinds) {

@@ -508,6 +508,15 @@ final class IntakeStore: Sendable {
         }
     }
 
+    /// Marks replies sent; returns how many were still waiting.
+    func confirmReplies(_ ids: [Int64], now: Int64) async throws -> Int {
+        try await db.write { db in
+            try ids.reduce(0) { n, id in
+                n + (try db.run("UPDATE outbox SET delivered_at = ? WHERE id = ? AND kind = 'reply' AND delivered_at IS NULL", now, id))
+            }
+        }
+    }
+
     /// Per kind: undelivered messages and the creation time of the oldest.
     func outboxBacklog(kinds: [String]) async throws -> [String: (count: Int, oldest: Int64?)] {
         try await db.read { db in

@@ -867,6 +867,100 @@ public struct Intake_LeadChange: WireMessage, Hashable {
     }
 }
 
+/// The acknowledgement an applicant is owed (number and reply deadline), waiting for a mail or SMS
+/// gateway to send it.
+public struct Intake_OutgoingReply: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OutgoingReply")
+    /// The message's id: confirm it with this once sent.
+    public var id: Int64 = 0
+    public var leadId: String = ""
+    public var registrationNumber: String = ""
+    public var toName: String = ""
+    public var toEmail: String = ""
+    public var toPhone: String = ""
+    /// The applicant's own subject, to quote.
+    public var subject: String = ""
+    public var replyDueAtMs: Int64 = 0
+    public var createdAtMs: Int64 = 0
+    /// A plain-text body the gateway may send as it is.
+    public var text: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = r.scalar(1)
+        self.leadId = try r.string(2)
+        self.registrationNumber = try r.string(3)
+        self.toName = try r.string(4)
+        self.toEmail = try r.string(5)
+        self.toPhone = try r.string(6)
+        self.subject = try r.string(7)
+        self.replyDueAtMs = r.scalar(8)
+        self.createdAtMs = r.scalar(9)
+        self.text = try r.string(10)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.id)
+        w.string(2, self.leadId)
+        w.string(3, self.registrationNumber)
+        w.string(4, self.toName)
+        w.string(5, self.toEmail)
+        w.string(6, self.toPhone)
+        w.string(7, self.subject)
+        w.scalar(8, self.replyDueAtMs)
+        w.scalar(9, self.createdAtMs)
+        w.string(10, self.text)
+    }
+}
+
+public struct Intake_TakeRepliesRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesRequest")
+    /// Default 100, at most 1000.
+    public var limit: Int32 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.limit = r.scalar(1)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.limit)
+    }
+}
+
+public struct Intake_TakeRepliesResponse: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesResponse")
+    public var replies: [Intake_OutgoingReply] = []
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.replies = try r.repeatedMessages(1, as: Intake_OutgoingReply.self)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.repeatedMessages(1, self.replies)
+    }
+}
+
+public struct Intake_ConfirmRepliesRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesRequest")
+    public var ids: [Int64] = []
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.ids = r.repeatedScalars(1)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.repeatedScalars(1, self.ids)
+    }
+}
+
+public struct Intake_ConfirmRepliesResponse: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesResponse")
+    /// How many were waiting and are now marked sent (a repeated confirmation counts 0).
+    public var confirmed: Int32 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.confirmed = r.scalar(1)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.confirmed)
+    }
+}
+
 public struct Intake_RateLeadRequest: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RateLeadRequest")
     public var id: String = ""
@@ -1059,6 +1153,10 @@ public protocol Intake_Service: WireService {
     /// The applicant's rating of how their lead was handled, once it has a decision
     /// (FAILED_PRECONDITION while it is new).
     func rateLead(_ request: Intake_RateLeadRequest, context: ServerContext) async throws -> Intake_Lead
+    /// Replies owed to applicants, oldest first, for a mail/SMS gateway. A reply keeps coming back
+    /// until it is confirmed (at-least-once: the gateway confirms after sending).
+    func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse
+    func confirmReplies(_ request: Intake_ConfirmRepliesRequest, context: ServerContext) async throws -> Intake_ConfirmRepliesResponse
 }
 
 extension Intake_Service {
@@ -1085,6 +1183,8 @@ extension Intake_Service {
             .unary("/leadwire.intake.v1.Intake/SetClientDebt") { try await self.setClientDebt($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/GetClient") { try await self.getClient($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/RateLead") { try await self.rateLead($0, context: $1) },
+            .unary("/leadwire.intake.v1.Intake/TakeReplies") { try await self.takeReplies($0, context: $1) },
+            .unary("/leadwire.intake.v1.Intake/ConfirmReplies") { try await self.confirmReplies($0, context: $1) },
         ]
     }
 }
@@ -1174,5 +1274,13 @@ public struct Intake_ServiceClient: Sendable {
     /// (FAILED_PRECONDITION while it is new).
     public func rateLead(_ request: Intake_RateLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary("/leadwire.intake.v1.Intake/RateLead", request: request, options: options)
+    }
+    /// Replies owed to applicants, oldest first, for a mail/SMS gateway. A reply keeps coming back
+    /// until it is confirmed (at-least-once: the gateway confirms after sending).
+    public func takeReplies(_ request: Intake_TakeRepliesRequest, options: CallOptions = CallOptions()) async throws -> Intake_TakeRepliesResponse {
+        try await channel.unary("/leadwire.intake.v1.Intake/TakeReplies", request: request, options: options)
+    }
+    public func confirmReplies(_ request: Intake_ConfirmRepliesRequest, options: CallOptions = CallOptions()) async throws -> Intake_ConfirmRepliesResponse {
+        try await channel.unary("/leadwire.intake.v1.Intake/ConfirmReplies", request: request, options: options)
     }
 }

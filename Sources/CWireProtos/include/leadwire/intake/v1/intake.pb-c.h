@@ -44,6 +44,11 @@ typedef struct Leadwire__Intake__V1__ListLeadsRequest Leadwire__Intake__V1__List
 typedef struct Leadwire__Intake__V1__ListLeadsResponse Leadwire__Intake__V1__ListLeadsResponse;
 typedef struct Leadwire__Intake__V1__WatchLeadsRequest Leadwire__Intake__V1__WatchLeadsRequest;
 typedef struct Leadwire__Intake__V1__LeadChange Leadwire__Intake__V1__LeadChange;
+typedef struct Leadwire__Intake__V1__OutgoingReply Leadwire__Intake__V1__OutgoingReply;
+typedef struct Leadwire__Intake__V1__TakeRepliesRequest Leadwire__Intake__V1__TakeRepliesRequest;
+typedef struct Leadwire__Intake__V1__TakeRepliesResponse Leadwire__Intake__V1__TakeRepliesResponse;
+typedef struct Leadwire__Intake__V1__ConfirmRepliesRequest Leadwire__Intake__V1__ConfirmRepliesRequest;
+typedef struct Leadwire__Intake__V1__ConfirmRepliesResponse Leadwire__Intake__V1__ConfirmRepliesResponse;
 typedef struct Leadwire__Intake__V1__RateLeadRequest Leadwire__Intake__V1__RateLeadRequest;
 typedef struct Leadwire__Intake__V1__AcceptLeadRequest Leadwire__Intake__V1__AcceptLeadRequest;
 typedef struct Leadwire__Intake__V1__DeferLeadRequest Leadwire__Intake__V1__DeferLeadRequest;
@@ -702,6 +707,86 @@ struct  Leadwire__Intake__V1__LeadChange
 #define LEADWIRE__INTAKE__V1__LEAD_CHANGE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__lead_change__descriptor) \
     , (char *)protobuf_c_empty_string, NULL, 0, 0 }
+
+
+/*
+ * The acknowledgement an applicant is owed (number and reply deadline), waiting for a mail or SMS
+ * gateway to send it.
+ */
+struct  Leadwire__Intake__V1__OutgoingReply
+{
+  ProtobufCMessage base;
+  /*
+   * The message's id: confirm it with this once sent.
+   */
+  int64_t id;
+  char *lead_id;
+  char *registration_number;
+  char *to_name;
+  char *to_email;
+  char *to_phone;
+  /*
+   * The applicant's own subject, to quote.
+   */
+  char *subject;
+  int64_t reply_due_at_ms;
+  int64_t created_at_ms;
+  /*
+   * A plain-text body the gateway may send as it is.
+   */
+  char *text;
+};
+#define LEADWIRE__INTAKE__V1__OUTGOING_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__outgoing_reply__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+
+
+struct  Leadwire__Intake__V1__TakeRepliesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Default 100, at most 1000.
+   */
+  int32_t limit;
+};
+#define LEADWIRE__INTAKE__V1__TAKE_REPLIES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__take_replies_request__descriptor) \
+    , 0 }
+
+
+struct  Leadwire__Intake__V1__TakeRepliesResponse
+{
+  ProtobufCMessage base;
+  size_t n_replies;
+  Leadwire__Intake__V1__OutgoingReply **replies;
+};
+#define LEADWIRE__INTAKE__V1__TAKE_REPLIES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__take_replies_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Leadwire__Intake__V1__ConfirmRepliesRequest
+{
+  ProtobufCMessage base;
+  size_t n_ids;
+  int64_t *ids;
+};
+#define LEADWIRE__INTAKE__V1__CONFIRM_REPLIES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__confirm_replies_request__descriptor) \
+    , 0,NULL }
+
+
+struct  Leadwire__Intake__V1__ConfirmRepliesResponse
+{
+  ProtobufCMessage base;
+  /*
+   * How many were waiting and are now marked sent (a repeated confirmation counts 0).
+   */
+  int32_t confirmed;
+};
+#define LEADWIRE__INTAKE__V1__CONFIRM_REPLIES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__confirm_replies_response__descriptor) \
+    , 0 }
 
 
 struct  Leadwire__Intake__V1__RateLeadRequest
@@ -1364,6 +1449,101 @@ Leadwire__Intake__V1__LeadChange *
 void   leadwire__intake__v1__lead_change__free_unpacked
                      (Leadwire__Intake__V1__LeadChange *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__OutgoingReply methods */
+void   leadwire__intake__v1__outgoing_reply__init
+                     (Leadwire__Intake__V1__OutgoingReply         *message);
+size_t leadwire__intake__v1__outgoing_reply__get_packed_size
+                     (const Leadwire__Intake__V1__OutgoingReply   *message);
+size_t leadwire__intake__v1__outgoing_reply__pack
+                     (const Leadwire__Intake__V1__OutgoingReply   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__outgoing_reply__pack_to_buffer
+                     (const Leadwire__Intake__V1__OutgoingReply   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__OutgoingReply *
+       leadwire__intake__v1__outgoing_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__outgoing_reply__free_unpacked
+                     (Leadwire__Intake__V1__OutgoingReply *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__TakeRepliesRequest methods */
+void   leadwire__intake__v1__take_replies_request__init
+                     (Leadwire__Intake__V1__TakeRepliesRequest         *message);
+size_t leadwire__intake__v1__take_replies_request__get_packed_size
+                     (const Leadwire__Intake__V1__TakeRepliesRequest   *message);
+size_t leadwire__intake__v1__take_replies_request__pack
+                     (const Leadwire__Intake__V1__TakeRepliesRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__take_replies_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__TakeRepliesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__TakeRepliesRequest *
+       leadwire__intake__v1__take_replies_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__take_replies_request__free_unpacked
+                     (Leadwire__Intake__V1__TakeRepliesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__TakeRepliesResponse methods */
+void   leadwire__intake__v1__take_replies_response__init
+                     (Leadwire__Intake__V1__TakeRepliesResponse         *message);
+size_t leadwire__intake__v1__take_replies_response__get_packed_size
+                     (const Leadwire__Intake__V1__TakeRepliesResponse   *message);
+size_t leadwire__intake__v1__take_replies_response__pack
+                     (const Leadwire__Intake__V1__TakeRepliesResponse   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__take_replies_response__pack_to_buffer
+                     (const Leadwire__Intake__V1__TakeRepliesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__TakeRepliesResponse *
+       leadwire__intake__v1__take_replies_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__take_replies_response__free_unpacked
+                     (Leadwire__Intake__V1__TakeRepliesResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__ConfirmRepliesRequest methods */
+void   leadwire__intake__v1__confirm_replies_request__init
+                     (Leadwire__Intake__V1__ConfirmRepliesRequest         *message);
+size_t leadwire__intake__v1__confirm_replies_request__get_packed_size
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest   *message);
+size_t leadwire__intake__v1__confirm_replies_request__pack
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__confirm_replies_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__ConfirmRepliesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__ConfirmRepliesRequest *
+       leadwire__intake__v1__confirm_replies_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__confirm_replies_request__free_unpacked
+                     (Leadwire__Intake__V1__ConfirmRepliesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__ConfirmRepliesResponse methods */
+void   leadwire__intake__v1__confirm_replies_response__init
+                     (Leadwire__Intake__V1__ConfirmRepliesResponse         *message);
+size_t leadwire__intake__v1__confirm_replies_response__get_packed_size
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse   *message);
+size_t leadwire__intake__v1__confirm_replies_response__pack
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__confirm_replies_response__pack_to_buffer
+                     (const Leadwire__Intake__V1__ConfirmRepliesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__ConfirmRepliesResponse *
+       leadwire__intake__v1__confirm_replies_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__confirm_replies_response__free_unpacked
+                     (Leadwire__Intake__V1__ConfirmRepliesResponse *message,
+                      ProtobufCAllocator *allocator);
 /* Leadwire__Intake__V1__RateLeadRequest methods */
 void   leadwire__intake__v1__rate_lead_request__init
                      (Leadwire__Intake__V1__RateLeadRequest         *message);
@@ -1605,6 +1785,21 @@ typedef void (*Leadwire__Intake__V1__WatchLeadsRequest_Closure)
 typedef void (*Leadwire__Intake__V1__LeadChange_Closure)
                  (const Leadwire__Intake__V1__LeadChange *message,
                   void *closure_data);
+typedef void (*Leadwire__Intake__V1__OutgoingReply_Closure)
+                 (const Leadwire__Intake__V1__OutgoingReply *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__TakeRepliesRequest_Closure)
+                 (const Leadwire__Intake__V1__TakeRepliesRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__TakeRepliesResponse_Closure)
+                 (const Leadwire__Intake__V1__TakeRepliesResponse *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__ConfirmRepliesRequest_Closure)
+                 (const Leadwire__Intake__V1__ConfirmRepliesRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__ConfirmRepliesResponse_Closure)
+                 (const Leadwire__Intake__V1__ConfirmRepliesResponse *message,
+                  void *closure_data);
 typedef void (*Leadwire__Intake__V1__RateLeadRequest_Closure)
                  (const Leadwire__Intake__V1__RateLeadRequest *message,
                   void *closure_data);
@@ -1716,6 +1911,14 @@ struct Leadwire__Intake__V1__Intake_Service
                     const Leadwire__Intake__V1__RateLeadRequest *input,
                     Leadwire__Intake__V1__Lead_Closure closure,
                     void *closure_data);
+  void (*take_replies)(Leadwire__Intake__V1__Intake_Service *service,
+                       const Leadwire__Intake__V1__TakeRepliesRequest *input,
+                       Leadwire__Intake__V1__TakeRepliesResponse_Closure closure,
+                       void *closure_data);
+  void (*confirm_replies)(Leadwire__Intake__V1__Intake_Service *service,
+                          const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
+                          Leadwire__Intake__V1__ConfirmRepliesResponse_Closure closure,
+                          void *closure_data);
 };
 typedef void (*Leadwire__Intake__V1__Intake_ServiceDestroy)(Leadwire__Intake__V1__Intake_Service *);
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
@@ -1743,7 +1946,9 @@ void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *s
       function_prefix__ ## add_comment,\
       function_prefix__ ## set_client_debt,\
       function_prefix__ ## get_client,\
-      function_prefix__ ## rate_lead  }
+      function_prefix__ ## rate_lead,\
+      function_prefix__ ## take_replies,\
+      function_prefix__ ## confirm_replies  }
 void leadwire__intake__v1__intake__create_source(ProtobufCService *service,
                                                  const Leadwire__Intake__V1__CreateSourceRequest *input,
                                                  Leadwire__Intake__V1__Source_Closure closure,
@@ -1824,6 +2029,14 @@ void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
                                              const Leadwire__Intake__V1__RateLeadRequest *input,
                                              Leadwire__Intake__V1__Lead_Closure closure,
                                              void *closure_data);
+void leadwire__intake__v1__intake__take_replies(ProtobufCService *service,
+                                                const Leadwire__Intake__V1__TakeRepliesRequest *input,
+                                                Leadwire__Intake__V1__TakeRepliesResponse_Closure closure,
+                                                void *closure_data);
+void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
+                                                   const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
+                                                   Leadwire__Intake__V1__ConfirmRepliesResponse_Closure closure,
+                                                   void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1861,6 +2074,11 @@ extern const ProtobufCMessageDescriptor leadwire__intake__v1__list_leads_request
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__list_leads_response__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__watch_leads_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__outgoing_reply__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__take_replies_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__take_replies_response__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__confirm_replies_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__confirm_replies_response__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__rate_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__accept_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__defer_lead_request__descriptor;
