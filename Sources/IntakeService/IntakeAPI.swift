@@ -61,7 +61,7 @@ struct IntakeAPI: Intake_Service {
 
     /// Who did it: the authenticated principal, else what the request says, else "api".
     private static func actor(_ requested: String) -> String {
-        Caller.current?.sub ?? (requested.isEmpty ? "api" : requested)
+        Caller.name(or: requested.isEmpty ? "api" : requested)
     }
 
     /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.

@@ -91,10 +91,6 @@ struct ReportAPI: Report_Service {
         return requested
     }
 
-    private static func actor(_ requested: String) -> String {
-        Caller.current?.sub ?? requested
-    }
-
     private func guarded<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
@@ -169,7 +165,7 @@ struct ReportAPI: Report_Service {
             l.execution = nil
             return l
         }
-        return try await guarded { try await store.createPlan(p, actor: Self.actor(request.actor), now: now()) }
+        return try await guarded { try await store.createPlan(p, actor: Caller.name(or: request.actor), now: now()) }
     }
 
     func updatePlan(_ request: Report_UpdatePlanRequest, context: ServerContext) async throws -> Report_Plan {
@@ -177,7 +173,7 @@ struct ReportAPI: Report_Service {
         guard problems.isEmpty else { throw ReportError.invalid("the plan is not valid", problems) }
         try await checkLeads(request.lines)
         return try await guarded {
-            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: Self.actor(request.actor), now: now())
+            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: Caller.name(or: request.actor), now: now())
         }
     }
 
@@ -201,7 +197,7 @@ struct ReportAPI: Report_Service {
             if !Caller.has(Permission.plansApproveHead) { try Caller.require(Permission.plansApproveManagement, for: "returning a plan") }
         default: try Caller.require(Permission.plansWrite, for: PlanMachine.actionName(request.action))
         }
-        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: Self.actor(request.actor), now: now()) }
+        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: Caller.name(or: request.actor), now: now()) }
         if request.action == .handOver { hub.publish("handed_over", p) }
         return p
     }

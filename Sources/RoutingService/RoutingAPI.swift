@@ -20,9 +20,6 @@ struct RoutingAPI: Routing_Service {
         return m
     }()
 
-    private static func actor(_ requested: String) -> String {
-        Caller.current?.sub ?? requested
-    }
 
     /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
     private func guarded<T>(_ body: () async throws -> T) async throws -> T {
@@ -115,7 +112,7 @@ struct RoutingAPI: Routing_Service {
     func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> Routing_Assignment {
         guard let lead = request.lead else { throw RoutingError.invalid("no lead given", [.init(field: "lead", description: "required")]) }
         try Self.check(RoutingModel.leadProblems(lead), "the lead summary is not valid")
-        return try await guarded { try await store.route(lead, actor: Self.actor(request.actor), now: now()) }
+        return try await guarded { try await store.route(lead, actor: Caller.name(or: request.actor), now: now()) }
     }
 
     func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> Routing_Assignment {
@@ -131,15 +128,15 @@ struct RoutingAPI: Routing_Service {
         if request.personId.trimmingSpaces.isEmpty { problems.append(.init(field: "person_id", description: "required")) }
         if request.reason.trimmingSpaces.isEmpty { problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved")) }
         try Self.check(problems, "the reassignment is not complete")
-        return try await guarded { try await store.reassign(request.leadId, to: request.personId, reason: request.reason, actor: Self.actor(request.actor), now: now()) }
+        return try await guarded { try await store.reassign(request.leadId, to: request.personId, reason: request.reason, actor: Caller.name(or: request.actor), now: now()) }
     }
 
     func release(_ request: Routing_ReleaseRequest, context: ServerContext) async throws -> Routing_Assignment {
-        try await guarded { try await store.release(request.leadId, actor: Self.actor(request.actor), note: request.note, now: now()) }
+        try await guarded { try await store.release(request.leadId, actor: Caller.name(or: request.actor), note: request.note, now: now()) }
     }
 
     func markDecided(_ request: Routing_MarkDecidedRequest, context: ServerContext) async throws -> Routing_Assignment {
-        try await guarded { try await store.markDecided(request.leadId, actor: Self.actor(request.actor), now: now()) }
+        try await guarded { try await store.markDecided(request.leadId, actor: Caller.name(or: request.actor), now: now()) }
     }
 
     func simulate(_ request: Routing_SimulateRequest, context: ServerContext) async throws -> Routing_SimulateResponse {
