@@ -139,7 +139,7 @@ let package = Package(
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "Wire"]),
-        .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire"]),
+        .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire", "Auth", "Observability"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(name: "ReportTests", dependencies: ["ReportService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(

@@ -5,6 +5,22 @@ import Observability
 import ServiceLifecycle
 import Wire
 
+/// What the relay needs of the routing service: the generated client, or a stand-in in tests.
+protocol RoutingPort: Sendable {
+    func routeLead(_ request: Routing_RouteLeadRequest, options: CallOptions) async throws -> Routing_Assignment
+    func markDecided(_ request: Routing_MarkDecidedRequest, options: CallOptions) async throws -> Routing_Assignment
+    func release(_ request: Routing_ReleaseRequest, options: CallOptions) async throws -> Routing_Assignment
+    func getAssignment(_ request: Routing_GetAssignmentRequest, options: CallOptions) async throws -> Routing_Assignment
+}
+
+/// What the relay needs of the report service.
+protocol EventSink: Sendable {
+    func ingestEvents(_ request: Report_IngestEventsRequest, options: CallOptions) async throws -> Report_IngestEventsResponse
+}
+
+extension Routing_ServiceClient: RoutingPort {}
+extension Report_ServiceClient: EventSink {}
+
 /// Delivers the outbox: routing requests, decisions and releases to the routing service (one by
 /// one, in order), lead events to the report service (in batches). A message leaves the outbox only
 /// when the receiver has answered OK — at-least-once delivery, made exactly-once by the receivers
@@ -13,8 +29,8 @@ import Wire
 /// receiver refuses as invalid is set aside with the reason, so it cannot block the rest.
 final class OutboxRelay: Service, Sendable {
     let store: IntakeStore
-    let routing: Routing_ServiceClient?
-    let report: Report_ServiceClient?
+    let routing: (any RoutingPort)?
+    let report: (any EventSink)?
     let token: ServiceToken
     let now: Clock
     let logger: Logger
@@ -24,7 +40,7 @@ final class OutboxRelay: Service, Sendable {
 
     static let routingKinds = ["route", "decided", "release"]
 
-    init(store: IntakeStore, routing: Routing_ServiceClient?, report: Report_ServiceClient?, token: ServiceToken, now: @escaping Clock, logger: Logger, batchSize: Int = 500,
+    init(store: IntakeStore, routing: (any RoutingPort)?, report: (any EventSink)?, token: ServiceToken, now: @escaping Clock, logger: Logger, batchSize: Int = 500,
          onAssigned: @escaping @Sendable (Intake_Lead) -> Void = { _ in }) {
         self.onAssigned = onAssigned
         self.store = store
@@ -79,7 +95,8 @@ final class OutboxRelay: Service, Sendable {
         [.invalidArgument, .failedPrecondition, .notFound, .outOfRange].contains(e.code)
     }
 
-    private func deliverRouting() async throws -> Int {
+    /// One pass over the routing messages, in order; throws at the first failure worth retrying.
+    func deliverRouting() async throws -> Int {
         guard let routing else { return 0 }
         let rows = try await store.pendingOutbox(kinds: Self.routingKinds, limit: 100)
         for row in rows {
@@ -121,7 +138,8 @@ final class OutboxRelay: Service, Sendable {
         }
     }
 
-    private func deliverEvents() async throws -> Int {
+    /// One batch of lead events; throws when report cannot take it now.
+    func deliverEvents() async throws -> Int {
         guard let report else { return 0 }
         let rows = try await store.pendingOutbox(kinds: ["event"], limit: batchSize)
         guard !rows.isEmpty else { return 0 }
