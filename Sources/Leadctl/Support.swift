@@ -71,7 +71,7 @@ func printErr(_ s: String) {
 /// A plain text table: columns padded to their widest cell; or CSV.
 func printTable(_ header: [String], _ rows: [[String]], csv: Bool = false) {
     if csv {
-        for r in [header] + rows { print(r.map(csvField).joined(separator: ",")) }
+        for r in [header] + rows { print(r.map(CSV.field).joined(separator: ",")) }
         return
     }
     var widths = header.map(\.count)
@@ -85,15 +85,6 @@ func printTable(_ header: [String], _ rows: [[String]], csv: Bool = false) {
     if rows.isEmpty { print("(none)") }
 }
 
-func csvField(_ s: String) -> String {
-    guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return s }
-    var q = "\""
-    for c in s {
-        q.append(c)
-        if c == "\"" { q.append("\"") }
-    }
-    return q + "\""
-}
 
 /// "2026-11-29 10:15" (UTC) for an instant in ms; "" for 0.
 func when(_ ms: Int64) -> String {

@@ -120,6 +120,20 @@ extension CalendarDate {
     }
 }
 
+/// CSV as ExportCsv writes it (RFC 4180): a field with a comma, quote or line break is quoted, its
+/// quotes doubled.
+public enum CSV {
+    public static func field(_ s: String) -> String {
+        guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        var quoted = "\""
+        for ch in s {
+            quoted.append(ch)
+            if ch == "\"" { quoted.append("\"") }
+        }
+        return quoted + "\""
+    }
+}
+
 extension Character {
     public var isASCIIDigit: Bool { isASCII && isNumber }
 }

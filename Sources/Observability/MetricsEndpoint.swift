@@ -13,7 +13,6 @@ public final class MetricsEndpoint: Service, Sendable {
     public let registry: PrometheusCollectorRegistry
     private let host: String
     private let port: Int
-    private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     /// Installs swift-metrics' backend; once per process, before any metric is made (a metric made
@@ -31,11 +30,10 @@ public final class MetricsEndpoint: Service, Sendable {
         return registry
     }
 
-    public init(registry: PrometheusCollectorRegistry, host: String, port: Int, logger: Logger) {
+    public init(registry: PrometheusCollectorRegistry, host: String, port: Int) {
         self.registry = registry
         self.host = host
         self.port = port
-        self.logger = logger
     }
 
     /// Binds; returns the port (0 = none configured, nothing bound).

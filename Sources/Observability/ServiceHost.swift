@@ -35,7 +35,7 @@ public struct ServiceHost: Sendable {
         _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
         background: [any Service] = []
     ) async throws {
-        let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort, logger: logger)
+        let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)
         var config = WireServer.Configuration(host: host, port: port)
         config.observer = RPCObserver(logger: logger)
         if auth {

@@ -309,7 +309,7 @@ struct ReportAPI: Report_Service {
         default:
             throw ReportError.invalid("unknown dimension", [.init(field: "dimension", description: "unknown value \(request.dimension.rawValue)")])
         }
-        let c = try await guarded { try await store.counters(dim: dim, metricPrefix: "status:", fromDay: f, toDay: t) }
+        let c = try await guarded { try await store.counters(dim: dim, metricPrefixes: ["status:"], fromDay: f, toDay: t) }
         var r = Report_LeadReport()
         r.consistentAsOfMs = c.asOf
         r.rows = LeadLedger.rows(c.rows, period: request.period)
@@ -318,28 +318,24 @@ struct ReportAPI: Report_Service {
 
     func leadFunnel(_ request: Report_FunnelRequest, context: ServerContext) async throws -> Report_Funnel {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
-        let statuses = try await guarded { try await store.counters(dim: "all", metricPrefix: "status:", fromDay: f, toDay: t) }
-        let funnel = try await guarded { try await store.counters(dim: "all", metricPrefix: "funnel:", fromDay: f, toDay: t) }
-        let reaction = try await guarded { try await store.counters(dim: "all", metricPrefix: "reaction:", fromDay: f, toDay: t) }
-        func sum(_ rows: [(key: String, day: Int, metric: String, n: Int64)], _ metric: String) -> Int64 {
-            rows.reduce(0) { $0 + ($1.metric == metric ? $1.n : 0) }
-        }
+        let c = try await guarded { try await store.counters(dim: "all", metricPrefixes: ["status:", "funnel:", "reaction:"], fromDay: f, toDay: t) }
+        func sum(_ metric: String) -> Int64 { c.rows.reduce(0) { $0 + ($1.metric == metric ? $1.n : 0) } }
         var r = Report_Funnel()
-        r.consistentAsOfMs = min(statuses.asOf, funnel.asOf, reaction.asOf)
-        r.received = statuses.rows.reduce(0) { $0 + $1.n }
-        r.accepted = sum(funnel.rows, "funnel:accepted")
-        r.processed = sum(funnel.rows, "funnel:processed")
-        r.reacted = sum(reaction.rows, "reaction:n")
+        r.consistentAsOfMs = c.asOf
+        r.received = c.rows.reduce(0) { $0 + ($1.metric.hasPrefix("status:") ? $1.n : 0) }
+        r.accepted = sum("funnel:accepted")
+        r.processed = sum("funnel:processed")
+        r.reacted = sum("reaction:n")
         if r.reacted > 0 {
-            r.averageReactionMs = sum(reaction.rows, "reaction:ms") / r.reacted
-            r.shareWithinDeadline = Double(sum(reaction.rows, "reaction:on_time")) / Double(r.reacted)
+            r.averageReactionMs = sum("reaction:ms") / r.reacted
+            r.shareWithinDeadline = Double(sum("reaction:on_time")) / Double(r.reacted)
         }
         return r
     }
 
     func employeeKpis(_ request: Report_KpiRequest, context: ServerContext) async throws -> Report_KpiReport {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
-        let c = try await guarded { try await store.counters(dim: "person", metricPrefix: "kpi:", fromDay: f, toDay: t) }
+        let c = try await guarded { try await store.counters(dim: "person", metricPrefixes: ["kpi:"], fromDay: f, toDay: t) }
         var byPerson = [String: (handled: Int64, onTime: Int64, ratings: Int64, sum: Int64)]()
         for row in c.rows {
             var k = byPerson[row.key] ?? (0, 0, 0, 0)

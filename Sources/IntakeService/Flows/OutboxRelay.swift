@@ -179,16 +179,21 @@ final class OutboxRelay: Service, Sendable {
     /// purges delivered messages older than a week once an hour.
     private func watchBacklog() async {
         var lastPurge: Int64 = 0
+        // Replies are taken by a mail gateway (TakeReplies): their lag says whether one is running.
+        var kinds = ["reply"]
+        if routing != nil { kinds += Self.routingKinds }
+        if report != nil { kinds.append("event") }
+        let gauges = Dictionary(uniqueKeysWithValues: kinds.map { kind in
+            (kind, (pending: Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]),
+                    lag: Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)])))
+        })
         while !Task.isCancelled {
-            // Replies are taken by a mail gateway (TakeReplies): their lag says whether one is running.
-            var kinds = ["reply"]
-            if routing != nil { kinds += Self.routingKinds }
-            if report != nil { kinds.append("event") }
             if let backlog = try? await store.outboxBacklog(kinds: kinds) {
                 let t = now()
                 for (kind, b) in backlog {
-                    Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]).record(b.count)
-                    Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)]).record(Double(b.oldest.map { max(0, t - $0) } ?? 0) / 1000)
+                    let g = gauges[kind]!
+                    g.pending.record(b.count)
+                    g.lag.record(Double(b.oldest.map { max(0, t - $0) } ?? 0) / 1000)
                 }
             }
             if now() - lastPurge > 3_600_000 {

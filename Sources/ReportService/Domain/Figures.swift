@@ -73,20 +73,8 @@ enum Figures {
 
     // MARK: CSV (RFC 4180)
 
-    static func csvField(_ s: String) -> String {
-        if s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) {
-            var quoted = "\""
-            for ch in s {
-                quoted.append(ch)
-                if ch == "\"" { quoted.append("\"") }
-            }
-            return quoted + "\""
-        }
-        return s
-    }
-
     static func csvLine(_ fields: [String]) -> String {
-        fields.map(csvField).joined(separator: ",") + "\r\n"
+        fields.map(CSV.field).joined(separator: ",") + "\r\n"
     }
 
     static func iso(_ ms: Int64) -> String {

@@ -184,13 +184,18 @@ final class ReportStore: Sendable {
         var rows: [(key: String, day: Int, metric: String, n: Int64)]
     }
 
-    func counters(dim: String, metricPrefix: String, fromDay: Int, toDay: Int) async throws -> CounterRows {
+    /// The counters of one dimension whose metric starts with any of `metricPrefixes`, all read in
+    /// one snapshot, so a report combining several families is consistent as of one instant.
+    func counters(dim: String, metricPrefixes: [String], fromDay: Int, toDay: Int) async throws -> CounterRows {
         try await db.read { c in
             let asOf = try Self.meta(c, "events_as_of")
-            let rows = try c.query(
-                "SELECT key, day, metric, n FROM counters WHERE dim = ? AND metric >= ? AND metric < ? AND day BETWEEN ? AND ?",
-                dim, metricPrefix, metricPrefix + "\u{10FFFF}", fromDay, toDay
-            ) { (key: $0.string(0), day: Int($0.int(1)), metric: $0.string(2), n: $0.int(3)) }
+            var rows = [(key: String, day: Int, metric: String, n: Int64)]()
+            for prefix in metricPrefixes {
+                rows += try c.query(
+                    "SELECT key, day, metric, n FROM counters WHERE dim = ? AND metric >= ? AND metric < ? AND day BETWEEN ? AND ?",
+                    dim, prefix, prefix + "\u{10FFFF}", fromDay, toDay
+                ) { (key: $0.string(0), day: Int($0.int(1)), metric: $0.string(2), n: $0.int(3)) }
+            }
             return CounterRows(asOf: asOf, rows: rows)
         }
     }

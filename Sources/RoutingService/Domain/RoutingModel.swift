@@ -1,3 +1,4 @@
+import Auth
 import LeadwireAPI
 import Wire
 
@@ -40,14 +41,12 @@ enum RoutingModel {
         role("Head of sales", "Receives escalations; oversees the sales managers."),
     ]
 
-    /// The right to add and change leads; every stock role has it.
-    static let leadsWrite = "leads.write"
-
     private static func role(_ name: String, _ description: String) -> Routing_Role {
         var r = Routing_Role()
         r.name = name
         r.description = description
-        r.permissions = [leadsWrite]
+        // Every stock role may add and change leads.
+        r.permissions = [Permission.leadsWrite]
         return r
     }
 

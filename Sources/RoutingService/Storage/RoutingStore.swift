@@ -399,8 +399,8 @@ final class RoutingStore: Sendable {
                 "SELECT body FROM assignments WHERE awaiting_decision = 1 AND reply_deadline > 0 AND reply_deadline < ? ORDER BY reply_deadline LIMIT 1000", now
             ) { try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0)) }
         }
+        let s = snapshot
         let heads: @Sendable (Routing_Assignment) -> String = { a in
-            let s = self.snapshot
             if let h = s.roles[a.role]?.headId, !h.isEmpty { return h }
             for r in s.people[a.personId]?.roles ?? [] { if let h = s.roles[r]?.headId, !h.isEmpty { return h } }
             return ""
