@@ -65,8 +65,11 @@ public struct SigningKey: Sendable {
     /// Reads the key file, or creates it if missing. Several services starting at once agree on one
     /// key: the new key is written to a private temporary file and linked into place, which fails
     /// if another process got there first (then its key is read).
-    public static func loadOrCreate(path: String) throws -> SigningKey {
-        if let k = try read(path) { return k }
+    /// A key file that others may read is refused, as ssh refuses a private key: anyone who can
+    /// read it can mint tokens with any role. `allowReadableByOthers` accepts it (say, a volume
+    /// shared by containers running as different users).
+    public static func loadOrCreate(path: String, allowReadableByOthers: Bool = false) throws -> SigningKey {
+        if let k = try read(path, allowReadableByOthers: allowReadableByOthers) { return k }
         let fresh = SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
         let text = Base64.encode(fresh, padded: true) + "\n"
         let tmp = "\(path).\(getpid()).tmp"
@@ -79,24 +82,36 @@ public struct SigningKey: Sendable {
         defer { unlink(tmp) }
         guard written == bytes.count else { throw KeyFileError("cannot write \(tmp)") }
         if link(tmp, path) != 0 && errno != EEXIST { throw KeyFileError("cannot create \(path): errno \(errno)") }
-        guard let k = try read(path) else { throw KeyFileError("\(path) vanished") }
+        guard let k = try read(path, allowReadableByOthers: allowReadableByOthers) else { throw KeyFileError("\(path) vanished") }
         return k
     }
 
     public static func load(path: String) throws -> SigningKey {
-        guard let k = try read(path) else {
+        guard let k = try read(path, allowReadableByOthers: true) else {
             throw KeyFileError("no signing key at \(path): start the services once (scripts/up) or point --data-dir at their data directory")
         }
         return k
     }
 
-    private static func read(_ path: String) throws -> SigningKey? {
+    private static func read(_ path: String, allowReadableByOthers: Bool) throws -> SigningKey? {
         let fd = open(path, O_RDONLY)
         if fd < 0 {
             if errno == ENOENT { return nil }
+            if errno == EACCES { throw KeyFileError("cannot read \(path): permission denied (run the service as the key's owner)") }
             throw KeyFileError("cannot read \(path): errno \(errno)")
         }
         defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw KeyFileError("cannot stat \(path): errno \(errno)") }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            throw KeyFileError("\(path) is a directory, not a key file: point LEADWIRE_KEY_FILE (or --data-dir) at the signing.key file")
+        }
+        if !allowReadableByOthers && info.st_mode & 0o077 != 0 {
+            let mode = String(info.st_mode & 0o777, radix: 8)
+            throw KeyFileError(
+                "\(path) is readable by other users (mode 0\(mode)): anyone who reads it can mint tokens. "
+                    + "Run `chmod 600 \(path)`, or start with --allow-shared-key (env LEADWIRE_ALLOW_SHARED_KEY=1) if this is intended")
+        }
         var buf = [UInt8](repeating: 0, count: 256)
         let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { throw KeyFileError("\(path) is empty") }

@@ -242,7 +242,7 @@ struct IntakeAPI: Intake_Service {
     // MARK: Reading
 
     func getLead(_ request: Intake_GetLeadRequest, context: ServerContext) async throws -> Intake_LeadDetails {
-        guard let d = try await guarded({ try await store.lead(request.id) }) else { throw IntakeError.notFound("no lead \(request.id)") }
+        guard let d = try await guarded({ try await store.lead(request.id) }) else { throw IntakeStore.noLead(request.id) }
         return d
     }
 

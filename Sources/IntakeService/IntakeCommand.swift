@@ -27,7 +27,7 @@ struct IntakeCommand: AsyncParsableCommand {
     var routingBudgetMs: Int = 300
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
         let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) })
         let token = host.serviceToken()

@@ -6,11 +6,12 @@ struct PersonCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "person", abstract: "People who handle leads.", subcommands: [Add.self, List.self, Away.self])
 
     struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a person who handles leads.")
         @OptionGroup var c: Connection
-        @Option var name: String
-        @Option var login: String
-        @Option var email: String = ""
-        @Option var phone: String = ""
+        @Option(help: "Full name, e.g. \"Анна Орлова\".") var name: String
+        @Option(help: "A unique login; @login mentions them.") var login: String
+        @Option(help: "Work e-mail (for notifications and @mentions).") var email: String = ""
+        @Option(help: "Work phone.") var phone: String = ""
         @Option(name: .customLong("role"), help: "Repeatable.") var roles: [String] = []
         @Option(help: "Most open leads at once; 0 = no cap.") var capacity: Int32 = 0
 
@@ -31,9 +32,10 @@ struct PersonCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List people, with their open leads.")
         @OptionGroup var c: Connection
-        @Option var role: String = ""
-        @Flag var csv = false
+        @Option(help: "Only members of this role.") var role: String = ""
+        @Flag(help: "Print CSV instead of a table.") var csv = false
 
         func run() async throws {
             var req = Routing_ListPeopleRequest()
@@ -50,10 +52,10 @@ struct PersonCommand: AsyncParsableCommand {
     struct Away: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Record an absence (from/until as YYYY-MM-DD, UTC), optionally with a substitute.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var from: String
-        @Option var until: String
-        @Option var substitute: String = ""
+        @Argument(help: "The person id (person-1).") var id: String
+        @Option(help: "First day away, YYYY-MM-DD.") var from: String
+        @Option(help: "Last day away, YYYY-MM-DD.") var until: String
+        @Option(help: "A person id who takes their leads meanwhile.") var substitute: String = ""
 
         func run() async throws {
             guard let f = CalendarDate.dayNumber(from), let u = CalendarDate.dayNumber(until) else { throw ValidationError("dates are YYYY-MM-DD") }
@@ -80,7 +82,7 @@ struct RoleCommand: AsyncParsableCommand {
     struct Put: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create or replace a role.")
         @OptionGroup var c: Connection
-        @Option var name: String
+        @Option(help: "The role's name, e.g. \"Sales manager\".") var name: String
         @Option(help: "Person id who receives escalations.") var head: String = ""
         @Option(help: "round-robin or least-loaded.") var strategy: String = "round-robin"
         @Option(name: .customLong("permission"), help: "Repeatable, e.g. leads.write.") var permissions: [String] = []
@@ -104,13 +106,15 @@ struct RoleCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List roles with their members.")
         @OptionGroup var c: Connection
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             let client = try c.routingClient()
             let r = try await call { try await client.listRoles(Routing_ListRolesRequest(), options: c.options) }
+            let people = await PeopleNames.load(c)
             printTable(["name", "head", "strategy", "members", "permissions"], r.roles.map {
-                [$0.name, $0.headId, $0.strategy == .leastLoaded ? "least-loaded" : "round-robin", $0.memberIds.joined(separator: " "), $0.permissions.joined(separator: " ")]
+                [$0.name, people.label($0.headId), $0.strategy == .leastLoaded ? "least-loaded" : "round-robin", $0.memberIds.joined(separator: " "), $0.permissions.joined(separator: " ")]
             }, csv: csv)
         }
     }
@@ -157,6 +161,7 @@ struct RulesCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the rules in the order they are tried.")
         @OptionGroup var c: Connection
         func run() async throws {
             let client = try c.routingClient()
@@ -189,10 +194,10 @@ struct RulesCommand: AsyncParsableCommand {
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a rule (at the end, or at --position).")
         @OptionGroup var c: Connection
-        @Option var name: String
-        @Option(name: .customLong("when"), help: "A condition (repeatable; all must hold).") var conditions: [String] = []
-        @Option var role: String = ""
-        @Option var person: String = ""
+        @Option(help: "The rule's name.") var name: String
+        @Option(name: .customLong("when"), help: "A condition (repeatable; all must hold): FIELD=VALUE, \"FIELD in A,B\", FIELD~PREFIX or FIELD:MIN..MAX.") var conditions: [String] = []
+        @Option(help: "Send matching leads to this role.") var role: String = ""
+        @Option(help: "Send matching leads to this person id.") var person: String = ""
         @Option(help: "1-based position.") var position: Int?
 
         func run() async throws {
@@ -210,8 +215,9 @@ struct RulesCommand: AsyncParsableCommand {
     }
 
     struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a rule by name.")
         @OptionGroup var c: Connection
-        @Argument var name: String
+        @Argument(help: "The rule's name.") var name: String
         func run() async throws {
             let rs = try await RulesCommand.edit(c) { rs in
                 guard let i = rs.rules.firstIndex(where: { $0.name == name }) else { throw ValidationError("no rule named \"\(name)\"") }
@@ -224,7 +230,7 @@ struct RulesCommand: AsyncParsableCommand {
     struct Default: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The role used when no rule matches and the source names none.")
         @OptionGroup var c: Connection
-        @Option var role: String
+        @Option(help: "The role's name.") var role: String
         func run() async throws {
             let rs = try await RulesCommand.edit(c) { $0.defaultRole = role }
             print("rules version \(rs.version): default role \(rs.defaultRole)")
@@ -234,7 +240,7 @@ struct RulesCommand: AsyncParsableCommand {
     struct Route: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the routing decision stored for a lead, and why.")
         @OptionGroup var c: Connection
-        @Argument var leadID: String
+        @Argument(help: "The lead id (lead-17).") var leadID: String
         func run() async throws {
             var req = Routing_GetAssignmentRequest()
             req.leadId = leadID

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Auth
+#if canImport(Glibc)
+import Glibc
+#endif
 import LeadwireAPI
 import Wire
 
@@ -10,8 +13,111 @@ struct Leadctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "leadctl",
         abstract: "Configure and use Leadwire: sources, leads, people, roles, rules, plans, contractors, reports, tokens.",
+        discussion: """
+            Every command except `token issue` calls the running services. Calls carry a bearer token: \
+            pass --token or set LEADWIRE_TOKEN (scripts/up prints an `export LEADWIRE_TOKEN=…` line; \
+            `leadctl token issue --role admin` makes one). Addresses: --intake, --routing, --report \
+            (env LEADWIRE_INTAKE_ADDR, LEADWIRE_ROUTING_ADDR, LEADWIRE_REPORT_ADDR). \
+            A lead is named by its id (lead-17) or its registration number (L-2026-000017).
+            """,
         subcommands: [TokenCommand.self, HealthCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
                       PlanCommand.self, ContractorCommand.self, ReportCommand.self])
+
+    /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a
+    /// suggestion, and a value refused once parsing is done (`ValidationError` from `run`) is shown
+    /// with the usage of the command at hand rather than the top-level one.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot(arguments)
+        } catch {
+            if let unknown = CommandTree.unknownSubcommand(in: arguments, root: Leadctl.self) {
+                CommandTree.refuse(unknown)
+            }
+            exit(withError: error)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch let refusal as ValidationError {
+            let type = Swift.type(of: command)
+            printErr("Error: \(refusal.message)\nUsage: \(Leadctl.usageString(for: type))\n  See 'leadctl \(CommandTree.path(to: type, from: Leadctl.self)) --help' for more information.")
+            Glibc.exit(ExitCode.validationFailure.rawValue)
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Walks leadctl's command tree for what ArgumentParser does not offer: where a command sits, and
+/// which subcommand a mistyped word was meant to be.
+enum CommandTree {
+    struct Unknown {
+        var word: String
+        var parentPath: String
+        var candidates: [String]
+        var suggestion: String?
+    }
+
+    static func path(to target: any ParsableCommand.Type, from root: any ParsableCommand.Type) -> String {
+        func search(_ node: any ParsableCommand.Type, _ trail: [String]) -> [String]? {
+            if node == target { return trail }
+            for child in node.configuration.subcommands {
+                if let found = search(child, trail + [child._commandName]) { return found }
+            }
+            return nil
+        }
+        return (search(root, []) ?? []).joined(separator: " ")
+    }
+
+    /// The first word that stands where a subcommand should and names none.
+    static func unknownSubcommand(in arguments: [String], root: any ParsableCommand.Type) -> Unknown? {
+        var node = root
+        var trail: [String] = []
+        for word in arguments {
+            let children = node.configuration.subcommands
+            if children.isEmpty || word.hasPrefix("-") { return nil }
+            if let child = children.first(where: { $0._commandName == word }) {
+                node = child
+                trail.append(word)
+                continue
+            }
+            if word == "help" { return nil }
+            let names = children.map { $0._commandName }
+            let ranked = names.map { ($0, distance(word.lowercased(), $0)) }.filter { $0.1 <= max(2, word.count / 3) }.min { $0.1 < $1.1 }
+            return Unknown(word: word, parentPath: (["leadctl"] + trail).joined(separator: " "), candidates: names, suggestion: ranked?.0)
+        }
+        return nil
+    }
+
+    static func refuse(_ unknown: Unknown) -> Never {
+        var text = "Error: unknown command '\(unknown.word)'."
+        if let suggestion = unknown.suggestion { text += " Did you mean '\(suggestion)'?" }
+        text += "\nCommands of '\(unknown.parentPath)': \(unknown.candidates.joined(separator: ", "))."
+        text += "\n  See '\(unknown.parentPath) --help' for more information."
+        printErr(text)
+        Glibc.exit(ExitCode.validationFailure.rawValue)
+    }
+
+    /// Levenshtein distance over characters.
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+        var previous = Array(0...b.count)
+        for i in 1...a.count {
+            var current = [i] + Array(repeating: 0, count: b.count)
+            for j in 1...b.count {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[b.count]
+    }
 }
 
 // MARK: token
@@ -39,6 +145,10 @@ struct TokenCommand: AsyncParsableCommand {
 
         func validate() throws {
             if roles.isEmpty { throw ValidationError("give at least one --role") }
+            // The subject is written into every log line of every call the token makes.
+            if subject.isEmpty || subject.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }) {
+                throw ValidationError("--subject must be non-empty and printable (no newlines, tabs or other control characters)")
+            }
             for r in roles where Roles.grants[r] == nil {
                 throw ValidationError("unknown role \"\(r)\"; known: \(Roles.grants.keys.sorted().joined(separator: ", "))")
             }
@@ -80,17 +190,17 @@ struct SourceCommand: AsyncParsableCommand {
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a source.")
         @OptionGroup var c: Connection
-        @Option var name: String
+        @Option(help: "The source's name, e.g. \"Site form\".") var name: String
         @Option(help: "web_form, email, phone, in_person, social, messenger, mobile_app, import.")
         var channel: String = "web_form"
-        @Option(name: .customLong("default-role")) var defaultRole: String = ""
-        @Option(name: .customLong("default-owner")) var defaultOwner: String = ""
+        @Option(name: .customLong("default-role"), help: "The role whose members receive its leads, e.g. \"Sales manager\".") var defaultRole: String = ""
+        @Option(name: .customLong("default-owner"), help: "A person id (person-1) who receives its leads; the role is the fallback.") var defaultOwner: String = ""
         @Option(name: .customLong("field"), help: "NAME:TYPE[:a,b,c], TYPE one of string, integer, decimal, boolean, date, enum (repeatable).")
         var fields: [String] = []
         @Option(name: .customLong("required"), help: "A required field (repeatable).") var required: [String] = []
         @Option(name: .customLong("category"), help: "An accepted category (repeatable; none = any).") var categories: [String] = []
         @Option(name: .customLong("default"), help: "NAME=VALUE filled in before validation (repeatable).") var defaults: [String] = []
-        @Option var mailbox: String = ""
+        @Option(help: "For an e-mail source: the address whose letters become leads.") var mailbox: String = ""
 
         func run() async throws {
             var s = Intake_Source()
@@ -131,15 +241,16 @@ struct SourceCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List sources.")
         @OptionGroup var c: Connection
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
 
         func run() async throws {
             let client = try c.intakeClient()
             var req = Intake_ListSourcesRequest()
             req.includeDisabled = true
             let r = try await call { try await client.listSources(req, options: c.options) }
+            let people = await PeopleNames.load(c)
             printTable(["id", "name", "channel", "default", "enabled"], r.sources.map {
-                [$0.id, $0.name, short($0.channel.description, "CHANNEL_"), $0.defaultOwnerId.isEmpty ? $0.defaultRole : $0.defaultOwnerId, $0.enabled ? "yes" : "no"]
+                [$0.id, $0.name, short($0.channel.description, "CHANNEL_"), $0.defaultOwnerId.isEmpty ? $0.defaultRole : people.label($0.defaultOwnerId), $0.enabled ? "yes" : "no"]
             }, csv: csv)
         }
     }
@@ -155,14 +266,14 @@ struct LeadCommand: AsyncParsableCommand {
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a lead (manual entry needs the leads.write permission).")
         @OptionGroup var c: Connection
-        @Option var source: String
-        @Option var name: String = ""
-        @Option var email: String = ""
-        @Option var phone: String = ""
-        @Option var company: String = ""
-        @Option var subject: String = ""
-        @Option var description: String = ""
-        @Option var category: String = ""
+        @Option(help: "The source id it arrived through (src-1; leadctl source list).") var source: String
+        @Option(help: "The applicant's name.") var name: String = ""
+        @Option(help: "The applicant's e-mail (matches an existing client).") var email: String = ""
+        @Option(help: "The applicant's phone.") var phone: String = ""
+        @Option(help: "The applicant's organisation.") var company: String = ""
+        @Option(help: "What the request is about, in a line.") var subject: String = ""
+        @Option(help: "The request in full.") var description: String = ""
+        @Option(help: "The kind of problem (must be one the source accepts, if it lists any).") var category: String = ""
         @Option(name: .customLong("field"), help: "NAME=VALUE (repeatable).") var fields: [String] = []
         @Option(name: .customLong("key"), help: "Idempotency key: resubmitting with it returns the same lead.") var key: String = ""
 
@@ -190,7 +301,10 @@ struct LeadCommand: AsyncParsableCommand {
             let r = try await call { try await client.submitLead(req, options: c.options) }
             let l = r.lead ?? Intake_Lead()
             print("\(l.registrationNumber)  \(l.id)\(r.duplicate ? "  (already registered with this key)" : "")")
-            if l.routing == .assigned { print("assigned to \(l.ownerId): \(l.routingExplanation)") }
+            if l.routing == .assigned {
+                let owner = await PeopleNames.load(c).label(l.ownerId)
+                print("assigned to \(owner): \(l.routingExplanation)")
+            }
             if l.routing == .pending { print("routing pending: it will be assigned when the routing service answers") }
             if l.routing == .queued { print("queued in \(l.routedRole): \(l.routingExplanation)") }
         }
@@ -200,10 +314,10 @@ struct LeadCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List leads, newest first.")
         @OptionGroup var c: Connection
         @Option(help: "new, accepted, deferred, rejected, processed.") var status: String = ""
-        @Option var source: String = ""
-        @Option var owner: String = ""
-        @Option var limit: Int32 = 50
-        @Flag var csv = false
+        @Option(help: "Only leads from this source id.") var source: String = ""
+        @Option(help: "Only leads owned by this person id.") var owner: String = ""
+        @Option(help: "How many leads at most.") var limit: Int32 = 50
+        @Flag(help: "Print CSV instead of a table.") var csv = false
 
         func run() async throws {
             var req = Intake_ListLeadsRequest()
@@ -217,8 +331,9 @@ struct LeadCommand: AsyncParsableCommand {
             req.pageSize = limit
             let client = try c.intakeClient()
             let r = try await call { try await client.listLeads(req, options: c.options) }
+            let people = await PeopleNames.load(c)
             printTable(["number", "id", "status", "owner", "received", "subject"], r.leads.map {
-                [$0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), $0.ownerId, when($0.receivedAtMs), $0.subject]
+                [$0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), people.label($0.ownerId), when($0.receivedAtMs), $0.subject]
             }, csv: csv)
         }
     }
@@ -226,7 +341,7 @@ struct LeadCommand: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show a lead with its comments and history.")
         @OptionGroup var c: Connection
-        @Argument var id: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
 
         func run() async throws {
             var req = Intake_GetLeadRequest()
@@ -239,7 +354,8 @@ struct LeadCommand: AsyncParsableCommand {
             print("applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(l.applicant?.phone ?? "")  client \(l.clientId)")
             print("subject: \(l.subject)")
             if !l.ownerId.isEmpty || l.routing != .unspecified {
-                print("owner: \(l.ownerId.isEmpty ? "-" : l.ownerId) (\(short(l.routing.description, "ROUTING_STATE_"))) \(l.routingExplanation)")
+                let owner = l.ownerId.isEmpty ? "-" : await PeopleNames.load(c).label(l.ownerId)
+                print("owner: \(owner) (\(short(l.routing.description, "ROUTING_STATE_"))) \(l.routingExplanation)")
             }
             print("received \(when(l.receivedAtMs)), reply due \(when(l.replyDueAtMs))")
             for f in l.fields { print("  \(f.name): \(f.value)") }
@@ -251,8 +367,9 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Accept: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Accept a lead for execution (refused while its client has a debt).")
         @OptionGroup var c: Connection
-        @Argument var id: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
         func run() async throws {
             var req = Intake_AcceptLeadRequest()
             req.id = id
@@ -263,9 +380,10 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Defer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reject a lead temporarily, with a date to revisit it.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var reason: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(help: "Why it waits.") var reason: String
         @Option(help: "Revisit date YYYY-MM-DD.") var until: String
         func run() async throws {
             var req = Intake_DeferLeadRequest()
@@ -279,9 +397,10 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Reject: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Reject a lead, with the reason the applicant is given.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var reason: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(help: "Why it is rejected.") var reason: String
         func run() async throws {
             var req = Intake_RejectLeadRequest()
             req.id = id
@@ -295,9 +414,9 @@ struct LeadCommand: AsyncParsableCommand {
     struct Complete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Mark an accepted lead processed.")
         @OptionGroup var c: Connection
-        @Argument var id: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
         @Option(help: "business-process or customer-interest.") var outcome: String
-        @Option var reference: String
+        @Option(help: "The deal, interest or process it became (an id in that system).") var reference: String
         func run() async throws {
             var req = Intake_CompleteLeadRequest()
             req.id = id
@@ -314,9 +433,10 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Comment: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Comment on a lead; @login or @e-mail brings a colleague in.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var text: String
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(help: "The comment; @mentions notify those people.") var text: String
         @Flag(help: "Visible to the applicant.") var `public` = false
         func run() async throws {
             var req = Intake_AddCommentRequest()
@@ -330,9 +450,10 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Rate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Record the applicant's rating of how the lead was handled.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var rating: Int32
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(help: "1 to 5.") var rating: Int32
         func run() async throws {
             var req = Intake_RateLeadRequest()
             req.id = id

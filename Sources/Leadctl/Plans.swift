@@ -39,11 +39,12 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a draft plan from accepted leads.")
         @OptionGroup var c: Connection
-        @Option var title: String
-        @Option var department: String = ""
-        @Option(name: .customLong("period-start")) var periodStart: String = ""
-        @Option(name: .customLong("period-end")) var periodEnd: String = ""
+        @Option(help: "The plan's title.") var title: String
+        @Option(help: "The department it belongs to.") var department: String = ""
+        @Option(name: .customLong("period-start"), help: "First day, YYYY-MM-DD (default: this quarter).") var periodStart: String = ""
+        @Option(name: .customLong("period-end"), help: "Last day, YYYY-MM-DD (default: this quarter).") var periodEnd: String = ""
         @Option(name: .customLong("line"), help: "NUMBER;ADDRESS;WORK;VOLUME;UNIT;DEADLINE;CONTRACTOR[;CLIENT] (repeatable).") var lines: [String] = []
 
         func run() async throws {
@@ -60,8 +61,9 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List plans.")
         @OptionGroup var c: Connection
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             let client = try c.reportClient()
             let r = try await call { try await client.listPlans(Report_ListPlansRequest(), options: c.options) }
@@ -72,9 +74,10 @@ struct PlanCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a plan with its lines, signatures and history.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var version: Int32 = 0
+        @Argument(help: "The plan id.") var id: String
+        @Option(help: "An earlier version (0 = the current one).") var version: Int32 = 0
         func run() async throws {
             var req = Report_GetPlanRequest()
             req.planId = id
@@ -89,8 +92,8 @@ struct PlanCommand: AsyncParsableCommand {
             commandName: "step", abstract: "Move a plan: submit, approve-head, approve-management, return (with --comment), hand-over.")
         @OptionGroup var c: Connection
         @Argument(help: "submit, approve-head, approve-management, return, hand-over.") var action: String
-        @Argument var id: String
-        @Option var comment: String = ""
+        @Argument(help: "The plan id.") var id: String
+        @Option(help: "Why (required to return a plan for correction).") var comment: String = ""
 
         func run() async throws {
             var req = Report_PlanActionRequest()
@@ -113,8 +116,8 @@ struct PlanCommand: AsyncParsableCommand {
     struct Diff: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "What changed from the previous version.")
         @OptionGroup var c: Connection
-        @Argument var id: String
-        @Option var version: Int32 = 0
+        @Argument(help: "The plan id.") var id: String
+        @Option(help: "The version to compare with its predecessor (0 = the current one).") var version: Int32 = 0
         func run() async throws {
             var req = Report_ComparePlanRequest()
             req.planId = id
@@ -137,6 +140,7 @@ struct ContractorCommand: AsyncParsableCommand {
         subcommands: [Plans.self, Ack.self, Progress.self, Act.self])
 
     struct Plans: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The plans handed over to a contractor, with their lines.")
         @OptionGroup var c: Connection
         @Option(help: "Needed with a staff token; a contractor token implies its own.") var contractor: String = ""
         func run() async throws {
@@ -155,9 +159,9 @@ struct ContractorCommand: AsyncParsableCommand {
     struct Ack: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Sign for receiving a plan.")
         @OptionGroup var c: Connection
-        @Argument var plan: String
-        @Option var signer: String
-        @Option var contractor: String = ""
+        @Argument(help: "The plan id.") var plan: String
+        @Option(help: "Who signs, by name.") var signer: String
+        @Option(help: "Needed with a staff token; a contractor token implies its own.") var contractor: String = ""
         func run() async throws {
             var req = Report_AcknowledgeRequest()
             req.planId = plan
@@ -170,12 +174,13 @@ struct ContractorCommand: AsyncParsableCommand {
     }
 
     struct Progress: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Report intermediate progress on a plan line.")
         @OptionGroup var c: Connection
-        @Argument var plan: String
-        @Argument var line: String
-        @Option var percent: Int32
-        @Option var note: String = ""
-        @Option var contractor: String = ""
+        @Argument(help: "The plan id.") var plan: String
+        @Argument(help: "The line id.") var line: String
+        @Option(help: "Share done, 0 to 100.") var percent: Int32
+        @Option(help: "What was done or what holds it up.") var note: String = ""
+        @Option(help: "Needed with a staff token; a contractor token implies its own.") var contractor: String = ""
         func run() async throws {
             var req = Report_ReportProgressRequest()
             req.planId = plan
@@ -192,14 +197,14 @@ struct ContractorCommand: AsyncParsableCommand {
     struct Act: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Submit the completion act for a line.")
         @OptionGroup var c: Connection
-        @Argument var plan: String
-        @Argument var line: String
-        @Option var work: String
-        @Option var volume: String
-        @Option var started: String
-        @Option var finished: String
-        @Option var signer: String
-        @Option var contractor: String = ""
+        @Argument(help: "The plan id.") var plan: String
+        @Argument(help: "The line id.") var line: String
+        @Option(help: "The work actually done.") var work: String
+        @Option(help: "The volume done, a decimal in the line's unit.") var volume: String
+        @Option(help: "First day of work, YYYY-MM-DD.") var started: String
+        @Option(help: "Last day of work, YYYY-MM-DD.") var finished: String
+        @Option(help: "Who signs the act, by name.") var signer: String
+        @Option(help: "Needed with a staff token; a contractor token implies its own.") var contractor: String = ""
         func run() async throws {
             var a = Report_CompletionAct()
             a.planId = plan
@@ -245,7 +250,7 @@ struct ReportCommand: AsyncParsableCommand {
         @OptionGroup var range: Range
         @Option(help: "source, channel, owner, category or field:NAME (e.g. field:Region).") var by: String = ""
         @Option(help: "day, week, month, quarter or all.") var period: String = "all"
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
 
         func run() async throws {
             var req = Report_LeadReportRequest()
@@ -272,17 +277,19 @@ struct ReportCommand: AsyncParsableCommand {
             }
             let client = try c.reportClient()
             let r = try await call { try await client.leadSummary(req, options: c.options) }
+            let people = by == "owner" ? await PeopleNames.load(c) : PeopleNames()
             print("consistent as of \(when(r.consistentAsOfMs))")
             printTable([by.isEmpty ? "total" : by, "period", "received", "new", "accepted", "deferred", "rejected", "processed"], r.rows.map {
-                [by.isEmpty ? "all" : ($0.key.isEmpty ? "(none)" : $0.key), $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"]
+                [by.isEmpty ? "all" : ($0.key.isEmpty ? "(none)" : people.label($0.key)), $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"]
             })
         }
     }
 
     struct Funnel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Received → accepted → processed, with reaction times.")
         @OptionGroup var c: Connection
         @OptionGroup var range: Range
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             var req = Report_FunnelRequest()
             req.fromDate = range.from
@@ -301,9 +308,10 @@ struct ReportCommand: AsyncParsableCommand {
     }
 
     struct Kpi: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Per employee: leads handled, on time, ratings.")
         @OptionGroup var c: Connection
         @OptionGroup var range: Range
-        @Flag var csv = false
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             var req = Report_KpiRequest()
             req.fromDate = range.from
@@ -315,9 +323,10 @@ struct ReportCommand: AsyncParsableCommand {
             }
             let client = try c.reportClient()
             let r = try await call { try await client.employeeKpis(req, options: c.options) }
+            let people = await PeopleNames.load(c)
             print("consistent as of \(when(r.consistentAsOfMs))")
             printTable(["person", "handled", "on time", "ratings", "average rating"], r.employees.map {
-                [$0.personId, "\($0.handled)", "\($0.onTime)", "\($0.ratings)", $0.ratings == 0 ? "-" : String(Double(Int($0.averageRating * 100)) / 100)]
+                [people.label($0.personId), "\($0.handled)", "\($0.onTime)", "\($0.ratings)", $0.ratings == 0 ? "-" : String(Double(Int($0.averageRating * 100)) / 100)]
             })
         }
     }
@@ -325,9 +334,9 @@ struct ReportCommand: AsyncParsableCommand {
     struct PlanFigures: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "plans", abstract: "Plan vs fact per plan and contractor.")
         @OptionGroup var c: Connection
-        @Option var plan: String = ""
-        @Option var contractor: String = ""
-        @Flag var csv = false
+        @Option(help: "Only this plan id.") var plan: String = ""
+        @Option(help: "Only this contractor id.") var contractor: String = ""
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             var req = Report_PlanReportRequest()
             req.planId = plan
@@ -349,9 +358,9 @@ struct ReportCommand: AsyncParsableCommand {
     struct Control: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Lines overdue or without recent progress.")
         @OptionGroup var c: Connection
-        @Option var contractor: String = ""
-        @Option(name: .customLong("stale-days")) var staleDays: Int32 = 7
-        @Flag var csv = false
+        @Option(help: "Only this contractor id.") var contractor: String = ""
+        @Option(name: .customLong("stale-days"), help: "Days without progress that make a line stale.") var staleDays: Int32 = 7
+        @Flag(help: "Print CSV instead of a table.") var csv = false
         func run() async throws {
             var req = Report_ExecutionControlRequest()
             req.contractorId = contractor

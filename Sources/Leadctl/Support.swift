@@ -42,7 +42,7 @@ func call<T>(_ body: () async throws -> T) async throws -> T {
     do {
         return try await body()
     } catch let e as RPCError {
-        var lines = ["error: \(e.code) — \(e.message)"]
+        var lines = ["Error: \(e.code) — \(e.message)"]
         if let d = e.details, let status = try? ProtoCodec.decode(Google_Rpc_Status.self, from: d) {
             for any in status.details {
                 if any.typeUrl.hasSuffix("google.rpc.BadRequest"), let br = try? ProtoCodec.decode(Google_Rpc_BadRequest.self, from: any.value) {
@@ -104,4 +104,26 @@ func short(_ enumName: String, _ prefix: String) -> String {
 func keyValue(_ s: String, flag: String) throws -> (String, String) {
     guard let eq = s.firstIndex(of: "=") else { throw ValidationError("\(flag) takes NAME=VALUE, got \"\(s)\"") }
     return (String(s[..<eq]), String(s[s.index(after: eq)...]))
+}
+
+/// Person ids as people read them: `Анна Орлова (person-1)`. Routing is asked once per command;
+/// where it cannot be asked (down, or the token may not read people) the ids stay bare.
+struct PeopleNames {
+    private var names: [String: String] = [:]
+
+    static func load(_ connection: Connection) async -> PeopleNames {
+        var request = Routing_ListPeopleRequest()
+        request.includeInactive = true
+        guard let client = try? connection.routingClient(),
+              let response = try? await client.listPeople(request, options: connection.options)
+        else { return PeopleNames() }
+        var known = PeopleNames()
+        for person in response.people { known.names[person.id] = person.name }
+        return known
+    }
+
+    func label(_ id: String) -> String {
+        guard !id.isEmpty, let name = names[id], !name.isEmpty else { return id }
+        return "\(name) (\(id))"
+    }
 }

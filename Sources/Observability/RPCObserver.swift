@@ -6,8 +6,19 @@ import Wire
 
 /// One log line and the metrics for every RPC: method, status, duration and principal. Health
 /// checks are counted but logged at debug level (orchestrators call them every few seconds).
+///
+/// Metrics are labelled by the method served, or `unknown` for a path no service has: a scanner
+/// sending random paths must not grow the set of series (and the memory behind them) without bound.
+/// The log line keeps the path as requested (the log handler escapes and caps it).
 public final class RPCObserver: CallObserver {
     private let logger: Logger
+    private let methods: Set<String>
+    /// Served by every Wire server besides the services it is given.
+    static let standardMethods: Set<String> = [
+        "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ]
     private struct Key: Hashable {
         var method: String
         var code: StatusCode
@@ -15,15 +26,16 @@ public final class RPCObserver: CallObserver {
     private let counters = NIOLockedValueBox<[Key: CoreMetrics.Counter]>([:])
     private let timers = NIOLockedValueBox<[String: CoreMetrics.Timer]>([:])
 
-    public init(logger: Logger) {
+    public init(logger: Logger, methods: Set<String>) {
         self.logger = logger
+        self.methods = methods.union(Self.standardMethods)
     }
 
     public func callFinished(_ call: FinishedCall) {
-        let method = call.method.isEmpty ? "(none)" : call.method
+        let method = methods.contains(call.method) ? call.method : "unknown"
         let level: Logger.Level = method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
         logger.log(level: level, "rpc", metadata: [
-            "method": "\(method)", "status": "\(call.code)", "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
+            "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)", "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
             "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
         ].merging(call.code == .ok ? [:] : ["message": "\(call.message)"]) { a, _ in a })
         let key = Key(method: method, code: call.code)

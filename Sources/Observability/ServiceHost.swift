@@ -14,15 +14,11 @@ public struct ServiceHost: Sendable {
     let registry: PrometheusCollectorRegistry
 
     /// Sets up logging and metrics (once per process), the data directory and the signing key.
-    public static func prepare(name: String, logLevel: String, dataDir: String) throws -> ServiceHost {
+    public static func prepare(name: String, logLevel: String, dataDir: String, allowSharedKey: Bool = false) throws -> ServiceHost {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
-        }
+        LoggingSystem.bootstrap { label in LogfmtHandler(label: label, level: level) }
         try makeDirectory(dataDir)
-        let key = try SigningKey.loadOrCreate(path: SigningKey.path(dataDir: dataDir))
+        let key = try SigningKey.loadOrCreate(path: SigningKey.path(dataDir: dataDir), allowReadableByOthers: allowSharedKey)
         return ServiceHost(name: name, logger: Logger(label: name), key: key, dataDir: dataDir, registry: MetricsEndpoint.bootstrap())
     }
 
@@ -37,7 +33,7 @@ public struct ServiceHost: Sendable {
     ) async throws {
         let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)
         var config = WireServer.Configuration(host: host, port: port)
-        config.observer = RPCObserver(logger: logger)
+        config.observer = RPCObserver(logger: logger, methods: Set(services.flatMap { $0.methods.map(\.path) }))
         if auth {
             config.interceptor = AuthInterceptor(key: key, policy: policy)
         } else {

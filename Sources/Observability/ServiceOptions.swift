@@ -18,6 +18,11 @@ public struct ServiceOptions: ParsableArguments {
     @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (GET /metrics); -1 turns it off. Default: the service's own, or a free one when --port is 0.")
     public var metricsPort: Int?
 
+    @Flag(name: .customLong("allow-shared-key"), help: "Start even if the signing key file is readable by other users (env LEADWIRE_ALLOW_SHARED_KEY=1).")
+    public var allowSharedKeyFlag = false
+
+    public var allowSharedKey: Bool { allowSharedKeyFlag || ProcessInfoEnv.value("LEADWIRE_ALLOW_SHARED_KEY") == "1" }
+
     public init() {}
 
     public var authOn: Bool { auth != "off" && auth != "false" && auth != "0" }

@@ -387,7 +387,7 @@ struct ReportAPI: Report_Service {
             let r = try await leadSummary(q, context: context)
             asOf = r.consistentAsOfMs
             header = ["key", "period", "received", "new", "accepted", "deferred", "rejected", "processed"]
-            rows = r.rows.map { [$0.key, $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"] }
+            rows = r.rows.map { [$0.key, $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"] }
         case .funnel(let q):
             let r = try await leadFunnel(q, context: context)
             asOf = r.consistentAsOfMs

@@ -20,7 +20,7 @@ struct ReportCommand: AsyncParsableCommand {
     var intake: String = ProcessInfoEnv.value("LEADWIRE_INTAKE_ADDR") ?? ""
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let host = try ServiceHost.prepare(name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
         let store = try ReportStore(path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) })
         let checker: any LeadChecker

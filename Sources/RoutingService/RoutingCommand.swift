@@ -22,7 +22,7 @@ struct RoutingCommand: AsyncParsableCommand {
     var escalateEvery: Int = Int(ProcessInfoEnv.value("LEADWIRE_ESCALATE_EVERY") ?? "") ?? 60
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir)
+        let host = try ServiceHost.prepare(name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "routing")], aggregate: true)
         let store = try await RoutingStore(path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) })
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)

@@ -313,12 +313,25 @@ final class IntakeStore: Sendable {
         try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('event', ?, ?, ?)", leadRow, ProtoCodec.encode(e), now)
     }
 
+    /// A lead named the way people and programs name it: its id (`lead-17`) or the registration
+    /// number the applicant was told (`L-2026-000017`, any case, surrounding spaces ignored).
+    private static func leadRecord(_ db: Connection, _ reference: String) throws -> (row: Int64, lead: Intake_Lead)? {
+        let decode: (Row) throws -> (Int64, Intake_Lead) = { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) }
+        if let n = Self.number(reference, prefix: "lead") {
+            return try db.first("SELECT id, body FROM leads WHERE id = ?", n, map: decode)
+        }
+        let number = reference.trimmingSpaces.uppercased()
+        guard number.hasPrefix("L-") else { return nil }
+        return try db.first("SELECT id, body FROM leads WHERE registration_number = ?", number, map: decode)
+    }
+
+    static func noLead(_ reference: String) -> IntakeError {
+        .notFound("no lead with id or registration number \"\(Clip.value(reference))\"")
+    }
+
     func lead(_ id: String) async throws -> Intake_LeadDetails? {
-        guard let n = Self.number(id, prefix: "lead") else { return nil }
-        return try await db.read { db in
-            guard let lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
-                return nil
-            }
+        try await db.read { db in
+            guard let (n, lead) = try Self.leadRecord(db, id) else { return nil }
             var d = Intake_LeadDetails()
             d.lead = lead
             d.comments = try db.query("SELECT body FROM comments WHERE lead_id = ? ORDER BY id", n) { try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0)) }
@@ -369,11 +382,9 @@ final class IntakeStore: Sendable {
 
     /// Applies a lifecycle action in one transaction (state check, debt check, history, event).
     func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, now: Int64) async throws -> Intake_Lead {
-        guard let n = Self.number(id, prefix: "lead") else { throw IntakeError.notFound("no lead \(id)") }
-        return try await db.write { db in
-            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
-                throw IntakeError.notFound("no lead \(id)")
-            }
+        try await db.write { db in
+            guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
+            var lead = stored
             let from = lead.status
             let to = try LeadLifecycle.next(from: from, action, lead: lead.registrationNumber).get()
             var note = ""
@@ -428,11 +439,9 @@ final class IntakeStore: Sendable {
 
     /// The applicant's rating, once the lead has a decision.
     func rate(_ id: String, rating: Int32, actor: String, now: Int64) async throws -> Intake_Lead {
-        guard let n = Self.number(id, prefix: "lead") else { throw IntakeError.notFound("no lead \(id)") }
-        return try await db.write { db in
-            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
-                throw IntakeError.notFound("no lead \(id)")
-            }
+        try await db.write { db in
+            guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
+            var lead = stored
             guard lead.status != .new else {
                 throw IntakeError.illegalTransition(lead: lead.registrationNumber, current: .new, action: "rating", allowedFrom: [.accepted, .deferred, .rejected, .processed])
             }
@@ -536,12 +545,10 @@ final class IntakeStore: Sendable {
     }
 
     func addComment(_ c: Intake_Comment, now: Int64) async throws -> (Intake_Comment, Intake_Lead) {
-        guard let n = Self.number(c.leadId, prefix: "lead") else { throw IntakeError.notFound("no lead \(c.leadId)") }
-        return try await db.write { db in
-            guard let lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
-                throw IntakeError.notFound("no lead \(c.leadId)")
-            }
+        try await db.write { db in
+            guard let (n, lead) = try Self.leadRecord(db, c.leadId) else { throw Self.noLead(c.leadId) }
             var comment = c
+            comment.leadId = lead.id
             comment.createdAtMs = now
             let row = try Self.nextID(db, "comments")
             comment.id = Self.commentID(row)

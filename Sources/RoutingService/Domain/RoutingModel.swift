@@ -6,7 +6,7 @@ import Wire
 enum RoutingError: Error, RPCErrorConvertible, Equatable {
     case invalid(String, [RPCError.FieldViolation])
     case notFound(String)
-    case loginTaken(String)
+    case loginTaken(login: String, holder: String, name: String)
     case staleRules(expected: Int64, actual: Int64)
     case released(lead: String)
     case storage(String)
@@ -17,8 +17,11 @@ enum RoutingError: Error, RPCErrorConvertible, Equatable {
             return .invalidArgument(summary, violations: violations)
         case .notFound(let what):
             return RPCError(.notFound, what)
-        case .loginTaken(let login):
-            return RPCError(.alreadyExists, "the login \"\(login)\" belongs to someone else; pick another")
+        case .loginTaken(let login, let holder, let name):
+            return RPCError(
+                .alreadyExists,
+                "the login \"\(login)\" already exists: \(holder) (\(name)); see it with GetPerson id \(holder) (leadctl person list), "
+                    + "change it with UpdatePerson, or pick another login")
         case .staleRules(let expected, let actual):
             return .failedPrecondition(
                 "the rule set changed since version \(expected) (now \(actual)); read it again and reapply your change",

@@ -139,7 +139,7 @@ final class RoutingStore: Sendable {
             do {
                 try c.run("INSERT INTO people(login, body) VALUES (?, ?)", p.login, [UInt8]())
             } catch let e as StoreError where e.isConstraintViolation {
-                throw RoutingError.loginTaken(p.login)
+                throw Self.loginTaken(p.login, self.snapshot)
             }
             p.id = Self.personID(c.lastInsertRowID)
             try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), c.lastInsertRowID)
@@ -147,8 +147,16 @@ final class RoutingStore: Sendable {
                 s.people[p.id] = p
                 s.directory.people[p.id] = RoutingModel.person(p)
             }
+            // A newcomer to a role takes the leads that waited in its queue for somebody.
+            for role in p.roles { try self.drainQueue(c, role: role, now: now) }
             return p
         }
+    }
+
+    /// The refusal for a login in use, naming who holds it so the caller can tell a re-run from a clash.
+    private static func loginTaken(_ login: String, _ s: State) -> RoutingError {
+        let holder = s.people.values.first { $0.login.lowercased() == login.lowercased() }
+        return .loginTaken(login: login, holder: holder?.id ?? "another person", name: holder?.name ?? "")
     }
 
     func updatePerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
@@ -163,7 +171,7 @@ final class RoutingStore: Sendable {
             do {
                 try c.run("UPDATE people SET login = ?, body = ? WHERE id = ?", p.login, ProtoCodec.encode(p), n)
             } catch let e as StoreError where e.isConstraintViolation {
-                throw RoutingError.loginTaken(p.login)
+                throw Self.loginTaken(p.login, self.snapshot)
             }
             self.state.withLockedValue { s in
                 s.people[p.id] = p
