@@ -336,3 +336,20 @@ def test_replies_for_a_mail_gateway(intake):
     with pytest.raises(grpc.RpcError) as e:
         intake.ConfirmReplies(pb.ConfirmRepliesRequest())
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_lead_is_found_by_its_registration_number(intake):
+    """The number the applicant was told works wherever the id does (in any case, with spaces)."""
+    src = make_source(intake)
+    lead = intake.SubmitLead(lead_request(src)).lead
+    number = lead.registration_number
+    for reference in (number, number.lower(), "  %s " % number):
+        got = intake.GetLead(pb.GetLeadRequest(id=reference))
+        assert got.lead.id == lead.id
+    commented = intake.AddComment(pb.AddCommentRequest(lead_id=number, author="aorlova", text="перезвонить"))
+    assert commented.lead_id == lead.id
+    accepted = intake.AcceptLead(pb.AcceptLeadRequest(id=number))
+    assert accepted.id == lead.id and accepted.status == pb.LEAD_STATUS_ACCEPTED
+    with pytest.raises(grpc.RpcError) as e:
+        intake.GetLead(pb.GetLeadRequest(id="L-1999-000001"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "registration number" in e.value.details()

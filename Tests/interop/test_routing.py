@@ -240,3 +240,22 @@ def test_rotation_survives_restart(tmp_path):
         ch.close()
     finally:
         assert second.stop() == 0
+
+
+def test_queued_lead_goes_to_a_newcomer_in_the_role(routing):
+    """The README's order reversed: a lead queued in an empty role is handed on as soon as someone
+    joins it, without waiting for a release."""
+    team = role(routing)
+    queued = routing.RouteLead(pb.RouteLeadRequest(lead=lead(source_default_role=team.name)))
+    assert queued.person_id == "" and queued.reason == pb.REASON_QUEUED
+    newcomer = person(routing, roles=[team.name])
+    moved = routing.GetAssignment(pb.GetAssignmentRequest(lead_id=queued.lead_id))
+    assert moved.person_id == newcomer.id and [h.kind for h in moved.history] == ["routed", "dequeued"]
+
+
+def test_taken_login_names_who_has_it(routing):
+    anna = person(routing, name="Анна Орлова")
+    with pytest.raises(grpc.RpcError) as e:
+        person(routing, name="Анна Орлова", login=anna.login)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert anna.id in e.value.details() and "Анна Орлова" in e.value.details(), e.value.details()

@@ -1,0 +1,151 @@
+"""What a person meets: leadctl's help and its refusals, the services' log lines (which callers must
+not be able to forge), and the signing key's checks at start."""
+import base64
+import os
+import re
+import stat
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import BIN_DIR, ServerProcess
+from leadwire.routing.v1 import routing_pb2 as gpb
+from leadwire.routing.v1 import routing_pb2_grpc
+from test_whole_set import jwt
+
+LEADCTL = os.path.join(BIN_DIR, "leadctl")
+
+
+def leadctl(*args, env=None):
+    e = dict(os.environ)
+    e.pop("LEADWIRE_TOKEN", None)
+    e.update(env or {})
+    return subprocess.run([LEADCTL, *args], capture_output=True, text=True, timeout=60, env=e)
+
+
+def subcommands(help_text):
+    m = re.search(r"SUBCOMMANDS:\n(.*?)(?:\n\n|\Z)", help_text, re.S)
+    if not m:
+        return []
+    return [(l.split()[0], l) for l in m.group(1).splitlines() if re.match(r"^  \S", l)]
+
+
+def walk(path=()):
+    r = leadctl(*path, "--help")
+    assert r.returncode == 0, r.stderr
+    yield path, r.stdout
+    for name, line in subcommands(r.stdout):
+        if name == "help":
+            continue
+        yield from walk(path + (name,))
+
+
+def test_every_command_and_option_is_described():
+    seen = 0
+    for path, text in walk():
+        seen += 1
+        if path:
+            assert re.search(r"^OVERVIEW: \S", text, re.M), "leadctl %s has no description:\n%s" % (" ".join(path), text)
+        options = re.search(r"(?:ARGUMENTS|OPTIONS):\n(.*)", text, re.S)
+        if not options:
+            continue
+        for line in options.group(1).splitlines():
+            # An option or argument line: "  --name <name>   text"; a line with only the flag and no
+            # text on it or on the next (continuation) line is undescribed.
+            m = re.match(r"^  ((?:-[-\w]+(?:, -[-\w]+)?)(?: <[\w-]+>)?(?: \.\.\.)?|<[\w-]+>(?: \.\.\.)?)(?:\s+(\S.*))?$", line)
+            if m and not m.group(2):
+                nxt = options.group(1).splitlines()
+                i = nxt.index(line)
+                follow = nxt[i + 1] if i + 1 < len(nxt) else ""
+                assert re.match(r"^\s{10,}\S", follow), "leadctl %s: '%s' has no help" % (" ".join(path), line.strip())
+    assert seen > 40, seen
+
+
+def test_top_level_help_names_the_token():
+    out = leadctl("--help").stdout
+    assert "--token" in out and "LEADWIRE_TOKEN" in out, out
+
+
+def test_mistyped_command_gets_a_suggestion():
+    r = leadctl("reprot")
+    assert r.returncode != 0
+    assert "Did you mean 'report'?" in r.stderr, r.stderr
+    r = leadctl("lead", "acept", "lead-1")
+    assert "Did you mean 'accept'?" in r.stderr, r.stderr
+
+
+def test_bad_value_shows_the_usage_of_the_command_at_hand():
+    r = leadctl("lead", "list", "--status", "done")
+    assert r.returncode != 0
+    assert r.stderr.startswith("Error: --status is one of"), r.stderr
+    assert "Usage: leadctl lead list" in r.stderr, r.stderr
+
+
+def test_token_subject_with_control_characters_is_refused(tmp_path):
+    r = leadctl("token", "issue", "--role", "admin", "--subject", "admin\nforged", "--data-dir", str(tmp_path))
+    assert r.returncode != 0 and "printable" in r.stderr, r.stderr
+
+
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (trace|debug|info|notice|warning|error|critical) [\w-]+: \S")
+
+
+def test_log_lines_cannot_be_forged(tmp_path):
+    """Ids and token subjects with newlines and escape sequences stay inside their own log line."""
+    data = str(tmp_path)
+    server = ServerProcess("routing-service", ["--data-dir", data, "--metrics-port=-1", "--escalate-every", "0"])
+    try:
+        with open(os.path.join(data, "signing.key"), "rb") as fh:
+            key = base64.b64decode(fh.read().strip())
+        forged = "\n2026-11-29T10:00:00.000Z info routing-service: rpc method=/x principal=admin status=OK"
+        evil_subject = "eve\r\nprincipal=admin\x1b[2J"
+        token = jwt(key, evil_subject, ["admin"])
+        ch = grpc.insecure_channel(server.address)
+        stub = routing_pb2_grpc.RoutingStub(ch)
+        calls = 0
+        for bad_id in ("x" + forged, "person-1\u2028" + forged, "a" * 5000 + forged, "\x1b]0;title\x07"):
+            with pytest.raises(grpc.RpcError) as e:
+                stub.GetPerson(gpb.GetPersonRequest(id=bad_id), metadata=[("authorization", "Bearer " + token)], timeout=10)
+            assert e.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
+            calls += 1
+        ch.close()
+    finally:
+        assert server.stop() == 0
+    lines = server.log().splitlines()
+    rpc_lines = [l for l in lines if ": rpc " in l]
+    assert len(rpc_lines) == calls, "\n".join(lines)
+    for l in lines:
+        assert LOG_LINE.match(l), "not a well-formed log line: %r" % l
+        assert "\x1b" not in l and "\r" not in l and "\u2028" not in l, repr(l)
+        assert len(l) < 4000, "an unbounded value reached the log (%d characters)" % len(l)
+    assert all('principal="eve\\r\\nprincipal=admin\\u001b[2J"' in l for l in rpc_lines), rpc_lines
+
+
+def start_fails(data, *extra):
+    path = os.path.join(BIN_DIR, "routing-service")
+    r = subprocess.run([path, "--port", "0", "--data-dir", data, "--metrics-port=-1", *extra],
+                       capture_output=True, text=True, timeout=30)
+    return r
+
+
+def test_signing_key_readable_by_others_is_refused(tmp_path):
+    data = str(tmp_path)
+    key = os.path.join(data, "signing.key")
+    with open(key, "w") as fh:
+        fh.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+    os.chmod(key, 0o644)
+    r = start_fails(data)
+    assert r.returncode != 0
+    assert key in r.stderr and "chmod 600" in r.stderr, r.stderr
+    # An explicit flag accepts it.
+    for extra, mode in ((["--allow-shared-key"], 0o644), ([], 0o600)):
+        os.chmod(key, mode)
+        server = ServerProcess("routing-service", ["--data-dir", data, "--metrics-port=-1", *extra])
+        assert leadctl("health", "--address", server.address).returncode == 0
+        assert server.stop() == 0
+
+
+def test_signing_key_that_is_a_directory_is_named_so(tmp_path):
+    os.mkdir(os.path.join(str(tmp_path), "signing.key"))
+    r = start_fails(str(tmp_path))
+    assert r.returncode != 0 and "is a directory" in r.stderr, r.stderr
