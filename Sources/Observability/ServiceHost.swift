@@ -46,6 +46,6 @@ public struct ServiceHost: Sendable {
             printLine("\(name) metrics on http://\(host):\(m)/metrics")
         }
         printLine("\(name) listening on \(host):\(bound)")
-        try await ServiceRunner.run([server, metrics] + background, logger: logger)
+        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer()], logger: logger)
     }
 }
