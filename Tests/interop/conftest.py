@@ -53,11 +53,30 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_stub_dir, ignore_errors=True)
 
 
+_servers = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test shows the last lines of every server's log (they never go to the runner's
+    output otherwise)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        for server in _servers:
+            try:
+                tail = "".join(open(server.log_path, errors="replace").readlines()[-40:])
+            except OSError:
+                continue
+            report.sections.append(("log of %s (pid %d, last 40 lines)" % (server.binary, server.pid), tail))
+
+
 class ServerProcess:
     """A server binary started on port 0; the port is read from its 'listening on' line. Its log
     (stderr) goes to a file, never a pipe: a pipe nobody drains would fill up and block the server."""
 
     def __init__(self, binary, args=(), env=None, port=0):
+        self.binary = binary
         path = os.path.join(BIN_DIR, binary)
         if not os.path.exists(path):
             raise RuntimeError("%s not built: run swift build first" % path)
@@ -84,6 +103,8 @@ class ServerProcess:
             self.proc.wait()
             raise RuntimeError("%s did not start: %s" % (binary, self.log()))
         self.address = "127.0.0.1:%d" % self.port
+        _servers.append(self)
+        del _servers[:-50]
 
     def log(self):
         with open(self.log_path) as fh:
