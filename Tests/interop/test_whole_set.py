@@ -321,11 +321,11 @@ def test_leadctl_against_the_set(whole_set):
     src = run("source", "create", "--name", "Site", "--default-role", "Sales manager", "--field", "Region:enum:North,South",
               "--required", "applicant.email").strip()
     out = run("lead", "submit", "--source", src, "--name", "Ivan", "--email", "ivan@example.com", "--field", "Region=North")
-    assert "L-" in out and "assigned to person-1" in out
+    assert "L-" in out and "assigned to Анна Орлова (person-1)" in out
     err = run("lead", "submit", "--source", src, "--email", "not-an-address", "--field", "Region=West", ok=False)
     assert "INVALID_ARGUMENT" in err and "fields.Region" in err and "applicant.email" in err
     table = run("lead", "list")
-    assert "number" in table.splitlines()[0] and "person-1" in table
+    assert "number" in table.splitlines()[0] and "Анна Орлова (person-1)" in table
     assert "SERVING" in run("health", "--address", s.addr("report"))
     bad = dict(env, LEADWIRE_TOKEN="garbage")
     p = subprocess.run([ctl, "lead", "list"], env=bad, capture_output=True, text=True, timeout=30)
