@@ -9,10 +9,11 @@ import Glibc
 ///
 /// A request near the 4 MiB limit (a megabyte string, 100,000 repeated elements) is decoded, copied
 /// into Swift values and answered on whichever thread ran it; glibc keeps what was freed in that
-/// thread's arena for reuse and returns little of it by itself, so RSS stayed hundreds of MB above
-/// its level after such requests although nothing was leaked (docs/benchmarks.md, "Memory after
-/// extreme requests"). `malloc_trim(0)` releases the free pages of every arena; on a quiet heap it
-/// costs microseconds, so once per interval is negligible. `LEADWIRE_MALLOC_TRIM=off` turns it off.
+/// thread's arena for reuse. `malloc_trim(0)` releases the free pages of every arena; on a quiet heap
+/// it costs microseconds, so once per interval is negligible. Measured (docs/benchmarks.md, "Memory
+/// after extreme requests"): 4–6 MB given back per service after such rounds. It is a mitigation,
+/// not the found cause of the larger growth the hostile-clients probe reported, which is not yet
+/// reproduced. `LEADWIRE_MALLOC_TRIM=off` turns it off.
 public struct MemoryTrimmer: Service {
     public let seconds: Int
 
