@@ -47,7 +47,7 @@ struct IntakeCommand: AsyncParsableCommand {
             onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
         try await host.serve(
             [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"),
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
             background: routingClient == nil && reportClient == nil ? [] : [relay])
         await store.db.flush()
     }

@@ -29,10 +29,19 @@ public struct ServiceHost: Sendable {
     /// and stop first.
     public func serve(
         _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
-        background: [any Service] = []
+        options: ServiceOptions, background: [any Service] = []
     ) async throws {
         let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)
         var config = WireServer.Configuration(host: host, port: port)
+        options.applyLimits(to: &config)
+        // Each connection is a descriptor: take all the system allows, and keep some for the
+        // database, the metrics endpoint and logs.
+        let descriptors = WireServer.raiseDescriptorLimit()
+        logger.info("open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
+        if descriptors.after > 0, UInt64(config.maxConnections) + 64 > descriptors.after {
+            config.maxConnections = max(1, Int(descriptors.after) - 64)
+            logger.warning("--max-connections lowered to fit the open file limit", metadata: ["max_connections": "\(config.maxConnections)"])
+        }
         config.observer = RPCObserver(logger: logger, methods: Set(services.flatMap { $0.methods.map(\.path) }))
         if auth {
             config.interceptor = AuthInterceptor(key: key, policy: policy)

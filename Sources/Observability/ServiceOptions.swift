@@ -21,6 +21,22 @@ public struct ServiceOptions: ParsableArguments {
     @Flag(name: .customLong("allow-shared-key"), help: "Start even if the signing key file is readable by other users (env LEADWIRE_ALLOW_SHARED_KEY=1).")
     public var allowSharedKeyFlag = false
 
+    @Option(name: .customLong("max-connections"), help: "Open connections at most; at the limit a silent or idle one makes room, else the newest is refused (env LEADWIRE_MAX_CONNECTIONS).")
+    public var maxConnections: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS") ?? "") ?? 4096
+
+    @Option(name: .customLong("max-connections-per-peer"), help: "Open connections at most from one client address (env LEADWIRE_MAX_CONNECTIONS_PER_PEER).")
+    public var maxConnectionsPerPeer: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS_PER_PEER") ?? "") ?? 1024
+
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection with no call in progress is kept before GOAWAY; 0 = forever (env LEADWIRE_IDLE_TIMEOUT).")
+    public var idleTimeout: Int = Int(ProcessInfoEnv.value("LEADWIRE_IDLE_TIMEOUT") ?? "") ?? 300
+
+    /// The connection limits above, applied to a server's configuration.
+    public func applyLimits(to c: inout WireServer.Configuration) {
+        c.maxConnections = maxConnections
+        c.maxConnectionsPerPeer = maxConnectionsPerPeer
+        c.idleTimeout = idleTimeout > 0 ? .seconds(Int64(idleTimeout)) : nil
+    }
+
     public var allowSharedKey: Bool { allowSharedKeyFlag || ProcessInfoEnv.value("LEADWIRE_ALLOW_SHARED_KEY") == "1" }
 
     public init() {}
@@ -36,5 +52,8 @@ public struct ServiceOptions: ParsableArguments {
 
     public mutating func validate() throws {
         guard ["on", "off", "true", "false", "1", "0"].contains(auth) else { throw ValidationError("--auth takes on or off, not \(auth)") }
+        guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1, not \(maxConnections)") }
+        guard maxConnectionsPerPeer >= 1 else { throw ValidationError("--max-connections-per-peer must be at least 1, not \(maxConnectionsPerPeer)") }
+        guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout is seconds, 0 or more, not \(idleTimeout)") }
     }
 }

@@ -37,7 +37,7 @@ struct ReportCommand: AsyncParsableCommand {
         let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"))
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common)
         await store.db.flush()
     }
 }

@@ -28,7 +28,7 @@ struct RoutingCommand: AsyncParsableCommand {
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"),
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common,
             background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.flush()
     }

@@ -19,10 +19,44 @@ struct WireInteropServer: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int = System.coreCount
 
+    @Option(name: .customLong("max-connections"), help: "Open connections at most.")
+    var maxConnections = 4096
+
+    @Option(name: .customLong("max-connections-per-peer"), help: "Open connections at most from one address.")
+    var maxConnectionsPerPeer = 1024
+
+    @Option(name: .customLong("handshake-timeout-ms"), help: "Milliseconds a connection may take to send the HTTP/2 preface and SETTINGS.")
+    var handshakeTimeoutMs = 5000
+
+    @Option(name: .customLong("idle-timeout-ms"), help: "Milliseconds a connection without calls is kept; 0 = forever.")
+    var idleTimeoutMs = 300_000
+
+    @Option(name: .customLong("stall-timeout-ms"), help: "Milliseconds a client may leave responses unread before its connection is closed.")
+    var stallTimeoutMs = 60_000
+
+    @Option(name: .customLong("max-unread-response-bytes"), help: "Response bytes clients may leave unread, over the server.")
+    var maxUnreadResponseBytes = 256 * 1024 * 1024
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, ...")
+    var logLevel = "info"
+
     func run() async throws {
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
         var configuration = WireServer.Configuration(host: host, port: port)
         configuration.eventLoopThreads = threads
+        configuration.maxConnections = maxConnections
+        configuration.maxConnectionsPerPeer = maxConnectionsPerPeer
+        configuration.handshakeTimeout = .milliseconds(Int64(handshakeTimeoutMs))
+        configuration.idleTimeout = idleTimeoutMs > 0 ? .milliseconds(Int64(idleTimeoutMs)) : nil
+        configuration.stallTimeout = .milliseconds(Int64(stallTimeoutMs))
+        configuration.maxUnreadResponseBytes = maxUnreadResponseBytes
+        let descriptors = WireServer.raiseDescriptorLimit()
+        Logger(label: "wire-interop-server").info("open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
         let server = WireServer(configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))
         let bound = try await server.start()
         // Tests read this line to learn the port.

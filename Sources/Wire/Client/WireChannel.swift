@@ -390,6 +390,15 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func h2PingReceived() {}
 
+    func h2SettingsReceived() {}
+
+    /// A request header block nghttp2 refused to send (over its 64 KiB limit): the stream is reset,
+    /// so the call ends instead of waiting for its deadline.
+    func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
+        guard stream > 0 else { return }
+        session?.resetStream(stream, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
+    }
+
     func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {
         // Streams above lastStreamID are closed by nghttp2 with REFUSED_STREAM; new calls go to a new
         // connection.

@@ -18,9 +18,18 @@ public protocol WireMessage: Sendable {
     func write(to writer: inout ProtoWriter)
 }
 
-/// Decoding failures. Surfaced to a peer as INTERNAL ("could not parse ...") per doc/statuscodes.md.
+/// Decoding failures. Bytes that are not the message are surfaced to a peer as INTERNAL ("could not
+/// parse ...") per doc/statuscodes.md; a well-formed message whose string holds a NUL, which we
+/// cannot store faithfully, names the field (`invalidField`) and is INVALID_ARGUMENT.
 public struct ProtoDecodingError: Error, CustomStringConvertible {
     public var description: String
+    /// The dotted path of the field at fault when the bytes are well-formed but the value is refused.
+    public var invalidField: String?
+
+    public init(description: String, invalidField: String? = nil) {
+        self.description = description
+        self.invalidField = invalidField
+    }
 }
 
 /// protobuf-c's descriptor for one message type, with a field table indexed by field number.
@@ -425,6 +434,26 @@ public enum ProtoCodec {
 
     public static func decode<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer) throws -> M {
         let d = M.wireDescriptor
+        let needsStrip: Bool
+        do {
+            needsStrip = try WireScan.check(bytes, d.raw)
+        } catch {
+            switch error {
+            case .nulInString(let field):
+                throw ProtoDecodingError(
+                    description: "\(field) contains a NUL character (\\0), which strings here may not hold", invalidField: field)
+            case .tooDeep:
+                throw ProtoDecodingError(description: "\(d.fullName) is nested more than \(WireScan.maxDepth) levels deep")
+            }
+        }
+        if needsStrip {
+            let kept = WireScan.stripped(bytes, d.raw)
+            return try kept.withUnsafeBytes { try unpack(M.self, from: $0, d) }
+        }
+        return try unpack(M.self, from: bytes, d)
+    }
+
+    private static func unpack<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer, _ d: MessageDescriptor) throws -> M {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         // protobuf-c unpacks into the thread's arena: no malloc per field, one reset instead of
         // free_unpacked's walk.

@@ -22,6 +22,10 @@ protocol H2SessionDelegate: AnyObject {
     func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8)
     func h2PingReceived()
     func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32)
+    /// The peer's SETTINGS frame (not an ACK) arrived.
+    func h2SettingsReceived()
+    /// nghttp2 gave up sending a frame it had queued (`error` is its error code).
+    func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32)
 }
 
 /// One nghttp2 session in memory-buffer mode: nghttp2 never touches the socket; bytes go in through
@@ -259,6 +263,8 @@ final class H2Session {
                 if endStream { s.delegate.h2EndStream(stream: hd.stream_id) }
             case NGHTTP2_PING.rawValue:
                 if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { s.delegate.h2PingReceived() }
+            case NGHTTP2_SETTINGS.rawValue:
+                if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { s.delegate.h2SettingsReceived() }
             case NGHTTP2_GOAWAY.rawValue:
                 let g = frame!.pointee.goaway
                 s.delegate.h2GoAwayReceived(lastStreamID: g.last_stream_id, errorCode: g.error_code)
@@ -275,6 +281,12 @@ final class H2Session {
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs) { _, stream, code, user in
             let s = H2Session.session(user)
             s.delegate.h2StreamClosed(stream: stream, errorCode: code)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs) { _, frame, error, user in
+            let s = H2Session.session(user)
+            let hd = frame!.pointee.hd
+            s.delegate.h2FrameNotSent(type: hd.type, stream: hd.stream_id, error: error)
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs) { _, frame, user in

@@ -14,4 +14,19 @@ public enum Clip {
         }
         return value
     }
+
+    /// `text` cut to at most `maxBytes` of UTF-8 on a scalar boundary, "…" marking the cut: what goes
+    /// into `grpc-message`, which clients limit (grpcio's metadata limit is 8 KiB) and nghttp2 caps.
+    public static func bytes(_ text: String, maxBytes: Int) -> String {
+        guard text.utf8.count > maxBytes else { return text }
+        var used = 0
+        var end = text.unicodeScalars.startIndex
+        for index in text.unicodeScalars.indices {
+            let n = text.unicodeScalars[index].utf8.count
+            if used + n > maxBytes - 3 { break }
+            used += n
+            end = text.unicodeScalars.index(after: index)
+        }
+        return String(text.unicodeScalars[..<end]) + "…"
+    }
 }

@@ -26,6 +26,15 @@ extension RPCError {
 
     /// INVALID_ARGUMENT listing every wrong field; the message names them all too.
     public static func invalidArgument(_ summary: String, violations: [FieldViolation]) -> RPCError {
+        // A request with 100,000 wrong fields gets the first ones named and a count of the rest, so
+        // the refusal fits in the trailers a client accepts.
+        let shown = 50
+        var violations = violations
+        if violations.count > shown {
+            let more = violations.count - shown
+            violations = Array(violations.prefix(shown))
+            violations.append(FieldViolation(field: "…", description: "and \(more) more"))
+        }
         var bad = Google_Rpc_BadRequest()
         bad.fieldViolations = violations.map {
             var v = Google_Rpc_BadRequest.FieldViolation()

@@ -67,6 +67,9 @@ final class ServerCall: @unchecked Sendable {
 
     /// A streaming handler's `write` suspends above this many buffered bytes and resumes below half.
     private static let highWater = 64 * 1024
+    /// Caps on what a refusal carries in its trailers (percent-encoding may triple the message).
+    static let maxStatusMessageBytes = 1536
+    static let maxStatusDetailsBytes = 3072
 
     private static let plainResponseHeaders = FrozenHeaders([
         (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity"),
@@ -264,6 +267,7 @@ final class ServerCall: @unchecked Sendable {
     func streamClosed(errorCode: UInt32) {
         if !finished { observe(.cancelled, "the client cancelled the call or the connection closed") }
         closed = true
+        if pending.readableBytes > 0 { connection.addUnread(-pending.readableBytes) }
         connection.recycle(&pending)
         deadlineTimer?.cancel()
         task?.cancel()
@@ -286,6 +290,7 @@ final class ServerCall: @unchecked Sendable {
     /// nghttp2 asks for body bytes.
     func readBody(into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
         let n = pending.move(into: buffer)
+        if n > 0 { connection.addUnread(-n) }
         if n > 0, let s = sender, pending.readableBytes <= Self.highWater / 2 {
             sender = nil
             s.resume()
@@ -347,8 +352,10 @@ final class ServerCall: @unchecked Sendable {
             t.add(responseMetadata)
         }
         t.add("grpc-status", String(code.rawValue))
-        if let e = error, !e.message.isEmpty { t.add("grpc-message", PercentEncoding.encode(e.message)) }
-        if let d = error?.details { t.add("grpc-status-details-bin", Base64.encode(d)) }
+        // Bounded whatever a handler put in them: nghttp2 will not send a header block over 64 KiB,
+        // and clients refuse trailers over 8-16 KiB.
+        if let e = error, !e.message.isEmpty { t.add("grpc-message", PercentEncoding.encode(Clip.bytes(e.message, maxBytes: Self.maxStatusMessageBytes))) }
+        if let d = error?.details, d.count <= Self.maxStatusDetailsBytes { t.add("grpc-status-details-bin", Base64.encode(d)) }
         if let e = error { t.add(e.metadata) }
         t.add(trailingMetadata)
         if !headersSent {
@@ -448,6 +455,8 @@ final class ServerCall: @unchecked Sendable {
         lastRequestWasCompressed = m.compressed
         do {
             return try ProtoCodec.decode(M.self, from: payload)
+        } catch let error as ProtoDecodingError where error.invalidField != nil {
+            throw RPCError.invalidArgument(error.description, violations: [.init(field: error.invalidField!, description: "contains a NUL character")])
         } catch {
             throw RPCError(.internal, "could not parse the request as \(M.wireDescriptor.fullName): \(error)")
         }
@@ -460,7 +469,16 @@ final class ServerCall: @unchecked Sendable {
             let start = pending.writerIndex
             pending.writeRepeatingByte(0, count: 5)
             ProtoCodec.encode(message, into: &pending)
-            pending.setInteger(UInt32(pending.writerIndex - start - 5), at: start + 1)
+            let size = pending.writerIndex - start - 5
+            do {
+                if size > maxSendMessageSize { throw tooLarge(size) }
+                try connection.core.checkOutboundBudget(connectionUnread: connection.unreadBytes, size: size + 5)
+            } catch {
+                pending.moveWriterIndex(to: start)
+                throw error
+            }
+            pending.setInteger(UInt32(size), at: start + 1)
+            connection.addUnread(size + 5)
             try enqueue(nil)
             if pending.readableBytes > Self.highWater {
                 try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in sender = cont }
@@ -477,7 +495,14 @@ final class ServerCall: @unchecked Sendable {
             ProtoCodec.encode(message, into: &framed)
             framed.setInteger(UInt32(framed.readableBytes - 5), at: 1)
         }
+        if framed.readableBytes - 5 > maxSendMessageSize { throw tooLarge(framed.readableBytes - 5) }
         try await sendFramed(framed)
+    }
+
+    private var maxSendMessageSize: Int { connection.core.configuration.maxSendMessageSize }
+
+    private func tooLarge(_ size: Int) -> RPCError {
+        RPCError(.resourceExhausted, "the response message is \(size) bytes, over the \(maxSendMessageSize)-byte limit; ask for less (a smaller page)")
     }
 
     func sendHeaders() async throws {
@@ -512,7 +537,11 @@ final class ServerCall: @unchecked Sendable {
 
     private func enqueue(_ framed: ByteBuffer?) throws {
         try checkOpen()
-        if var f = framed { pending.writeBuffer(&f) }
+        if var f = framed {
+            try connection.core.checkOutboundBudget(connectionUnread: connection.unreadBytes, size: f.readableBytes)
+            connection.addUnread(f.readableBytes)
+            pending.writeBuffer(&f)
+        }
         if !headersSent {
             headersSent = true
             let compress = compressResponses && acceptsGzip

@@ -38,6 +38,21 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     private var lastPingAt: NIODeadline?
     private var pingStrikes = 0
 
+    /// Set at admission when the server is at its connection limit: the connection gets GOAWAY.
+    var refusal: String?
+    private let acceptedAt = NIODeadline.now()
+    /// The peer's SETTINGS have arrived (after its preface).
+    private var handshakeDone = false
+    /// When the last call ended (or the connection opened): the idle timeout counts from here.
+    private var idleSince = NIODeadline.now()
+
+    /// Response bytes encoded for this connection's calls and not yet taken by nghttp2.
+    private(set) var unreadBytes = 0
+    /// Response bytes taken by nghttp2 so far; the sweep compares it between ticks to see a stall.
+    private var bytesTaken = 0
+    private var bytesTakenAtLastTick = 0
+    private var stalledSince: NIODeadline?
+
     init(core: ServerCore, loop: any EventLoop) {
         self.core = core
         self.loop = loop
@@ -61,7 +76,14 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        core.track(self)
+        if let refusal {
+            session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue, lastStreamID: 0, debug: "connection refused: \(refusal)")
+            goAwaySent = true
+            flushOutput()
+            close()
+            context.fireChannelActive()
+            return
+        }
         flushOutput()
         context.fireChannelActive()
     }
@@ -100,6 +122,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         calls.removeAll()
         for call in all { call.streamClosed(errorCode: NGHTTP2_CANCEL.rawValue) }
         core.untrack(self)
+        if unreadBytes != 0 { addUnread(-unreadBytes) }
         self.context = nil
         context.fireChannelInactive()
     }
@@ -138,6 +161,65 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         guard !closing else { return }
         closing = true
         context?.close(promise: nil)
+    }
+
+    // MARK: Timers and limits
+
+    /// Called once a second by the server's sweep: closes connections that never finished the
+    /// handshake, sat idle past the idle timeout, or left responses unread past the stall timeout.
+    func tick(now: NIODeadline) {
+        guard !closing, context != nil else { return }
+        let c = core.configuration
+        if !handshakeDone {
+            if now - acceptedAt >= c.handshakeTimeout {
+                core.logger.debug("closing a connection that sent no HTTP/2 preface and SETTINGS", metadata: ["peer": "\(peer)"])
+                close()
+            }
+            return
+        }
+        if calls.isEmpty, let idle = c.idleTimeout, now - idleSince >= idle, !goAwaySent {
+            core.logger.debug("closing an idle connection", metadata: ["peer": "\(peer)"])
+            session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue, debug: "idle")
+            goAwaySent = true
+            flushOutput()
+            close()
+            return
+        }
+        if unreadBytes > 0, bytesTaken == bytesTakenAtLastTick {
+            let since = stalledSince ?? now
+            stalledSince = since
+            if now - since >= c.stallTimeout {
+                core.logger.info("closing a connection whose client read no response bytes", metadata: [
+                    "peer": "\(peer)", "unread_bytes": "\(unreadBytes)", "seconds": "\((now - since).nanoseconds / 1_000_000_000)",
+                ])
+                abort(debug: "responses unread for too long")
+            }
+        } else {
+            stalledSince = nil
+        }
+        bytesTakenAtLastTick = bytesTaken
+    }
+
+    /// Closed to make room for a new connection at the connection limit.
+    func evict() {
+        guard !closing, context != nil else { return }
+        abort(debug: "connection limit reached")
+    }
+
+    /// GOAWAY, every call reset, closed.
+    private func abort(debug: String) {
+        session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue, debug: debug)
+        goAwaySent = true
+        for call in calls { session.resetStream(call.streamID, errorCode: NGHTTP2_CANCEL.rawValue) }
+        flushOutput()
+        close()
+    }
+
+    /// Accounts for response bytes encoded (positive) or taken by nghttp2 or dropped (negative).
+    func addUnread(_ delta: Int) {
+        unreadBytes += delta
+        if delta < 0 { bytesTaken &+= -delta }
+        core.unreadResponseBytes.add(delta, ordering: .relaxed)
     }
 
     // MARK: Buffers
@@ -202,6 +284,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func h2BeginHeaders(stream: Int32) {
         guard call(stream) == nil else { return }  // trailers from the client
+        if calls.isEmpty { core.setBusy(self, true) }
         let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
         c.slot = calls.count
         calls.append(c)  // owns the call; the stream's user data points at it unretained
@@ -294,7 +377,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
             last.slot = call.slot
         }
         call.streamClosed(errorCode: errorCode)
-        if goAwaySent && calls.isEmpty { scheduleFlush() }
+        if calls.isEmpty {
+            idleSince = .now()
+            core.setBusy(self, false)
+            if goAwaySent { scheduleFlush() }
+        }
     }
 
     func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
@@ -334,4 +421,22 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {}
+
+    func h2SettingsReceived() {
+        guard !handshakeDone else { return }
+        handshakeDone = true
+        core.handshakeDone(self)
+    }
+
+    /// nghttp2 could not send a frame (a header block over its 64 KiB limit, say): the stream must
+    /// not be left open, so it is reset.
+    func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
+        let t = UInt32(type)
+        guard stream > 0, t == NGHTTP2_HEADERS.rawValue || t == NGHTTP2_DATA.rawValue else { return }
+        core.logger.warning("a response frame could not be sent; resetting the stream", metadata: [
+            "peer": "\(peer)", "error": "\(String(cString: nghttp2_strerror(error)))",
+        ])
+        session.resetStream(stream, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
+        scheduleFlush()
+    }
 }

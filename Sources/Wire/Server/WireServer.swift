@@ -3,6 +3,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A gRPC server: standard gRPC over HTTP/2 (nghttp2) with protobuf-c messages. Every server also
 /// serves `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
@@ -25,6 +29,22 @@ public final class WireServer: Service, Sendable {
         /// How long in-flight calls may run after a graceful shutdown starts.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
         public var eventLoopThreads = System.coreCount
+        /// A connection that has not sent the HTTP/2 preface and its SETTINGS by then is closed.
+        public var handshakeTimeout: TimeAmount = .seconds(5)
+        /// A connection with no call in progress for this long gets GOAWAY and is closed; nil = never.
+        public var idleTimeout: TimeAmount? = .minutes(5)
+        /// A connection with responses waiting whose peer has read none of them for this long is closed.
+        public var stallTimeout: TimeAmount = .seconds(60)
+        /// Open connections at most, and per peer address. At the cap, a silent or idle connection is
+        /// closed to make room for the new one; when none is, the new one gets GOAWAY.
+        public var maxConnections = 4096
+        public var maxConnectionsPerPeer = 1024
+        /// Responses encoded but not yet read by their clients: past either figure a new response
+        /// fails with RESOURCE_EXHAUSTED instead of growing memory for clients that do not read.
+        public var maxUnreadResponseBytes = 256 * 1024 * 1024
+        public var maxUnreadResponseBytesPerConnection = 16 * 1024 * 1024
+        /// Largest response message sent; clients' usual receive limit is 4 MiB.
+        public var maxSendMessageSize = 4 * 1024 * 1024
         /// Wraps every handler (authentication, audit); nil = none.
         public var interceptor: (any ServerInterceptor)?
         /// Hears every call's outcome (logs, metrics); nil = none.
@@ -81,7 +101,9 @@ public final class WireServer: Service, Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ServerConnection(core: core, loop: channel.eventLoop))
+                    let connection = ServerConnection(core: core, loop: channel.eventLoop)
+                    connection.refusal = core.admit(connection, peer: channel.remoteAddress?.ipAddress ?? "unknown")
+                    try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
             .bind(host: core.configuration.host, port: core.configuration.port)
@@ -93,6 +115,7 @@ public final class WireServer: Service, Sendable {
             }
             s = .started(channel)
         }
+        core.startSweeping(on: group.next())
         core.logger.info("listening", metadata: ["address": "\(core.configuration.host):\(channel.localAddress?.port ?? 0)"])
         return channel.localAddress?.port ?? 0
     }
@@ -120,6 +143,7 @@ public final class WireServer: Service, Sendable {
             }
         }
         health.enterShutdown()
+        core.stopSweeping()
         if let listener {
             try? await listener.close()
         }
@@ -141,12 +165,17 @@ public final class WireServer: Service, Sendable {
     }
 }
 
-/// What every connection of one server shares: read-only after init except the connection set.
+/// What every connection of one server shares: the configuration and method table (read-only), the
+/// set of open connections (admission, eviction, the once-a-second sweep), and the bytes of responses
+/// clients have not read yet.
 final class ServerCore: Sendable {
     let configuration: WireServer.Configuration
     let methods: [String: ServerMethod]
     let logger: Logger
-    private let connections = NIOLockedValueBox<[ObjectIdentifier: ServerConnection]>([:])
+    private let registry = NIOLockedValueBox(ConnectionRegistry())
+    private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
+    /// Response bytes encoded and not yet taken by nghttp2, over all connections.
+    let unreadResponseBytes = Atomic<Int>(0)
 
     init(configuration: WireServer.Configuration, methods: [String: ServerMethod], logger: Logger) {
         self.configuration = configuration
@@ -154,23 +183,152 @@ final class ServerCore: Sendable {
         self.logger = logger
     }
 
-    func track(_ c: ServerConnection) {
-        connections.withLockedValue { $0[ObjectIdentifier(c)] = c }
+    /// Counts a new connection in, or says why it is refused (nil = admitted). At a cap, the oldest
+    /// connection that is silent (no preface yet) or idle makes room: it is closed, the new one kept.
+    func admit(_ c: ServerConnection, peer: String) -> String? {
+        let (verdict, victim) = registry.withLockedValue { r in
+            r.admit(ObjectIdentifier(c), connection: c, peer: peer, max: configuration.maxConnections, maxPerPeer: configuration.maxConnectionsPerPeer)
+        }
+        if let victim {
+            logger.debug("connection limit: closing a silent or idle connection for a new one", metadata: ["peer": "\(peer)"])
+            victim.loop.execute { victim.evict() }
+        }
+        if let verdict {
+            logger.warning("connection refused: \(verdict)", metadata: ["peer": "\(peer)"])
+        }
+        return verdict
+    }
+
+    /// The connection went from no calls to some, or back (not per call: only these transitions).
+    func setBusy(_ c: ServerConnection, _ busy: Bool) {
+        registry.withLockedValue { $0.setBusy(ObjectIdentifier(c), busy) }
+    }
+
+    func handshakeDone(_ c: ServerConnection) {
+        registry.withLockedValue { $0.handshakeDone(ObjectIdentifier(c)) }
     }
 
     func untrack(_ c: ServerConnection) {
-        connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(c)) }
+        registry.withLockedValue { $0.remove(ObjectIdentifier(c)) }
     }
 
     func trackedConnections() -> [ServerConnection] {
-        connections.withLockedValue { Array($0.values) }
+        registry.withLockedValue { $0.all }
     }
+
+    var connectionCount: Int { registry.withLockedValue { $0.count } }
 
     func waitForConnectionsToClose(timeout: TimeAmount) async {
         let deadline = NIODeadline.now() + timeout
         while NIODeadline.now() < deadline {
-            if connections.withLockedValue({ $0.isEmpty }) { return }
+            if connectionCount == 0 { return }
             try? await Task.sleep(nanoseconds: 20_000_000)
         }
+    }
+
+    /// Once a second every connection checks its timers (handshake, idle, stalled output) on its own
+    /// loop: one task for the server instead of timers re-armed per call.
+    func startSweeping(on loop: any EventLoop) {
+        let task = loop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { [self] _ in
+            let now = NIODeadline.now()
+            for c in trackedConnections() {
+                c.loop.execute { c.tick(now: now) }
+            }
+        }
+        sweeper.withLockedValue { $0 = task }
+    }
+
+    func stopSweeping() {
+        sweeper.withLockedValue { t in
+            t?.cancel()
+            t = nil
+        }
+    }
+
+    // MARK: Outbound budget
+
+    /// Throws RESOURCE_EXHAUSTED when a response of `size` bytes would leave too many bytes unread by
+    /// clients: on this connection (`connectionUnread` already waiting), or over the server. A client
+    /// that reads what it is sent (nothing waiting on its connection) always gets a small response
+    /// (up to 64 KiB), so health checks and lookups are served while others hoard.
+    func checkOutboundBudget(connectionUnread: Int, size: Int) throws {
+        let c = configuration
+        if connectionUnread > 0, connectionUnread + size > c.maxUnreadResponseBytesPerConnection {
+            throw RPCError(.resourceExhausted, "this connection has \(connectionUnread) bytes of responses its client has not read (limit \(c.maxUnreadResponseBytesPerConnection)); read them or open another connection")
+        }
+        if connectionUnread == 0, size <= 64 * 1024 { return }
+        let total = unreadResponseBytes.load(ordering: .relaxed)
+        if total + size > c.maxUnreadResponseBytes {
+            throw RPCError(.resourceExhausted, "the server holds \(total) bytes of responses clients have not read (limit \(c.maxUnreadResponseBytes)); retry later")
+        }
+    }
+}
+
+/// The open connections of one server, by peer address, with what admission needs to know of each.
+struct ConnectionRegistry {
+    struct Entry {
+        let connection: ServerConnection
+        let peer: String
+        let order: Int
+        var handshakeDone = false
+        var busy = false
+    }
+
+    private var entries: [ObjectIdentifier: Entry] = [:]
+    private var perPeer: [String: Int] = [:]
+    private var nextOrder = 0
+
+    var count: Int { entries.count }
+    var all: [ServerConnection] { entries.values.map(\.connection) }
+
+    /// Returns (refusal, victim): refusal nil means admitted; victim, when set, is to be closed.
+    mutating func admit(_ id: ObjectIdentifier, connection: ServerConnection, peer: String, max: Int, maxPerPeer: Int) -> (String?, ServerConnection?) {
+        var victim: ServerConnection?
+        let peerCount = perPeer[peer, default: 0]
+        if entries.count >= max || peerCount >= maxPerPeer {
+            let samePeerOnly = entries.count < max
+            // The oldest silent connection first, then the oldest idle one.
+            let candidates = entries.filter { !$0.value.busy && (!samePeerOnly || $0.value.peer == peer) }
+            let pick = candidates.min { a, b in
+                if a.value.handshakeDone != b.value.handshakeDone { return !a.value.handshakeDone }
+                return a.value.order < b.value.order
+            }
+            guard let pick else {
+                return (entries.count >= max
+                    ? "the server has \(entries.count) connections, its limit, all with calls in progress"
+                    : "\(peerCount) connections from \(peer), the per-address limit, all with calls in progress", nil)
+            }
+            victim = pick.value.connection
+            remove(pick.key)
+        }
+        entries[id] = Entry(connection: connection, peer: peer, order: nextOrder)
+        nextOrder += 1
+        perPeer[peer, default: 0] += 1
+        return (nil, victim)
+    }
+
+    mutating func setBusy(_ id: ObjectIdentifier, _ busy: Bool) { entries[id]?.busy = busy }
+    mutating func handshakeDone(_ id: ObjectIdentifier) { entries[id]?.handshakeDone = true }
+
+    mutating func remove(_ id: ObjectIdentifier) {
+        guard let e = entries.removeValue(forKey: id) else { return }
+        let n = perPeer[e.peer, default: 1] - 1
+        if n <= 0 { perPeer.removeValue(forKey: e.peer) } else { perPeer[e.peer] = n }
+    }
+}
+
+extension WireServer {
+    /// Raises the soft limit on open descriptors to the hard limit (each connection is one) and
+    /// returns (before, after).
+    public static func raiseDescriptorLimit() -> (before: UInt64, after: UInt64) {
+        var l = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &l) == 0 else { return (0, 0) }
+        let before = UInt64(l.rlim_cur)
+        if l.rlim_cur < l.rlim_max {
+            var raised = l
+            raised.rlim_cur = l.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { return (before, UInt64(l.rlim_max)) }
+        }
+        return (before, before)
     }
 }
