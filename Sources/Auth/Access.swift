@@ -103,7 +103,7 @@ public struct AuthInterceptor: ServerInterceptor {
     public func intercept(_ context: ServerContext, next: () async throws -> Void) async throws {
         let method = context.method
         if Self.isOpen(method) { return try await next() }
-        let verified = try authenticate(context.requestMetadata["authorization"])
+        let verified = try authenticate(context.requestMetadata.values("authorization"))
         let claims = verified.claims
         context.principal = claims.sub
         guard let needed = policy[method] else {
@@ -117,16 +117,28 @@ public struct AuthInterceptor: ServerInterceptor {
         try await Caller.$current.withValue(claims) { try await next() }
     }
 
-    func authenticate(_ header: String?) throws -> Verified {
-        guard let header else {
+    /// The scheme is matched without regard to case (RFC 7235: `Bearer`, `bearer`, `BEARER`), then
+    /// exactly one space and the token, nothing after it.
+    func authenticate(_ values: [Metadata.Value]) throws -> Verified {
+        guard let value = values.first else {
             throw RPCError(.unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (leadctl token issue makes one)")
         }
-        guard header.hasPrefix("Bearer ") || header.hasPrefix("bearer ") else {
+        guard values.count == 1 else {
+            throw RPCError(.unauthenticated, "the call carries \(values.count) authorization headers; send exactly one")
+        }
+        guard case .string(let header) = value else {
+            throw RPCError(.unauthenticated, "authorization must be text: \"Bearer <token>\"")
+        }
+        let scheme = header.prefix(7)
+        guard scheme.count == 7, scheme.lowercased() == "bearer " else {
             throw RPCError(.unauthenticated, "authorization must be \"Bearer <token>\"")
         }
-        let token = header.dropFirst(7).split(separator: " ").first.map(String.init) ?? ""
+        let token = String(header.dropFirst(7))
+        guard !token.isEmpty, !token.contains(where: { $0 == " " || $0 == "\t" }) else {
+            throw RPCError(.unauthenticated, "authorization must be \"Bearer <token>\": one space, then the token, nothing after it")
+        }
         let now = epochSeconds()
-        if let v = cache.withLockedValue({ $0[token] }), v.claims.exp > now { return v }
+        if let v = cache.withLockedValue({ $0[token] }), v.claims.exp > now, (v.claims.nbf ?? 0) <= now + SigningKey.clockSkew { return v }
         do {
             let c = try key.verify(token, now: now)
             let v = Verified(claims: c, granted: Roles.permissions(c.roles))

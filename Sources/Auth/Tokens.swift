@@ -18,6 +18,8 @@ public struct Claims: Codable, Sendable, Hashable {
     /// Issued at / expires at, seconds since the epoch (JWT's units).
     public var iat: Int64
     public var exp: Int64
+    /// Not before (seconds since the epoch), when a minter set it.
+    public var nbf: Int64?
     public var iss: String
 
     public init(subject: String, roles: [String], contractor: String? = nil, issuedAt: Int64, expiresAt: Int64) {
@@ -35,6 +37,7 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
     case malformed(String)
     case badSignature
     case expired(at: Int64)
+    case notYetValid(from: Int64)
     case wrongIssuer(String)
 
     public var description: String {
@@ -42,6 +45,7 @@ public enum TokenError: Error, Equatable, CustomStringConvertible {
         case .malformed(let why): return "the token is not a Leadwire token (\(why))"
         case .badSignature: return "the token's signature does not verify: it was not issued with this deployment's key, or was altered"
         case .expired(let at): return "the token expired at \(at) (seconds since the epoch); issue a new one with `leadctl token issue`"
+        case .notYetValid(let from): return "the token is not valid before \(from) (seconds since the epoch, its nbf claim)"
         case .wrongIssuer(let iss): return "the token was issued by \"\(iss)\", not leadwire"
         }
     }
@@ -127,7 +131,11 @@ public struct SigningKey: Sendable {
     public func issue(_ claims: Claims) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        let payload = (try? encoder.encode(claims)).map { Array($0) } ?? []
+        return sign(payload: (try? encoder.encode(claims)).map { Array($0) } ?? [])
+    }
+
+    /// A token carrying `payload` as it is (tests mint odd payloads with it).
+    func sign(payload: [UInt8]) -> String {
         let signingInput = Self.header + "." + Self.base64url(payload)
         let mac = HMAC<SHA256>.authenticationCode(for: Array(signingInput.utf8), using: key)
         return signingInput + "." + Self.base64url(Array(mac))
@@ -143,6 +151,9 @@ public struct SigningKey: Sendable {
         let signingInput = Array(token.utf8.prefix(parts[0].utf8.count + 1 + parts[1].utf8.count))
         guard HMAC<SHA256>.isValidAuthenticationCode(mac, authenticating: signingInput, using: key) else { throw .badSignature }
         guard let payload = Self.unbase64url(parts[1]) else { throw .malformed("payload is not base64url") }
+        // A JSON decoder keeps the last of two equal keys, another parser the first: a payload with
+        // `roles` twice means different things to different readers, so it is refused.
+        if let dup = Self.duplicateKey(in: payload) { throw .malformed("the payload has the key \"\(dup)\" twice") }
         let claims: Claims
         do {
             claims = try JSONDecoder().decode(Claims.self, from: Data(payload))
@@ -151,7 +162,43 @@ public struct SigningKey: Sendable {
         }
         guard claims.iss == "leadwire" else { throw .wrongIssuer(claims.iss) }
         guard claims.exp > now else { throw .expired(at: claims.exp) }
+        if let nbf = claims.nbf, nbf > now + Self.clockSkew { throw .notYetValid(from: nbf) }
         return claims
+    }
+
+    /// Leeway for `nbf` between the clocks of the machine that minted a token and the one checking it.
+    static let clockSkew: Int64 = 5
+
+    /// The first key that appears twice in the payload's top-level object (keys compared after
+    /// unescaping, so `"rol\u0065s"` is `roles`), or nil.
+    static func duplicateKey(in json: [UInt8]) -> String? {
+        var seen = Set<String>()
+        var depth = 0
+        var i = 0
+        while i < json.count {
+            let b = json[i]
+            if b == UInt8(ascii: "\"") {
+                let start = i
+                i += 1
+                while i < json.count, json[i] != UInt8(ascii: "\"") {
+                    i += json[i] == UInt8(ascii: "\\") ? 2 : 1
+                }
+                let end = min(i, json.count - 1)
+                i += 1
+                guard depth == 1 else { continue }
+                var j = i
+                while j < json.count, json[j] == 0x20 || json[j] == 0x0a || json[j] == 0x0d || json[j] == 0x09 { j += 1 }
+                guard j < json.count, json[j] == UInt8(ascii: ":") else { continue }
+                let raw = Array(json[start...end])
+                let key = (try? JSONDecoder().decode(String.self, from: Data(raw))) ?? String(decoding: raw, as: UTF8.self)
+                if !seen.insert(key).inserted { return key }
+                continue
+            }
+            if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") { depth += 1 }
+            if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") { depth -= 1 }
+            i += 1
+        }
+        return nil
     }
 
     static func base64url(_ bytes: [UInt8]) -> String {

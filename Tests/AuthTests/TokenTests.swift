@@ -43,25 +43,71 @@ import Wire
 
     @Test func interceptorRefusesWithThePreciseStatus() throws {
         let auth = AuthInterceptor(key: key, policy: ["/x.S/M": Permission.leadsWrite])
-        #expect(throws: RPCError.self) { try auth.authenticate(nil) }
+        #expect(throws: RPCError.self) { try auth.authenticate([]) }
         do {
-            _ = try auth.authenticate("Basic abc")
+            _ = try auth.authenticate(header("Basic abc"))
             Issue.record("accepted a Basic header")
         } catch let e as RPCError {
             #expect(e.code == .unauthenticated)
         }
         let late = key.issue(claims(exp: 5))
         do {
-            _ = try auth.authenticate("Bearer " + late)
+            _ = try auth.authenticate(header("Bearer " + late))
             Issue.record("accepted an expired token")
         } catch let e as RPCError {
             #expect(e.code == .unauthenticated && e.message.contains("expired"))
         }
         let fresh = key.issue(claims(exp: epochSeconds() + 60, roles: ["dashboard"]))
-        let verified = try auth.authenticate("Bearer " + fresh)
+        let verified = try auth.authenticate(header("Bearer " + fresh))
         #expect(verified.claims.sub == "anna" && verified.granted == Roles.permissions(["dashboard"]))
         #expect(AuthInterceptor.isOpen("/grpc.health.v1.Health/Check"))
         #expect(AuthInterceptor.isOpen("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"))
         #expect(!AuthInterceptor.isOpen("/leadwire.intake.v1.Intake/SubmitLead"))
+    }
+
+    func header(_ values: String...) -> [Metadata.Value] { values.map { .string($0) } }
+
+    func refusal(_ auth: AuthInterceptor, _ values: [Metadata.Value]) -> String? {
+        do {
+            _ = try auth.authenticate(values)
+            return nil
+        } catch let e as RPCError {
+            return e.code == .unauthenticated ? e.message : "wrong code \(e.code)"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    @Test func schemeIsCaseInsensitiveWithOneSpaceAndOneHeader() {
+        let auth = AuthInterceptor(key: key, policy: [:])
+        let t = key.issue(claims(exp: epochSeconds() + 60))
+        #expect(refusal(auth, header("BEARER " + t)) == nil)
+        #expect(refusal(auth, header("bEaReR " + t)) == nil)
+        #expect(refusal(auth, header("Bearer  " + t))?.contains("one space") == true)
+        #expect(refusal(auth, header("Bearer " + t + " extra"))?.contains("one space") == true)
+        #expect(refusal(auth, header("Bearer"))?.contains("Bearer <token>") == true)
+        #expect(refusal(auth, header("Bearer " + t, "Bearer " + t))?.contains("2 authorization headers") == true)
+    }
+
+    @Test func notBeforeIsHonoured() throws {
+        let now = epochSeconds()
+        let early = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":\#(now),"iss":"leadwire","nbf":\#(now + 300),"roles":["admin"],"sub":"anna"}"#.utf8))
+        #expect(throws: TokenError.notYetValid(from: now + 300)) { try key.verify(early, now: now) }
+        #expect(try key.verify(early, now: now + 301).sub == "anna")
+        let auth = AuthInterceptor(key: key, policy: [:])
+        #expect(refusal(auth, header("Bearer " + early))?.contains("not valid before") == true)
+    }
+
+    @Test func duplicateKeysAreRefusedEvenWhenEscaped() throws {
+        let now = epochSeconds()
+        let twice = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"roles":["admin"],"sub":"x"}"#.utf8))
+        #expect(throws: TokenError.malformed("the payload has the key \"roles\" twice")) { try key.verify(twice, now: now) }
+        let escaped = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"rol\u0065s":["admin"],"sub":"x"}"#.utf8))
+        #expect(throws: TokenError.self) { try key.verify(escaped, now: now) }
+        let expTwice = key.sign(payload: Array(#"{"exp":1,"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x"}"#.utf8))
+        #expect(throws: TokenError.self) { try key.verify(expTwice, now: now) }
+        // Nested objects may repeat a top-level key's name.
+        let nested = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x","ext":{"sub":"y"}}"#.utf8))
+        #expect(try key.verify(nested, now: now).sub == "x")
     }
 }
