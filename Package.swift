@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "Observability",
             dependencies: [
-                "Wire", "Auth",
+                "Wire", "Auth", "Store",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

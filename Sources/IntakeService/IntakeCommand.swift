@@ -29,7 +29,7 @@ struct IntakeCommand: AsyncParsableCommand {
     func run() async throws {
         let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
-        let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) })
+        let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
         let token = host.serviceToken()
         let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing))
         let reportClient = report.isEmpty ? nil : Report_ServiceClient(channel: try WireChannel(address: report))
@@ -47,7 +47,7 @@ struct IntakeCommand: AsyncParsableCommand {
             onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
         try await host.serve(
             [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common, databases: [store.db],
             background: routingClient == nil && reportClient == nil ? [] : [relay])
         await store.db.flush()
     }

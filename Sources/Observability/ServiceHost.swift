@@ -1,6 +1,7 @@
 import Auth
 import Logging
 import Prometheus
+import Store
 import ServiceLifecycle
 import Wire
 
@@ -29,7 +30,7 @@ public struct ServiceHost: Sendable {
     /// and stop first.
     public func serve(
         _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
-        options: ServiceOptions, background: [any Service] = []
+        options: ServiceOptions, databases: [Database] = [], background: [any Service] = []
     ) async throws {
         let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)
         var config = WireServer.Configuration(host: host, port: port)
@@ -55,6 +56,10 @@ public struct ServiceHost: Sendable {
             printLine("\(name) metrics on http://\(host):\(m)/metrics")
         }
         printLine("\(name) listening on \(host):\(bound)")
-        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer()], logger: logger)
+        for db in databases where !db.integrityChecked && options.integrityCheckSeconds > 0 {
+            logger.warning("the database was not fully checked at start (PRAGMA quick_check ran out of time)", metadata: ["file": "\(db.path)"])
+        }
+        let watch = DatabaseWatch(databases: databases, health: server.health, logger: logger)
+        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer(), watch], logger: logger)
     }
 }

@@ -30,6 +30,14 @@ public struct ServiceOptions: ParsableArguments {
     @Option(name: .customLong("idle-timeout"), help: "Seconds a connection with no call in progress is kept before GOAWAY; 0 = forever (env LEADWIRE_IDLE_TIMEOUT).")
     public var idleTimeout: Int = Int(ProcessInfoEnv.value("LEADWIRE_IDLE_TIMEOUT") ?? "") ?? 300
 
+    @Flag(name: .customLong("skip-integrity-check"), help: "Start without PRAGMA quick_check of the database (for very large files; env LEADWIRE_SKIP_INTEGRITY_CHECK=1).")
+    public var skipIntegrityCheck = false
+
+    /// Seconds the start-up integrity check may take; 0 = skipped.
+    public var integrityCheckSeconds: Double {
+        skipIntegrityCheck || ProcessInfoEnv.value("LEADWIRE_SKIP_INTEGRITY_CHECK") == "1" ? 0 : 30
+    }
+
     /// The connection limits above, applied to a server's configuration.
     public func applyLimits(to c: inout WireServer.Configuration) {
         c.maxConnections = maxConnections

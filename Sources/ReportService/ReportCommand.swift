@@ -22,7 +22,7 @@ struct ReportCommand: AsyncParsableCommand {
     func run() async throws {
         let host = try ServiceHost.prepare(name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
-        let store = try ReportStore(path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) })
+        let store = try ReportStore(path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
         let checker: any LeadChecker
         if intake.isEmpty {
             checker = EventLeadChecker(store: store)
@@ -37,7 +37,7 @@ struct ReportCommand: AsyncParsableCommand {
         let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common)
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common, databases: [store.db])
         await store.db.flush()
     }
 }

@@ -24,11 +24,11 @@ struct RoutingCommand: AsyncParsableCommand {
     func run() async throws {
         let host = try ServiceHost.prepare(name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "routing")], aggregate: true)
-        let store = try await RoutingStore(path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) })
+        let store = try await RoutingStore(path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common,
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common, databases: [store.db],
             background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.flush()
     }

@@ -32,6 +32,9 @@ public final class Database: @unchecked Sendable {
         public var maxBatch = 512
         /// Told the number of writes in each committed transaction (for metrics), on the writer queue.
         public var onCommit: (@Sendable (Int) -> Void)?
+        /// Seconds `PRAGMA quick_check` may take at start (0 = skip it, for huge files); past them
+        /// the service starts unchecked and says so.
+        public var integrityCheckSeconds: Double = 30
 
         public init(path: String) {
             self.path = path
@@ -60,13 +63,24 @@ public final class Database: @unchecked Sendable {
         var stats = Stats()
     }
     private let pending = NIOLockedValueBox(Pending())
+    private let corruption = NIOLockedValueBox<StoreError?>(nil)
+
+    /// What the start-up check found: true = checked and sound, false = skipped or out of time.
+    public private(set) var integrityChecked = false
+
+    /// The first corruption error a read or write met since start (nil = none): the file needs a restore.
+    public var corruptionSeen: StoreError? { corruption.withLockedValue { $0 } }
+
+    private func note(_ error: any Error) {
+        guard let e = error as? StoreError, e.isCorruption else { return }
+        corruption.withLockedValue { if $0 == nil { $0 = e } }
+    }
 
     public init(configuration: Configuration, migrations: [Migration]) throws {
         path = configuration.path
         maxBatch = max(1, configuration.maxBatch)
         onCommit = configuration.onCommit
-        writer = try Connection(path: configuration.path, readOnly: false)
-        try writer.execute("PRAGMA journal_mode=WAL")
+        (writer, integrityChecked) = try Database.openWriter(path: path, checkSeconds: configuration.integrityCheckSeconds)
         try writer.execute("PRAGMA synchronous=FULL")
         try writer.execute("PRAGMA foreign_keys=ON")
         try Database.migrate(writer, migrations)
@@ -77,6 +91,22 @@ public final class Database: @unchecked Sendable {
             readers.append((DispatchQueue(label: "leadwire.store.reader.\(i)"), c))
         }
         self.readers = readers
+    }
+
+    /// The writer connection in WAL mode, after `PRAGMA quick_check` (bounded by `checkSeconds`;
+    /// 0 skips it). A damaged file refuses to open, naming itself and the restore procedure.
+    private static func openWriter(path: String, checkSeconds: Double) throws -> (Connection, Bool) {
+        do {
+            let c = try Connection(path: path, readOnly: false)
+            try c.execute("PRAGMA journal_mode=WAL")
+            guard checkSeconds > 0 else { return (c, false) }
+            // nil: out of time (a large file); it serves unchecked, and run-time errors will tell.
+            guard let problems = try c.quickCheck(seconds: checkSeconds) else { return (c, false) }
+            guard problems.isEmpty else { throw StoreError.damaged(path: path, problems.joined(separator: "; ").split(whereSeparator: \.isNewline).joined(separator: " ")) }
+            return (c, true)
+        } catch let e as StoreError where e.isCorruption {
+            throw e.description.hasPrefix("the database ") ? e : StoreError.damaged(path: path, e.message)
+        }
     }
 
     public var stats: Stats { pending.withLockedValue { $0.stats } }
@@ -168,6 +198,7 @@ public final class Database: @unchecked Sendable {
         do {
             try writer.run("BEGIN IMMEDIATE")
         } catch {
+            note(error)
             for j in batch { j.done(error) }
             return
         }
@@ -177,6 +208,7 @@ public final class Database: @unchecked Sendable {
                 try job.run(writer)
                 try writer.run("RELEASE write")
             } catch {
+                note(error)
                 outcomes[i] = error
                 do {
                     try writer.run("ROLLBACK TO write")
@@ -189,6 +221,7 @@ public final class Database: @unchecked Sendable {
         do {
             try writer.run("COMMIT")
         } catch {
+            note(error)
             try? writer.execute("ROLLBACK")
             outcomes = outcomes.map { $0 ?? error }
         }
@@ -220,6 +253,7 @@ public final class Database: @unchecked Sendable {
                     try c.run("COMMIT")
                     cont.resume(returning: r)
                 } catch {
+                    self.note(error)
                     try? c.execute("ROLLBACK")
                     cont.resume(throwing: error)
                 }

@@ -1,4 +1,5 @@
 import CSQLite
+import Dispatch
 
 /// The one error type of the storage layer. Carries SQLite's result code, its message and the SQL
 /// text, never the bound values (they may hold personal data).
@@ -9,9 +10,21 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
 
     public var isConstraintViolation: Bool { code & 0xFF == SQLITE_CONSTRAINT }
     public var isBusy: Bool { code & 0xFF == SQLITE_BUSY }
+    /// The file is damaged or not a database: only a restore helps.
+    public var isCorruption: Bool { code & 0xFF == SQLITE_CORRUPT || code & 0xFF == SQLITE_NOTADB }
 
     public var description: String {
-        "SQLite error \(code): \(message)" + (sql.map { " (in: \($0))" } ?? "")
+        isDamage ? message : "SQLite error \(code): \(message)" + (sql.map { " (in: \($0))" } ?? "")
+    }
+
+    private var isDamage: Bool { isCorruption && sql == nil && message.hasPrefix("the database ") }
+
+    /// A damaged file, found at start: names the file and the way out.
+    static func damaged(path: String, _ problems: String) -> StoreError {
+        StoreError(
+            code: SQLITE_CORRUPT,
+            message: "the database \(path) is damaged (\(problems)): stop the service and restore the file from a backup, as docs/operations.md \"Restoring from a backup\" describes (--skip-integrity-check starts without this check)",
+            sql: nil)
     }
 }
 
@@ -189,4 +202,24 @@ public final class Connection {
     }
 
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }
+
+    /// `PRAGMA quick_check`, interrupted after `seconds`: the problems it lists (empty = none), or
+    /// nil when it ran out of time.
+    func quickCheck(seconds: Double) throws -> [String]? {
+        final class Deadline { let at: UInt64; init(_ at: UInt64) { self.at = at } }
+        let deadline = Deadline(DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9))
+        let token = Unmanaged.passRetained(deadline)
+        defer { token.release() }
+        sqlite3_progress_handler(raw, 10_000, { p in
+            let d = Unmanaged<Deadline>.fromOpaque(p!).takeUnretainedValue()
+            return DispatchTime.now().uptimeNanoseconds > d.at ? 1 : 0
+        }, token.toOpaque())
+        defer { sqlite3_progress_handler(raw, 0, nil, nil) }
+        do {
+            let lines = try query("PRAGMA quick_check(20)") { $0.string(0) }
+            return lines == ["ok"] ? [] : lines
+        } catch let e as StoreError where e.code & 0xFF == SQLITE_INTERRUPT {
+            return nil
+        }
+    }
 }

@@ -5,6 +5,7 @@ import os
 import re
 import stat
 import subprocess
+import time
 
 import grpc
 import pytest
@@ -149,3 +150,73 @@ def test_signing_key_that_is_a_directory_is_named_so(tmp_path):
     os.mkdir(os.path.join(str(tmp_path), "signing.key"))
     r = start_fails(str(tmp_path))
     assert r.returncode != 0 and "is a directory" in r.stderr, r.stderr
+
+
+def _corrupt_pages(path, first_page=3):
+    """Overwrites every page from `first_page` on with garbage (page 1, the header, stays)."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as fh:
+        page = 4096
+        for offset in range(page * (first_page - 1), size, page):
+            fh.seek(offset)
+            fh.write(b"\xde\xad\xbe\xef" * (page // 4))
+
+
+def _seed_routing(data):
+    """A routing database with a few hundred people, written and checkpointed by a real run."""
+    server = ServerProcess("routing-service", ["--data-dir", str(data), "--auth", "off", "--metrics-port=-1"])
+    ch = grpc.insecure_channel(server.address)
+    stub = routing_pb2_grpc.RoutingStub(ch)
+    for i in range(300):
+        stub.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Сотрудник %d" % i, login="user%d" % i, email="u%d@example.ru" % i)), timeout=10)
+    ch.close()
+    assert server.stop() == 0
+
+
+def test_damaged_database_refuses_to_start_naming_file_and_restore(tmp_path):
+    _seed_routing(tmp_path)
+    db = str(tmp_path / "routing.sqlite")
+    _corrupt_pages(db)
+    proc = subprocess.run([os.path.join(BIN_DIR, "routing-service"), "--port", "0", "--data-dir", str(tmp_path),
+                           "--auth", "off", "--metrics-port=-1"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "routing.sqlite is damaged" in proc.stderr
+    assert "Restoring from a backup" in proc.stderr
+    assert "\n" not in proc.stderr.strip()
+
+
+def test_damage_found_while_serving_turns_health_not_serving(tmp_path):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    _seed_routing(tmp_path)
+    server = ServerProcess("routing-service", ["--data-dir", str(tmp_path), "--auth", "off", "--metrics-port=-1"])
+    try:
+        ch = grpc.insecure_channel(server.address)
+        health = health_pb2_grpc.HealthStub(ch)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        _corrupt_pages(str(tmp_path / "routing.sqlite"))
+        stub = routing_pb2_grpc.RoutingStub(ch)
+        codes = []
+        for i in range(20):
+            try:
+                # Assignments are read from disk (people are held in memory).
+                stub.GetAssignment(gpb.GetAssignmentRequest(lead_id="lead-%d" % i), timeout=5)
+                codes.append("OK")
+            except grpc.RpcError as e:
+                codes.append(e.code())
+        assert grpc.StatusCode.UNAVAILABLE in codes and "OK" not in codes, codes
+        deadline = time.time() + 10
+        status = None
+        while time.time() < deadline:
+            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                break
+            time.sleep(0.2)
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        time.sleep(1.5)
+        log = server.log()
+        # Logged once for the episode (once a minute), not once per failed call.
+        assert log.count("the database is damaged") == 1, log
+        ch.close()
+    finally:
+        server.stop()

@@ -93,8 +93,9 @@ final class IntakeStore: Sendable {
     /// Whether leads go to the routing service (through the outbox): set when one is configured.
     let routing: Bool
 
-    init(path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+    init(path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) throws {
         var config = Database.Configuration(path: path)
+        config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         self.routing = routing
         db = try Database(configuration: config, migrations: Self.migrations)

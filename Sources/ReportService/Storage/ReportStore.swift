@@ -63,8 +63,9 @@ final class ReportStore: Sendable {
             """),
     ]
 
-    init(path: String, onCommit: (@Sendable (Int) -> Void)? = nil) throws {
+    init(path: String, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) throws {
         var config = Database.Configuration(path: path)
+        config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
     }

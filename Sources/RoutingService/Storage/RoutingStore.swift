@@ -56,8 +56,9 @@ final class RoutingStore: Sendable {
             """),
     ]
 
-    init(path: String, now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil) async throws {
+    init(path: String, now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) async throws {
         var config = Database.Configuration(path: path)
+        config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
         try await db.write { c in

@@ -24,6 +24,12 @@ public final class HealthProvider: Sendable {
         }
     }
 
+    /// Every registered service (and the server as a whole) to `status`.
+    public func setAll(_ status: ServingStatus) {
+        let names = state.withLockedValue { Array($0.statuses.keys) }
+        for n in names { setStatus(status, for: n) }
+    }
+
     public func status(for service: String) -> ServingStatus? {
         state.withLockedValue { $0.statuses[service] }
     }
