@@ -45,19 +45,8 @@ struct IntakeAPI: Intake_Service {
     var routing: Routing_ServiceClient? = nil
     var routingOptions: @Sendable () -> CallOptions = { CallOptions() }
 
-    /// What each RPC needs (see Auth.Permission); health and reflection are open.
-    static let accessPolicy: [String: String] = {
-        let p = "/leadwire.intake.v1.Intake/"
-        var m = [String: String]()
-        for name in ["CreateSource", "UpdateSource", "SetSourceEnabled"] { m[p + name] = Permission.sourcesWrite }
-        for name in ["GetSource", "ListSources", "GetLead", "LookupStatus", "ListLeads", "WatchLeads", "GetClient"] { m[p + name] = Permission.leadsRead }
-        for name in ["SubmitLead", "ImportLeads", "SubmitEmail", "AcceptLead", "DeferLead", "RejectLead", "CompleteLead", "AddComment", "RateLead"] {
-            m[p + name] = Permission.leadsWrite
-        }
-        m[p + "SetClientDebt"] = Permission.clientsWrite
-        for name in ["TakeReplies", "ConfirmReplies"] { m[p + name] = Permission.repliesSend }
-        return m
-    }()
+    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
+    static let accessPolicy = AccessPolicy.intake.byPath
 
     /// Who did it: the authenticated principal, else what the request says, else "api".
     private static func actor(_ requested: String) -> String {

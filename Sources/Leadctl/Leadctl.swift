@@ -20,7 +20,7 @@ struct Leadctl: AsyncParsableCommand {
             (env LEADWIRE_INTAKE_ADDR, LEADWIRE_ROUTING_ADDR, LEADWIRE_REPORT_ADDR). \
             A lead is named by its id (lead-17) or its registration number (L-2026-000017).
             """,
-        subcommands: [TokenCommand.self, HealthCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
+        subcommands: [TokenCommand.self, HealthCommand.self, AccessCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
                       PlanCommand.self, ContractorCommand.self, ReportCommand.self])
 
     /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a
@@ -179,6 +179,16 @@ struct HealthCommand: AsyncParsableCommand {
         }
         print(r.status == .serving ? "SERVING" : "NOT SERVING (\(r.status.rawValue))")
         if r.status != .serving { throw ExitCode(1) }
+    }
+}
+
+/// The access rules every service enforces, as the table in docs/rpc-catalogue.md shows them.
+struct AccessCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "access", abstract: "Which role may call which RPC (the rules the services enforce, as a markdown table).")
+
+    func run() async throws {
+        print(AccessPolicy.markdownTable(), terminator: "")
     }
 }
 

@@ -60,20 +60,8 @@ struct ReportAPI: Report_Service {
     let now: Clock
     let logger: Logger
 
-    /// What each RPC needs (see Auth.Permission; "a|b" = either); health and reflection are open.
-    static let accessPolicy: [String: String] = {
-        let p = "/leadwire.report.v1.Report/"
-        var m = [String: String]()
-        m[p + "IngestEvents"] = Permission.eventsWrite
-        for name in ["CreatePlan", "UpdatePlan"] { m[p + name] = Permission.plansWrite }
-        m[p + "ActOnPlan"] = [Permission.plansWrite, Permission.plansApproveHead, Permission.plansApproveManagement].joined(separator: "|")
-        for name in ["GetPlan", "ListPlans", "ComparePlan"] { m[p + name] = Permission.plansRead }
-        for name in ["ListWorkPlans", "GetWorkPlan", "FollowWorkPlans"] { m[p + name] = Permission.contractorSelf + "|" + Permission.plansRead }
-        for name in ["Acknowledge", "ReportProgress", "SubmitAct"] { m[p + name] = Permission.contractorSelf }
-        m[p + "ExecutionControl"] = Permission.reportsRead + "|" + Permission.plansRead
-        for name in ["LeadSummary", "LeadFunnel", "EmployeeKpis", "PlanFigures", "ExportCsv"] { m[p + name] = Permission.reportsRead }
-        return m
-    }()
+    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
+    static let accessPolicy = AccessPolicy.report.byPath
 
     /// The contractor a call acts for. A contractor's token acts only for its own contractor id
     /// (another one is PERMISSION_DENIED); staff and admins name one in the request.

@@ -10,15 +10,8 @@ struct RoutingAPI: Routing_Service {
     let now: Clock
     let logger: Logger
 
-    /// What each RPC needs (see Auth.Permission); health and reflection are open.
-    static let accessPolicy: [String: String] = {
-        let p = "/leadwire.routing.v1.Routing/"
-        var m = [String: String]()
-        for name in ["CreatePerson", "UpdatePerson", "PutRole", "SetRules"] { m[p + name] = Permission.directoryWrite }
-        for name in ["GetPerson", "ListPeople", "SearchPeople", "GetRole", "ListRoles", "GetRules", "GetAssignment", "Simulate"] { m[p + name] = Permission.routingRead }
-        for name in ["RouteLead", "Reassign", "Release", "MarkDecided", "Escalate"] { m[p + name] = Permission.routingWrite }
-        return m
-    }()
+    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
+    static let accessPolicy = AccessPolicy.routing.byPath
 
 
     /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Wire
 
@@ -109,5 +110,28 @@ import Wire
         // Nested objects may repeat a top-level key's name.
         let nested = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x","ext":{"sub":"y"}}"#.utf8))
         #expect(try key.verify(nested, now: now).sub == "x")
+    }
+}
+
+/// The access table in docs/rpc-catalogue.md is generated from AccessPolicy; it must not drift.
+@Suite struct AccessTableTests {
+    @Test func documentedTableIsTheEnforcedOne() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let doc = try String(contentsOf: root.appendingPathComponent("docs/rpc-catalogue.md"), encoding: .utf8)
+        let begin = "<!-- access-table: begin (scripts/gen-access-table) -->\n"
+        let end = "<!-- access-table: end -->"
+        let start = try #require(doc.range(of: begin)).upperBound
+        let stop = try #require(doc.range(of: end)).lowerBound
+        #expect(String(doc[start..<stop]) == AccessPolicy.markdownTable(), "run scripts/gen-access-table and commit docs/rpc-catalogue.md")
+    }
+
+    @Test func everyRoleIsInTheTableAndEveryRuleNamesKnownPermissions() {
+        #expect(Set(AccessPolicy.roleOrder) == Set(Roles.grants.keys))
+        let known = Set(Roles.grants.values.flatMap { $0 })
+        for s in AccessPolicy.services {
+            for (method, rule) in s.rules {
+                #expect(!rule.isEmpty && rule.allSatisfy { known.contains($0) }, "\(s.name).\(method)")
+            }
+        }
     }
 }
