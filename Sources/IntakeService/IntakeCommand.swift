@@ -31,8 +31,8 @@ struct IntakeCommand: AsyncParsableCommand {
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
         let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
         let token = host.serviceToken()
-        let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing))
-        let reportClient = report.isEmpty ? nil : Report_ServiceClient(channel: try WireChannel(address: report))
+        let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing, tls: common.peerTLS))
+        let reportClient = report.isEmpty ? nil : Report_ServiceClient(channel: try WireChannel(address: report, tls: common.peerTLS))
         let hub = LeadChangeHub()
         var api = IntakeAPI(store: store, hub: hub, now: systemClock, logger: host.logger)
         api.routing = routingClient

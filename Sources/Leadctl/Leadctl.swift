@@ -171,9 +171,10 @@ struct HealthCommand: AsyncParsableCommand {
         commandName: "health", abstract: "Ask a service's gRPC health service; exit 0 only when SERVING (for container health checks).")
     @Option(help: "host:port") var address: String = "127.0.0.1:50051"
     @Option(help: "Seconds to wait.") var timeout: Int64 = 3
+    @OptionGroup var tls: TLSOptions
 
     func run() async throws {
-        let channel = try WireChannel(address: address)
+        let channel = try WireChannel(address: address, tls: tls.client)
         let r: Grpc_Health_V1_HealthCheckResponse = try await call {
             try await channel.unary("/grpc.health.v1.Health/Check", request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions(timeout: .seconds(timeout)))
         }
@@ -285,7 +286,7 @@ struct LeadCommand: AsyncParsableCommand {
         @Option(help: "The request in full.") var description: String = ""
         @Option(help: "The kind of problem (must be one the source accepts, if it lists any).") var category: String = ""
         @Option(name: .customLong("field"), help: "NAME=VALUE (repeatable).") var fields: [String] = []
-        @Option(name: .customLong("key"), help: "Idempotency key: resubmitting with it returns the same lead.") var key: String = ""
+        @Option(name: .customLong("idempotency-key"), help: "Idempotency key: resubmitting with it returns the same lead.") var idempotencyKey: String = ""
 
         func run() async throws {
             var req = Intake_SubmitLeadRequest()
@@ -299,7 +300,7 @@ struct LeadCommand: AsyncParsableCommand {
             req.subject = subject
             req.description = description
             req.category = category
-            req.idempotencyKey = key
+            req.idempotencyKey = idempotencyKey
             for f in fields {
                 let (k, v) = try keyValue(f, flag: "--field")
                 var fv = Intake_FieldValue()

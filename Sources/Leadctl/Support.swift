@@ -24,6 +24,8 @@ struct Connection: ParsableArguments {
     @Option(help: "Seconds to wait for an answer.")
     var timeout: Int64 = 10
 
+    @OptionGroup var tls: TLSOptions
+
     var options: CallOptions {
         var o = CallOptions(timeout: .seconds(timeout))
         let t = token ?? ProcessInfoEnv.value("LEADWIRE_TOKEN") ?? ""
@@ -31,9 +33,40 @@ struct Connection: ParsableArguments {
         return o
     }
 
-    func intakeClient() throws -> Intake_ServiceClient { Intake_ServiceClient(channel: try WireChannel(address: intake)) }
-    func routingClient() throws -> Routing_ServiceClient { Routing_ServiceClient(channel: try WireChannel(address: routing)) }
-    func reportClient() throws -> Report_ServiceClient { Report_ServiceClient(channel: try WireChannel(address: report)) }
+    func intakeClient() throws -> Intake_ServiceClient { Intake_ServiceClient(channel: try WireChannel(address: intake, tls: tls.client)) }
+    func routingClient() throws -> Routing_ServiceClient { Routing_ServiceClient(channel: try WireChannel(address: routing, tls: tls.client)) }
+    func reportClient() throws -> Report_ServiceClient { Report_ServiceClient(channel: try WireChannel(address: report, tls: tls.client)) }
+}
+
+/// How leadctl reaches services that serve TLS.
+struct TLSOptions: ParsableArguments {
+    @Flag(help: "Call the services over TLS (implied by --cacert; env LEADWIRE_TLS=1).")
+    var tls = false
+
+    @Option(help: "PEM file of the CA that signed the services' certificates; default: the system's roots (env LEADWIRE_CACERT).")
+    var cacert: String?
+
+    @Option(help: "Client certificate (PEM), for services that require one (env LEADWIRE_CLIENT_CERT).")
+    var cert: String?
+
+    @Option(help: "Key of --cert (PEM) (env LEADWIRE_CLIENT_KEY).")
+    var key: String?
+
+    @Option(name: .customLong("server-name"), help: "Name to check the services' certificates against, when it is not the host dialled.")
+    var serverName: String?
+
+    var client: WireTLS.Client? {
+        let ca = cacert ?? ProcessInfoEnv.value("LEADWIRE_CACERT")
+        let on = tls || ca != nil || ProcessInfoEnv.value("LEADWIRE_TLS") == "1"
+        guard on else { return nil }
+        return WireTLS.Client(
+            caPath: ca, certificatePath: cert ?? ProcessInfoEnv.value("LEADWIRE_CLIENT_CERT"),
+            keyPath: key ?? ProcessInfoEnv.value("LEADWIRE_CLIENT_KEY"), serverName: serverName)
+    }
+
+    func validate() throws {
+        if (cert == nil) != (key == nil) { throw ValidationError("--cert and --key go together") }
+    }
 }
 
 /// Runs a call and turns a refusal into plain words: the status, the message, and each field or

@@ -55,11 +55,11 @@ public struct ServiceHost: Sendable {
             let m = try await metrics.start()
             printLine("\(name) metrics on http://\(host):\(m)/metrics")
         }
-        printLine("\(name) listening on \(host):\(bound)")
+        printLine("\(name) listening on \(host):\(bound)" + (server.isTLS ? " (TLS)" : ""))
         for db in databases where !db.integrityChecked && options.integrityCheckSeconds > 0 {
             logger.warning("the database was not fully checked at start (PRAGMA quick_check ran out of time)", metadata: ["file": "\(db.path)"])
         }
         let watch = DatabaseWatch(databases: databases, health: server.health, logger: logger)
-        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer(), watch], logger: logger)
+        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
     }
 }

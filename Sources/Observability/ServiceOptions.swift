@@ -38,11 +38,36 @@ public struct ServiceOptions: ParsableArguments {
         skipIntegrityCheck || ProcessInfoEnv.value("LEADWIRE_SKIP_INTEGRITY_CHECK") == "1" ? 0 : 30
     }
 
+    @Option(name: .customLong("tls-cert"), help: "Serve gRPC over TLS with this certificate chain (PEM; env LEADWIRE_TLS_CERT). SIGHUP reloads it.")
+    public var tlsCert: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CERT")
+
+    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (PEM, unencrypted; env LEADWIRE_TLS_KEY).")
+    public var tlsKey: String? = ProcessInfoEnv.value("LEADWIRE_TLS_KEY")
+
+    @Option(name: .customLong("tls-client-ca"), help: "Require client certificates signed by this CA (PEM; mutual TLS; env LEADWIRE_TLS_CLIENT_CA).")
+    public var tlsClientCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CLIENT_CA")
+
+    @Option(name: .customLong("tls-ca"), help: "Call the other services over TLS, trusting this CA (PEM); --tls-cert/--tls-key are presented as the client certificate (env LEADWIRE_TLS_CA).")
+    public var tlsCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CA")
+
+    /// What this service serves with (nil = plaintext).
+    public var serverTLS: WireTLS.Server? {
+        guard let tlsCert, let tlsKey else { return nil }
+        return WireTLS.Server(certificatePath: tlsCert, keyPath: tlsKey, clientCAPath: tlsClientCA)
+    }
+
+    /// How this service calls the others (nil = plaintext).
+    public var peerTLS: WireTLS.Client? {
+        guard let tlsCA else { return nil }
+        return WireTLS.Client(caPath: tlsCA, certificatePath: tlsCert, keyPath: tlsKey)
+    }
+
     /// The connection limits above, applied to a server's configuration.
     public func applyLimits(to c: inout WireServer.Configuration) {
         c.maxConnections = maxConnections
         c.maxConnectionsPerPeer = maxConnectionsPerPeer
         c.idleTimeout = idleTimeout > 0 ? .seconds(Int64(idleTimeout)) : nil
+        c.tls = serverTLS
     }
 
     public var allowSharedKey: Bool { allowSharedKeyFlag || ProcessInfoEnv.value("LEADWIRE_ALLOW_SHARED_KEY") == "1" }
@@ -62,6 +87,8 @@ public struct ServiceOptions: ParsableArguments {
         guard ["on", "off", "true", "false", "1", "0"].contains(auth) else { throw ValidationError("--auth takes on or off, not \(auth)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1, not \(maxConnections)") }
         guard maxConnectionsPerPeer >= 1 else { throw ValidationError("--max-connections-per-peer must be at least 1, not \(maxConnectionsPerPeer)") }
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)") }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout is seconds, 0 or more, not \(idleTimeout)") }
     }
 }

@@ -28,7 +28,7 @@ struct ReportCommand: AsyncParsableCommand {
             checker = EventLeadChecker(store: store)
         } else {
             let token = host.serviceToken()
-            checker = IntakeLeadChecker(intake: Intake_ServiceClient(channel: try WireChannel(address: intake)), options: {
+            checker = IntakeLeadChecker(intake: Intake_ServiceClient(channel: try WireChannel(address: intake, tls: common.peerTLS)), options: {
                 var o = token.options
                 o.timeout = .seconds(5)
                 return o

@@ -37,6 +37,15 @@ struct WireInteropServer: AsyncParsableCommand {
     @Option(name: .customLong("max-unread-response-bytes"), help: "Response bytes clients may leave unread, over the server.")
     var maxUnreadResponseBytes = 256 * 1024 * 1024
 
+    @Option(name: .customLong("tls-cert"), help: "Serve over TLS with this certificate (PEM).")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (PEM).")
+    var tlsKey: String?
+
+    @Option(name: .customLong("tls-client-ca"), help: "Require client certificates signed by this CA (PEM).")
+    var tlsClientCA: String?
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, ...")
     var logLevel = "info"
 
@@ -55,6 +64,9 @@ struct WireInteropServer: AsyncParsableCommand {
         configuration.idleTimeout = idleTimeoutMs > 0 ? .milliseconds(Int64(idleTimeoutMs)) : nil
         configuration.stallTimeout = .milliseconds(Int64(stallTimeoutMs))
         configuration.maxUnreadResponseBytes = maxUnreadResponseBytes
+        if let tlsCert, let tlsKey {
+            configuration.tls = WireTLS.Server(certificatePath: tlsCert, keyPath: tlsKey, clientCAPath: tlsClientCA)
+        }
         let descriptors = WireServer.raiseDescriptorLimit()
         Logger(label: "wire-interop-server").info("open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
         let server = WireServer(configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))

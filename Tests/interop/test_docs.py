@@ -40,7 +40,7 @@ def _free_ports(n):
 class DocSet:
     """The set as scripts/up starts it (prebuilt binaries), and what it told the reader to paste."""
 
-    def __init__(self, work):
+    def __init__(self, work, args=()):
         self.work = work
         self.data = os.path.join(work, "var")
         ports = _free_ports(6)
@@ -54,10 +54,10 @@ class DocSet:
             "LEADWIRE_ROUTING_METRICS_PORT": str(ports[4]), "LEADWIRE_REPORT_METRICS_PORT": str(ports[5]),
         })
         # The reader's shell knows nothing of ours: no token, no addresses, the venv not on PATH.
-        for k in ("LEADWIRE_TOKEN", "LEADWIRE_INTAKE_ADDR", "LEADWIRE_ROUTING_ADDR", "LEADWIRE_REPORT_ADDR"):
+        for k in ("LEADWIRE_TOKEN", "LEADWIRE_INTAKE_ADDR", "LEADWIRE_ROUTING_ADDR", "LEADWIRE_REPORT_ADDR", "LEADWIRE_CACERT"):
             self.env.pop(k, None)
         self.env["PATH"] = ":".join(p for p in self.env.get("PATH", "").split(":") if ".venv" not in p)
-        up = subprocess.run([os.path.join(ROOT, "scripts", "up")], env=self.env, cwd=work, capture_output=True,
+        up = subprocess.run([os.path.join(ROOT, "scripts", "up"), *args], env=self.env, cwd=work, capture_output=True,
                             text=True, timeout=180)
         self.up_output = up.stdout + up.stderr
         assert up.returncode == 0, "scripts/up failed:\n" + self.up_output

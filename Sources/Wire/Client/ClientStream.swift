@@ -49,10 +49,10 @@ final class ClientStream: @unchecked Sendable {
 
     var isDone: Bool { outcome != nil }
 
-    func requestHeaders(authority: String) -> HeaderBlock {
+    func requestHeaders(authority: String, scheme: String) -> HeaderBlock {
         var h = HeaderBlock()
         h.add(":method", "POST")
-        h.add(":scheme", "http")
+        h.add(":scheme", scheme)
         h.add(":path", path)
         h.add(":authority", authority)
         h.add("content-type", "application/grpc")

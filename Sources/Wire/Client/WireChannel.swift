@@ -1,7 +1,11 @@
 import CNGHTTP2
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 public struct CallOptions: Sendable {
     /// Sent as `grpc-timeout`; the call also ends locally with DEADLINE_EXCEEDED when it passes.
@@ -27,6 +31,9 @@ public final class WireChannel: Sendable {
     private let group: any EventLoopGroup
     private let ownsGroup: Bool
     private let state = NIOLockedValueBox<ConnectionState>(.idle)
+    /// TLS to the server (nil = plaintext); its context is made on the first dial.
+    public let tls: WireTLS.Client?
+    private let tlsContext = NIOLockedValueBox<NIOSSLContext?>(nil)
 
     /// idle -> connecting -> ready; back to idle (via a failed connect, or a ready connection that
     /// became unusable) so the next call dials again.
@@ -36,9 +43,10 @@ public final class WireChannel: Sendable {
         case ready(ClientConnection)
     }
 
-    public init(host: String, port: Int, group: (any EventLoopGroup)? = nil) {
+    public init(host: String, port: Int, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
         self.host = host
         self.port = port
+        self.tls = tls
         if let group {
             self.group = group
             self.ownsGroup = false
@@ -49,13 +57,13 @@ public final class WireChannel: Sendable {
     }
 
     /// A channel to "host:port" (as flags and environment variables give it).
-    public convenience init(address: String, group: (any EventLoopGroup)? = nil) throws {
+    public convenience init(address: String, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), port > 0, port < 65536 else {
             throw RPCError(.invalidArgument, "\"\(address)\" is not host:port")
         }
         var host = String(address[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group)
+        self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group, tls: tls)
     }
 
     public func close() async {
@@ -98,14 +106,39 @@ public final class WireChannel: Sendable {
         }
     }
 
+    private func sslContext() throws -> NIOSSLContext? {
+        guard let tls else { return nil }
+        return try tlsContext.withLockedValue { c in
+            if let c { return c }
+            let made = try tls.makeContext()
+            c = made
+            return made
+        }
+    }
+
     private func dial() -> EventLoopFuture<ClientConnection> {
         let authority = "\(host):\(port)"
+        let ssl: NIOSSLContext?
+        do {
+            ssl = try sslContext()
+        } catch {
+            return group.next().makeFailedFuture(error)
+        }
+        // SNI and the certificate check use the name given, else the host dialled (an IP address is
+        // checked against the certificate's IP entries and not sent as SNI).
+        let serverName = tls?.serverName ?? host
+        let scheme = tls == nil ? "http" : "https"
         return ClientBootstrap(group: group)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ClientConnection(loop: channel.eventLoop, authority: authority))
+                    if let ssl {
+                        let sni = serverName.isIPAddressLiteral ? nil : serverName
+                        let handler = try NIOSSLClientHandler(context: ssl, serverHostname: sni)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ClientConnection(loop: channel.eventLoop, authority: authority, scheme: scheme))
                 }
             }
             .connect(host: host, port: port)
@@ -245,6 +278,7 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     let loop: any EventLoop
     let authority: String
+    let scheme: String
     private(set) var session: H2Session?
     private var context: ChannelHandlerContext?
     private(set) var channel: (any Channel)?
@@ -252,9 +286,10 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     private var flushScheduled = false
     private let usable = NIOLockedValueBox(true)
 
-    init(loop: any EventLoop, authority: String) {
+    init(loop: any EventLoop, authority: String, scheme: String) {
         self.loop = loop
         self.authority = authority
+        self.scheme = scheme
     }
 
     var isUsable: Bool { usable.withLockedValue { $0 } }
@@ -281,7 +316,7 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
                     return cont.resume(throwing: RPCError(.unavailable, "the connection to \(authority) is closed"))
                 }
                 stream.connection = self
-                let id = session.submitRequest(headers: stream.requestHeaders(authority: authority))
+                let id = session.submitRequest(headers: stream.requestHeaders(authority: authority, scheme: scheme))
                 guard id > 0 else {
                     usable.withLockedValue { $0 = false }
                     return cont.resume(throwing: RPCError(.unavailable, "cannot start a stream: \(String(cString: nghttp2_strerror(id)))"))
@@ -403,5 +438,14 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         // Streams above lastStreamID are closed by nghttp2 with REFUSED_STREAM; new calls go to a new
         // connection.
         usable.withLockedValue { $0 = false }
+    }
+}
+
+extension String {
+    /// An IPv4 or IPv6 literal (never sent as SNI).
+    var isIPAddressLiteral: Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, self, &v4) == 1 || inet_pton(AF_INET6, self, &v6) == 1
     }
 }

@@ -2,6 +2,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
@@ -45,6 +46,8 @@ public final class WireServer: Service, Sendable {
         public var maxUnreadResponseBytesPerConnection = 16 * 1024 * 1024
         /// Largest response message sent; clients' usual receive limit is 4 MiB.
         public var maxSendMessageSize = 4 * 1024 * 1024
+        /// Serve gRPC over TLS (ALPN h2, TLS 1.2+) with these files; nil = plaintext.
+        public var tls: WireTLS.Server?
         /// Wraps every handler (authentication, audit); nil = none.
         public var interceptor: (any ServerInterceptor)?
         /// Hears every call's outcome (logs, metrics); nil = none.
@@ -60,6 +63,7 @@ public final class WireServer: Service, Sendable {
     public let health: HealthProvider
     private let group: MultiThreadedEventLoopGroup
     private let state = NIOLockedValueBox<State>(.idle)
+    private let tls = NIOLockedValueBox<TLSContextBox?>(nil)
 
     /// idle -> started (listening) -> stopping -> stopped. `start` only from idle; `shutdown` from any.
     private enum State {
@@ -94,6 +98,11 @@ public final class WireServer: Service, Sendable {
     @discardableResult
     public func start() async throws -> Int {
         let core = self.core
+        if let files = core.configuration.tls {
+            let box = try TLSContextBox(files)
+            tls.withLockedValue { $0 = box }
+        }
+        let tls = self.tls
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -103,6 +112,9 @@ public final class WireServer: Service, Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let connection = ServerConnection(core: core, loop: channel.eventLoop)
                     connection.refusal = core.admit(connection, peer: channel.remoteAddress?.ipAddress ?? "unknown")
+                    if let box = tls.withLockedValue({ $0 }) {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: box.context))
+                    }
                     try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
@@ -119,6 +131,15 @@ public final class WireServer: Service, Sendable {
         core.logger.info("listening", metadata: ["address": "\(core.configuration.host):\(channel.localAddress?.port ?? 0)"])
         return channel.localAddress?.port ?? 0
     }
+
+    /// Reads the TLS certificate and key (and client CA) again: connections accepted from now on use
+    /// them, open ones go on undisturbed. Throws, keeping the old ones, when the new files are unusable.
+    public func reloadTLS() throws {
+        guard let box = tls.withLockedValue({ $0 }) else { return }
+        try box.reload()
+    }
+
+    public var isTLS: Bool { core.configuration.tls != nil }
 
     public var localPort: Int? {
         state.withLockedValue { s in
