@@ -56,7 +56,12 @@ class RawConnection:
         sid = self.conn.get_next_available_stream_id()
         self.conn.send_headers(sid, request_headers(path, self.port, extra_headers, content_type), end_stream=end_with_headers)
         if not end_with_headers:
-            self.conn.send_data(sid, body if body is not None else b"", end_stream=True)
+            body = body if body is not None else b""
+            # In frames the peer accepts (16 KiB unless it said more).
+            step = self.conn.max_outbound_frame_size
+            chunks = [body[i:i + step] for i in range(0, len(body), step)] or [b""]
+            for i, chunk in enumerate(chunks):
+                self.conn.send_data(sid, chunk, end_stream=i == len(chunks) - 1)
         self.flush()
         return self.wait(sid, timeout)
 

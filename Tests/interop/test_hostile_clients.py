@@ -250,3 +250,22 @@ def test_response_over_the_send_limit_is_resource_exhausted(server_with):
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "limit" in e.value.details()
     ch.close()
+
+
+def test_refusal_fits_the_peers_header_list_limit(server_with):
+    """A peer advertising SETTINGS_MAX_HEADER_LIST_SIZE 4096 still gets the status: the message is
+    shortened (percent-encoding counted) and the details dropped before the block passes its limit."""
+    import h2.settings
+
+    server = server_with()
+    c = RawConnection(server.port, settings={h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 4096})
+    c.pump(0.2)
+    body = grpc_frame(messages_pb2.SimpleRequest(response_status=messages_pb2.EchoStatus(code=3, message="щ" * 50_000)).SerializeToString())
+    headers, data, trailers, reset = c.call(UNARY, body)
+    assert reset is None
+    block = trailers or headers
+    assert block["grpc-status"] == "3"
+    size = sum(len(k.encode()) + len(v.encode()) + 32 for k, v in block.items())
+    assert size <= 4096, size
+    assert block["grpc-message"].startswith("%D1%89")
+    c.close()

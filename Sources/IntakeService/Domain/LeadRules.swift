@@ -31,17 +31,20 @@ enum LeadValidation {
 
         let definitions = Dictionary(source.fields.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var seen = Set<String>()
+        var unknown = 0
         for f in req.fields {
-            let path = "fields.\(f.name)"
+            let path = "fields.\(Clip.value(f.name))"
             guard seen.insert(f.name).inserted else {
                 violations.append(.init(field: path, description: "given more than once"))
                 continue
             }
             guard let def = definitions[f.name] else {
+                // The source's fields are listed once, with the first unknown one: a caller sending
+                // 300 unknown columns gets one list, not 300.
                 let known = source.fields.map(\.name)
-                violations.append(.init(
-                    field: path,
-                    description: "not a field of source \(source.name); its fields are: \(known.isEmpty ? "(none)" : known.joined(separator: ", "))"))
+                let list = unknown == 0 ? " (source \(source.name) has: \(known.isEmpty ? "no fields" : known.joined(separator: ", ")))" : ""
+                unknown += 1
+                violations.append(.init(field: path, description: "not a field of this source" + list))
                 continue
             }
             if !f.value.isEmpty, let problem = typeProblem(f.value, def) {

@@ -209,6 +209,12 @@ final class H2Session {
         nghttp2_submit_goaway(raw, UInt8(NGHTTP2_FLAG_NONE.rawValue), lastStreamID ?? lastProcessedStreamID, errorCode, &d, d.count)
     }
 
+    /// The peer's SETTINGS_MAX_HEADER_LIST_SIZE, nil when it sent none (nghttp2 then reports UINT32_MAX).
+    var peerMaxHeaderListSize: Int? {
+        let v = nghttp2_session_get_remote_settings(raw, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE)
+        return v == UInt32.max ? nil : Int(v)
+    }
+
     func isStreamOpenRemotely(_ stream: Int32) -> Bool {
         nghttp2_session_get_stream_remote_close(raw, stream) == 0
     }
@@ -328,6 +334,9 @@ struct HeaderBlock {
     }
 
     var isEmpty: Bool { spans.isEmpty }
+
+    /// Size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field (RFC 9113 6.5.2).
+    var listSize: Int { spans.reduce(0) { $0 + $1.1 + $1.3 + 32 } }
 
     func withNV<R>(_ body: (UnsafePointer<nghttp2_nv>, Int) -> R) -> R {
         bytes.withUnsafeBufferPointer { buf in

@@ -352,12 +352,28 @@ final class ServerCall: @unchecked Sendable {
             t.add(responseMetadata)
         }
         t.add("grpc-status", String(code.rawValue))
-        // Bounded whatever a handler put in them: nghttp2 will not send a header block over 64 KiB,
-        // and clients refuse trailers over 8-16 KiB.
-        if let e = error, !e.message.isEmpty { t.add("grpc-message", PercentEncoding.encode(Clip.bytes(e.message, maxBytes: Self.maxStatusMessageBytes))) }
-        if let d = error?.details, d.count <= Self.maxStatusDetailsBytes { t.add("grpc-status-details-bin", Base64.encode(d)) }
         if let e = error { t.add(e.metadata) }
         t.add(trailingMetadata)
+        // The status must always arrive: the block stays within the peer's header list limit (8 KiB,
+        // grpc's soft default, when it declared none). The message is shortened to fit, then the
+        // details are dropped; nghttp2 would not send a block over 64 KiB at all.
+        let limit = min(session.peerMaxHeaderListSize ?? 8192, 16 * 1024)
+        if let e = error, !e.message.isEmpty {
+            let room = limit - t.listSize - (32 + 12) - 256
+            if room > 0 {
+                var text = Clip.bytes(e.message, maxBytes: min(Self.maxStatusMessageBytes, room))
+                var encoded = PercentEncoding.encode(text)
+                while encoded.utf8.count > room, text.utf8.count > 16 {
+                    text = Clip.bytes(text, maxBytes: text.utf8.count * room / max(encoded.utf8.count, 1) - 4)
+                    encoded = PercentEncoding.encode(text)
+                }
+                if encoded.utf8.count <= room { t.add("grpc-message", encoded) }
+            }
+        }
+        if let d = error?.details, d.count <= Self.maxStatusDetailsBytes {
+            let encoded = Base64.encode(d)
+            if t.listSize + 32 + 23 + encoded.utf8.count <= limit { t.add("grpc-status-details-bin", encoded) }
+        }
         if !headersSent {
             headersSent = true
             _ = session.submitResponse(stream: streamID, headers: t, withBody: false)
