@@ -35,7 +35,7 @@ struct WireInteropServer: AsyncParsableCommand {
     var stallTimeoutMs = 60_000
 
     @Option(name: .customLong("max-unread-response-bytes"), help: "Response bytes clients may leave unread, over the server.")
-    var maxUnreadResponseBytes = 256 * 1024 * 1024
+    var maxUnreadResponseBytes = 64 * 1024 * 1024
 
     @Option(name: .customLong("tls-cert"), help: "Serve over TLS with this certificate (PEM).")
     var tlsCert: String?

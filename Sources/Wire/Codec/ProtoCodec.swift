@@ -407,16 +407,23 @@ public struct ProtoWriter {
 public enum ProtoCodec {
     /// Appends the serialized message to `buffer`.
     public static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer) {
-        Arena.withThreadArena { arena in encode(message, into: &buffer, arena: arena) }
+        Arena.withThreadArena { arena in encode(message, into: &buffer, arena: arena, admit: { _ in }) }
     }
 
-    private static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, arena: Arena) {
+    /// Appends the serialized message to `buffer` once `admit` accepts its size (it throws to refuse:
+    /// a response over a limit is refused before its bytes are allocated).
+    public static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, admit: (Int) throws -> Void) throws {
+        try Arena.withThreadArena { arena in try encode(message, into: &buffer, arena: arena, admit: admit) }
+    }
+
+    private static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, arena: Arena, admit: (Int) throws -> Void) rethrows {
         let d = M.wireDescriptor
         let root = ProtoWriter.newMessage(d, arena: arena)
         var w = ProtoWriter(base: root, descriptor: d, arena: arena)
         message.write(to: &w)
         let cmsg = root.assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(cmsg)
+        try admit(size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
             protobuf_c_message_pack(cmsg, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
         }

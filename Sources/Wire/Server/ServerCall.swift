@@ -484,15 +484,20 @@ final class ServerCall: @unchecked Sendable {
             try checkOpen()
             let start = pending.writerIndex
             pending.writeRepeatingByte(0, count: 5)
-            ProtoCodec.encode(message, into: &pending)
-            let size = pending.writerIndex - start - 5
+            let connection = self.connection
+            let limit = maxSendMessageSize
             do {
-                if size > maxSendMessageSize { throw tooLarge(size) }
-                try connection.core.checkOutboundBudget(connectionUnread: connection.unreadBytes, size: size + 5)
+                // Checked with the size known and before the bytes exist: a refused response costs
+                // no buffer.
+                try ProtoCodec.encode(message, into: &pending) { size in
+                    if size > limit { throw tooLarge(size) }
+                    try connection.core.checkOutboundBudget(connectionUnread: connection.unreadBytes, size: size + 5)
+                }
             } catch {
                 pending.moveWriterIndex(to: start)
                 throw error
             }
+            let size = pending.writerIndex - start - 5
             pending.setInteger(UInt32(size), at: start + 1)
             connection.addUnread(size + 5)
             try enqueue(nil)

@@ -42,8 +42,8 @@ public final class WireServer: Service, Sendable {
         public var maxConnectionsPerPeer = 1024
         /// Responses encoded but not yet read by their clients: past either figure a new response
         /// fails with RESOURCE_EXHAUSTED instead of growing memory for clients that do not read.
-        public var maxUnreadResponseBytes = 256 * 1024 * 1024
-        public var maxUnreadResponseBytesPerConnection = 16 * 1024 * 1024
+        public var maxUnreadResponseBytes = 64 * 1024 * 1024
+        public var maxUnreadResponseBytesPerConnection = 8 * 1024 * 1024
         /// Largest response message sent; clients' usual receive limit is 4 MiB.
         public var maxSendMessageSize = 4 * 1024 * 1024
         /// Serve gRPC over TLS (ALPN h2, TLS 1.2+) with these files; nil = plaintext.
