@@ -194,14 +194,14 @@ class SwiftFile:
                 "scalar": "r.repeatedScalars(%d)" % number,
                 "string": "try r.repeatedStrings(%d)" % number,
                 "bytes": "r.repeatedBytes(%d)" % number,
-                "enum": "r.repeatedEnums(%d).map { %s(rawValue: $0) }" % (number, base),
+                "enum": "try r.repeatedEnums(%d).map { %s(rawValue: $0) }" % (number, base),
                 "message": "try r.repeatedMessages(%d, as: %s.self)" % (number, base),
             }[kind]
         return {
             "scalar": "r.scalar(%d)" % number,
             "string": "try r.string(%d)" % number,
             "bytes": "r.bytes(%d)" % number,
-            "enum": "%s(rawValue: r.enumValue(%d))" % (base, number),
+            "enum": "%s(rawValue: try r.enumValue(%d))" % (base, number),
             "message": "try r.message(%d, as: %s.self)" % (number, base),
         }[kind]
 
@@ -244,12 +244,36 @@ class SwiftFile:
         self.w("%s    }" % indent)
         self.w("%s}" % indent)
 
+    LIMIT = re.compile(r"[Aa]t most ([\d][\d,]*) (characters|items|elements|lines|fields|rules|conditions|values|events|ids|entries)")
+
+    def field_limits(self, m, path, full_name):
+        """FieldLimits for our own messages (package leadwire.*), from "At most N characters." /
+        "At most N items." in a field's comment; None for the standard protos."""
+        if not full_name.lstrip(".").startswith("leadwire."):
+            return None
+        chars, items = {}, {}
+        for idx, fld in enumerate(m.field):
+            text = self.comments.get(tuple(path + [2, idx]), "")
+            for number, unit in self.LIMIT.findall(text):
+                n = int(number.replace(",", ""))
+                if unit == "characters":
+                    if fld.type == FD.TYPE_STRING:
+                        chars[fld.number] = n
+                elif fld.label == FD.LABEL_REPEATED:
+                    items[fld.number] = n
+        fmt = lambda d: "[%s]" % (", ".join("%d: %d" % kv for kv in sorted(d.items())) or ":")
+        return "FieldLimits(maxCharacters: %s, maxItems: %s)" % (fmt(chars), fmt(items))
+
     def gen_message(self, m, swift_name, full_name, path, indent):
         short = swift_name.split(".")[-1]
         self.doc(path, indent)
         self.w("%spublic struct %s: WireMessage, Hashable {" % (indent, short))
         ind = indent + "    "
-        self.w('%spublic static let wireDescriptor = MessageDescriptor(named: "%s")' % (ind, full_name.lstrip(".")))
+        limits = self.field_limits(m, path, full_name)
+        if limits is None:
+            self.w('%spublic static let wireDescriptor = MessageDescriptor(named: "%s")' % (ind, full_name.lstrip(".")))
+        else:
+            self.w('%spublic static let wireDescriptor = MessageDescriptor(named: "%s", limits: %s)' % (ind, full_name.lstrip("."), limits))
         # Real oneofs become enums; a oneof named "_x" holding one field is proto3 `optional x`
         # spelled the way protoc-c 1.4.1 accepts, and becomes a Swift Optional.
         oneof_fields = {}

@@ -119,16 +119,16 @@ public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CustomS
 
 /// An additional field a source defines, e.g. "Region" (ENUM) or "Number of employees" (INTEGER).
 public struct Intake_FieldDefinition: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.FieldDefinition")
-    /// Key used in FieldValue.name. Letters, digits, spaces, '_' and '-'.
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.FieldDefinition", limits: FieldLimits(maxCharacters: [1: 100, 3: 200], maxItems: [3: 200]))
+    /// Key used in FieldValue.name. Letters, digits, spaces, '_' and '-'. At most 100 characters.
     public var name: String = ""
     public var type: Intake_FieldType = Intake_FieldType(rawValue: 0)
-    /// For ENUM: the accepted values.
+    /// For ENUM: the accepted values. At most 200 items, each at most 200 characters.
     public var allowedValues: [String] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.name = try r.string(1)
-        self.type = Intake_FieldType(rawValue: r.enumValue(2))
+        self.type = Intake_FieldType(rawValue: try r.enumValue(2))
         self.allowedValues = try r.repeatedStrings(3)
     }
     public func write(to w: inout ProtoWriter) {
@@ -141,7 +141,8 @@ public struct Intake_FieldDefinition: WireMessage, Hashable {
 /// One field value: an additional field by its name, or a standard field by its path when used in
 /// Source.default_values (e.g. "category", "channel_details").
 public struct Intake_FieldValue: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.FieldValue")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.FieldValue", limits: FieldLimits(maxCharacters: [1: 100], maxItems: [:]))
+    /// At most 100 characters.
     public var name: String = ""
     public var value: String = ""
     public init() {}
@@ -157,23 +158,25 @@ public struct Intake_FieldValue: WireMessage, Hashable {
 
 /// A way requests arrive: a web form, a mailbox, a phone line, an import job...
 public struct Intake_Source: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Source")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Source", limits: FieldLimits(maxCharacters: [2: 200], maxItems: [6: 100, 7: 100, 8: 100, 9: 200]))
     /// Assigned by the server ("src-1"); ignored on create.
     public var id: String = ""
+    /// At most 200 characters.
     public var name: String = ""
     public var channel: Intake_Channel = Intake_Channel(rawValue: 0)
     /// Who handles this source's leads by default: a person id, or else a role name (not both).
     public var defaultOwnerId: String = ""
     public var defaultRole: String = ""
+    /// At most 100 items.
     public var fields: [Intake_FieldDefinition] = []
     /// Fields that must be filled: additional field names, or standard ones among "applicant.name",
     /// "applicant.email", "applicant.phone", "applicant.company", "applicant.tax_id", "subject",
-    /// "description", "category", "channel_details".
+    /// "description", "category", "channel_details". At most 100 items.
     public var requiredFields: [String] = []
-    /// Filled into every new lead before required fields are checked.
+    /// Filled into every new lead before required fields are checked. At most 100 items.
     public var defaultValues: [Intake_FieldValue] = []
     /// The problem categories this source accepts; a lead in another category is refused
-    /// (FAILED_PRECONDITION, CATEGORY_NOT_ACCEPTED). Empty = any category.
+    /// (FAILED_PRECONDITION, CATEGORY_NOT_ACCEPTED). Empty = any category. At most 200 items.
     public var categories: [String] = []
     public var enabled: Bool = false
     /// Days the company has to answer a lead (the reply deadline). 0 means the default, 5.
@@ -188,7 +191,7 @@ public struct Intake_Source: WireMessage, Hashable {
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
         self.name = try r.string(2)
-        self.channel = Intake_Channel(rawValue: r.enumValue(3))
+        self.channel = Intake_Channel(rawValue: try r.enumValue(3))
         self.defaultOwnerId = try r.string(4)
         self.defaultRole = try r.string(5)
         self.fields = try r.repeatedMessages(6, as: Intake_FieldDefinition.self)
@@ -222,12 +225,16 @@ public struct Intake_Source: WireMessage, Hashable {
 }
 
 public struct Intake_Applicant: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Applicant")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Applicant", limits: FieldLimits(maxCharacters: [1: 200, 2: 254, 3: 50, 4: 200, 5: 20], maxItems: [:]))
+    /// At most 200 characters.
     public var name: String = ""
+    /// At most 254 characters.
     public var email: String = ""
+    /// At most 50 characters.
     public var phone: String = ""
+    /// At most 200 characters.
     public var company: String = ""
-    /// Tax id (INN).
+    /// Tax id (INN). At most 20 characters.
     public var taxId: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -247,7 +254,7 @@ public struct Intake_Applicant: WireMessage, Hashable {
 }
 
 public struct Intake_OrderLine: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OrderLine")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OrderLine", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var productCode: String = ""
     public var productName: String = ""
     /// Decimal, up to 3 places, > 0.
@@ -277,7 +284,7 @@ public struct Intake_OrderLine: WireMessage, Hashable {
 }
 
 public struct Intake_Lead: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Lead")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Lead", limits: FieldLimits(maxCharacters: [8: 500, 9: 65536], maxItems: [:]))
     public var id: String = ""
     /// Readable on the phone: "L-2026-000123".
     public var registrationNumber: String = ""
@@ -287,7 +294,9 @@ public struct Intake_Lead: WireMessage, Hashable {
     public var channelDetails: String = ""
     public var applicant: Intake_Applicant? = nil
     public var clientId: String = ""
+    /// At most 500 characters.
     public var subject: String = ""
+    /// At most 65,536 characters.
     public var description: String = ""
     public var category: String = ""
     public var orderLines: [Intake_OrderLine] = []
@@ -321,7 +330,7 @@ public struct Intake_Lead: WireMessage, Hashable {
         self.id = try r.string(1)
         self.registrationNumber = try r.string(2)
         self.sourceId = try r.string(3)
-        self.channel = Intake_Channel(rawValue: r.enumValue(4))
+        self.channel = Intake_Channel(rawValue: try r.enumValue(4))
         self.channelDetails = try r.string(5)
         self.applicant = try r.message(6, as: Intake_Applicant.self)
         self.clientId = try r.string(7)
@@ -332,7 +341,7 @@ public struct Intake_Lead: WireMessage, Hashable {
         self.orderTotal = try r.string(12)
         self.fields = try r.repeatedMessages(13, as: Intake_FieldValue.self)
         self.idempotencyKey = try r.string(14)
-        self.status = Intake_LeadStatus(rawValue: r.enumValue(15))
+        self.status = Intake_LeadStatus(rawValue: try r.enumValue(15))
         self.ownerId = try r.string(16)
         self.receivedAtMs = r.scalar(17)
         self.replyDueAtMs = r.scalar(18)
@@ -340,10 +349,10 @@ public struct Intake_Lead: WireMessage, Hashable {
         self.deferReason = try r.string(20)
         self.revisitDate = try r.string(21)
         self.rejectReason = try r.string(22)
-        self.outcome = Intake_OutcomeKind(rawValue: r.enumValue(23))
+        self.outcome = Intake_OutcomeKind(rawValue: try r.enumValue(23))
         self.outcomeReference = try r.string(24)
         self.updatedAtMs = r.scalar(25)
-        self.routing = Intake_RoutingState(rawValue: r.enumValue(26))
+        self.routing = Intake_RoutingState(rawValue: try r.enumValue(26))
         self.routedRole = try r.string(27)
         self.routingExplanation = try r.string(28)
         self.rating = r.scalar(29)
@@ -382,10 +391,11 @@ public struct Intake_Lead: WireMessage, Hashable {
 }
 
 public struct Intake_Comment: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Comment")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Comment", limits: FieldLimits(maxCharacters: [4: 65536], maxItems: [:]))
     public var id: String = ""
     public var leadId: String = ""
     public var author: String = ""
+    /// At most 65,536 characters.
     public var text: String = ""
     /// Public comments are visible to the client (LookupStatus); private ones to staff only.
     public var `public`: Bool = false
@@ -424,7 +434,7 @@ public struct Intake_Comment: WireMessage, Hashable {
 }
 
 public struct Intake_HistoryEntry: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.HistoryEntry")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.HistoryEntry", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var atMs: Int64 = 0
     public var actor: String = ""
     /// "registered", "accepted", "deferred", "rejected", "processed", "commented", "duplicate-submit".
@@ -437,8 +447,8 @@ public struct Intake_HistoryEntry: WireMessage, Hashable {
         self.atMs = r.scalar(1)
         self.actor = try r.string(2)
         self.action = try r.string(3)
-        self.fromStatus = Intake_LeadStatus(rawValue: r.enumValue(4))
-        self.toStatus = Intake_LeadStatus(rawValue: r.enumValue(5))
+        self.fromStatus = Intake_LeadStatus(rawValue: try r.enumValue(4))
+        self.toStatus = Intake_LeadStatus(rawValue: try r.enumValue(5))
         self.note = try r.string(6)
     }
     public func write(to w: inout ProtoWriter) {
@@ -452,7 +462,7 @@ public struct Intake_HistoryEntry: WireMessage, Hashable {
 }
 
 public struct Intake_Client: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Client")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Client", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public var name: String = ""
     public var email: String = ""
@@ -489,7 +499,7 @@ public struct Intake_Client: WireMessage, Hashable {
 }
 
 public struct Intake_CreateSourceRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.CreateSourceRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.CreateSourceRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var source: Intake_Source? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -501,7 +511,7 @@ public struct Intake_CreateSourceRequest: WireMessage, Hashable {
 }
 
 public struct Intake_UpdateSourceRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.UpdateSourceRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.UpdateSourceRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Replaces the source's definition (id must name an existing source).
     public var source: Intake_Source? = nil
     public init() {}
@@ -514,7 +524,7 @@ public struct Intake_UpdateSourceRequest: WireMessage, Hashable {
 }
 
 public struct Intake_GetSourceRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetSourceRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetSourceRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -526,7 +536,7 @@ public struct Intake_GetSourceRequest: WireMessage, Hashable {
 }
 
 public struct Intake_ListSourcesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListSourcesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListSourcesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var includeDisabled: Bool = false
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -538,7 +548,7 @@ public struct Intake_ListSourcesRequest: WireMessage, Hashable {
 }
 
 public struct Intake_ListSourcesResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListSourcesResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListSourcesResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var sources: [Intake_Source] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -550,7 +560,7 @@ public struct Intake_ListSourcesResponse: WireMessage, Hashable {
 }
 
 public struct Intake_SetSourceEnabledRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SetSourceEnabledRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SetSourceEnabledRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public var enabled: Bool = false
     public init() {}
@@ -565,14 +575,18 @@ public struct Intake_SetSourceEnabledRequest: WireMessage, Hashable {
 }
 
 public struct Intake_SubmitLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitLeadRequest", limits: FieldLimits(maxCharacters: [4: 500, 5: 65536], maxItems: [7: 200, 8: 100]))
     public var sourceId: String = ""
     public var channelDetails: String = ""
     public var applicant: Intake_Applicant? = nil
+    /// At most 500 characters.
     public var subject: String = ""
+    /// At most 65,536 characters.
     public var description: String = ""
     public var category: String = ""
+    /// At most 200 items.
     public var orderLines: [Intake_OrderLine] = []
+    /// At most 100 items.
     public var fields: [Intake_FieldValue] = []
     /// Makes the submit exactly-once: the same key with the same content returns the original lead;
     /// with different content it is refused (ALREADY_EXISTS). An external system's own id is a good key.
@@ -607,7 +621,7 @@ public struct Intake_SubmitLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_SubmitLeadResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitLeadResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitLeadResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var lead: Intake_Lead? = nil
     /// True when an earlier submit with the same idempotency key is being returned.
     public var duplicate: Bool = false
@@ -623,7 +637,7 @@ public struct Intake_SubmitLeadResponse: WireMessage, Hashable {
 }
 
 public struct Intake_ImportLeadsResult: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ImportLeadsResult")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ImportLeadsResult", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Position of the item in the request stream, from 0.
     public var index: Int32 = 0
     /// On success.
@@ -653,7 +667,7 @@ public struct Intake_ImportLeadsResult: WireMessage, Hashable {
 }
 
 public struct Intake_ImportLeadsResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ImportLeadsResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ImportLeadsResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var results: [Intake_ImportLeadsResult] = []
     public var accepted: Int32 = 0
     public var refused: Int32 = 0
@@ -671,7 +685,7 @@ public struct Intake_ImportLeadsResponse: WireMessage, Hashable {
 }
 
 public struct Intake_SubmitEmailRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitEmailRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitEmailRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// The raw RFC 5322 message (headers, blank line, body; plain text or simple multipart).
     public var rawMessage: [UInt8] = []
     /// The mailbox it arrived in; selects the source when it starts a new lead.
@@ -688,7 +702,7 @@ public struct Intake_SubmitEmailRequest: WireMessage, Hashable {
 }
 
 public struct Intake_SubmitEmailResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitEmailResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SubmitEmailResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// The lead created, or the existing lead a reply was attached to.
     public var lead: Intake_Lead? = nil
     /// True when the message was a reply carrying a registration number and became a public comment.
@@ -708,7 +722,7 @@ public struct Intake_SubmitEmailResponse: WireMessage, Hashable {
 }
 
 public struct Intake_GetLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -720,7 +734,7 @@ public struct Intake_GetLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_LeadDetails: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LeadDetails")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LeadDetails", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var lead: Intake_Lead? = nil
     public var comments: [Intake_Comment] = []
     public var history: [Intake_HistoryEntry] = []
@@ -738,7 +752,7 @@ public struct Intake_LeadDetails: WireMessage, Hashable {
 }
 
 public struct Intake_LookupStatusRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LookupStatusRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LookupStatusRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var registrationNumber: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -751,7 +765,7 @@ public struct Intake_LookupStatusRequest: WireMessage, Hashable {
 
 /// What a client may be told on the phone: no private comments, no internal fields.
 public struct Intake_PublicStatus: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.PublicStatus")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.PublicStatus", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var registrationNumber: String = ""
     public var status: Intake_LeadStatus = Intake_LeadStatus(rawValue: 0)
     public var receivedAtMs: Int64 = 0
@@ -761,7 +775,7 @@ public struct Intake_PublicStatus: WireMessage, Hashable {
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.registrationNumber = try r.string(1)
-        self.status = Intake_LeadStatus(rawValue: r.enumValue(2))
+        self.status = Intake_LeadStatus(rawValue: try r.enumValue(2))
         self.receivedAtMs = r.scalar(3)
         self.replyDueAtMs = r.scalar(4)
         self.dueAtMs = r.scalar(5)
@@ -778,7 +792,7 @@ public struct Intake_PublicStatus: WireMessage, Hashable {
 }
 
 public struct Intake_ListLeadsRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListLeadsRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListLeadsRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var status: Intake_LeadStatus = Intake_LeadStatus(rawValue: 0)
     public var sourceId: String = ""
     public var ownerId: String = ""
@@ -791,7 +805,7 @@ public struct Intake_ListLeadsRequest: WireMessage, Hashable {
     public var pageToken: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.status = Intake_LeadStatus(rawValue: r.enumValue(1))
+        self.status = Intake_LeadStatus(rawValue: try r.enumValue(1))
         self.sourceId = try r.string(2)
         self.ownerId = try r.string(3)
         self.clientId = try r.string(4)
@@ -813,7 +827,7 @@ public struct Intake_ListLeadsRequest: WireMessage, Hashable {
 }
 
 public struct Intake_ListLeadsResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListLeadsResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ListLeadsResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leads: [Intake_Lead] = []
     /// Empty on the last page.
     public var nextPageToken: String = ""
@@ -829,7 +843,7 @@ public struct Intake_ListLeadsResponse: WireMessage, Hashable {
 }
 
 public struct Intake_WatchLeadsRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.WatchLeadsRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.WatchLeadsRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Only changes to leads of this source / owner; empty = all.
     public var sourceId: String = ""
     public var ownerId: String = ""
@@ -845,7 +859,7 @@ public struct Intake_WatchLeadsRequest: WireMessage, Hashable {
 }
 
 public struct Intake_LeadChange: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LeadChange")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.LeadChange", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// "registered", "accepted", "deferred", "rejected", "processed", "commented", "assigned", "rated".
     public var kind: String = ""
     public var lead: Intake_Lead? = nil
@@ -870,7 +884,7 @@ public struct Intake_LeadChange: WireMessage, Hashable {
 /// The acknowledgement an applicant is owed (number and reply deadline), waiting for a mail or SMS
 /// gateway to send it.
 public struct Intake_OutgoingReply: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OutgoingReply")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OutgoingReply", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// The message's id: confirm it with this once sent.
     public var id: Int64 = 0
     public var leadId: String = ""
@@ -912,7 +926,7 @@ public struct Intake_OutgoingReply: WireMessage, Hashable {
 }
 
 public struct Intake_TakeRepliesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Default 100, at most 1000.
     public var limit: Int32 = 0
     public init() {}
@@ -925,7 +939,7 @@ public struct Intake_TakeRepliesRequest: WireMessage, Hashable {
 }
 
 public struct Intake_TakeRepliesResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.TakeRepliesResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var replies: [Intake_OutgoingReply] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -937,7 +951,7 @@ public struct Intake_TakeRepliesResponse: WireMessage, Hashable {
 }
 
 public struct Intake_ConfirmRepliesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var ids: [Int64] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -949,7 +963,7 @@ public struct Intake_ConfirmRepliesRequest: WireMessage, Hashable {
 }
 
 public struct Intake_ConfirmRepliesResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.ConfirmRepliesResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// How many were waiting and are now marked sent (a repeated confirmation counts 0).
     public var confirmed: Int32 = 0
     public init() {}
@@ -962,7 +976,7 @@ public struct Intake_ConfirmRepliesResponse: WireMessage, Hashable {
 }
 
 public struct Intake_RateLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RateLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RateLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     /// 1 (poor) to 5 (excellent). Rating again replaces the earlier rating.
     public var rating: Int32 = 0
@@ -981,7 +995,7 @@ public struct Intake_RateLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_AcceptLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AcceptLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AcceptLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public var actor: String = ""
     public init() {}
@@ -996,9 +1010,10 @@ public struct Intake_AcceptLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_DeferLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.DeferLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.DeferLeadRequest", limits: FieldLimits(maxCharacters: [3: 2000], maxItems: [:]))
     public var id: String = ""
     public var actor: String = ""
+    /// At most 2,000 characters.
     public var reason: String = ""
     /// When to look at it again, "YYYY-MM-DD", after today.
     public var revisitDate: String = ""
@@ -1018,9 +1033,10 @@ public struct Intake_DeferLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_RejectLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RejectLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RejectLeadRequest", limits: FieldLimits(maxCharacters: [3: 2000], maxItems: [:]))
     public var id: String = ""
     public var actor: String = ""
+    /// At most 2,000 characters.
     public var reason: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -1036,7 +1052,7 @@ public struct Intake_RejectLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_CompleteLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.CompleteLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.CompleteLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public var actor: String = ""
     public var outcome: Intake_OutcomeKind = Intake_OutcomeKind(rawValue: 0)
@@ -1046,7 +1062,7 @@ public struct Intake_CompleteLeadRequest: WireMessage, Hashable {
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
         self.actor = try r.string(2)
-        self.outcome = Intake_OutcomeKind(rawValue: r.enumValue(3))
+        self.outcome = Intake_OutcomeKind(rawValue: try r.enumValue(3))
         self.reference = try r.string(4)
     }
     public func write(to w: inout ProtoWriter) {
@@ -1058,11 +1074,13 @@ public struct Intake_CompleteLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_AddCommentRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AddCommentRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AddCommentRequest", limits: FieldLimits(maxCharacters: [3: 65536], maxItems: [5: 50]))
     public var leadId: String = ""
     public var author: String = ""
+    /// At most 65,536 characters.
     public var text: String = ""
     public var `public`: Bool = false
+    /// At most 50 items.
     public var attachments: [String] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -1082,7 +1100,7 @@ public struct Intake_AddCommentRequest: WireMessage, Hashable {
 }
 
 public struct Intake_SetClientDebtRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SetClientDebtRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SetClientDebtRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var clientId: String = ""
     /// Decimal >= 0, as accounting reports it.
     public var debt: String = ""
@@ -1098,7 +1116,7 @@ public struct Intake_SetClientDebtRequest: WireMessage, Hashable {
 }
 
 public struct Intake_GetClientRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetClientRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetClientRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {

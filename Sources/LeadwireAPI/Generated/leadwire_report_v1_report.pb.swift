@@ -99,7 +99,7 @@ public struct Report_Dimension: RawRepresentable, Hashable, Sendable, CustomStri
 }
 
 public struct Report_FieldValue: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.FieldValue")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.FieldValue", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var name: String = ""
     public var value: String = ""
     public init() {}
@@ -116,7 +116,7 @@ public struct Report_FieldValue: WireMessage, Hashable {
 /// A change to a lead, as Intake saw it. Every event carries the lead's attributes at that moment,
 /// so events can be applied on their own.
 public struct Report_LeadEvent: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadEvent")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadEvent", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Unique per event; the same id twice changes nothing (delivery is at-least-once).
     public var eventId: String = ""
     /// "created", "assigned", "state_changed", "commented" or "rated".
@@ -180,7 +180,7 @@ public struct Report_LeadEvent: WireMessage, Hashable {
 }
 
 public struct Report_IngestEventsRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.IngestEventsRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.IngestEventsRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var events: [Report_LeadEvent] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -192,7 +192,7 @@ public struct Report_IngestEventsRequest: WireMessage, Hashable {
 }
 
 public struct Report_IngestEventsResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.IngestEventsResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.IngestEventsResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var applied: Int32 = 0
     /// Events already seen (by event_id): ignored.
     public var duplicates: Int32 = 0
@@ -212,7 +212,7 @@ public struct Report_IngestEventsResponse: WireMessage, Hashable {
 }
 
 public struct Report_PlanLine: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanLine")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanLine", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Assigned by the server ("line-1"); keep it when editing a line.
     public var id: String = ""
     /// The accepted lead the work is for, e.g. "L-2026-000123".
@@ -256,7 +256,7 @@ public struct Report_PlanLine: WireMessage, Hashable {
 }
 
 public struct Report_LineExecution: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LineExecution")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LineExecution", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var progressPercent: Int32 = 0
     public var progressNote: String = ""
     public var progressAtMs: Int64 = 0
@@ -281,7 +281,7 @@ public struct Report_LineExecution: WireMessage, Hashable {
 }
 
 public struct Report_CompletionAct: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CompletionAct")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CompletionAct", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     public var lineId: String = ""
     public var contractorId: String = ""
@@ -321,7 +321,7 @@ public struct Report_CompletionAct: WireMessage, Hashable {
 }
 
 public struct Report_PlanStep: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanStep")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanStep", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var atMs: Int64 = 0
     public var actor: String = ""
     /// "created", "edited", "submitted", "head_approved", "management_approved", "returned", "handed_over".
@@ -335,8 +335,8 @@ public struct Report_PlanStep: WireMessage, Hashable {
         self.atMs = r.scalar(1)
         self.actor = try r.string(2)
         self.action = try r.string(3)
-        self.fromState = Report_PlanState(rawValue: r.enumValue(4))
-        self.toState = Report_PlanState(rawValue: r.enumValue(5))
+        self.fromState = Report_PlanState(rawValue: try r.enumValue(4))
+        self.toState = Report_PlanState(rawValue: try r.enumValue(5))
         self.comment = try r.string(6)
         self.version = r.scalar(7)
     }
@@ -353,7 +353,7 @@ public struct Report_PlanStep: WireMessage, Hashable {
 
 /// A contractor's signature for the plan handed to them.
 public struct Report_Acknowledgement: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Acknowledgement")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Acknowledgement", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var contractorId: String = ""
     public var signer: String = ""
     public var atMs: Int64 = 0
@@ -371,9 +371,10 @@ public struct Report_Acknowledgement: WireMessage, Hashable {
 }
 
 public struct Report_Plan: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Plan")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Plan", limits: FieldLimits(maxCharacters: [2: 500], maxItems: [:]))
     /// Assigned by the server ("plan-1").
     public var id: String = ""
+    /// At most 500 characters.
     public var title: String = ""
     public var department: String = ""
     /// The period covered; a quarter by default (the current one, from period_start's quarter).
@@ -394,7 +395,7 @@ public struct Report_Plan: WireMessage, Hashable {
         self.department = try r.string(3)
         self.periodStart = try r.string(4)
         self.periodEnd = try r.string(5)
-        self.state = Report_PlanState(rawValue: r.enumValue(6))
+        self.state = Report_PlanState(rawValue: try r.enumValue(6))
         self.version = r.scalar(7)
         self.lines = try r.repeatedMessages(8, as: Report_PlanLine.self)
         self.history = try r.repeatedMessages(9, as: Report_PlanStep.self)
@@ -419,7 +420,8 @@ public struct Report_Plan: WireMessage, Hashable {
 }
 
 public struct Report_CreatePlanRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CreatePlanRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CreatePlanRequest", limits: FieldLimits(maxCharacters: [1: 500], maxItems: [:]))
+    /// At most 500 characters.
     public var title: String = ""
     public var department: String = ""
     /// Optional; default: the current quarter. With only period_start, its quarter.
@@ -447,10 +449,11 @@ public struct Report_CreatePlanRequest: WireMessage, Hashable {
 }
 
 public struct Report_UpdatePlanRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.UpdatePlanRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.UpdatePlanRequest", limits: FieldLimits(maxCharacters: [3: 500], maxItems: [:]))
     public var planId: String = ""
     /// Refused (FAILED_PRECONDITION) unless the plan is at this version: no lost edits.
     public var expectedVersion: Int32 = 0
+    /// At most 500 characters.
     public var title: String = ""
     /// The complete new list of lines (lines keep their ids when given).
     public var lines: [Report_PlanLine] = []
@@ -473,7 +476,7 @@ public struct Report_UpdatePlanRequest: WireMessage, Hashable {
 }
 
 public struct Report_GetPlanRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.GetPlanRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.GetPlanRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     /// 0 = the latest.
     public var version: Int32 = 0
@@ -489,12 +492,12 @@ public struct Report_GetPlanRequest: WireMessage, Hashable {
 }
 
 public struct Report_ListPlansRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListPlansRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListPlansRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Optional filter.
     public var state: Report_PlanState = Report_PlanState(rawValue: 0)
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.state = Report_PlanState(rawValue: r.enumValue(1))
+        self.state = Report_PlanState(rawValue: try r.enumValue(1))
     }
     public func write(to w: inout ProtoWriter) {
         w.enumValue(1, self.state.rawValue)
@@ -502,7 +505,7 @@ public struct Report_ListPlansRequest: WireMessage, Hashable {
 }
 
 public struct Report_ListPlansResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListPlansResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListPlansResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var plans: [Report_Plan] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -514,7 +517,7 @@ public struct Report_ListPlansResponse: WireMessage, Hashable {
 }
 
 public struct Report_PlanActionRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanActionRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanActionRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     public var action: Report_PlanAction = Report_PlanAction(rawValue: 0)
     /// Required for RETURN.
@@ -523,7 +526,7 @@ public struct Report_PlanActionRequest: WireMessage, Hashable {
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.planId = try r.string(1)
-        self.action = Report_PlanAction(rawValue: r.enumValue(2))
+        self.action = Report_PlanAction(rawValue: try r.enumValue(2))
         self.comment = try r.string(3)
         self.actor = try r.string(4)
     }
@@ -536,7 +539,7 @@ public struct Report_PlanActionRequest: WireMessage, Hashable {
 }
 
 public struct Report_ComparePlanRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ComparePlanRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ComparePlanRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     /// Compared with version - 1. 0 = the latest.
     public var version: Int32 = 0
@@ -552,7 +555,7 @@ public struct Report_ComparePlanRequest: WireMessage, Hashable {
 }
 
 public struct Report_LineChange: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LineChange")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LineChange", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// "added", "removed" or "changed".
     public var change: String = ""
     public var lineId: String = ""
@@ -578,7 +581,7 @@ public struct Report_LineChange: WireMessage, Hashable {
 }
 
 public struct Report_ComparePlanResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ComparePlanResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ComparePlanResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var fromVersion: Int32 = 0
     public var toVersion: Int32 = 0
     public var changes: [Report_LineChange] = []
@@ -599,7 +602,7 @@ public struct Report_ComparePlanResponse: WireMessage, Hashable {
 }
 
 public struct Report_ContractorRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ContractorRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ContractorRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var contractorId: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -612,7 +615,7 @@ public struct Report_ContractorRequest: WireMessage, Hashable {
 
 /// A plan as one contractor sees it: only their lines.
 public struct Report_WorkPlan: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.WorkPlan")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.WorkPlan", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var plan: Report_Plan? = nil
     /// The contractor's signature, if given.
     public var acknowledgement: Report_Acknowledgement? = nil
@@ -628,7 +631,7 @@ public struct Report_WorkPlan: WireMessage, Hashable {
 }
 
 public struct Report_ListWorkPlansResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListWorkPlansResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ListWorkPlansResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var plans: [Report_WorkPlan] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -640,7 +643,7 @@ public struct Report_ListWorkPlansResponse: WireMessage, Hashable {
 }
 
 public struct Report_GetWorkPlanRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.GetWorkPlanRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.GetWorkPlanRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var contractorId: String = ""
     public var planId: String = ""
     public init() {}
@@ -655,7 +658,7 @@ public struct Report_GetWorkPlanRequest: WireMessage, Hashable {
 }
 
 public struct Report_WorkPlanUpdate: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.WorkPlanUpdate")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.WorkPlanUpdate", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// "current" (sent first, one per plan), "handed_over", "changed".
     public var kind: String = ""
     public var plan: Report_WorkPlan? = nil
@@ -671,7 +674,7 @@ public struct Report_WorkPlanUpdate: WireMessage, Hashable {
 }
 
 public struct Report_AcknowledgeRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.AcknowledgeRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.AcknowledgeRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var contractorId: String = ""
     public var planId: String = ""
     public var signer: String = ""
@@ -689,7 +692,7 @@ public struct Report_AcknowledgeRequest: WireMessage, Hashable {
 }
 
 public struct Report_ReportProgressRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ReportProgressRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ReportProgressRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var contractorId: String = ""
     public var planId: String = ""
     public var lineId: String = ""
@@ -714,7 +717,7 @@ public struct Report_ReportProgressRequest: WireMessage, Hashable {
 }
 
 public struct Report_SubmitActRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.SubmitActRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.SubmitActRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var act: Report_CompletionAct? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -726,7 +729,7 @@ public struct Report_SubmitActRequest: WireMessage, Hashable {
 }
 
 public struct Report_ExecutionControlRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExecutionControlRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExecutionControlRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Optional: one contractor.
     public var contractorId: String = ""
     /// A line without progress for this many days is "stale". Default 7.
@@ -743,7 +746,7 @@ public struct Report_ExecutionControlRequest: WireMessage, Hashable {
 }
 
 public struct Report_ControlItem: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ControlItem")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ControlItem", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     public var line: Report_PlanLine? = nil
     public var overdue: Bool = false
@@ -770,7 +773,7 @@ public struct Report_ControlItem: WireMessage, Hashable {
 }
 
 public struct Report_ExecutionControlResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExecutionControlResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExecutionControlResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     public var items: [Report_ControlItem] = []
     public init() {}
@@ -785,7 +788,7 @@ public struct Report_ExecutionControlResponse: WireMessage, Hashable {
 }
 
 public struct Report_LeadReportRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReportRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReportRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var dimension: Report_Dimension = Report_Dimension(rawValue: 0)
     public var field: String = ""
     /// Default PERIOD_ALL.
@@ -795,9 +798,9 @@ public struct Report_LeadReportRequest: WireMessage, Hashable {
     public var toDate: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.dimension = Report_Dimension(rawValue: r.enumValue(1))
+        self.dimension = Report_Dimension(rawValue: try r.enumValue(1))
         self.field = try r.string(2)
-        self.period = Report_Period(rawValue: r.enumValue(3))
+        self.period = Report_Period(rawValue: try r.enumValue(3))
         self.fromDate = try r.string(4)
         self.toDate = try r.string(5)
     }
@@ -811,7 +814,7 @@ public struct Report_LeadReportRequest: WireMessage, Hashable {
 }
 
 public struct Report_LeadReportRow: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReportRow")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReportRow", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// The group ("" without a dimension) and the period's first day.
     public var key: String = ""
     public var period: String = ""
@@ -845,7 +848,7 @@ public struct Report_LeadReportRow: WireMessage, Hashable {
 }
 
 public struct Report_LeadReport: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReport")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.LeadReport", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     public var rows: [Report_LeadReportRow] = []
     public init() {}
@@ -860,7 +863,7 @@ public struct Report_LeadReport: WireMessage, Hashable {
 }
 
 public struct Report_FunnelRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.FunnelRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.FunnelRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var fromDate: String = ""
     public var toDate: String = ""
     public init() {}
@@ -875,7 +878,7 @@ public struct Report_FunnelRequest: WireMessage, Hashable {
 }
 
 public struct Report_Funnel: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Funnel")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Funnel", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     /// Leads received in the range; of them, how many were ever accepted, and processed.
     public var received: Int64 = 0
@@ -908,7 +911,7 @@ public struct Report_Funnel: WireMessage, Hashable {
 }
 
 public struct Report_KpiRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.KpiRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.KpiRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var fromDate: String = ""
     public var toDate: String = ""
     public init() {}
@@ -923,7 +926,7 @@ public struct Report_KpiRequest: WireMessage, Hashable {
 }
 
 public struct Report_EmployeeKpi: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.EmployeeKpi")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.EmployeeKpi", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var personId: String = ""
     /// Leads that got their first reaction from this person.
     public var handled: Int64 = 0
@@ -948,7 +951,7 @@ public struct Report_EmployeeKpi: WireMessage, Hashable {
 }
 
 public struct Report_KpiReport: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.KpiReport")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.KpiReport", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     public var employees: [Report_EmployeeKpi] = []
     public init() {}
@@ -963,7 +966,7 @@ public struct Report_KpiReport: WireMessage, Hashable {
 }
 
 public struct Report_PlanReportRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReportRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReportRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Any combination; empty = all handed-over plans.
     public var planId: String = ""
     public var contractorId: String = ""
@@ -986,7 +989,7 @@ public struct Report_PlanReportRequest: WireMessage, Hashable {
 }
 
 public struct Report_PlanReportRow: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReportRow")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReportRow", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var planId: String = ""
     public var periodStart: String = ""
     public var contractorId: String = ""
@@ -1026,7 +1029,7 @@ public struct Report_PlanReportRow: WireMessage, Hashable {
 }
 
 public struct Report_PlanReport: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReport")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.PlanReport", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     public var rows: [Report_PlanReportRow] = []
     public init() {}
@@ -1041,7 +1044,7 @@ public struct Report_PlanReport: WireMessage, Hashable {
 }
 
 public struct Report_ExportCsvRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExportCsvRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExportCsvRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var report: OneOf_Report? = nil
     public enum OneOf_Report: Sendable, Hashable {
         case leads(Report_LeadReportRequest)
@@ -1071,7 +1074,7 @@ public struct Report_ExportCsvRequest: WireMessage, Hashable {
 }
 
 public struct Report_CsvChunk: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CsvChunk")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.CsvChunk", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// UTF-8 CSV (RFC 4180); the first chunk starts with the header row and a comment line
     /// "# consistent as of <ISO instant>".
     public var data: [UInt8] = []

@@ -55,7 +55,7 @@ public struct Routing_Reason: RawRepresentable, Hashable, Sendable, CustomString
 
 /// A period when a person takes no leads, and who takes theirs instead.
 public struct Routing_Absence: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Absence")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Absence", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var fromMs: Int64 = 0
     /// Exclusive. Must be after from_ms.
     public var untilMs: Int64 = 0
@@ -75,10 +75,10 @@ public struct Routing_Absence: WireMessage, Hashable {
 }
 
 public struct Routing_Person: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Person")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Person", limits: FieldLimits(maxCharacters: [2: 200], maxItems: [:]))
     /// Assigned by the server ("person-1"); ignored on create.
     public var id: String = ""
-    /// Full name as people write it, e.g. "Ирина Петрова".
+    /// Full name as people write it, e.g. "Ирина Петрова". At most 200 characters.
     public var name: String = ""
     /// Unique, e.g. "ipetrova". Letters, digits, '.', '_' and '-'.
     public var login: String = ""
@@ -131,7 +131,7 @@ public struct Routing_Person: WireMessage, Hashable {
 }
 
 public struct Routing_Role: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Role")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Role", limits: FieldLimits(maxCharacters: [5: 2000], maxItems: [:]))
     /// The key, e.g. "Sales manager".
     public var name: String = ""
     /// Person id who receives escalations and the notice when nobody in the role can take a lead.
@@ -139,6 +139,7 @@ public struct Routing_Role: WireMessage, Hashable {
     public var strategy: Routing_Strategy = Routing_Strategy(rawValue: 0)
     /// Rights the role grants, e.g. "leads.write" (add and change leads).
     public var permissions: [String] = []
+    /// At most 2,000 characters.
     public var description: String = ""
     /// Output only: member ids in the order round-robin walks them.
     public var memberIds: [String] = []
@@ -146,7 +147,7 @@ public struct Routing_Role: WireMessage, Hashable {
     public init(reading r: ProtoReader) throws {
         self.name = try r.string(1)
         self.headId = try r.string(2)
-        self.strategy = Routing_Strategy(rawValue: r.enumValue(3))
+        self.strategy = Routing_Strategy(rawValue: try r.enumValue(3))
         self.permissions = try r.repeatedStrings(4)
         self.description = try r.string(5)
         self.memberIds = try r.repeatedStrings(6)
@@ -162,7 +163,7 @@ public struct Routing_Role: WireMessage, Hashable {
 }
 
 public struct Routing_StringList: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.StringList")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.StringList", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var values: [String] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -175,7 +176,7 @@ public struct Routing_StringList: WireMessage, Hashable {
 
 /// Numeric range, inclusive; an empty end is open. Decimal strings ("10", "2.5").
 public struct Routing_Range: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Range")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Range", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var min: String = ""
     public var max: String = ""
     public init() {}
@@ -193,7 +194,7 @@ public struct Routing_Range: WireMessage, Hashable {
 /// "in_person", "social", "messenger", "mobile_app", "import"), "category", or an additional field
 /// by its name (e.g. "Region").
 public struct Routing_Condition: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Condition")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Condition", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var field: String = ""
     public var test: OneOf_Test? = nil
     public enum OneOf_Test: Sendable, Hashable {
@@ -223,7 +224,7 @@ public struct Routing_Condition: WireMessage, Hashable {
 }
 
 public struct Routing_Rule: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Rule")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Rule", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Unique within the rule set; shown in explanations.
     public var name: String = ""
     /// All must hold. A rule with no conditions matches every lead.
@@ -253,7 +254,7 @@ public struct Routing_Rule: WireMessage, Hashable {
 
 /// The ordered rules: the first whose conditions all hold decides.
 public struct Routing_RuleSet: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.RuleSet")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.RuleSet", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var rules: [Routing_Rule] = []
     /// Used when no rule matches and the lead's source names no default role. Optional.
     public var defaultRole: String = ""
@@ -276,7 +277,7 @@ public struct Routing_RuleSet: WireMessage, Hashable {
 }
 
 public struct Routing_FieldValue: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.FieldValue")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.FieldValue", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var name: String = ""
     public var value: String = ""
     public init() {}
@@ -292,7 +293,7 @@ public struct Routing_FieldValue: WireMessage, Hashable {
 
 /// What routing needs to know of a lead (Intake sends it).
 public struct Routing_LeadSummary: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.LeadSummary")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.LeadSummary", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public var registrationNumber: String = ""
     public var sourceId: String = ""
@@ -334,7 +335,7 @@ public struct Routing_LeadSummary: WireMessage, Hashable {
 }
 
 public struct Routing_Skip: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Skip")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Skip", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var personId: String = ""
     /// "away", "over capacity (5 of 5 open)", "inactive" or "unknown person".
     public var why: String = ""
@@ -350,7 +351,7 @@ public struct Routing_Skip: WireMessage, Hashable {
 }
 
 public struct Routing_AssignmentEvent: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.AssignmentEvent")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.AssignmentEvent", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var atMs: Int64 = 0
     /// "routed", "reassigned", "released", "decided", "escalated", "dequeued".
     public var kind: String = ""
@@ -376,7 +377,7 @@ public struct Routing_AssignmentEvent: WireMessage, Hashable {
 
 /// A routing decision, stored by lead id and read back unchanged on a retry.
 public struct Routing_Assignment: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Assignment")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Assignment", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     /// Empty when queued.
     public var personId: String = ""
@@ -410,7 +411,7 @@ public struct Routing_Assignment: WireMessage, Hashable {
         self.leadId = try r.string(1)
         self.personId = try r.string(2)
         self.role = try r.string(3)
-        self.reason = Routing_Reason(rawValue: r.enumValue(4))
+        self.reason = Routing_Reason(rawValue: try r.enumValue(4))
         self.ruleName = try r.string(5)
         self.substituteFor = try r.string(6)
         self.candidates = try r.repeatedStrings(7)
@@ -451,7 +452,7 @@ public struct Routing_Assignment: WireMessage, Hashable {
 }
 
 public struct Routing_CreatePersonRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.CreatePersonRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.CreatePersonRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var person: Routing_Person? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -463,7 +464,7 @@ public struct Routing_CreatePersonRequest: WireMessage, Hashable {
 }
 
 public struct Routing_UpdatePersonRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.UpdatePersonRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.UpdatePersonRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var person: Routing_Person? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -475,7 +476,7 @@ public struct Routing_UpdatePersonRequest: WireMessage, Hashable {
 }
 
 public struct Routing_GetPersonRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetPersonRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetPersonRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var id: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -487,7 +488,7 @@ public struct Routing_GetPersonRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ListPeopleRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListPeopleRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListPeopleRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// Only members of this role (optional).
     public var role: String = ""
     public var includeInactive: Bool = false
@@ -503,7 +504,7 @@ public struct Routing_ListPeopleRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ListPeopleResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListPeopleResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListPeopleResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var people: [Routing_Person] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -515,7 +516,7 @@ public struct Routing_ListPeopleResponse: WireMessage, Hashable {
 }
 
 public struct Routing_SearchPeopleRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SearchPeopleRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SearchPeopleRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// What follows '@': a prefix of a name word, login, e-mail or e-mail domain. Case-insensitive,
     /// any script (Cyrillic included).
     public var query: String = ""
@@ -533,7 +534,7 @@ public struct Routing_SearchPeopleRequest: WireMessage, Hashable {
 }
 
 public struct Routing_PersonMatch: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.PersonMatch")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.PersonMatch", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var person: Routing_Person? = nil
     /// What matched: "login", "name", "email" or "domain".
     public var matched: String = ""
@@ -549,7 +550,7 @@ public struct Routing_PersonMatch: WireMessage, Hashable {
 }
 
 public struct Routing_SearchPeopleResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SearchPeopleResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SearchPeopleResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var matches: [Routing_PersonMatch] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -561,7 +562,7 @@ public struct Routing_SearchPeopleResponse: WireMessage, Hashable {
 }
 
 public struct Routing_PutRoleRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.PutRoleRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.PutRoleRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var role: Routing_Role? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -573,7 +574,7 @@ public struct Routing_PutRoleRequest: WireMessage, Hashable {
 }
 
 public struct Routing_GetRoleRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetRoleRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetRoleRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var name: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -585,7 +586,7 @@ public struct Routing_GetRoleRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ListRolesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListRolesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListRolesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public init() {}
     public init(reading r: ProtoReader) throws {
     }
@@ -594,7 +595,7 @@ public struct Routing_ListRolesRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ListRolesResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListRolesResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListRolesResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var roles: [Routing_Role] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -606,7 +607,7 @@ public struct Routing_ListRolesResponse: WireMessage, Hashable {
 }
 
 public struct Routing_SetRulesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SetRulesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SetRulesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var rules: Routing_RuleSet? = nil
     /// If set, refused with FAILED_PRECONDITION unless the stored version is this one (no lost updates).
     public var expectedVersion: Int64 = 0
@@ -622,7 +623,7 @@ public struct Routing_SetRulesRequest: WireMessage, Hashable {
 }
 
 public struct Routing_GetRulesRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetRulesRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetRulesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public init() {}
     public init(reading r: ProtoReader) throws {
     }
@@ -631,7 +632,7 @@ public struct Routing_GetRulesRequest: WireMessage, Hashable {
 }
 
 public struct Routing_RouteLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.RouteLeadRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.RouteLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var lead: Routing_LeadSummary? = nil
     public var actor: String = ""
     public init() {}
@@ -646,7 +647,7 @@ public struct Routing_RouteLeadRequest: WireMessage, Hashable {
 }
 
 public struct Routing_GetAssignmentRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetAssignmentRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.GetAssignmentRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
@@ -658,7 +659,7 @@ public struct Routing_GetAssignmentRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ReassignRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ReassignRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ReassignRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public var personId: String = ""
     /// Required: why the lead moves.
@@ -680,7 +681,7 @@ public struct Routing_ReassignRequest: WireMessage, Hashable {
 }
 
 public struct Routing_ReleaseRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ReleaseRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ReleaseRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public var actor: String = ""
     public var note: String = ""
@@ -698,7 +699,7 @@ public struct Routing_ReleaseRequest: WireMessage, Hashable {
 }
 
 public struct Routing_MarkDecidedRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.MarkDecidedRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.MarkDecidedRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public var actor: String = ""
     public init() {}
@@ -713,7 +714,7 @@ public struct Routing_MarkDecidedRequest: WireMessage, Hashable {
 }
 
 public struct Routing_SimulateRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulateRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulateRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var proposed: Routing_RuleSet? = nil
     public var leads: [Routing_LeadSummary] = []
     public init() {}
@@ -728,7 +729,7 @@ public struct Routing_SimulateRequest: WireMessage, Hashable {
 }
 
 public struct Routing_SimulatedLead: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulatedLead")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulatedLead", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var leadId: String = ""
     public var proposed: Routing_Assignment? = nil
     public var current: Routing_Assignment? = nil
@@ -749,7 +750,7 @@ public struct Routing_SimulatedLead: WireMessage, Hashable {
 }
 
 public struct Routing_SimulateResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulateResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.SimulateResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var results: [Routing_SimulatedLead] = []
     public var differing: Int32 = 0
     public init() {}
@@ -764,7 +765,7 @@ public struct Routing_SimulateResponse: WireMessage, Hashable {
 }
 
 public struct Routing_EscalateRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.EscalateRequest")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.EscalateRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// List what would be escalated without recording anything.
     public var dryRun: Bool = false
     public init() {}
@@ -777,7 +778,7 @@ public struct Routing_EscalateRequest: WireMessage, Hashable {
 }
 
 public struct Routing_Escalation: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Escalation")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.Escalation", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var assignment: Routing_Assignment? = nil
     /// The role head it went to; empty if the lead came through no role with a head.
     public var headId: String = ""
@@ -796,7 +797,7 @@ public struct Routing_Escalation: WireMessage, Hashable {
 }
 
 public struct Routing_EscalateResponse: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.EscalateResponse")
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.EscalateResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var escalations: [Routing_Escalation] = []
     public init() {}
     public init(reading r: ProtoReader) throws {

@@ -25,10 +25,13 @@ public struct ProtoDecodingError: Error, CustomStringConvertible {
     public var description: String
     /// The dotted path of the field at fault when the bytes are well-formed but the value is refused.
     public var invalidField: String?
+    /// What is wrong with that field, for the field violation.
+    public var reason: String?
 
-    public init(description: String, invalidField: String? = nil) {
+    public init(description: String, invalidField: String? = nil, reason: String? = nil) {
         self.description = description
         self.invalidField = invalidField
+        self.reason = reason
     }
 }
 
@@ -37,6 +40,8 @@ public final class MessageDescriptor: @unchecked Sendable {
     // The C descriptors are static constants in CWireProtos: immutable and alive for the process.
     let raw: UnsafePointer<ProtobufCMessageDescriptor>
     public let fullName: String
+    /// What a server accepts in this message's fields (nil = anything protobuf allows).
+    public let limits: FieldLimits?
     private let dense: [UnsafePointer<ProtobufCFieldDescriptor>?]
     private let sparse: [UInt32: UnsafePointer<ProtobufCFieldDescriptor>]
 
@@ -50,15 +55,16 @@ public final class MessageDescriptor: @unchecked Sendable {
         return r
     }()
 
-    public convenience init(named fullName: String) {
+    public convenience init(named fullName: String, limits: FieldLimits? = nil) {
         guard let d = MessageDescriptor.registry[fullName] else {
             fatalError("no protobuf-c descriptor for \(fullName): run scripts/gen-proto")
         }
-        self.init(raw: d)
+        self.init(raw: d, limits: limits)
     }
 
-    init(raw: UnsafePointer<ProtobufCMessageDescriptor>) {
+    init(raw: UnsafePointer<ProtobufCMessageDescriptor>, limits: FieldLimits? = nil) {
         self.raw = raw
+        self.limits = limits
         self.fullName = String(cString: raw.pointee.name)
         let n = Int(raw.pointee.n_fields)
         var maxNumber: UInt32 = 0
@@ -116,6 +122,8 @@ extension Bool: ProtoScalar {
 public struct ProtoReader {
     let base: UnsafeRawPointer
     let descriptor: MessageDescriptor
+    /// Whether the descriptor's limits apply (a server reading a request).
+    var checked = false
 
     /// Presence: the oneof case for oneof members, non-NULL for messages, always true otherwise.
     public func has(_ n: UInt32) -> Bool {
@@ -133,13 +141,17 @@ public struct ProtoReader {
         T.load(base + Int(descriptor.field(n).pointee.offset))
     }
 
-    public func enumValue(_ n: UInt32) -> Int32 {
-        base.loadUnaligned(fromByteOffset: Int(descriptor.field(n).pointee.offset), as: Int32.self)
+    public func enumValue(_ n: UInt32) throws -> Int32 {
+        let v = base.loadUnaligned(fromByteOffset: Int(descriptor.field(n).pointee.offset), as: Int32.self)
+        try checkEnum(v, n)
+        return v
     }
 
     public func string(_ n: UInt32) throws -> String {
         let p = base.loadUnaligned(fromByteOffset: Int(descriptor.field(n).pointee.offset), as: UnsafePointer<CChar>?.self)
-        return try Self.decodeString(p, field: n, in: descriptor)
+        let s = try Self.decodeString(p, field: n, in: descriptor)
+        try checkString(s, n)
+        return s
     }
 
     static func decodeString(_ p: UnsafePointer<CChar>?, field: UInt32, in d: MessageDescriptor) throws -> String {
@@ -168,7 +180,7 @@ public struct ProtoReader {
         guard let p = base.loadUnaligned(fromByteOffset: Int(descriptor.field(n).pointee.offset), as: UnsafeRawPointer?.self) else {
             return nil
         }
-        return try M(reading: ProtoReader(base: p, descriptor: M.wireDescriptor))
+        return try nested(n) { try M(reading: ProtoReader(base: p, descriptor: M.wireDescriptor, checked: checked)) }
     }
 
     private func repeated(_ n: UInt32) -> (count: Int, items: UnsafeRawPointer?) {
@@ -184,13 +196,23 @@ public struct ProtoReader {
         return (0..<count).map { T.load(items + $0 * T.cStride) }
     }
 
-    public func repeatedEnums(_ n: UInt32) -> [Int32] { repeatedScalars(n) }
+    public func repeatedEnums(_ n: UInt32) throws -> [Int32] {
+        let values: [Int32] = repeatedScalars(n)
+        try checkCount(values.count, n)
+        for v in values { try checkEnum(v, n) }
+        return values
+    }
 
     public func repeatedStrings(_ n: UInt32) throws -> [String] {
         let (count, items) = repeated(n)
         guard count > 0, let items else { return [] }
+        try checkCount(count, n)
         let ptrs = items.assumingMemoryBound(to: UnsafePointer<CChar>?.self)
-        return try (0..<count).map { try Self.decodeString(ptrs[$0], field: n, in: descriptor) }
+        return try (0..<count).map {
+            let s = try Self.decodeString(ptrs[$0], field: n, in: descriptor)
+            try checkString(s, n)
+            return s
+        }
     }
 
     public func repeatedBytes(_ n: UInt32) -> [[UInt8]] {
@@ -202,10 +224,11 @@ public struct ProtoReader {
     public func repeatedMessages<M: WireMessage>(_ n: UInt32, as: M.Type) throws -> [M] {
         let (count, items) = repeated(n)
         guard count > 0, let items else { return [] }
+        try checkCount(count, n)
         let ptrs = items.assumingMemoryBound(to: UnsafeRawPointer?.self)
         return try (0..<count).compactMap { i in
             guard let p = ptrs[i] else { return nil }
-            return try M(reading: ProtoReader(base: p, descriptor: M.wireDescriptor))
+            return try nested(n, index: i) { try M(reading: ProtoReader(base: p, descriptor: M.wireDescriptor, checked: checked)) }
         }
     }
 }
@@ -435,11 +458,12 @@ public enum ProtoCodec {
         return b.readBytes(length: b.readableBytes) ?? []
     }
 
-    public static func decode<M: WireMessage>(_ type: M.Type, from buffer: ByteBuffer) throws -> M {
-        try buffer.withUnsafeReadableBytes { try decode(type, from: $0) }
+    /// `checked`: apply the message's FieldLimits (a server reading a request).
+    public static func decode<M: WireMessage>(_ type: M.Type, from buffer: ByteBuffer, checked: Bool = false) throws -> M {
+        try buffer.withUnsafeReadableBytes { try decode(type, from: $0, checked: checked) }
     }
 
-    public static func decode<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer) throws -> M {
+    public static func decode<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer, checked: Bool = false) throws -> M {
         let d = M.wireDescriptor
         let needsStrip: Bool
         do {
@@ -448,19 +472,20 @@ public enum ProtoCodec {
             switch error {
             case .nulInString(let field):
                 throw ProtoDecodingError(
-                    description: "\(field) contains a NUL character (\\0), which strings here may not hold", invalidField: field)
+                    description: "\(field) contains a NUL character (\\0), which strings here may not hold", invalidField: field,
+                    reason: "contains a NUL character")
             case .tooDeep:
                 throw ProtoDecodingError(description: "\(d.fullName) is nested more than \(WireScan.maxDepth) levels deep")
             }
         }
         if needsStrip {
             let kept = WireScan.stripped(bytes, d.raw)
-            return try kept.withUnsafeBytes { try unpack(M.self, from: $0, d) }
+            return try kept.withUnsafeBytes { try unpack(M.self, from: $0, d, checked: checked) }
         }
-        return try unpack(M.self, from: bytes, d)
+        return try unpack(M.self, from: bytes, d, checked: checked)
     }
 
-    private static func unpack<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer, _ d: MessageDescriptor) throws -> M {
+    private static func unpack<M: WireMessage>(_ type: M.Type, from bytes: UnsafeRawBufferPointer, _ d: MessageDescriptor, checked: Bool) throws -> M {
         let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? UnsafePointer(bitPattern: 1)!
         // protobuf-c unpacks into the thread's arena: no malloc per field, one reset instead of
         // free_unpacked's walk.
@@ -469,7 +494,7 @@ public enum ProtoCodec {
             guard let msg = protobuf_c_message_unpack(d.raw, &allocator, bytes.count, base) else {
                 throw ProtoDecodingError(description: "the bytes are not a valid \(d.fullName)")
             }
-            return try M(reading: ProtoReader(base: UnsafeRawPointer(msg), descriptor: d))
+            return try M(reading: ProtoReader(base: UnsafeRawPointer(msg), descriptor: d, checked: checked))
         }
     }
 

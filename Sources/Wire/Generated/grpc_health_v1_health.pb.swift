@@ -17,7 +17,7 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage, Hashable {
     public var status: Grpc_Health_V1_HealthCheckResponse.ServingStatus = Grpc_Health_V1_HealthCheckResponse.ServingStatus(rawValue: 0)
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.status = Grpc_Health_V1_HealthCheckResponse.ServingStatus(rawValue: r.enumValue(1))
+        self.status = Grpc_Health_V1_HealthCheckResponse.ServingStatus(rawValue: try r.enumValue(1))
     }
     public func write(to w: inout ProtoWriter) {
         w.enumValue(1, self.status.rawValue)

@@ -470,9 +470,10 @@ final class ServerCall: @unchecked Sendable {
         }
         lastRequestWasCompressed = m.compressed
         do {
-            return try ProtoCodec.decode(M.self, from: payload)
+            return try ProtoCodec.decode(M.self, from: payload, checked: true)
         } catch let error as ProtoDecodingError where error.invalidField != nil {
-            throw RPCError.invalidArgument(error.description, violations: [.init(field: error.invalidField!, description: "contains a NUL character")])
+            throw RPCError.invalidArgument(
+                "the request was refused before it was read", violations: [.init(field: error.invalidField!, description: error.reason ?? error.description)])
         } catch {
             throw RPCError(.internal, "could not parse the request as \(M.wireDescriptor.fullName): \(error)")
         }

@@ -65,7 +65,7 @@ public struct Grpc_Testing_Payload: WireMessage, Hashable {
     public var body: [UInt8] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.type = Grpc_Testing_PayloadType(rawValue: r.enumValue(1))
+        self.type = Grpc_Testing_PayloadType(rawValue: try r.enumValue(1))
         self.body = r.bytes(2)
     }
     public func write(to w: inout ProtoWriter) {
@@ -124,7 +124,7 @@ public struct Grpc_Testing_SimpleRequest: WireMessage, Hashable {
     public var orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.responseType = Grpc_Testing_PayloadType(rawValue: r.enumValue(1))
+        self.responseType = Grpc_Testing_PayloadType(rawValue: try r.enumValue(1))
         self.responseSize = r.scalar(2)
         self.payload = try r.message(3, as: Grpc_Testing_Payload.self)
         self.fillUsername = r.scalar(4)
@@ -176,7 +176,7 @@ public struct Grpc_Testing_SimpleResponse: WireMessage, Hashable {
         self.username = try r.string(2)
         self.oauthScope = try r.string(3)
         self.serverId = try r.string(4)
-        self.grpclbRouteType = Grpc_Testing_GrpclbRouteType(rawValue: r.enumValue(5))
+        self.grpclbRouteType = Grpc_Testing_GrpclbRouteType(rawValue: try r.enumValue(5))
         self.hostname = try r.string(6)
     }
     public func write(to w: inout ProtoWriter) {
@@ -268,7 +268,7 @@ public struct Grpc_Testing_StreamingOutputCallRequest: WireMessage, Hashable {
     public var orcaOobReport: Grpc_Testing_TestOrcaReport? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.responseType = Grpc_Testing_PayloadType(rawValue: r.enumValue(1))
+        self.responseType = Grpc_Testing_PayloadType(rawValue: try r.enumValue(1))
         self.responseParameters = try r.repeatedMessages(2, as: Grpc_Testing_ResponseParameters.self)
         self.payload = try r.message(3, as: Grpc_Testing_Payload.self)
         self.responseStatus = try r.message(7, as: Grpc_Testing_EchoStatus.self)
@@ -559,7 +559,7 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage, Hashable {
     public var timeoutSec: Int32 = 0
     public init() {}
     public init(reading r: ProtoReader) throws {
-        self.types = r.repeatedEnums(1).map { Grpc_Testing_ClientConfigureRequest.RpcType(rawValue: $0) }
+        self.types = try r.repeatedEnums(1).map { Grpc_Testing_ClientConfigureRequest.RpcType(rawValue: $0) }
         self.metadata = try r.repeatedMessages(2, as: Grpc_Testing_ClientConfigureRequest.Metadata.self)
         self.timeoutSec = r.scalar(3)
     }
@@ -576,7 +576,7 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage, Hashable {
         public var value: String = ""
         public init() {}
         public init(reading r: ProtoReader) throws {
-            self.type = Grpc_Testing_ClientConfigureRequest.RpcType(rawValue: r.enumValue(1))
+            self.type = Grpc_Testing_ClientConfigureRequest.RpcType(rawValue: try r.enumValue(1))
             self.key = try r.string(2)
             self.value = try r.string(3)
         }

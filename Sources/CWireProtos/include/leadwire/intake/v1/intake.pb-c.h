@@ -135,12 +135,12 @@ struct  Leadwire__Intake__V1__FieldDefinition
 {
   ProtobufCMessage base;
   /*
-   * Key used in FieldValue.name. Letters, digits, spaces, '_' and '-'.
+   * Key used in FieldValue.name. Letters, digits, spaces, '_' and '-'. At most 100 characters.
    */
   char *name;
   Leadwire__Intake__V1__FieldType type;
   /*
-   * For ENUM: the accepted values.
+   * For ENUM: the accepted values. At most 200 items, each at most 200 characters.
    */
   size_t n_allowed_values;
   char **allowed_values;
@@ -157,6 +157,9 @@ struct  Leadwire__Intake__V1__FieldDefinition
 struct  Leadwire__Intake__V1__FieldValue
 {
   ProtobufCMessage base;
+  /*
+   * At most 100 characters.
+   */
   char *name;
   char *value;
 };
@@ -175,6 +178,9 @@ struct  Leadwire__Intake__V1__Source
    * Assigned by the server ("src-1"); ignored on create.
    */
   char *id;
+  /*
+   * At most 200 characters.
+   */
   char *name;
   Leadwire__Intake__V1__Channel channel;
   /*
@@ -182,23 +188,26 @@ struct  Leadwire__Intake__V1__Source
    */
   char *default_owner_id;
   char *default_role;
+  /*
+   * At most 100 items.
+   */
   size_t n_fields;
   Leadwire__Intake__V1__FieldDefinition **fields;
   /*
    * Fields that must be filled: additional field names, or standard ones among "applicant.name",
    * "applicant.email", "applicant.phone", "applicant.company", "applicant.tax_id", "subject",
-   * "description", "category", "channel_details".
+   * "description", "category", "channel_details". At most 100 items.
    */
   size_t n_required_fields;
   char **required_fields;
   /*
-   * Filled into every new lead before required fields are checked.
+   * Filled into every new lead before required fields are checked. At most 100 items.
    */
   size_t n_default_values;
   Leadwire__Intake__V1__FieldValue **default_values;
   /*
    * The problem categories this source accepts; a lead in another category is refused
-   * (FAILED_PRECONDITION, CATEGORY_NOT_ACCEPTED). Empty = any category.
+   * (FAILED_PRECONDITION, CATEGORY_NOT_ACCEPTED). Empty = any category. At most 200 items.
    */
   size_t n_categories;
   char **categories;
@@ -226,12 +235,24 @@ struct  Leadwire__Intake__V1__Source
 struct  Leadwire__Intake__V1__Applicant
 {
   ProtobufCMessage base;
+  /*
+   * At most 200 characters.
+   */
   char *name;
+  /*
+   * At most 254 characters.
+   */
   char *email;
+  /*
+   * At most 50 characters.
+   */
   char *phone;
+  /*
+   * At most 200 characters.
+   */
   char *company;
   /*
-   * Tax id (INN).
+   * Tax id (INN). At most 20 characters.
    */
   char *tax_id;
 };
@@ -280,7 +301,13 @@ struct  Leadwire__Intake__V1__Lead
   char *channel_details;
   Leadwire__Intake__V1__Applicant *applicant;
   char *client_id;
+  /*
+   * At most 500 characters.
+   */
   char *subject;
+  /*
+   * At most 65,536 characters.
+   */
   char *description;
   char *category;
   size_t n_order_lines;
@@ -337,6 +364,9 @@ struct  Leadwire__Intake__V1__Comment
   char *id;
   char *lead_id;
   char *author;
+  /*
+   * At most 65,536 characters.
+   */
   char *text;
   /*
    * Public comments are visible to the client (LookupStatus); private ones to staff only.
@@ -477,11 +507,23 @@ struct  Leadwire__Intake__V1__SubmitLeadRequest
   char *source_id;
   char *channel_details;
   Leadwire__Intake__V1__Applicant *applicant;
+  /*
+   * At most 500 characters.
+   */
   char *subject;
+  /*
+   * At most 65,536 characters.
+   */
   char *description;
   char *category;
+  /*
+   * At most 200 items.
+   */
   size_t n_order_lines;
   Leadwire__Intake__V1__OrderLine **order_lines;
+  /*
+   * At most 100 items.
+   */
   size_t n_fields;
   Leadwire__Intake__V1__FieldValue **fields;
   /*
@@ -820,6 +862,9 @@ struct  Leadwire__Intake__V1__DeferLeadRequest
   ProtobufCMessage base;
   char *id;
   char *actor;
+  /*
+   * At most 2,000 characters.
+   */
   char *reason;
   /*
    * When to look at it again, "YYYY-MM-DD", after today.
@@ -836,6 +881,9 @@ struct  Leadwire__Intake__V1__RejectLeadRequest
   ProtobufCMessage base;
   char *id;
   char *actor;
+  /*
+   * At most 2,000 characters.
+   */
   char *reason;
 };
 #define LEADWIRE__INTAKE__V1__REJECT_LEAD_REQUEST__INIT \
@@ -864,8 +912,14 @@ struct  Leadwire__Intake__V1__AddCommentRequest
   ProtobufCMessage base;
   char *lead_id;
   char *author;
+  /*
+   * At most 65,536 characters.
+   */
   char *text;
   protobuf_c_boolean public_;
+  /*
+   * At most 50 items.
+   */
   size_t n_attachments;
   char **attachments;
 };

@@ -341,6 +341,9 @@ struct  Leadwire__Report__V1__Plan
    * Assigned by the server ("plan-1").
    */
   char *id;
+  /*
+   * At most 500 characters.
+   */
   char *title;
   char *department;
   /*
@@ -370,6 +373,9 @@ struct  Leadwire__Report__V1__Plan
 struct  Leadwire__Report__V1__CreatePlanRequest
 {
   ProtobufCMessage base;
+  /*
+   * At most 500 characters.
+   */
   char *title;
   char *department;
   /*
@@ -394,6 +400,9 @@ struct  Leadwire__Report__V1__UpdatePlanRequest
    * Refused (FAILED_PRECONDITION) unless the plan is at this version: no lost edits.
    */
   int32_t expected_version;
+  /*
+   * At most 500 characters.
+   */
   char *title;
   /*
    * The complete new list of lines (lines keep their ids when given).

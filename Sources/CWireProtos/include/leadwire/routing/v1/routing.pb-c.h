@@ -136,7 +136,7 @@ struct  Leadwire__Routing__V1__Person
    */
   char *id;
   /*
-   * Full name as people write it, e.g. "Ирина Петрова".
+   * Full name as people write it, e.g. "Ирина Петрова". At most 200 characters.
    */
   char *name;
   /*
@@ -194,6 +194,9 @@ struct  Leadwire__Routing__V1__Role
    */
   size_t n_permissions;
   char **permissions;
+  /*
+   * At most 2,000 characters.
+   */
   char *description;
   /*
    * Output only: member ids in the order round-robin walks them.
