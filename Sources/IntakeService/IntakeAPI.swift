@@ -44,6 +44,8 @@ struct IntakeAPI: Intake_Service {
     /// The routing service, asked right after a lead is stored; nil when none is configured.
     var routing: Routing_ServiceClient? = nil
     var routingOptions: @Sendable () -> CallOptions = { CallOptions() }
+    /// How phone numbers without "+" are read when a source does not say (--phone-country).
+    var phoneCountry: PhoneCountry = .russia
 
     /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
     static let accessPolicy = AccessPolicy.intake.byPath
@@ -124,7 +126,7 @@ struct IntakeAPI: Intake_Service {
         guard let source = try await guarded({ try await store.source(request.sourceId) }) else {
             throw IntakeError.invalid("unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
         }
-        let validated = try LeadValidation.validate(request, source: source).get()
+        let validated = try LeadValidation.validate(request, source: source, phoneCountry: phoneCountry).get()
         // The request as sent (minus who sent it) decides whether a reused key is a retry; it is
         // only needed, and only kept, when there is a key.
         var canonical: [UInt8]?

@@ -26,16 +26,31 @@ struct IntakeCommand: AsyncParsableCommand {
     @Option(name: .customLong("routing-budget-ms"), help: "How long SubmitLead waits for routing before answering with the lead still pending.")
     var routingBudgetMs: Int = 300
 
+    @Option(name: .customLong("phone-country"), help: "How phone numbers written without + are read: RU, KZ, BY, UZ, AM or KG; a source may say otherwise (env LEADWIRE_PHONE_COUNTRY).")
+    var phoneCountry: String = ProcessInfoEnv.value("LEADWIRE_PHONE_COUNTRY") ?? "RU"
+
+    func validate() throws {
+        guard PhoneCountry.named(phoneCountry) != nil else {
+            throw ValidationError("--phone-country takes one of \(PhoneCountry.known.keys.sorted().joined(separator: ", ")), not \(phoneCountry)")
+        }
+    }
+
     func run() async throws {
         let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
         let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
+        for d in try await store.normalisePhones(country: PhoneCountry.named(phoneCountry)!, now: systemClock()) {
+            host.logger.warning("two clients have the same phone number; not merged (see client_duplicates)", metadata: [
+                "client": "\(d.client)", "same_as": "\(d.sameAs)", "phone": "\(d.phone)",
+            ])
+        }
         let token = host.serviceToken()
         let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing, tls: common.peerTLS))
         let reportClient = report.isEmpty ? nil : Report_ServiceClient(channel: try WireChannel(address: report, tls: common.peerTLS))
         let hub = LeadChangeHub()
         var api = IntakeAPI(store: store, hub: hub, now: systemClock, logger: host.logger)
         api.routing = routingClient
+        api.phoneCountry = PhoneCountry.named(phoneCountry)!
         let budget = routingBudgetMs
         api.routingOptions = {
             var o = token.options

@@ -362,7 +362,7 @@ struct LeadCommand: AsyncParsableCommand {
             let l = d.lead ?? Intake_Lead()
             print("\(l.registrationNumber) (\(l.id)) — \(short(l.status.description, "LEAD_STATUS_"))")
             print("source \(l.sourceId), channel \(short(l.channel.description, "CHANNEL_")), category \(l.category)")
-            print("applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(l.applicant?.phone ?? "")  client \(l.clientId)")
+            print("applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(formattedPhone(l.applicant?.phone ?? ""))  client \(l.clientId)")
             print("subject: \(l.subject)")
             if !l.ownerId.isEmpty || l.routing != .unspecified {
                 let owner = l.ownerId.isEmpty ? "-" : await PeopleNames.load(c).label(l.ownerId)
@@ -474,4 +474,12 @@ struct LeadCommand: AsyncParsableCommand {
             print("\(l.registrationNumber) rated \(l.rating)")
         }
     }
+}
+
+/// "+79123456789" as people read it: "+7 912 345-67-89" (other numbers as they are).
+func formattedPhone(_ e164: String) -> String {
+    let d = Array(e164.utf8)
+    guard d.count == 12, e164.hasPrefix("+7"), d.dropFirst().allSatisfy({ $0 >= 48 && $0 <= 57 }) else { return e164 }
+    let s = Array(e164)
+    return "+7 \(String(s[2..<5])) \(String(s[5..<8]))-\(String(s[8..<10]))-\(String(s[10..<12]))"
 }

@@ -187,10 +187,16 @@ def test_client_matching(intake):
         source_id=source.id, applicant=pb.Applicant(email="other.%s@example.com" % tag, phone="+7 495 111 %s" % digits[:4]), fields=region)).lead
     assert c.client_id == a.client_id, "matched by phone when the e-mail is new"
     t1 = intake.SubmitLead(pb.SubmitLeadRequest(
-        source_id=source.id, applicant=pb.Applicant(email="t1.%s@example.com" % tag, tax_id="77%s" % digits), fields=region)).lead
+        source_id=source.id, applicant=pb.Applicant(email="t1.%s@example.com" % tag, tax_id=inn10("77" + digits[:7])), fields=region)).lead
     assert t1.client_id != a.client_id, "a new client"
     client = intake.GetClient(pb.GetClientRequest(id=a.client_id))
     assert set(client.lead_ids) == {a.id, b.id, c.id}
+
+
+def inn10(first9):
+    """A valid organisation INN from its first nine digits (the tenth is the check digit)."""
+    weights = [2, 4, 10, 3, 5, 9, 4, 6, 8]
+    return first9 + str(sum(w * int(d) for w, d in zip(weights, first9)) % 11 % 10)
 
 
 def test_import_one_bad_item_never_aborts_the_rest(intake):
@@ -353,3 +359,66 @@ def test_a_lead_is_found_by_its_registration_number(intake):
     with pytest.raises(grpc.RpcError) as e:
         intake.GetLead(pb.GetLeadRequest(id="L-1999-000001"))
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "registration number" in e.value.details()
+
+
+def test_five_ways_of_writing_a_phone_make_one_client(intake):
+    source = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Phones %s" % uuid.uuid4().hex[:6], channel=pb.CHANNEL_PHONE, enabled=True)))
+    clients = set()
+    for phone in ["+7 (912) 345-67-89", "89123456789", "8 912 345 67 89", "79123456789", "9123456789"]:
+        lead = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="Зоя Крылова", phone=phone),
+                                                      subject="Звонок"), timeout=10).lead
+        assert lead.applicant.phone == "+79123456789"
+        clients.add(lead.client_id)
+    assert len(clients) == 1
+    assert intake.GetClient(pb.GetClientRequest(id=clients.pop())).phone == "+79123456789"
+
+
+def test_bad_phone_and_inn_are_refused_naming_the_field(intake):
+    source = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Checks %s" % uuid.uuid4().hex[:6], channel=pb.CHANNEL_PHONE, enabled=True)))
+    for phone in ["звоните вечером", "12", "1" * 20]:
+        with pytest.raises(grpc.RpcError) as e:
+            intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="X", phone=phone), subject="s"))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations} == {"applicant.phone"}
+    for inn in ["7707083894", "12345", "ИНН"]:
+        with pytest.raises(grpc.RpcError) as e:
+            intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="X", tax_id=inn), subject="s"))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations} == {"applicant.tax_id"}
+    a = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="ООО Ромашка", tax_id="7707083893"), subject="s")).lead
+    b = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="Ромашка", tax_id=" 7707083893 "), subject="s")).lead
+    assert a.client_id == b.client_id
+
+
+def test_source_phone_country_reads_national_numbers(intake):
+    with pytest.raises(grpc.RpcError) as e:
+        intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Nowhere", channel=pb.CHANNEL_PHONE, phone_country="XX")))
+    assert "source.phone_country" in {v.field for v in details(e.value, error_details_pb2.BadRequest).field_violations}
+    minsk = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Минск %s" % uuid.uuid4().hex[:6], channel=pb.CHANNEL_PHONE,
+                                                                        enabled=True, phone_country="BY")))
+    lead = intake.SubmitLead(pb.SubmitLeadRequest(source_id=minsk.id, applicant=pb.Applicant(name="X", phone="80 29 123-45-67"), subject="s")).lead
+    assert lead.applicant.phone == "+375291234567"
+
+
+def test_migration_normalises_old_phones_and_reports_duplicates(tmp_path):
+    """A database from before E.164: two clients whose phones are one number in two forms. The new
+    build rewrites them and lists the pair in client_duplicates; it merges nothing."""
+    import sqlite3
+
+    from conftest import ServerProcess
+
+    server = ServerProcess("intake-service", ["--data-dir", str(tmp_path), "--auth", "off", "--metrics-port=-1"])
+    server.stop()
+    db = sqlite3.connect(str(tmp_path / "intake.sqlite"))
+    db.execute("DELETE FROM store_tasks")
+    db.execute("INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES ('A', NULL, '89123456789', '', NULL, 1)")
+    db.execute("INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES ('B', NULL, '+7 912 345 67 89', '', NULL, 2)")
+    db.commit()
+    db.close()
+    server = ServerProcess("intake-service", ["--data-dir", str(tmp_path), "--auth", "off", "--metrics-port=-1"])
+    server.stop()
+    db = sqlite3.connect(str(tmp_path / "intake.sqlite"))
+    assert [r[0] for r in db.execute("SELECT phone FROM clients ORDER BY id")] == ["+79123456789", "+79123456789"]
+    assert db.execute("SELECT client_id, same_phone_as FROM client_duplicates").fetchall() == [(2, 1)]
+    db.close()
+    assert "two clients have the same phone number" in server.log()

@@ -2012,7 +2012,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__field_value__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__field_value__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descriptors[15] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descriptors[16] =
 {
   {
     "id",
@@ -2194,6 +2194,18 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "phone_country",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Source, phone_country),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
   8,   /* field[8] = categories */
@@ -2208,6 +2220,7 @@ static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
   0,   /* field[0] = id */
   12,   /* field[12] = mailbox */
   1,   /* field[1] = name */
+  15,   /* field[15] = phone_country */
   10,   /* field[10] = reply_days */
   6,   /* field[6] = required_fields */
   14,   /* field[14] = updated_at_ms */
@@ -2215,7 +2228,7 @@ static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
 static const ProtobufCIntRange leadwire__intake__v1__source__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 15 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor =
 {
@@ -2225,7 +2238,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor =
   "Leadwire__Intake__V1__Source",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Source),
-  15,
+  16,
   leadwire__intake__v1__source__field_descriptors,
   leadwire__intake__v1__source__field_indices_by_name,
   1,  leadwire__intake__v1__source__number_ranges,

@@ -10,7 +10,8 @@ enum LeadValidation {
     ]
 
     /// The request with the source's defaults applied and order totals computed, or the refusal.
-    static func validate(_ input: Intake_SubmitLeadRequest, source: Intake_Source) -> Result<Intake_SubmitLeadRequest, IntakeError> {
+    /// `phoneCountry`: how numbers without "+" are read when the source does not say.
+    static func validate(_ input: Intake_SubmitLeadRequest, source: Intake_Source, phoneCountry: PhoneCountry = .russia) -> Result<Intake_SubmitLeadRequest, IntakeError> {
         var req = input
         var violations = [RPCError.FieldViolation]()
         if !source.enabled {
@@ -66,7 +67,23 @@ enum LeadValidation {
 
         let email = req.applicant?.email.trimmingSpaces ?? ""
         if !email.isEmpty && !looksLikeEmail(email) {
-            violations.append(.init(field: "applicant.email", description: "\"\(email)\" is not an e-mail address"))
+            violations.append(.init(field: "applicant.email", description: "\"\(Clip.value(email))\" is not an e-mail address"))
+        }
+        // Stored in one form, so the same number written another way finds the same client.
+        let phone = req.applicant?.phone.trimmingSpaces ?? ""
+        if !phone.isEmpty {
+            let country = PhoneCountry.named(source.phoneCountry) ?? phoneCountry
+            switch Phone.normalize(phone, country: country) {
+            case .success(let e164): req.applicant!.phone = e164
+            case .failure(let why): violations.append(.init(field: "applicant.phone", description: "\"\(Clip.value(phone))\" \(why)"))
+            }
+        }
+        let tax = req.applicant?.taxId.trimmingSpaces ?? ""
+        if !tax.isEmpty {
+            switch INN.check(tax) {
+            case .success(let inn): req.applicant!.taxId = inn
+            case .failure(let why): violations.append(.init(field: "applicant.tax_id", description: "\"\(Clip.value(tax))\" \(why)"))
+            }
         }
 
         for i in req.orderLines.indices {
@@ -173,6 +190,9 @@ enum LeadValidation {
             v.append(.init(field: "source.default_role", description: "give a default owner or a default role, not both"))
         }
         if s.replyDays < 0 { v.append(.init(field: "source.reply_days", description: "must be >= 0")) }
+        if !s.phoneCountry.isEmpty && PhoneCountry.named(s.phoneCountry) == nil {
+            v.append(.init(field: "source.phone_country", description: "\"\(Clip.value(s.phoneCountry))\" is not one of \(PhoneCountry.known.keys.sorted().joined(separator: ", "))"))
+        }
         if s.dueDays < 0 { v.append(.init(field: "source.due_days", description: "must be >= 0")) }
         var names = Set<String>()
         for (i, f) in s.fields.enumerated() {

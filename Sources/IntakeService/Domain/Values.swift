@@ -39,9 +39,11 @@ enum ClientKeys {
         return e.isEmpty ? nil : e
     }
 
-    /// Digits only, with a leading "+" kept; "8 (495) 123-45-67" and "84951234567" match.
-    static func phone(_ s: String) -> String? {
+    /// The E.164 form (validation already normalised a new lead's phone; this also reads older
+    /// rows), else digits with a leading "+" kept.
+    static func phone(_ s: String, country: PhoneCountry = .russia) -> String? {
         let t = s.trimmingSpaces
+        if case .success(let e164) = Phone.normalize(t, country: country) { return e164 }
         let digits = t.filter(\.isASCIIDigit)
         guard digits.count >= 5 else { return nil }
         return (t.hasPrefix("+") ? "+" : "") + digits

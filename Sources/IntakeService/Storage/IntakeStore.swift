@@ -88,7 +88,38 @@ final class IntakeStore: Sendable {
             ALTER TABLE leads ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
             CREATE INDEX leads_queued ON leads(id) WHERE queued = 1;
             """),
+        Migration(4, "clients' phones in E.164; duplicates found are listed, never merged", """
+            CREATE TABLE store_tasks (name TEXT PRIMARY KEY, done_at INTEGER NOT NULL);
+            CREATE TABLE client_duplicates (
+                client_id INTEGER NOT NULL, same_phone_as INTEGER NOT NULL, phone TEXT NOT NULL, found_at INTEGER NOT NULL,
+                PRIMARY KEY (client_id, same_phone_as)
+            );
+            """),
     ]
+
+    /// Once per database: rewrites every client's phone in E.164 (as new leads are stored since
+    /// migration 4). Two clients that turn out to share a number are listed in `client_duplicates`
+    /// and returned, not merged: which one is right is for a person to decide.
+    func normalisePhones(country: PhoneCountry, now: Int64) async throws -> [(client: String, sameAs: String, phone: String)] {
+        try await db.write { db in
+            if try db.first("SELECT 1 FROM store_tasks WHERE name = 'phones-e164'", map: { _ in true }) != nil { return [] }
+            let rows = try db.query("SELECT id, phone FROM clients WHERE phone IS NOT NULL AND phone != '' ORDER BY id") { ($0.int(0), $0.string(1)) }
+            var firstWith = [String: Int64]()
+            var found = [(client: String, sameAs: String, phone: String)]()
+            for (id, phone) in rows {
+                guard case .success(let e164) = Phone.normalize(phone, country: country) else { continue }
+                if e164 != phone { try db.run("UPDATE clients SET phone = ? WHERE id = ?", e164, id) }
+                if let first = firstWith[e164] {
+                    try db.run("INSERT OR IGNORE INTO client_duplicates(client_id, same_phone_as, phone, found_at) VALUES (?, ?, ?, ?)", id, first, e164, now)
+                    found.append((Self.clientID(id), Self.clientID(first), e164))
+                } else {
+                    firstWith[e164] = id
+                }
+            }
+            try db.run("INSERT INTO store_tasks(name, done_at) VALUES ('phones-e164', ?)", now)
+            return found
+        }
+    }
 
     /// Whether leads go to the routing service (through the outbox): set when one is configured.
     let routing: Bool

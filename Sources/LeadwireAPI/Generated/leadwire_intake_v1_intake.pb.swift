@@ -187,6 +187,9 @@ public struct Intake_Source: WireMessage, Hashable {
     public var mailbox: String = ""
     public var createdAtMs: Int64 = 0
     public var updatedAtMs: Int64 = 0
+    /// How phone numbers written without "+" are read on this source: an ISO country code among RU,
+    /// KZ, BY, UZ, AM, KG. Empty = the deployment's default (--phone-country, RU unless set).
+    public var phoneCountry: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
@@ -204,6 +207,7 @@ public struct Intake_Source: WireMessage, Hashable {
         self.mailbox = try r.string(13)
         self.createdAtMs = r.scalar(14)
         self.updatedAtMs = r.scalar(15)
+        self.phoneCountry = try r.string(16)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
@@ -221,6 +225,7 @@ public struct Intake_Source: WireMessage, Hashable {
         w.string(13, self.mailbox)
         w.scalar(14, self.createdAtMs)
         w.scalar(15, self.updatedAtMs)
+        w.string(16, self.phoneCountry)
     }
 }
 
@@ -230,11 +235,12 @@ public struct Intake_Applicant: WireMessage, Hashable {
     public var name: String = ""
     /// At most 254 characters.
     public var email: String = ""
-    /// At most 50 characters.
+    /// Any common way of writing it ("+7 (912) 345-67-89", "8 912 345 67 89"...); stored and returned
+    /// in E.164 ("+79123456789"). Text that is not a phone number is refused. At most 50 characters.
     public var phone: String = ""
     /// At most 200 characters.
     public var company: String = ""
-    /// Tax id (INN). At most 20 characters.
+    /// Tax id (INN): 10 digits (organisation) or 12 (individual), with valid check digits. At most 20 characters.
     public var taxId: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {

@@ -226,10 +226,15 @@ struct  Leadwire__Intake__V1__Source
   char *mailbox;
   int64_t created_at_ms;
   int64_t updated_at_ms;
+  /*
+   * How phone numbers written without "+" are read on this source: an ISO country code among RU,
+   * KZ, BY, UZ, AM, KG. Empty = the deployment's default (--phone-country, RU unless set).
+   */
+  char *phone_country;
 };
 #define LEADWIRE__INTAKE__V1__SOURCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__source__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__Applicant
@@ -244,7 +249,8 @@ struct  Leadwire__Intake__V1__Applicant
    */
   char *email;
   /*
-   * At most 50 characters.
+   * Any common way of writing it ("+7 (912) 345-67-89", "8 912 345 67 89"...); stored and returned
+   * in E.164 ("+79123456789"). Text that is not a phone number is refused. At most 50 characters.
    */
   char *phone;
   /*
@@ -252,7 +258,7 @@ struct  Leadwire__Intake__V1__Applicant
    */
   char *company;
   /*
-   * Tax id (INN). At most 20 characters.
+   * Tax id (INN): 10 digits (organisation) or 12 (individual), with valid check digits. At most 20 characters.
    */
   char *tax_id;
 };

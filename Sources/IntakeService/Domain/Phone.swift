@@ -1,0 +1,121 @@
+/// Phone numbers in E.164 (`+79123456789`): one Russian number written five ways
+/// (`+7 (912) 345-67-89`, `89123456789`, `8 912 345 67 89`, `79123456789`, `9123456789`) is one
+/// client. A number without `+` is read in a country's national format: the deployment's default
+/// country (`--phone-country`), or the source's own.
+struct PhoneCountry: Sendable, Hashable {
+    /// ISO 3166 code, upper case ("RU").
+    let code: String
+    /// Calling code without "+" ("7").
+    let callingCode: String
+    /// What callers dial before a national number at home ("8" in Russia), if anything.
+    let trunkPrefix: String
+    /// Digits of a national number after the trunk prefix.
+    let nationalLength: Int
+
+    static let russia = PhoneCountry(code: "RU", callingCode: "7", trunkPrefix: "8", nationalLength: 10)
+    static let known: [String: PhoneCountry] = [
+        "RU": russia,
+        "KZ": PhoneCountry(code: "KZ", callingCode: "7", trunkPrefix: "8", nationalLength: 10),
+        "BY": PhoneCountry(code: "BY", callingCode: "375", trunkPrefix: "80", nationalLength: 9),
+        "UZ": PhoneCountry(code: "UZ", callingCode: "998", trunkPrefix: "", nationalLength: 9),
+        "AM": PhoneCountry(code: "AM", callingCode: "374", trunkPrefix: "0", nationalLength: 8),
+        "KG": PhoneCountry(code: "KG", callingCode: "996", trunkPrefix: "0", nationalLength: 9),
+    ]
+
+    static func named(_ code: String) -> PhoneCountry? { known[code.trimmingSpaces.uppercased()] }
+}
+
+enum Phone {
+    /// The E.164 form of `text`, or why it is not a phone number.
+    static func normalize(_ text: String, country: PhoneCountry) -> Result<String, PhoneError> {
+        var digits = ""
+        var plus = false
+        for (i, ch) in text.trimmingSpaces.unicodeScalars.enumerated() {
+            switch ch {
+            case "0"..."9": digits.unicodeScalars.append(ch)
+            case "+" where i == 0: plus = true
+            case " ", "(", ")", "-", ".", "\u{00A0}": continue
+            default: return .failure(.notAPhone)
+            }
+        }
+        if digits.isEmpty { return .failure(.notAPhone) }
+        if plus || digits.hasPrefix("00") {
+            let international = plus ? digits : String(digits.dropFirst(2))
+            // E.164: at most 15 digits; a real number has at least 8.
+            guard (8...15).contains(international.count) else { return .failure(.wrongLength(international.count)) }
+            // +7 (Russia, Kazakhstan) numbers are always 11 digits with the code.
+            if international.hasPrefix("7"), international.count != 11 { return .failure(.wrongLength(international.count)) }
+            return .success("+" + international)
+        }
+        var national = digits
+        if digits.count == country.callingCode.count + country.nationalLength, digits.hasPrefix(country.callingCode) {
+            national = String(digits.dropFirst(country.callingCode.count))
+        } else if !country.trunkPrefix.isEmpty, digits.count == country.trunkPrefix.count + country.nationalLength,
+                  digits.hasPrefix(country.trunkPrefix) {
+            national = String(digits.dropFirst(country.trunkPrefix.count))
+        }
+        guard national.count == country.nationalLength else { return .failure(.wrongLength(digits.count)) }
+        if country.callingCode == "7", let first = national.first, !"3456789".contains(first) {
+            return .failure(.notAPhone)
+        }
+        return .success("+" + country.callingCode + national)
+    }
+
+    /// `+79123456789` as people write it: `+7 912 345-67-89`. Other countries: `+375 29 1234567`.
+    static func formatted(_ e164: String) -> String {
+        guard e164.hasPrefix("+") else { return e164 }
+        let d = Array(e164.dropFirst())
+        if d.count == 11, d.first == "7" {
+            let s = String(d)
+            func part(_ a: Int, _ b: Int) -> String { String(s.dropFirst(a).prefix(b - a)) }
+            return "+7 \(part(1, 4)) \(part(4, 7))-\(part(7, 9))-\(part(9, 11))"
+        }
+        return e164
+    }
+}
+
+enum PhoneError: Error, Equatable, CustomStringConvertible {
+    case notAPhone
+    case wrongLength(Int)
+
+    var description: String {
+        switch self {
+        case .notAPhone: return "is not a phone number (digits, spaces, ( ) - and a leading + only)"
+        case .wrongLength(let n): return "has \(n) digits, which no phone number of the expected country has"
+        }
+    }
+}
+
+/// The Russian taxpayer number: 10 digits for an organisation, 12 for a person, with check digits.
+enum INN {
+    static func check(_ text: String) -> Result<String, INNError> {
+        let t = text.trimmingSpaces
+        guard !t.isEmpty, t.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) }) else { return .failure(.notDigits) }
+        let d = t.unicodeScalars.map { Int($0.value) - 48 }
+        func control(_ weights: [Int]) -> Int { weights.enumerated().reduce(0) { $0 + $1.element * d[$1.offset] } % 11 % 10 }
+        switch d.count {
+        case 10:
+            guard control([2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[9] else { return .failure(.checkDigit) }
+        case 12:
+            guard control([7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[10], control([3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8]) == d[11] else {
+                return .failure(.checkDigit)
+            }
+        default:
+            return .failure(.length(d.count))
+        }
+        return .success(t)
+    }
+}
+
+enum INNError: Error, Equatable, CustomStringConvertible {
+    case notDigits, checkDigit
+    case length(Int)
+
+    var description: String {
+        switch self {
+        case .notDigits: return "is not an INN: digits only"
+        case .length(let n): return "has \(n) digits; an INN has 10 (organisation) or 12 (individual)"
+        case .checkDigit: return "fails the INN check digits: a digit is mistyped"
+        }
+    }
+}
