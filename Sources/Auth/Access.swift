@@ -20,6 +20,8 @@ public enum Permission {
     public static let plansApproveHead = "plans.approve.head"
     public static let plansApproveManagement = "plans.approve.management"
     public static let reportsRead = "reports.read"
+    /// The intake-wide switch that opens and closes intake to new leads.
+    public static let intakeAdmin = "intake.admin"
     /// A contractor's own plans (the token's contractor id).
     public static let contractorSelf = "contractor.self"
 }
@@ -33,7 +35,8 @@ public enum Roles {
         "Sales manager": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.plansRead],
         "Marketer": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead],
         "Head of sales": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
-                          Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead],
+                          Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead,
+                          Permission.intakeAdmin],
         "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend],
         "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead],
         "department-head": [Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead],

@@ -44,6 +44,8 @@ public enum AccessPolicy {
             "RateLead": [Permission.leadsWrite],
             "TakeReplies": [Permission.repliesSend],
             "ConfirmReplies": [Permission.repliesSend],
+            "SetIntakeOpen": [Permission.intakeAdmin],
+            "GetIntakeSettings": [Permission.leadsRead],
         ],
         notes: [:])
 

@@ -46,6 +46,8 @@ struct IntakeAPI: Intake_Service {
     var routingOptions: @Sendable () -> CallOptions = { CallOptions() }
     /// How phone numbers without "+" are read when a source does not say (--phone-country).
     var phoneCountry: PhoneCountry = .russia
+    /// The intake-wide switch, read on every new lead (kept in memory, stored on change).
+    var intakeSwitch = IntakeSwitch()
 
     /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
     static let accessPolicy = AccessPolicy.intake.byPath
@@ -123,6 +125,10 @@ struct IntakeAPI: Intake_Service {
     }
 
     private func register(_ request: Intake_SubmitLeadRequest) async throws -> IntakeStore.Submitted {
+        let settings = intakeSwitch.current
+        if !settings.open {
+            throw IntakeError.intakeClosed(reason: settings.reason, since: settings.changedAtMs)
+        }
         guard let source = try await guarded({ try await store.source(request.sourceId) }) else {
             throw IntakeError.invalid("unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
         }
@@ -371,6 +377,27 @@ struct IntakeAPI: Intake_Service {
 
     // MARK: Replies to applicants
 
+    // MARK: The intake-wide switch
+
+    func setIntakeOpen(_ request: Intake_SetIntakeOpenRequest, context: ServerContext) async throws -> Intake_IntakeSettings {
+        let reason = request.reason.trimmingSpaces
+        if !request.open && reason.isEmpty {
+            throw IntakeError.invalid("say why intake closes", [.init(field: "reason", description: "required when closing: callers are told it")])
+        }
+        let settings = try await guarded {
+            try await store.setIntakeOpen(request.open, reason: request.open ? "" : reason, actor: Self.actor(request.actor), now: now())
+        }
+        intakeSwitch.set(settings)
+        logger.notice(settings.open ? "intake opened: new leads are accepted" : "intake closed: new leads are refused", metadata: [
+            "by": "\(settings.changedBy)", "reason": "\(settings.reason)",
+        ])
+        return settings
+    }
+
+    func getIntakeSettings(_ request: Intake_GetIntakeSettingsRequest, context: ServerContext) async throws -> Intake_IntakeSettings {
+        intakeSwitch.current
+    }
+
     func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse {
         guard (0...1000).contains(request.limit) else {
             throw IntakeError.invalid("limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
@@ -407,4 +434,18 @@ struct IntakeAPI: Intake_Service {
         guard let c = try await guarded({ try await store.client(request.id) }) else { throw IntakeError.notFound("no client \(request.id)") }
         return c
     }
+}
+
+/// The intake-wide switch as this process knows it: loaded at start, replaced on SetIntakeOpen.
+final class IntakeSwitch: Sendable {
+    private let box: NIOLockedValueBox<Intake_IntakeSettings>
+
+    init(_ settings: Intake_IntakeSettings? = nil) {
+        var open = Intake_IntakeSettings()
+        open.open = true
+        box = NIOLockedValueBox(settings ?? open)
+    }
+
+    var current: Intake_IntakeSettings { box.withLockedValue { $0 } }
+    func set(_ s: Intake_IntakeSettings) { box.withLockedValue { $0 = s } }
 }

@@ -51,6 +51,10 @@ struct IntakeCommand: AsyncParsableCommand {
         var api = IntakeAPI(store: store, hub: hub, now: systemClock, logger: host.logger)
         api.routing = routingClient
         api.phoneCountry = PhoneCountry.named(phoneCountry)!
+        api.intakeSwitch = IntakeSwitch(try await store.intakeSettings())
+        if !api.intakeSwitch.current.open {
+            host.logger.warning("intake is closed: new leads are refused until SetIntakeOpen (leadctl intake open)", metadata: ["reason": "\(api.intakeSwitch.current.reason)"])
+        }
         let budget = routingBudgetMs
         api.routingOptions = {
             var o = token.options

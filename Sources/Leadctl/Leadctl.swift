@@ -20,7 +20,7 @@ struct Leadctl: AsyncParsableCommand {
             (env LEADWIRE_INTAKE_ADDR, LEADWIRE_ROUTING_ADDR, LEADWIRE_REPORT_ADDR). \
             A lead is named by its id (lead-17) or its registration number (L-2026-000017).
             """,
-        subcommands: [TokenCommand.self, HealthCommand.self, AccessCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
+        subcommands: [TokenCommand.self, HealthCommand.self, AccessCommand.self, IntakeSwitchCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
                       PlanCommand.self, ContractorCommand.self, ReportCommand.self])
 
     /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a
@@ -190,6 +190,58 @@ struct AccessCommand: AsyncParsableCommand {
 
     func run() async throws {
         print(AccessPolicy.markdownTable(), terminator: "")
+    }
+}
+
+/// The intake-wide switch: closed, intake refuses every new lead (reads and processing go on).
+struct IntakeSwitchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "intake", abstract: "Open or close intake to new leads, or show whether it is open.",
+        subcommands: [Status.self, Open.self, Close.self])
+
+    static func show(_ s: Intake_IntakeSettings) {
+        if s.open {
+            print("intake is open: new leads are accepted")
+        } else {
+            print("intake is CLOSED: new leads are refused (\(s.reason))")
+        }
+        if s.changedAtMs > 0 { print("changed by \(s.changedBy) on \(CalendarDate.format(day: CalendarDate.day(ofMillis: s.changedAtMs)))") }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Whether intake accepts new leads.")
+        @OptionGroup var c: Connection
+
+        func run() async throws {
+            let client = try c.intakeClient()
+            IntakeSwitchCommand.show(try await call { try await client.getIntakeSettings(Intake_GetIntakeSettingsRequest(), options: c.options) })
+        }
+    }
+
+    struct Open: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Accept new leads again.")
+        @OptionGroup var c: Connection
+
+        func run() async throws {
+            let client = try c.intakeClient()
+            var req = Intake_SetIntakeOpenRequest()
+            req.open = true
+            IntakeSwitchCommand.show(try await call { try await client.setIntakeOpen(req, options: c.options) })
+        }
+    }
+
+    struct Close: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Refuse every new lead until intake is opened again (reads and processing go on).")
+        @OptionGroup var c: Connection
+        @Option(help: "Why: callers are told it with every refusal.") var reason: String
+
+        func run() async throws {
+            let client = try c.intakeClient()
+            var req = Intake_SetIntakeOpenRequest()
+            req.open = false
+            req.reason = reason
+            IntakeSwitchCommand.show(try await call { try await client.setIntakeOpen(req, options: c.options) })
+        }
     }
 }
 

@@ -422,3 +422,27 @@ def test_migration_normalises_old_phones_and_reports_duplicates(tmp_path):
     assert db.execute("SELECT client_id, same_phone_as FROM client_duplicates").fetchall() == [(2, 1)]
     db.close()
     assert "two clients have the same phone number" in server.log()
+
+
+def test_intake_switch_refuses_new_leads_while_reads_go_on(intake):
+    source = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Switch %s" % uuid.uuid4().hex[:6], channel=pb.CHANNEL_WEB_FORM, enabled=True)))
+    before = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="A", email="a@example.ru"), subject="s")).lead
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SetIntakeOpen(pb.SetIntakeOpenRequest(open=False))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    closed = intake.SetIntakeOpen(pb.SetIntakeOpenRequest(open=False, reason="переезд на новую систему до 18:00", actor="admin"))
+    assert not closed.open and intake.GetIntakeSettings(pb.GetIntakeSettingsRequest()).reason == "переезд на новую систему до 18:00"
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="B", email="b@example.ru"), subject="s"))
+        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "intake is closed" in e.value.details() and "переезд" in e.value.details()
+        results = intake.ImportLeads(iter([pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="C", email="c@example.ru"), subject="s")]))
+        assert [(r.error_code, "intake is closed" in r.error_message) for r in results.results] == [(grpc.StatusCode.FAILED_PRECONDITION.value[0], True)]
+        # Reads and processing go on.
+        assert intake.GetLead(pb.GetLeadRequest(id=before.id)).lead.id == before.id
+        assert intake.AcceptLead(pb.AcceptLeadRequest(id=before.id)).status == pb.LEAD_STATUS_ACCEPTED
+    finally:
+        opened = intake.SetIntakeOpen(pb.SetIntakeOpenRequest(open=True))
+    assert opened.open
+    intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="D", email="d@example.ru"), subject="s"))

@@ -1897,6 +1897,141 @@ void   leadwire__intake__v1__get_client_request__free_unpacked
   assert(message->base.descriptor == &leadwire__intake__v1__get_client_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__intake__v1__set_intake_open_request__init
+                     (Leadwire__Intake__V1__SetIntakeOpenRequest         *message)
+{
+  static const Leadwire__Intake__V1__SetIntakeOpenRequest init_value = LEADWIRE__INTAKE__V1__SET_INTAKE_OPEN_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__set_intake_open_request__get_packed_size
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__set_intake_open_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__set_intake_open_request__pack
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__set_intake_open_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__set_intake_open_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__set_intake_open_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__SetIntakeOpenRequest *
+       leadwire__intake__v1__set_intake_open_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__SetIntakeOpenRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__set_intake_open_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__set_intake_open_request__free_unpacked
+                     (Leadwire__Intake__V1__SetIntakeOpenRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__set_intake_open_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__get_intake_settings_request__init
+                     (Leadwire__Intake__V1__GetIntakeSettingsRequest         *message)
+{
+  static const Leadwire__Intake__V1__GetIntakeSettingsRequest init_value = LEADWIRE__INTAKE__V1__GET_INTAKE_SETTINGS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__get_intake_settings_request__get_packed_size
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__get_intake_settings_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__get_intake_settings_request__pack
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__get_intake_settings_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__get_intake_settings_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__get_intake_settings_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__GetIntakeSettingsRequest *
+       leadwire__intake__v1__get_intake_settings_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__GetIntakeSettingsRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__get_intake_settings_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__get_intake_settings_request__free_unpacked
+                     (Leadwire__Intake__V1__GetIntakeSettingsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__get_intake_settings_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__intake__v1__intake_settings__init
+                     (Leadwire__Intake__V1__IntakeSettings         *message)
+{
+  static const Leadwire__Intake__V1__IntakeSettings init_value = LEADWIRE__INTAKE__V1__INTAKE_SETTINGS__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__intake_settings__get_packed_size
+                     (const Leadwire__Intake__V1__IntakeSettings *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__intake_settings__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__intake_settings__pack
+                     (const Leadwire__Intake__V1__IntakeSettings *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__intake_settings__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__intake_settings__pack_to_buffer
+                     (const Leadwire__Intake__V1__IntakeSettings *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__intake_settings__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__IntakeSettings *
+       leadwire__intake__v1__intake_settings__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__IntakeSettings *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__intake_settings__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__intake_settings__free_unpacked
+                     (Leadwire__Intake__V1__IntakeSettings *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__intake_settings__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor leadwire__intake__v1__field_definition__field_descriptors[3] =
 {
   {
@@ -5326,6 +5461,165 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__get_client_request__descr
   (ProtobufCMessageInit) leadwire__intake__v1__get_client_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor leadwire__intake__v1__set_intake_open_request__field_descriptors[3] =
+{
+  {
+    "open",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__SetIntakeOpenRequest, open),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__SetIntakeOpenRequest, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__SetIntakeOpenRequest, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__set_intake_open_request__field_indices_by_name[] = {
+  2,   /* field[2] = actor */
+  0,   /* field[0] = open */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange leadwire__intake__v1__set_intake_open_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__set_intake_open_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.SetIntakeOpenRequest",
+  "SetIntakeOpenRequest",
+  "Leadwire__Intake__V1__SetIntakeOpenRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__SetIntakeOpenRequest),
+  3,
+  leadwire__intake__v1__set_intake_open_request__field_descriptors,
+  leadwire__intake__v1__set_intake_open_request__field_indices_by_name,
+  1,  leadwire__intake__v1__set_intake_open_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__set_intake_open_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define leadwire__intake__v1__get_intake_settings_request__field_descriptors NULL
+#define leadwire__intake__v1__get_intake_settings_request__field_indices_by_name NULL
+#define leadwire__intake__v1__get_intake_settings_request__number_ranges NULL
+const ProtobufCMessageDescriptor leadwire__intake__v1__get_intake_settings_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.GetIntakeSettingsRequest",
+  "GetIntakeSettingsRequest",
+  "Leadwire__Intake__V1__GetIntakeSettingsRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__GetIntakeSettingsRequest),
+  0,
+  leadwire__intake__v1__get_intake_settings_request__field_descriptors,
+  leadwire__intake__v1__get_intake_settings_request__field_indices_by_name,
+  0,  leadwire__intake__v1__get_intake_settings_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__get_intake_settings_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__intake_settings__field_descriptors[4] =
+{
+  {
+    "open",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__IntakeSettings, open),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "reason",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__IntakeSettings, reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "changed_by",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__IntakeSettings, changed_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "changed_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__IntakeSettings, changed_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__intake_settings__field_indices_by_name[] = {
+  3,   /* field[3] = changed_at_ms */
+  2,   /* field[2] = changed_by */
+  0,   /* field[0] = open */
+  1,   /* field[1] = reason */
+};
+static const ProtobufCIntRange leadwire__intake__v1__intake_settings__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__intake_settings__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.IntakeSettings",
+  "IntakeSettings",
+  "Leadwire__Intake__V1__IntakeSettings",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__IntakeSettings),
+  4,
+  leadwire__intake__v1__intake_settings__field_descriptors,
+  leadwire__intake__v1__intake_settings__field_indices_by_name,
+  1,  leadwire__intake__v1__intake_settings__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__intake_settings__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue leadwire__intake__v1__channel__enum_values_by_number[9] =
 {
   { "CHANNEL_UNSPECIFIED", "LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED", 0 },
@@ -5504,7 +5798,7 @@ const ProtobufCEnumDescriptor leadwire__intake__v1__routing_state__descriptor =
   leadwire__intake__v1__routing_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[22] =
+static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[24] =
 {
   { "CreateSource", &leadwire__intake__v1__create_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
   { "UpdateSource", &leadwire__intake__v1__update_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
@@ -5528,6 +5822,8 @@ static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_desc
   { "RateLead", &leadwire__intake__v1__rate_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
   { "TakeReplies", &leadwire__intake__v1__take_replies_request__descriptor, &leadwire__intake__v1__take_replies_response__descriptor },
   { "ConfirmReplies", &leadwire__intake__v1__confirm_replies_request__descriptor, &leadwire__intake__v1__confirm_replies_response__descriptor },
+  { "SetIntakeOpen", &leadwire__intake__v1__set_intake_open_request__descriptor, &leadwire__intake__v1__intake_settings__descriptor },
+  { "GetIntakeSettings", &leadwire__intake__v1__get_intake_settings_request__descriptor, &leadwire__intake__v1__intake_settings__descriptor },
 };
 const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   12,        /* AcceptLead */
@@ -5537,6 +5833,7 @@ const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   0,        /* CreateSource */
   13,        /* DeferLead */
   18,        /* GetClient */
+  23,        /* GetIntakeSettings */
   8,        /* GetLead */
   2,        /* GetSource */
   6,        /* ImportLeads */
@@ -5546,6 +5843,7 @@ const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   19,        /* RateLead */
   14,        /* RejectLead */
   17,        /* SetClientDebt */
+  22,        /* SetIntakeOpen */
   4,        /* SetSourceEnabled */
   7,        /* SubmitEmail */
   5,        /* SubmitLead */
@@ -5560,7 +5858,7 @@ const ProtobufCServiceDescriptor leadwire__intake__v1__intake__descriptor =
   "Intake",
   "Leadwire__Intake__V1__Intake",
   "leadwire.intake.v1",
-  22,
+  24,
   leadwire__intake__v1__intake__method_descriptors,
   leadwire__intake__v1__intake__method_indices_by_name
 };
@@ -5739,6 +6037,22 @@ void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
   service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__intake__v1__intake__set_intake_open(ProtobufCService *service,
+                                                   const Leadwire__Intake__V1__SetIntakeOpenRequest *input,
+                                                   Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                                                   void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__intake__v1__intake__get_intake_settings(ProtobufCService *service,
+                                                       const Leadwire__Intake__V1__GetIntakeSettingsRequest *input,
+                                                       Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                                                       void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
                                          Leadwire__Intake__V1__Intake_ServiceDestroy destroy)

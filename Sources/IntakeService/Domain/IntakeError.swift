@@ -11,6 +11,7 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
     case clientHasDebt(clientID: String, debt: String)
     case idempotencyConflict(key: String, registrationNumber: String)
     case sourceNameTaken(String)
+    case intakeClosed(reason: String, since: Int64)
     case storage(String)
 
     var rpcError: RPCError {
@@ -36,6 +37,11 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
             return RPCError(.alreadyExists, "idempotency key \"\(key)\" was already used for lead \(reg) with different content; use a new key for a new lead")
         case .sourceNameTaken(let name):
             return RPCError(.alreadyExists, "a source named \"\(name)\" already exists")
+        case .intakeClosed(let reason, let since):
+            let when = since > 0 ? " since \(CalendarDate.format(day: CalendarDate.day(ofMillis: since)))" : ""
+            return .failedPrecondition(
+                "intake is closed\(when): new leads are not accepted (\(reason)); reads and processing of existing leads go on. Submit again once it reopens.",
+                violations: [.init(type: "INTAKE_OFF", subject: "intake", description: reason)])
         case .storage:
             // The detail goes to the log, not to the caller.
             return RPCError(.unavailable, "the lead store is unavailable; retry with the same idempotency key")

@@ -95,7 +95,38 @@ final class IntakeStore: Sendable {
                 PRIMARY KEY (client_id, same_phone_as)
             );
             """),
+        Migration(5, "the intake-wide switch", """
+            CREATE TABLE intake_settings (
+                id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL, reason TEXT NOT NULL, changed_by TEXT NOT NULL, changed_at INTEGER NOT NULL
+            );
+            INSERT INTO intake_settings VALUES (1, 1, '', '', 0);
+            """),
     ]
+
+    func intakeSettings() async throws -> Intake_IntakeSettings {
+        try await db.read { db in
+            try db.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1") { r in
+                var s = Intake_IntakeSettings()
+                s.open = r.int(0) != 0
+                s.reason = r.string(1)
+                s.changedBy = r.string(2)
+                s.changedAtMs = r.int(3)
+                return s
+            } ?? Intake_IntakeSettings()
+        }
+    }
+
+    func setIntakeOpen(_ open: Bool, reason: String, actor: String, now: Int64) async throws -> Intake_IntakeSettings {
+        try await db.write { db in
+            try db.run("UPDATE intake_settings SET open = ?, reason = ?, changed_by = ?, changed_at = ? WHERE id = 1", open ? 1 : 0, reason, actor, now)
+        }
+        var s = Intake_IntakeSettings()
+        s.open = open
+        s.reason = reason
+        s.changedBy = actor
+        s.changedAtMs = now
+        return s
+    }
 
     /// Once per database: rewrites every client's phone in E.164 (as new leads are stored since
     /// migration 4). Two clients that turn out to share a number are listed in `client_duplicates`

@@ -1133,6 +1133,56 @@ public struct Intake_GetClientRequest: WireMessage, Hashable {
     }
 }
 
+public struct Intake_SetIntakeOpenRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.SetIntakeOpenRequest", limits: FieldLimits(maxCharacters: [2: 500], maxItems: [:]))
+    public var `open`: Bool = false
+    /// Why, shown to callers while intake is closed. At most 500 characters.
+    public var reason: String = ""
+    public var actor: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.`open` = r.scalar(1)
+        self.reason = try r.string(2)
+        self.actor = try r.string(3)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.`open`)
+        w.string(2, self.reason)
+        w.string(3, self.actor)
+    }
+}
+
+public struct Intake_GetIntakeSettingsRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.GetIntakeSettingsRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+    }
+    public func write(to w: inout ProtoWriter) {
+    }
+}
+
+public struct Intake_IntakeSettings: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.IntakeSettings", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    /// True: new leads are accepted (the default).
+    public var `open`: Bool = false
+    public var reason: String = ""
+    public var changedBy: String = ""
+    public var changedAtMs: Int64 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.`open` = r.scalar(1)
+        self.reason = try r.string(2)
+        self.changedBy = try r.string(3)
+        self.changedAtMs = r.scalar(4)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.`open`)
+        w.string(2, self.reason)
+        w.string(3, self.changedBy)
+        w.scalar(4, self.changedAtMs)
+    }
+}
+
 /// Registers and processes leads. Every lead ends rejected or processed; nothing is lost once
 /// SubmitLead has answered OK (the lead is on disk before the answer is sent).
 public protocol Intake_Service: WireService {
@@ -1181,6 +1231,11 @@ public protocol Intake_Service: WireService {
     /// until it is confirmed (at-least-once: the gateway confirms after sending).
     func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse
     func confirmReplies(_ request: Intake_ConfirmRepliesRequest, context: ServerContext) async throws -> Intake_ConfirmRepliesResponse
+    /// The intake-wide switch ("use requests"): while off, every new lead (SubmitLead, ImportLeads,
+    /// a SubmitEmail that is not a reply to a known lead) is refused with FAILED_PRECONDITION
+    /// (PreconditionFailure type INTAKE_OFF) and the reason given; reads and processing go on.
+    func setIntakeOpen(_ request: Intake_SetIntakeOpenRequest, context: ServerContext) async throws -> Intake_IntakeSettings
+    func getIntakeSettings(_ request: Intake_GetIntakeSettingsRequest, context: ServerContext) async throws -> Intake_IntakeSettings
 }
 
 extension Intake_Service {
@@ -1209,6 +1264,8 @@ extension Intake_Service {
             .unary("/leadwire.intake.v1.Intake/RateLead") { try await self.rateLead($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/TakeReplies") { try await self.takeReplies($0, context: $1) },
             .unary("/leadwire.intake.v1.Intake/ConfirmReplies") { try await self.confirmReplies($0, context: $1) },
+            .unary("/leadwire.intake.v1.Intake/SetIntakeOpen") { try await self.setIntakeOpen($0, context: $1) },
+            .unary("/leadwire.intake.v1.Intake/GetIntakeSettings") { try await self.getIntakeSettings($0, context: $1) },
         ]
     }
 }
@@ -1306,5 +1363,14 @@ public struct Intake_ServiceClient: Sendable {
     }
     public func confirmReplies(_ request: Intake_ConfirmRepliesRequest, options: CallOptions = CallOptions()) async throws -> Intake_ConfirmRepliesResponse {
         try await channel.unary("/leadwire.intake.v1.Intake/ConfirmReplies", request: request, options: options)
+    }
+    /// The intake-wide switch ("use requests"): while off, every new lead (SubmitLead, ImportLeads,
+    /// a SubmitEmail that is not a reply to a known lead) is refused with FAILED_PRECONDITION
+    /// (PreconditionFailure type INTAKE_OFF) and the reason given; reads and processing go on.
+    public func setIntakeOpen(_ request: Intake_SetIntakeOpenRequest, options: CallOptions = CallOptions()) async throws -> Intake_IntakeSettings {
+        try await channel.unary("/leadwire.intake.v1.Intake/SetIntakeOpen", request: request, options: options)
+    }
+    public func getIntakeSettings(_ request: Intake_GetIntakeSettingsRequest, options: CallOptions = CallOptions()) async throws -> Intake_IntakeSettings {
+        try await channel.unary("/leadwire.intake.v1.Intake/GetIntakeSettings", request: request, options: options)
     }
 }

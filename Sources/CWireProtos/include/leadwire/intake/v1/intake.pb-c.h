@@ -57,6 +57,9 @@ typedef struct Leadwire__Intake__V1__CompleteLeadRequest Leadwire__Intake__V1__C
 typedef struct Leadwire__Intake__V1__AddCommentRequest Leadwire__Intake__V1__AddCommentRequest;
 typedef struct Leadwire__Intake__V1__SetClientDebtRequest Leadwire__Intake__V1__SetClientDebtRequest;
 typedef struct Leadwire__Intake__V1__GetClientRequest Leadwire__Intake__V1__GetClientRequest;
+typedef struct Leadwire__Intake__V1__SetIntakeOpenRequest Leadwire__Intake__V1__SetIntakeOpenRequest;
+typedef struct Leadwire__Intake__V1__GetIntakeSettingsRequest Leadwire__Intake__V1__GetIntakeSettingsRequest;
+typedef struct Leadwire__Intake__V1__IntakeSettings Leadwire__Intake__V1__IntakeSettings;
 
 
 /* --- enums --- */
@@ -958,6 +961,46 @@ struct  Leadwire__Intake__V1__GetClientRequest
     , (char *)protobuf_c_empty_string }
 
 
+struct  Leadwire__Intake__V1__SetIntakeOpenRequest
+{
+  ProtobufCMessage base;
+  protobuf_c_boolean open;
+  /*
+   * Why, shown to callers while intake is closed. At most 500 characters.
+   */
+  char *reason;
+  char *actor;
+};
+#define LEADWIRE__INTAKE__V1__SET_INTAKE_OPEN_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__set_intake_open_request__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+struct  Leadwire__Intake__V1__GetIntakeSettingsRequest
+{
+  ProtobufCMessage base;
+};
+#define LEADWIRE__INTAKE__V1__GET_INTAKE_SETTINGS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__get_intake_settings_request__descriptor) \
+     }
+
+
+struct  Leadwire__Intake__V1__IntakeSettings
+{
+  ProtobufCMessage base;
+  /*
+   * True: new leads are accepted (the default).
+   */
+  protobuf_c_boolean open;
+  char *reason;
+  char *changed_by;
+  int64_t changed_at_ms;
+};
+#define LEADWIRE__INTAKE__V1__INTAKE_SETTINGS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__intake_settings__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
 /* Leadwire__Intake__V1__FieldDefinition methods */
 void   leadwire__intake__v1__field_definition__init
                      (Leadwire__Intake__V1__FieldDefinition         *message);
@@ -1756,6 +1799,63 @@ Leadwire__Intake__V1__GetClientRequest *
 void   leadwire__intake__v1__get_client_request__free_unpacked
                      (Leadwire__Intake__V1__GetClientRequest *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__SetIntakeOpenRequest methods */
+void   leadwire__intake__v1__set_intake_open_request__init
+                     (Leadwire__Intake__V1__SetIntakeOpenRequest         *message);
+size_t leadwire__intake__v1__set_intake_open_request__get_packed_size
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest   *message);
+size_t leadwire__intake__v1__set_intake_open_request__pack
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__set_intake_open_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__SetIntakeOpenRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__SetIntakeOpenRequest *
+       leadwire__intake__v1__set_intake_open_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__set_intake_open_request__free_unpacked
+                     (Leadwire__Intake__V1__SetIntakeOpenRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__GetIntakeSettingsRequest methods */
+void   leadwire__intake__v1__get_intake_settings_request__init
+                     (Leadwire__Intake__V1__GetIntakeSettingsRequest         *message);
+size_t leadwire__intake__v1__get_intake_settings_request__get_packed_size
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest   *message);
+size_t leadwire__intake__v1__get_intake_settings_request__pack
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__get_intake_settings_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__GetIntakeSettingsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__GetIntakeSettingsRequest *
+       leadwire__intake__v1__get_intake_settings_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__get_intake_settings_request__free_unpacked
+                     (Leadwire__Intake__V1__GetIntakeSettingsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__IntakeSettings methods */
+void   leadwire__intake__v1__intake_settings__init
+                     (Leadwire__Intake__V1__IntakeSettings         *message);
+size_t leadwire__intake__v1__intake_settings__get_packed_size
+                     (const Leadwire__Intake__V1__IntakeSettings   *message);
+size_t leadwire__intake__v1__intake_settings__pack
+                     (const Leadwire__Intake__V1__IntakeSettings   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__intake_settings__pack_to_buffer
+                     (const Leadwire__Intake__V1__IntakeSettings   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__IntakeSettings *
+       leadwire__intake__v1__intake_settings__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__intake_settings__free_unpacked
+                     (Leadwire__Intake__V1__IntakeSettings *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Leadwire__Intake__V1__FieldDefinition_Closure)
@@ -1884,6 +1984,15 @@ typedef void (*Leadwire__Intake__V1__SetClientDebtRequest_Closure)
 typedef void (*Leadwire__Intake__V1__GetClientRequest_Closure)
                  (const Leadwire__Intake__V1__GetClientRequest *message,
                   void *closure_data);
+typedef void (*Leadwire__Intake__V1__SetIntakeOpenRequest_Closure)
+                 (const Leadwire__Intake__V1__SetIntakeOpenRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__GetIntakeSettingsRequest_Closure)
+                 (const Leadwire__Intake__V1__GetIntakeSettingsRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Intake__V1__IntakeSettings_Closure)
+                 (const Leadwire__Intake__V1__IntakeSettings *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1979,6 +2088,14 @@ struct Leadwire__Intake__V1__Intake_Service
                           const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
                           Leadwire__Intake__V1__ConfirmRepliesResponse_Closure closure,
                           void *closure_data);
+  void (*set_intake_open)(Leadwire__Intake__V1__Intake_Service *service,
+                          const Leadwire__Intake__V1__SetIntakeOpenRequest *input,
+                          Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                          void *closure_data);
+  void (*get_intake_settings)(Leadwire__Intake__V1__Intake_Service *service,
+                              const Leadwire__Intake__V1__GetIntakeSettingsRequest *input,
+                              Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                              void *closure_data);
 };
 typedef void (*Leadwire__Intake__V1__Intake_ServiceDestroy)(Leadwire__Intake__V1__Intake_Service *);
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
@@ -2008,7 +2125,9 @@ void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *s
       function_prefix__ ## get_client,\
       function_prefix__ ## rate_lead,\
       function_prefix__ ## take_replies,\
-      function_prefix__ ## confirm_replies  }
+      function_prefix__ ## confirm_replies,\
+      function_prefix__ ## set_intake_open,\
+      function_prefix__ ## get_intake_settings  }
 void leadwire__intake__v1__intake__create_source(ProtobufCService *service,
                                                  const Leadwire__Intake__V1__CreateSourceRequest *input,
                                                  Leadwire__Intake__V1__Source_Closure closure,
@@ -2097,6 +2216,14 @@ void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
                                                    const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
                                                    Leadwire__Intake__V1__ConfirmRepliesResponse_Closure closure,
                                                    void *closure_data);
+void leadwire__intake__v1__intake__set_intake_open(ProtobufCService *service,
+                                                   const Leadwire__Intake__V1__SetIntakeOpenRequest *input,
+                                                   Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                                                   void *closure_data);
+void leadwire__intake__v1__intake__get_intake_settings(ProtobufCService *service,
+                                                       const Leadwire__Intake__V1__GetIntakeSettingsRequest *input,
+                                                       Leadwire__Intake__V1__IntakeSettings_Closure closure,
+                                                       void *closure_data);
 
 /* --- descriptors --- */
 
@@ -2147,6 +2274,9 @@ extern const ProtobufCMessageDescriptor leadwire__intake__v1__complete_lead_requ
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__add_comment_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__set_client_debt_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__get_client_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__set_intake_open_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__get_intake_settings_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__intake_settings__descriptor;
 extern const ProtobufCServiceDescriptor leadwire__intake__v1__intake__descriptor;
 
 PROTOBUF_C__END_DECLS
