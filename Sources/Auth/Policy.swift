@@ -69,6 +69,7 @@ public enum AccessPolicy {
             "MarkDecided": [Permission.routingWrite],
             "Simulate": [Permission.routingRead],
             "Escalate": [Permission.routingWrite],
+            "ListOwnerChanges": [Permission.routingRead],
         ],
         notes: [:])
 

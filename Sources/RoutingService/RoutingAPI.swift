@@ -115,6 +115,17 @@ struct RoutingAPI: Routing_Service {
         return a
     }
 
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, context: ServerContext) async throws -> Routing_ListOwnerChangesResponse {
+        guard (0...1000).contains(request.limit), request.afterSeq >= 0 else {
+            throw RoutingError.invalid("cannot list owner changes", [
+                .init(field: request.afterSeq < 0 ? "after_seq" : "limit", description: request.afterSeq < 0 ? "must be >= 0" : "must be between 0 and 1000"),
+            ])
+        }
+        var r = Routing_ListOwnerChangesResponse()
+        r.changes = try await guarded { try await store.ownerChanges(after: request.afterSeq, limit: request.limit == 0 ? 100 : Int(request.limit)) }
+        return r
+    }
+
     func reassign(_ request: Routing_ReassignRequest, context: ServerContext) async throws -> Routing_Assignment {
         var problems = [RPCError.FieldViolation]()
         if request.leadId.trimmingSpaces.isEmpty { problems.append(.init(field: "lead_id", description: "required")) }

@@ -37,6 +37,15 @@ final class FakeRouting: RoutingPort {
     func getAssignment(_ request: Routing_GetAssignmentRequest, options: CallOptions) async throws -> Routing_Assignment {
         try answer(request.leadId)
     }
+
+    /// Changes of owner made "in routing", as ListOwnerChanges returns them.
+    let ownerChanges = NIOLockedValueBox<[Routing_OwnerChange]>([])
+
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, options: CallOptions) async throws -> Routing_ListOwnerChangesResponse {
+        var r = Routing_ListOwnerChangesResponse()
+        r.changes = ownerChanges.withLockedValue { $0.filter { $0.seq > request.afterSeq } }
+        return r
+    }
 }
 
 /// Stands in for report: refuses any batch holding an event of `refusedLead`, like report's own
@@ -118,6 +127,37 @@ func assignment(_ lead: String, to person: String) -> Routing_Assignment {
         #expect(kinds.count == 3 + 2)
         // A second pass has nothing left to send.
         #expect(try await relay(store, routing: routing, report: nil).deliverRouting() == 0)
+    }
+
+    @Test func ownerChangesMadeInRoutingReachTheLeadOnceAndInOrder() async throws {
+        let (store, leads) = try await setUp()
+        let routing = FakeRouting { id in assignment(id, to: "person-7") }
+        _ = try await relay(store, routing: routing, report: nil).deliverRouting()
+        func change(_ seq: Int64, _ lead: String, to person: String, actor: String) -> Routing_OwnerChange {
+            var c = Routing_OwnerChange()
+            c.seq = seq
+            var a = assignment(lead, to: person)
+            var step = Routing_AssignmentEvent()
+            step.kind = "reassigned"
+            step.actor = actor
+            step.note = "отпуск"
+            a.history = [step]
+            c.assignment = a
+            return c
+        }
+        routing.ownerChanges.withLockedValue {
+            $0 = [change(1, leads[0].id, to: "person-8", actor: "head"), change(2, leads[0].id, to: "person-9", actor: "head")]
+        }
+        let r = relay(store, routing: routing, report: nil)
+        #expect(try await r.followOwnerChanges() == 2)
+        #expect(try await store.lead(leads[0].id)!.lead!.ownerId == "person-9")
+        // A second pass, or the same changes offered again, changes nothing.
+        #expect(try await r.followOwnerChanges() == 0)
+        #expect(try await store.applyOwnerChange(change(1, leads[0].id, to: "person-8", actor: "head"), now: 5) == nil)
+        #expect(try await store.lead(leads[0].id)!.lead!.ownerId == "person-9")
+        let history = try await store.lead(leads[0].id)!.history.filter { $0.action == "assigned" }
+        #expect(history.count == 3)
+        #expect(history.last?.actor == "head" && history.last?.note == "reassigned: отпуск")
     }
 
     @Test func eventsGoInBatchesAndOnlyTheRefusedOneIsSetAside() async throws {

@@ -389,3 +389,49 @@ def test_logs_and_metrics(whole_set):
     submits = [l for l in log.splitlines() if "method=/leadwire.intake.v1.Intake/SubmitLead" in l]
     assert len(submits) == 3 and all("principal=metrics-admin" in l and "status=OK" in l and "duration_ms=" in l for l in submits)
     assert any("method=/leadwire.intake.v1.Intake/ListSources" in l and "status=UNAUTHENTICATED" in l and "principal=-" in l for l in log.splitlines())
+
+
+def test_reassign_in_routing_reaches_intake_watchers_and_report(whole_set):
+    """One owner everywhere: a Reassign made in routing shows in intake's GetLead and history, in a
+    WatchLeads stream, and in report's leads-by-owner figures, within seconds."""
+    import threading
+
+    s = whole_set
+    admin = jwt(s.key, "owner-admin", ["admin"])
+    routing, intake, report = s.stub("routing", admin), s.stub("intake", admin), s.stub("report", admin)
+    anna = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Анна", login="anna", roles=["Marketer"])))
+    boris = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Борис", login="boris")))
+    src = intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(name="Owners", channel=ipb.CHANNEL_WEB_FORM, default_role="Marketer", enabled=True)))
+    lead = intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="Клиент"), subject="s")).lead
+    assert lead.owner_id == anna.id
+    seen = []
+    watch = intake.WatchLeads(ipb.WatchLeadsRequest(owner_id=boris.id), timeout=20)
+
+    def read():
+        try:
+            for change in watch:
+                seen.append(change)
+                if change.lead.id == lead.id:
+                    return
+        except grpc.RpcError:
+            pass
+
+    t = threading.Thread(target=read)
+    t.start()
+    time.sleep(0.5)
+    routing.Reassign(gpb.ReassignRequest(lead_id=lead.id, person_id=boris.id, reason="Анна в отпуске"))
+    got = wait_for("the new owner at intake", lambda: (lambda l: l if l.owner_id == boris.id else None)(
+        intake.GetLead(ipb.GetLeadRequest(id=lead.id)).lead), timeout=5)
+    assert got.owner_id == boris.id
+    history = intake.GetLead(ipb.GetLeadRequest(id=lead.id)).history
+    assert history[-1].action == "assigned" and "Анна в отпуске" in history[-1].note
+    t.join(timeout=5)
+    watch.cancel()
+    assert any(c.lead.id == lead.id and c.lead.owner_id == boris.id for c in seen)
+
+    def by_owner():
+        rows = report.LeadSummary(rpb.LeadReportRequest(dimension=rpb.DIMENSION_OWNER)).rows
+        return {r.key: r.received for r in rows}
+
+    figures = wait_for("report's by-owner figures follow", lambda: (lambda f: f if f.get(boris.id) == 1 else None)(by_owner()), timeout=5)
+    assert figures.get(anna.id, 0) == 0

@@ -1717,6 +1717,141 @@ void   leadwire__routing__v1__escalate_response__free_unpacked
   assert(message->base.descriptor == &leadwire__routing__v1__escalate_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__routing__v1__list_owner_changes_request__init
+                     (Leadwire__Routing__V1__ListOwnerChangesRequest         *message)
+{
+  static const Leadwire__Routing__V1__ListOwnerChangesRequest init_value = LEADWIRE__ROUTING__V1__LIST_OWNER_CHANGES_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__routing__v1__list_owner_changes_request__get_packed_size
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__routing__v1__list_owner_changes_request__pack
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__routing__v1__list_owner_changes_request__pack_to_buffer
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Routing__V1__ListOwnerChangesRequest *
+       leadwire__routing__v1__list_owner_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Routing__V1__ListOwnerChangesRequest *)
+     protobuf_c_message_unpack (&leadwire__routing__v1__list_owner_changes_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__routing__v1__list_owner_changes_request__free_unpacked
+                     (Leadwire__Routing__V1__ListOwnerChangesRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__routing__v1__owner_change__init
+                     (Leadwire__Routing__V1__OwnerChange         *message)
+{
+  static const Leadwire__Routing__V1__OwnerChange init_value = LEADWIRE__ROUTING__V1__OWNER_CHANGE__INIT;
+  *message = init_value;
+}
+size_t leadwire__routing__v1__owner_change__get_packed_size
+                     (const Leadwire__Routing__V1__OwnerChange *message)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__owner_change__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__routing__v1__owner_change__pack
+                     (const Leadwire__Routing__V1__OwnerChange *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__owner_change__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__routing__v1__owner_change__pack_to_buffer
+                     (const Leadwire__Routing__V1__OwnerChange *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__owner_change__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Routing__V1__OwnerChange *
+       leadwire__routing__v1__owner_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Routing__V1__OwnerChange *)
+     protobuf_c_message_unpack (&leadwire__routing__v1__owner_change__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__routing__v1__owner_change__free_unpacked
+                     (Leadwire__Routing__V1__OwnerChange *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__routing__v1__owner_change__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__routing__v1__list_owner_changes_response__init
+                     (Leadwire__Routing__V1__ListOwnerChangesResponse         *message)
+{
+  static const Leadwire__Routing__V1__ListOwnerChangesResponse init_value = LEADWIRE__ROUTING__V1__LIST_OWNER_CHANGES_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t leadwire__routing__v1__list_owner_changes_response__get_packed_size
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse *message)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__routing__v1__list_owner_changes_response__pack
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__routing__v1__list_owner_changes_response__pack_to_buffer
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Routing__V1__ListOwnerChangesResponse *
+       leadwire__routing__v1__list_owner_changes_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Routing__V1__ListOwnerChangesResponse *)
+     protobuf_c_message_unpack (&leadwire__routing__v1__list_owner_changes_response__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__routing__v1__list_owner_changes_response__free_unpacked
+                     (Leadwire__Routing__V1__ListOwnerChangesResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__routing__v1__list_owner_changes_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 static const ProtobufCFieldDescriptor leadwire__routing__v1__absence__field_descriptors[3] =
 {
   {
@@ -4174,6 +4309,159 @@ const ProtobufCMessageDescriptor leadwire__routing__v1__escalate_response__descr
   (ProtobufCMessageInit) leadwire__routing__v1__escalate_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor leadwire__routing__v1__list_owner_changes_request__field_descriptors[2] =
+{
+  {
+    "after_seq",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Routing__V1__ListOwnerChangesRequest, after_seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT32,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Routing__V1__ListOwnerChangesRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__routing__v1__list_owner_changes_request__field_indices_by_name[] = {
+  0,   /* field[0] = after_seq */
+  1,   /* field[1] = limit */
+};
+static const ProtobufCIntRange leadwire__routing__v1__list_owner_changes_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor leadwire__routing__v1__list_owner_changes_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.routing.v1.ListOwnerChangesRequest",
+  "ListOwnerChangesRequest",
+  "Leadwire__Routing__V1__ListOwnerChangesRequest",
+  "leadwire.routing.v1",
+  sizeof(Leadwire__Routing__V1__ListOwnerChangesRequest),
+  2,
+  leadwire__routing__v1__list_owner_changes_request__field_descriptors,
+  leadwire__routing__v1__list_owner_changes_request__field_indices_by_name,
+  1,  leadwire__routing__v1__list_owner_changes_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__routing__v1__list_owner_changes_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__routing__v1__owner_change__field_descriptors[3] =
+{
+  {
+    "seq",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Routing__V1__OwnerChange, seq),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "assignment",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Routing__V1__OwnerChange, assignment),
+    &leadwire__routing__v1__assignment__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "at_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Routing__V1__OwnerChange, at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__routing__v1__owner_change__field_indices_by_name[] = {
+  1,   /* field[1] = assignment */
+  2,   /* field[2] = at_ms */
+  0,   /* field[0] = seq */
+};
+static const ProtobufCIntRange leadwire__routing__v1__owner_change__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor leadwire__routing__v1__owner_change__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.routing.v1.OwnerChange",
+  "OwnerChange",
+  "Leadwire__Routing__V1__OwnerChange",
+  "leadwire.routing.v1",
+  sizeof(Leadwire__Routing__V1__OwnerChange),
+  3,
+  leadwire__routing__v1__owner_change__field_descriptors,
+  leadwire__routing__v1__owner_change__field_indices_by_name,
+  1,  leadwire__routing__v1__owner_change__number_ranges,
+  (ProtobufCMessageInit) leadwire__routing__v1__owner_change__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__routing__v1__list_owner_changes_response__field_descriptors[1] =
+{
+  {
+    "changes",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Leadwire__Routing__V1__ListOwnerChangesResponse, n_changes),
+    offsetof(Leadwire__Routing__V1__ListOwnerChangesResponse, changes),
+    &leadwire__routing__v1__owner_change__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__routing__v1__list_owner_changes_response__field_indices_by_name[] = {
+  0,   /* field[0] = changes */
+};
+static const ProtobufCIntRange leadwire__routing__v1__list_owner_changes_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__routing__v1__list_owner_changes_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.routing.v1.ListOwnerChangesResponse",
+  "ListOwnerChangesResponse",
+  "Leadwire__Routing__V1__ListOwnerChangesResponse",
+  "leadwire.routing.v1",
+  sizeof(Leadwire__Routing__V1__ListOwnerChangesResponse),
+  1,
+  leadwire__routing__v1__list_owner_changes_response__field_descriptors,
+  leadwire__routing__v1__list_owner_changes_response__field_indices_by_name,
+  1,  leadwire__routing__v1__list_owner_changes_response__number_ranges,
+  (ProtobufCMessageInit) leadwire__routing__v1__list_owner_changes_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCEnumValue leadwire__routing__v1__strategy__enum_values_by_number[3] =
 {
   { "STRATEGY_UNSPECIFIED", "LEADWIRE__ROUTING__V1__STRATEGY__STRATEGY_UNSPECIFIED", 0 },
@@ -4244,7 +4532,7 @@ const ProtobufCEnumDescriptor leadwire__routing__v1__reason__descriptor =
   leadwire__routing__v1__reason__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__routing__v1__routing__method_descriptors[17] =
+static const ProtobufCMethodDescriptor leadwire__routing__v1__routing__method_descriptors[18] =
 {
   { "CreatePerson", &leadwire__routing__v1__create_person_request__descriptor, &leadwire__routing__v1__person__descriptor },
   { "UpdatePerson", &leadwire__routing__v1__update_person_request__descriptor, &leadwire__routing__v1__person__descriptor },
@@ -4263,6 +4551,7 @@ static const ProtobufCMethodDescriptor leadwire__routing__v1__routing__method_de
   { "MarkDecided", &leadwire__routing__v1__mark_decided_request__descriptor, &leadwire__routing__v1__assignment__descriptor },
   { "Simulate", &leadwire__routing__v1__simulate_request__descriptor, &leadwire__routing__v1__simulate_response__descriptor },
   { "Escalate", &leadwire__routing__v1__escalate_request__descriptor, &leadwire__routing__v1__escalate_response__descriptor },
+  { "ListOwnerChanges", &leadwire__routing__v1__list_owner_changes_request__descriptor, &leadwire__routing__v1__list_owner_changes_response__descriptor },
 };
 const unsigned leadwire__routing__v1__routing__method_indices_by_name[] = {
   0,        /* CreatePerson */
@@ -4271,6 +4560,7 @@ const unsigned leadwire__routing__v1__routing__method_indices_by_name[] = {
   2,        /* GetPerson */
   6,        /* GetRole */
   9,        /* GetRules */
+  17,        /* ListOwnerChanges */
   3,        /* ListPeople */
   7,        /* ListRoles */
   14,        /* MarkDecided */
@@ -4290,7 +4580,7 @@ const ProtobufCServiceDescriptor leadwire__routing__v1__routing__descriptor =
   "Routing",
   "Leadwire__Routing__V1__Routing",
   "leadwire.routing.v1",
-  17,
+  18,
   leadwire__routing__v1__routing__method_descriptors,
   leadwire__routing__v1__routing__method_indices_by_name
 };
@@ -4429,6 +4719,14 @@ void leadwire__routing__v1__routing__escalate(ProtobufCService *service,
 {
   assert(service->descriptor == &leadwire__routing__v1__routing__descriptor);
   service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__routing__v1__routing__list_owner_changes(ProtobufCService *service,
+                                                        const Leadwire__Routing__V1__ListOwnerChangesRequest *input,
+                                                        Leadwire__Routing__V1__ListOwnerChangesResponse_Closure closure,
+                                                        void *closure_data)
+{
+  assert(service->descriptor == &leadwire__routing__v1__routing__descriptor);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__routing__v1__routing__init (Leadwire__Routing__V1__Routing_Service *service,
                                            Leadwire__Routing__V1__Routing_ServiceDestroy destroy)

@@ -11,6 +11,7 @@ protocol RoutingPort: Sendable {
     func markDecided(_ request: Routing_MarkDecidedRequest, options: CallOptions) async throws -> Routing_Assignment
     func release(_ request: Routing_ReleaseRequest, options: CallOptions) async throws -> Routing_Assignment
     func getAssignment(_ request: Routing_GetAssignmentRequest, options: CallOptions) async throws -> Routing_Assignment
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, options: CallOptions) async throws -> Routing_ListOwnerChangesResponse
 }
 
 /// What the relay needs of the report service.
@@ -57,7 +58,7 @@ final class OutboxRelay: Service, Sendable {
             await withDiscardingTaskGroup { group in
                 if self.routing != nil {
                     group.addTask { await self.loop("routing", self.deliverRouting) }
-                    group.addTask { await self.followQueues() }
+                    group.addTask { await self.loop("routing owner changes", self.followOwnerChanges) }
                 }
                 if self.report != nil { group.addTask { await self.loop("report", self.deliverEvents) } }
                 group.addTask { await self.watchBacklog() }
@@ -121,21 +122,20 @@ final class OutboxRelay: Service, Sendable {
         return rows.count
     }
 
-    /// A lead routed into a role's queue gets its person later, inside routing (when someone is
-    /// released or comes back). Every few seconds, ask routing about the queued leads and record
-    /// the ones that found a person, as if routing had answered then.
-    private func followQueues() async {
-        guard let routing else { return }
-        while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(5))
-            guard let ids = try? await store.queuedLeadIDs(limit: 200) else { continue }
-            for id in ids {
-                var req = Routing_GetAssignmentRequest()
-                req.leadId = id
-                guard let a = try? await routing.getAssignment(req, options: callOptions(seconds: 5)), !a.personId.isEmpty else { continue }
-                if let lead = try? await store.applyAssignment(a, now: now()) { onAssigned(lead) }
-            }
+    /// One pass over routing's owner changes since the last applied: every change of owner made in
+    /// routing (reassign, release, queue drain, substitute, escalation) reaches the lead, its
+    /// history, WatchLeads and report, once and in order.
+    func followOwnerChanges() async throws -> Int {
+        guard let routing else { return 0 }
+        var req = Routing_ListOwnerChangesRequest()
+        req.afterSeq = try await store.ownerChangesCursor()
+        req.limit = 200
+        let changes = try await routing.listOwnerChanges(req, options: callOptions(seconds: 5)).changes
+        for change in changes {
+            if let lead = try await store.applyOwnerChange(change, now: now()) { onAssigned(lead) }
         }
+        if changes.isEmpty { try? await Task.sleep(for: .milliseconds(450)) }
+        return changes.count
     }
 
     /// One batch of lead events; throws when report cannot take it now.

@@ -101,6 +101,10 @@ final class IntakeStore: Sendable {
             );
             INSERT INTO intake_settings VALUES (1, 1, '', '', 0);
             """),
+        Migration(6, "following routing's owner changes", """
+            -- How far each feed from another service has been applied (routing's owner changes).
+            CREATE TABLE feed_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+            """),
     ]
 
     func intakeSettings() async throws -> Intake_IntakeSettings {
@@ -543,10 +547,38 @@ final class IntakeStore: Sendable {
         }
     }
 
-    /// Leads waiting in a routing queue (no owner yet), oldest first.
-    func queuedLeadIDs(limit: Int) async throws -> [String] {
-        try await db.read { db in
-            try db.query("SELECT id FROM leads WHERE queued = 1 ORDER BY id LIMIT ?", limit) { Self.leadID($0.int(0)) }
+    /// The last of routing's owner changes applied here.
+    func ownerChangesCursor() async throws -> Int64 {
+        try await db.read { db in try db.first("SELECT seq FROM feed_cursors WHERE name = 'routing-owner-changes'") { $0.int(0) } ?? 0 }
+    }
+
+    /// Applies one of routing's owner changes, exactly once and in order: the cursor moves in the
+    /// same transaction, and a change at or below it is skipped. The lead takes the new owner (or
+    /// goes back to waiting in a queue), its history says who changed it and why, and report hears
+    /// of it (an "assigned" event through the outbox). Returns the lead when it changed.
+    func applyOwnerChange(_ change: Routing_OwnerChange, now: Int64) async throws -> Intake_Lead? {
+        try await db.write { db -> Intake_Lead? in
+            let cursor = try db.first("SELECT seq FROM feed_cursors WHERE name = 'routing-owner-changes'") { $0.int(0) } ?? 0
+            guard change.seq > cursor else { return nil }
+            try db.run(
+                "INSERT INTO feed_cursors(name, seq) VALUES ('routing-owner-changes', ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq", change.seq)
+            let a = change.assignment ?? Routing_Assignment()
+            guard let n = Self.number(a.leadId, prefix: "lead"),
+                  var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
+            else { return nil }
+            guard lead.ownerId != a.personId else { return nil }
+            let step = a.history.last
+            lead.ownerId = a.personId
+            lead.routedRole = a.role
+            lead.routingExplanation = a.explanation
+            lead.routing = a.personId.isEmpty ? .queued : .assigned
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued, ProtoCodec.encode(lead), n)
+            let note = [step?.kind, step?.note].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
+            try Self.appendHistory(db, n, actor: step?.actor.isEmpty == false ? step!.actor : "routing", action: "assigned", from: lead.status, to: lead.status,
+                                   note: note.isEmpty ? a.explanation : note, now: now)
+            try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
+            return lead
         }
     }
 

@@ -808,6 +808,54 @@ public struct Routing_EscalateResponse: WireMessage, Hashable {
     }
 }
 
+public struct Routing_ListOwnerChangesRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListOwnerChangesRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    /// Changes after this one (0 = from the first).
+    public var afterSeq: Int64 = 0
+    /// At most 1000; 0 means 100.
+    public var limit: Int32 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.afterSeq = r.scalar(1)
+        self.limit = r.scalar(2)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.afterSeq)
+        w.scalar(2, self.limit)
+    }
+}
+
+public struct Routing_OwnerChange: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.OwnerChange", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public var seq: Int64 = 0
+    /// The lead's assignment as it stood after the change.
+    public var assignment: Routing_Assignment? = nil
+    public var atMs: Int64 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.seq = r.scalar(1)
+        self.assignment = try r.message(2, as: Routing_Assignment.self)
+        self.atMs = r.scalar(3)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.scalar(1, self.seq)
+        w.message(2, self.assignment)
+        w.scalar(3, self.atMs)
+    }
+}
+
+public struct Routing_ListOwnerChangesResponse: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.routing.v1.ListOwnerChangesResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public var changes: [Routing_OwnerChange] = []
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.changes = try r.repeatedMessages(1, as: Routing_OwnerChange.self)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.repeatedMessages(1, self.changes)
+    }
+}
+
 public protocol Routing_Service: WireService {
     /// Adds a person. INVALID_ARGUMENT names each wrong field; unknown roles or substitutes are
     /// NOT_FOUND; a login in use is ALREADY_EXISTS.
@@ -842,6 +890,11 @@ public protocol Routing_Service: WireService {
     func simulate(_ request: Routing_SimulateRequest, context: ServerContext) async throws -> Routing_SimulateResponse
     /// Leads whose reply deadline passed without a decision, escalated to their role's head (once).
     func escalate(_ request: Routing_EscalateRequest, context: ServerContext) async throws -> Routing_EscalateResponse
+    /// Every change of a lead's owner made in routing after its first answer (reassign, a release
+    /// handing leads on, a queue drained when someone joins or comes back, a substitute, an
+    /// escalation that assigns), oldest first by seq. Intake follows it, so the lead, its history,
+    /// WatchLeads and report's by-owner figures agree with routing.
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, context: ServerContext) async throws -> Routing_ListOwnerChangesResponse
 }
 
 extension Routing_Service {
@@ -865,6 +918,7 @@ extension Routing_Service {
             .unary("/leadwire.routing.v1.Routing/MarkDecided") { try await self.markDecided($0, context: $1) },
             .unary("/leadwire.routing.v1.Routing/Simulate") { try await self.simulate($0, context: $1) },
             .unary("/leadwire.routing.v1.Routing/Escalate") { try await self.escalate($0, context: $1) },
+            .unary("/leadwire.routing.v1.Routing/ListOwnerChanges") { try await self.listOwnerChanges($0, context: $1) },
         ]
     }
 }
@@ -938,5 +992,12 @@ public struct Routing_ServiceClient: Sendable {
     /// Leads whose reply deadline passed without a decision, escalated to their role's head (once).
     public func escalate(_ request: Routing_EscalateRequest, options: CallOptions = CallOptions()) async throws -> Routing_EscalateResponse {
         try await channel.unary("/leadwire.routing.v1.Routing/Escalate", request: request, options: options)
+    }
+    /// Every change of a lead's owner made in routing after its first answer (reassign, a release
+    /// handing leads on, a queue drained when someone joins or comes back, a substitute, an
+    /// escalation that assigns), oldest first by seq. Intake follows it, so the lead, its history,
+    /// WatchLeads and report's by-owner figures agree with routing.
+    public func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, options: CallOptions = CallOptions()) async throws -> Routing_ListOwnerChangesResponse {
+        try await channel.unary("/leadwire.routing.v1.Routing/ListOwnerChanges", request: request, options: options)
     }
 }

@@ -54,6 +54,10 @@ final class RoutingStore: Sendable {
             CREATE INDEX assignments_due ON assignments(reply_deadline) WHERE awaiting_decision = 1 AND reply_deadline > 0;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """),
+        Migration(2, "owner changes for intake to follow", """
+            -- One row per change of a lead's person after routing first answered, in commit order.
+            CREATE TABLE owner_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, lead_id TEXT NOT NULL, at INTEGER NOT NULL, body BLOB NOT NULL);
+            """),
     ]
 
     init(path: String, now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) async throws {
@@ -320,6 +324,12 @@ final class RoutingStore: Sendable {
     }
 
     private static func save(_ c: Connection, _ a: Routing_Assignment) throws {
+        // Every change of person is recorded for intake (ListOwnerChanges), in the same
+        // transaction as the change itself: none is lost, none is reported that did not happen.
+        let before = try c.first("SELECT person_id FROM assignments WHERE lead_id = ?", a.leadId) { $0.string(0) }
+        if let before, before != a.personId {
+            try c.run("INSERT INTO owner_changes(lead_id, at, body) VALUES (?, ?, ?)", a.leadId, a.history.last?.atMs ?? 0, ProtoCodec.encode(a))
+        }
         let open = !a.released
         try c.run(
             "UPDATE assignments SET person_id = ?, role = ?, queued = ?, open = ?, awaiting_decision = ?, body = ? WHERE lead_id = ?",
@@ -328,6 +338,18 @@ final class RoutingStore: Sendable {
 
     func assignment(_ leadID: String) async throws -> Routing_Assignment? {
         try await db.read { c in try Self.assignment(c, leadID) }
+    }
+
+    func ownerChanges(after seq: Int64, limit: Int) async throws -> [Routing_OwnerChange] {
+        try await db.read { c in
+            try c.query("SELECT seq, at, body FROM owner_changes WHERE seq > ? ORDER BY seq LIMIT ?", seq, limit) { r in
+                var change = Routing_OwnerChange()
+                change.seq = r.int(0)
+                change.atMs = r.int(1)
+                change.assignment = try ProtoCodec.decode(Routing_Assignment.self, from: r.blob(2))
+                return change
+            }
+        }
     }
 
     func reassign(_ leadID: String, to person: String, reason: String, actor: String, now: Int64) async throws -> Routing_Assignment {

@@ -53,6 +53,9 @@ typedef struct Leadwire__Routing__V1__SimulateResponse Leadwire__Routing__V1__Si
 typedef struct Leadwire__Routing__V1__EscalateRequest Leadwire__Routing__V1__EscalateRequest;
 typedef struct Leadwire__Routing__V1__Escalation Leadwire__Routing__V1__Escalation;
 typedef struct Leadwire__Routing__V1__EscalateResponse Leadwire__Routing__V1__EscalateResponse;
+typedef struct Leadwire__Routing__V1__ListOwnerChangesRequest Leadwire__Routing__V1__ListOwnerChangesRequest;
+typedef struct Leadwire__Routing__V1__OwnerChange Leadwire__Routing__V1__OwnerChange;
+typedef struct Leadwire__Routing__V1__ListOwnerChangesResponse Leadwire__Routing__V1__ListOwnerChangesResponse;
 
 
 /* --- enums --- */
@@ -747,6 +750,49 @@ struct  Leadwire__Routing__V1__EscalateResponse
 };
 #define LEADWIRE__ROUTING__V1__ESCALATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__routing__v1__escalate_response__descriptor) \
+    , 0,NULL }
+
+
+struct  Leadwire__Routing__V1__ListOwnerChangesRequest
+{
+  ProtobufCMessage base;
+  /*
+   * Changes after this one (0 = from the first).
+   */
+  int64_t after_seq;
+  /*
+   * At most 1000; 0 means 100.
+   */
+  int32_t limit;
+};
+#define LEADWIRE__ROUTING__V1__LIST_OWNER_CHANGES_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__routing__v1__list_owner_changes_request__descriptor) \
+    , 0, 0 }
+
+
+struct  Leadwire__Routing__V1__OwnerChange
+{
+  ProtobufCMessage base;
+  int64_t seq;
+  /*
+   * The lead's assignment as it stood after the change.
+   */
+  Leadwire__Routing__V1__Assignment *assignment;
+  int64_t at_ms;
+};
+#define LEADWIRE__ROUTING__V1__OWNER_CHANGE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__routing__v1__owner_change__descriptor) \
+    , 0, NULL, 0 }
+
+
+struct  Leadwire__Routing__V1__ListOwnerChangesResponse
+{
+  ProtobufCMessage base;
+  size_t n_changes;
+  Leadwire__Routing__V1__OwnerChange **changes;
+};
+#define LEADWIRE__ROUTING__V1__LIST_OWNER_CHANGES_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__routing__v1__list_owner_changes_response__descriptor) \
     , 0,NULL }
 
 
@@ -1472,6 +1518,63 @@ Leadwire__Routing__V1__EscalateResponse *
 void   leadwire__routing__v1__escalate_response__free_unpacked
                      (Leadwire__Routing__V1__EscalateResponse *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Routing__V1__ListOwnerChangesRequest methods */
+void   leadwire__routing__v1__list_owner_changes_request__init
+                     (Leadwire__Routing__V1__ListOwnerChangesRequest         *message);
+size_t leadwire__routing__v1__list_owner_changes_request__get_packed_size
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest   *message);
+size_t leadwire__routing__v1__list_owner_changes_request__pack
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__routing__v1__list_owner_changes_request__pack_to_buffer
+                     (const Leadwire__Routing__V1__ListOwnerChangesRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Routing__V1__ListOwnerChangesRequest *
+       leadwire__routing__v1__list_owner_changes_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__routing__v1__list_owner_changes_request__free_unpacked
+                     (Leadwire__Routing__V1__ListOwnerChangesRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Routing__V1__OwnerChange methods */
+void   leadwire__routing__v1__owner_change__init
+                     (Leadwire__Routing__V1__OwnerChange         *message);
+size_t leadwire__routing__v1__owner_change__get_packed_size
+                     (const Leadwire__Routing__V1__OwnerChange   *message);
+size_t leadwire__routing__v1__owner_change__pack
+                     (const Leadwire__Routing__V1__OwnerChange   *message,
+                      uint8_t             *out);
+size_t leadwire__routing__v1__owner_change__pack_to_buffer
+                     (const Leadwire__Routing__V1__OwnerChange   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Routing__V1__OwnerChange *
+       leadwire__routing__v1__owner_change__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__routing__v1__owner_change__free_unpacked
+                     (Leadwire__Routing__V1__OwnerChange *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Routing__V1__ListOwnerChangesResponse methods */
+void   leadwire__routing__v1__list_owner_changes_response__init
+                     (Leadwire__Routing__V1__ListOwnerChangesResponse         *message);
+size_t leadwire__routing__v1__list_owner_changes_response__get_packed_size
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse   *message);
+size_t leadwire__routing__v1__list_owner_changes_response__pack
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse   *message,
+                      uint8_t             *out);
+size_t leadwire__routing__v1__list_owner_changes_response__pack_to_buffer
+                     (const Leadwire__Routing__V1__ListOwnerChangesResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Routing__V1__ListOwnerChangesResponse *
+       leadwire__routing__v1__list_owner_changes_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__routing__v1__list_owner_changes_response__free_unpacked
+                     (Leadwire__Routing__V1__ListOwnerChangesResponse *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Leadwire__Routing__V1__Absence_Closure)
@@ -1588,6 +1691,15 @@ typedef void (*Leadwire__Routing__V1__Escalation_Closure)
 typedef void (*Leadwire__Routing__V1__EscalateResponse_Closure)
                  (const Leadwire__Routing__V1__EscalateResponse *message,
                   void *closure_data);
+typedef void (*Leadwire__Routing__V1__ListOwnerChangesRequest_Closure)
+                 (const Leadwire__Routing__V1__ListOwnerChangesRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Routing__V1__OwnerChange_Closure)
+                 (const Leadwire__Routing__V1__OwnerChange *message,
+                  void *closure_data);
+typedef void (*Leadwire__Routing__V1__ListOwnerChangesResponse_Closure)
+                 (const Leadwire__Routing__V1__ListOwnerChangesResponse *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -1663,6 +1775,10 @@ struct Leadwire__Routing__V1__Routing_Service
                    const Leadwire__Routing__V1__EscalateRequest *input,
                    Leadwire__Routing__V1__EscalateResponse_Closure closure,
                    void *closure_data);
+  void (*list_owner_changes)(Leadwire__Routing__V1__Routing_Service *service,
+                             const Leadwire__Routing__V1__ListOwnerChangesRequest *input,
+                             Leadwire__Routing__V1__ListOwnerChangesResponse_Closure closure,
+                             void *closure_data);
 };
 typedef void (*Leadwire__Routing__V1__Routing_ServiceDestroy)(Leadwire__Routing__V1__Routing_Service *);
 void leadwire__routing__v1__routing__init (Leadwire__Routing__V1__Routing_Service *service,
@@ -1687,7 +1803,8 @@ void leadwire__routing__v1__routing__init (Leadwire__Routing__V1__Routing_Servic
       function_prefix__ ## release,\
       function_prefix__ ## mark_decided,\
       function_prefix__ ## simulate,\
-      function_prefix__ ## escalate  }
+      function_prefix__ ## escalate,\
+      function_prefix__ ## list_owner_changes  }
 void leadwire__routing__v1__routing__create_person(ProtobufCService *service,
                                                    const Leadwire__Routing__V1__CreatePersonRequest *input,
                                                    Leadwire__Routing__V1__Person_Closure closure,
@@ -1756,6 +1873,10 @@ void leadwire__routing__v1__routing__escalate(ProtobufCService *service,
                                               const Leadwire__Routing__V1__EscalateRequest *input,
                                               Leadwire__Routing__V1__EscalateResponse_Closure closure,
                                               void *closure_data);
+void leadwire__routing__v1__routing__list_owner_changes(ProtobufCService *service,
+                                                        const Leadwire__Routing__V1__ListOwnerChangesRequest *input,
+                                                        Leadwire__Routing__V1__ListOwnerChangesResponse_Closure closure,
+                                                        void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1799,6 +1920,9 @@ extern const ProtobufCMessageDescriptor leadwire__routing__v1__simulate_response
 extern const ProtobufCMessageDescriptor leadwire__routing__v1__escalate_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__routing__v1__escalation__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__routing__v1__escalate_response__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__routing__v1__list_owner_changes_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__routing__v1__owner_change__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__routing__v1__list_owner_changes_response__descriptor;
 extern const ProtobufCServiceDescriptor leadwire__routing__v1__routing__descriptor;
 
 PROTOBUF_C__END_DECLS
