@@ -75,6 +75,7 @@ struct IntakeAPI: Intake_Service {
         guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
+        try await checkDefaults(s)
         return try await guarded { try await store.createSource(s, now: now()) }
     }
 
@@ -82,7 +83,41 @@ struct IntakeAPI: Intake_Service {
         guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
+        try await checkDefaults(s)
         return try await guarded { try await store.updateSource(s, now: now()) }
+    }
+
+    /// A source's default owner and role must exist in routing's directory: otherwise its leads
+    /// would wait with nobody told. NOT_FOUND names the field; UNAVAILABLE when routing cannot be
+    /// asked (nothing is stored). Without a routing service configured there is nothing to check.
+    private func checkDefaults(_ s: Intake_Source) async throws {
+        guard let routing else { return }
+        var options = routingOptions()
+        options.timeout = .seconds(5)
+        func exists(_ lookup: () async throws -> Void) async throws -> Bool {
+            do {
+                try await lookup()
+                return true
+            } catch let e as RPCError where e.code == .notFound {
+                return false
+            } catch let e as RPCError {
+                throw IntakeError.routingUnavailable("cannot check the source's default owner and role with routing (\(e.code): \(e.message)); nothing was stored, retry")
+            }
+        }
+        if !s.defaultOwnerId.isEmpty {
+            var req = Routing_GetPersonRequest()
+            req.id = s.defaultOwnerId
+            if try await !exists({ _ = try await routing.getPerson(req, options: options) }) {
+                throw IntakeError.missingInDirectory(field: "source.default_owner_id", value: Clip.value(s.defaultOwnerId))
+            }
+        }
+        if !s.defaultRole.isEmpty {
+            var req = Routing_GetRoleRequest()
+            req.name = s.defaultRole
+            if try await !exists({ _ = try await routing.getRole(req, options: options) }) {
+                throw IntakeError.missingInDirectory(field: "source.default_role", value: Clip.value(s.defaultRole))
+            }
+        }
     }
 
     func getSource(_ request: Intake_GetSourceRequest, context: ServerContext) async throws -> Intake_Source {

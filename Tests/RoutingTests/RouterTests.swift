@@ -29,6 +29,26 @@ let regionRules = [
         #expect(d.assignment.reason == .sourceDefaultOwner)
     }
 
+    @Test func aMatchingRuleBeatsTheSourceDefaultOwner() {
+        let people = directory([person("anna"), person("nord", roles: ["North desk"])])
+        let north = Router.decide(lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
+        #expect(north.assignment.person == "nord")
+        #expect(north.assignment.reason == .rule("north"))
+        // No rule matches: the default owner, as before.
+        let south = Router.decide(lead(owner: "anna", fields: ["Region": "South"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
+        #expect(south.assignment.person == "anna" && south.assignment.reason == .sourceDefaultOwner)
+        // A rule limited to another source leaves this source's default owner alone.
+        let elsewhere = [RoutingRule(name: "north, src-2 only", conditions: [Condition(field: "Region", test: .equals("North")), Condition(field: "source", test: .equals("src-2"))], target: .role("North desk"))]
+        let kept = Router.decide(lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: elsewhere, rotation: [:], load: [:], now: now)
+        #expect(kept.assignment.person == "anna")
+    }
+
+    @Test func anUnknownDefaultOwnerFallsBackToTheRoleNeverASilentWait() {
+        let d = Router.decide(lead(owner: "person-987654"), directory: directory([person("boris")]), rules: [], rotation: [:], load: [:], now: now)
+        #expect(d.assignment.person == "boris" && d.assignment.reason == .sourceDefaultRole)
+        #expect(d.assignment.skipped == [.init(person: "person-987654", why: .unknown)])
+    }
+
     @Test func substituteWhenTheOwnerIsAway() {
         let away = Absence(from: now - hour, until: now + hour, substitute: "boris")
         let d = Router.decide(lead(owner: "anna"), directory: directory([person("anna", absences: [away]), person("boris")]), rules: [], rotation: [:], load: [:], now: now)

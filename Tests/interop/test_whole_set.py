@@ -435,3 +435,29 @@ def test_reassign_in_routing_reaches_intake_watchers_and_report(whole_set):
 
     figures = wait_for("report's by-owner figures follow", lambda: (lambda f: f if f.get(boris.id) == 1 else None)(by_owner()), timeout=5)
     assert figures.get(anna.id, 0) == 0
+
+
+def test_source_defaults_must_exist_in_routing_and_rules_come_first(whole_set):
+    s = whole_set
+    admin = jwt(s.key, "defaults-admin", ["admin"])
+    routing, intake = s.stub("routing", admin), s.stub("intake", admin)
+    with pytest.raises(grpc.RpcError) as e:
+        intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(name="Ghost owner", channel=ipb.CHANNEL_WEB_FORM, default_owner_id="person-987654")))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "source.default_owner_id" in e.value.details()
+    with pytest.raises(grpc.RpcError) as e:
+        intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(name="Ghost role", channel=ipb.CHANNEL_WEB_FORM, default_role="Nobody's role")))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND and "source.default_role" in e.value.details()
+    # A Region rule beats the source's default owner.
+    owner = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Владелец", login="owner-%s" % uuid.uuid4().hex[:4])))
+    routing.PutRole(gpb.PutRoleRequest(role=gpb.Role(name="Север")))
+    nord = routing.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Северный", login="nord-%s" % uuid.uuid4().hex[:4], roles=["Север"])))
+    routing.SetRules(gpb.SetRulesRequest(rules=gpb.RuleSet(rules=[gpb.Rule(name="Север", conditions=[gpb.Condition(field="Region", equals="North")], role="Север")])))
+    src = intake.CreateSource(ipb.CreateSourceRequest(source=ipb.Source(
+        name="Owned %s" % uuid.uuid4().hex[:4], channel=ipb.CHANNEL_WEB_FORM, default_owner_id=owner.id, enabled=True,
+        fields=[ipb.FieldDefinition(name="Region", type=ipb.FIELD_TYPE_ENUM, allowed_values=["North", "South"])])))
+    north = intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="N"), subject="s",
+                                                    fields=[ipb.FieldValue(name="Region", value="North")])).lead
+    south = intake.SubmitLead(ipb.SubmitLeadRequest(source_id=src.id, applicant=ipb.Applicant(name="S"), subject="s",
+                                                    fields=[ipb.FieldValue(name="Region", value="South")])).lead
+    assert north.owner_id == nord.id and "rule" in north.routing_explanation
+    assert south.owner_id == owner.id

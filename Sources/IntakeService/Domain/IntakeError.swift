@@ -12,6 +12,8 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
     case idempotencyConflict(key: String, registrationNumber: String)
     case sourceNameTaken(String)
     case intakeClosed(reason: String, since: Int64)
+    case missingInDirectory(field: String, value: String)
+    case routingUnavailable(String)
     case storage(String)
 
     var rpcError: RPCError {
@@ -42,6 +44,15 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
             return .failedPrecondition(
                 "intake is closed\(when): new leads are not accepted (\(reason)); reads and processing of existing leads go on. Submit again once it reopens.",
                 violations: [.init(type: "INTAKE_OFF", subject: "intake", description: reason)])
+        case .missingInDirectory(let field, let value):
+            let what = field.hasSuffix("role") ? "role" : "person"
+            var e = RPCError.invalidArgument("\(field): no \(what) \"\(value)\" in routing's directory; create it first or name another", violations: [
+                .init(field: field, description: "no \(what) \"\(value)\" in routing's directory"),
+            ])
+            e.code = .notFound
+            return e
+        case .routingUnavailable(let why):
+            return RPCError(.unavailable, why)
         case .storage:
             // The detail goes to the log, not to the caller.
             return RPCError(.unavailable, "the lead store is unavailable; retry with the same idempotency key")

@@ -180,7 +180,31 @@ enum Router {
         if let previous { return Decision(assignment: previous, rotation: rotation) }
         var skipped = [Assignment.Skip]()
 
-        // 1. The source's default owner, if available; else their substitute; else the source's role.
+        // 1. The first rule whose conditions all hold: rules come before the source's defaults, so a
+        //    Region rule applies to a source that also names a default owner (a rule can be limited
+        //    to some sources with a condition on `source`).
+        if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(lead) } }) {
+            switch rule.target {
+            case .role(let role):
+                return pick(in: role, lead: lead, reason: .rule(rule.name), directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+            case .person(let p):
+                switch availability(p, directory: directory, load: load, now: now) {
+                case .available:
+                    return Decision(assignment: Assignment(leadID: lead.id, person: p, role: nil, reason: .rule(rule.name), candidates: [p], skipped: skipped), rotation: rotation)
+                case .unavailable(let why):
+                    skipped.append(.init(person: p, why: why))
+                    if case .away = why, let sub = directory.people[p]?.absence(at: now)?.substitute,
+                       case .available = availability(sub, directory: directory, load: load, now: now)
+                    {
+                        return Decision(
+                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(p), candidates: [p, sub], skipped: skipped),
+                            rotation: rotation)
+                    }
+                }
+            }
+        }
+
+        // 2. The source's default owner, if available; else their substitute; else the source's role.
         if let owner = lead.sourceDefaultOwner {
             switch availability(owner, directory: directory, load: load, now: now) {
             case .available:
@@ -199,28 +223,6 @@ enum Router {
                 }
                 if let role = lead.sourceDefaultRole {
                     return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
-                }
-            }
-        }
-
-        // 2. The first rule whose conditions all hold.
-        if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(lead) } }) {
-            switch rule.target {
-            case .role(let role):
-                return pick(in: role, lead: lead, reason: .rule(rule.name), directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
-            case .person(let p):
-                switch availability(p, directory: directory, load: load, now: now) {
-                case .available:
-                    return Decision(assignment: Assignment(leadID: lead.id, person: p, role: nil, reason: .rule(rule.name), candidates: [p], skipped: skipped), rotation: rotation)
-                case .unavailable(let why):
-                    skipped.append(.init(person: p, why: why))
-                    if case .away = why, let sub = directory.people[p]?.absence(at: now)?.substitute,
-                       case .available = availability(sub, directory: directory, load: load, now: now)
-                    {
-                        return Decision(
-                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(p), candidates: [p, sub], skipped: skipped),
-                            rotation: rotation)
-                    }
                 }
             }
         }
