@@ -47,6 +47,9 @@ struct EscalationSweep: Service {
                 try? await Task.sleep(for: .seconds(every))
                 if Task.isCancelled { break }
                 do {
+                    // Someone back from an absence can take what waited meanwhile.
+                    let handed = try await api.store.drainAllQueues(now: api.now())
+                    if handed > 0 { api.logger.notice("queued leads handed on", metadata: ["count": "\(handed)"]) }
                     for e in try await api.store.escalate(now: api.now(), record: true) {
                         api.logger.notice("lead escalated", metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
                     }

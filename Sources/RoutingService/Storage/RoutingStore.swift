@@ -403,6 +403,18 @@ final class RoutingStore: Sendable {
         }
     }
 
+    /// Hands queued leads on in every role that has some: absences end by the clock, not by a call,
+    /// so the periodic sweep runs this. Returns how many found a person.
+    func drainAllQueues(now: Int64) async throws -> Int {
+        try await write { c in
+            let roles = try c.query("SELECT DISTINCT role FROM assignments WHERE queued = 1 AND open = 1 AND role <> ''") { $0.string(0) }
+            let before = try c.first("SELECT COUNT(*) FROM assignments WHERE queued = 1 AND open = 1") { $0.int(0) } ?? 0
+            for role in roles { try self.drainQueue(c, role: role, now: now) }
+            let after = try c.first("SELECT COUNT(*) FROM assignments WHERE queued = 1 AND open = 1") { $0.int(0) } ?? 0
+            return Int(before - after)
+        }
+    }
+
     /// Gives the oldest queued leads of `role` to whoever can now take them (writer queue only).
     private func drainQueue(_ c: Connection, role: String, now: Int64) throws {
         let queued = try c.query(
