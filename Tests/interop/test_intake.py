@@ -446,3 +446,36 @@ def test_intake_switch_refuses_new_leads_while_reads_go_on(intake):
         opened = intake.SetIntakeOpen(pb.SetIntakeOpenRequest(open=True))
     assert opened.open
     intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="D", email="d@example.ru"), subject="s"))
+
+
+def test_a_refusal_naming_three_hundred_unknown_columns_arrives_whole(intake, intake_server):
+    """A source with 30 fields, an import row with 300 unknown columns: the refusal reaches grpcio
+    at once (INVALID_ARGUMENT, the source's fields listed once, the violations capped), and a raw
+    peer that accepts only 4 KiB of headers still gets the status."""
+    import time as _time
+
+    import h2.settings
+    from h2raw import RawConnection, grpc_frame, status_of
+
+    fields = [pb.FieldDefinition(name="Поле %d" % i, type=pb.FIELD_TYPE_TEXT if hasattr(pb, "FIELD_TYPE_TEXT") else 1) for i in range(30)]
+    source = intake.CreateSource(pb.CreateSourceRequest(source=pb.Source(name="Wide %s" % uuid.uuid4().hex[:6], channel=pb.CHANNEL_IMPORT, enabled=True, fields=fields)))
+    req = pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="X"), subject="s",
+                               fields=[pb.FieldValue(name="Неизвестная колонка %d" % i, value="v") for i in range(100)])
+    started = _time.time()
+    with pytest.raises(grpc.RpcError) as e:
+        intake.SubmitLead(req, timeout=10)
+    assert _time.time() - started < 2
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violations = details(e.value, error_details_pb2.BadRequest).field_violations
+    assert len(violations) <= 51
+    assert sum("Поле 29" in v.description for v in violations) == 1
+    results = intake.ImportLeads(iter([pb.SubmitLeadRequest(source_id=source.id, applicant=pb.Applicant(name="Y"), subject="s",
+                                                             fields=[pb.FieldValue(name="col%d" % i, value="v") for i in range(100)])] * 3), timeout=10)
+    assert [r.error_code for r in results.results] == [grpc.StatusCode.INVALID_ARGUMENT.value[0]] * 3
+    c = RawConnection(intake_server.port, settings={h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 4096})
+    c.pump(0.2)
+    headers, _, trailers, reset = c.call("/leadwire.intake.v1.Intake/SubmitLead", grpc_frame(req.SerializeToString()))
+    assert reset is None and status_of(headers, trailers) == 3
+    block = trailers or headers
+    assert sum(len(k.encode()) + len(v.encode()) + 32 for k, v in block.items()) <= 4096
+    c.close()

@@ -26,9 +26,16 @@ extension RPCError {
 
     /// INVALID_ARGUMENT listing every wrong field; the message names them all too.
     public static func invalidArgument(_ summary: String, violations: [FieldViolation]) -> RPCError {
-        // A request with 100,000 wrong fields gets the first ones named and a count of the rest, so
-        // the refusal fits in the trailers a client accepts.
-        let shown = 50
+        // A request with 100,000 wrong fields gets the first ones named and a count of the rest: at
+        // most 50 and about 2 KB of text, so the details fit the 8 KiB of trailers a client
+        // accepts beside the message.
+        var shown = 0, bytes = 0
+        for v in violations {
+            let size = v.field.utf8.count + v.description.utf8.count + 8
+            if shown == 50 || (shown > 0 && bytes + size > 2000) { break }
+            shown += 1
+            bytes += size
+        }
         var violations = violations
         if violations.count > shown {
             let more = violations.count - shown
@@ -42,7 +49,9 @@ extension RPCError {
             v.description = $0.description
             return v
         }
-        let text = ([summary] + violations.map { "\($0.field): \($0.description)" }).joined(separator: "; ")
+        // The same text goes into grpc-message and the details' Status (clients check they match),
+        // short enough that both fit the trailers unchanged.
+        let text = Clip.bytes(([summary] + violations.map { "\($0.field): \($0.description)" }).joined(separator: "; "), maxBytes: 800)
         return withDetails(.invalidArgument, text, typeName: "google.rpc.BadRequest", detail: ProtoCodec.encode(bad))
     }
 

@@ -69,7 +69,7 @@ final class ServerCall: @unchecked Sendable {
     private static let highWater = 64 * 1024
     /// Caps on what a refusal carries in its trailers (percent-encoding may triple the message).
     static let maxStatusMessageBytes = 1536
-    static let maxStatusDetailsBytes = 3072
+    static let maxStatusDetailsBytes = 4096
 
     private static let plainResponseHeaders = FrozenHeaders([
         (":status", "200"), ("content-type", "application/grpc"), ("grpc-accept-encoding", "gzip,identity"),
@@ -355,12 +355,21 @@ final class ServerCall: @unchecked Sendable {
         if let e = error { t.add(e.metadata) }
         t.add(trailingMetadata)
         // The status must always arrive: the block stays within the peer's header list limit (8 KiB,
-        // grpc's soft default, when it declared none). The message is shortened to fit, then the
-        // details are dropped; nghttp2 would not send a block over 64 KiB at all.
+        // grpc's soft default, when it declared none); nghttp2 would not send one over 64 KiB at all.
+        // The details carry the message too and clients check the two match, so they go only beside
+        // the message unshortened; when it must be shortened to fit, the details are left out.
         let limit = min(session.peerMaxHeaderListSize ?? 8192, 16 * 1024)
+        let message = error.map { PercentEncoding.encode($0.message) } ?? ""
+        var details = error?.details.flatMap { $0.count <= Self.maxStatusDetailsBytes ? Base64.encode($0) : nil }
+        let messageField = message.isEmpty ? 0 : 32 + 12 + message.utf8.count
+        if let d = details, t.listSize + messageField + 32 + 23 + d.utf8.count + 64 > limit || error!.message.utf8.count > Self.maxStatusMessageBytes {
+            details = nil
+        }
         if let e = error, !e.message.isEmpty {
-            let room = limit - t.listSize - (32 + 12) - 256
-            if room > 0 {
+            let room = limit - t.listSize - (32 + 12) - (details.map { 32 + 23 + $0.utf8.count } ?? 0) - 64
+            if details != nil {
+                t.add("grpc-message", message)
+            } else if room > 0 {
                 var text = Clip.bytes(e.message, maxBytes: min(Self.maxStatusMessageBytes, room))
                 var encoded = PercentEncoding.encode(text)
                 while encoded.utf8.count > room, text.utf8.count > 16 {
@@ -370,10 +379,7 @@ final class ServerCall: @unchecked Sendable {
                 if encoded.utf8.count <= room { t.add("grpc-message", encoded) }
             }
         }
-        if let d = error?.details, d.count <= Self.maxStatusDetailsBytes {
-            let encoded = Base64.encode(d)
-            if t.listSize + 32 + 23 + encoded.utf8.count <= limit { t.add("grpc-status-details-bin", encoded) }
-        }
+        if let details { t.add("grpc-status-details-bin", details) }
         if !headersSent {
             headersSent = true
             _ = session.submitResponse(stream: streamID, headers: t, withBody: false)

@@ -80,7 +80,9 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
             session.submitGoAway(errorCode: NGHTTP2_NO_ERROR.rawValue, lastStreamID: 0, debug: "connection refused: \(refusal)")
             goAwaySent = true
             flushOutput()
-            close()
+            // Closed a little later, not at once: closing with the client's preface unread would make
+            // the kernel answer with a reset, and the client might never read the GOAWAY.
+            loop.scheduleTask(in: .milliseconds(500)) { [self] in close() }
             context.fireChannelActive()
             return
         }
@@ -89,6 +91,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard refusal == nil else { return }  // refused: its bytes are read and dropped
         guard !closing || session.wantsRead else { return }
         inReadCycle = true
         let buffer = unwrapInboundIn(data)
