@@ -1,6 +1,7 @@
 """Clients that try to exhaust a server: silent and idle connections, too many connections, clients
 that never read, refusals too big for a header block, strings with NUL, fields with the wrong wire
 type. Each test starts its own wire-interop-server with the limits it probes, on a free port."""
+import os
 import socket
 import time
 
@@ -66,8 +67,6 @@ def goaway(conn):
 
 
 def open_fds(pid):
-    import os
-
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
@@ -189,8 +188,10 @@ def test_client_that_never_reads_is_cut_off_and_memory_returns(server_with):
     for c, _ in readers:
         c.close()
     print("\nRSS KiB: before %d, during 60 never-reading clients %d, after %d; refused %d" % (before, during, after, refused))
-    assert (during - before) < 160 * 1024
-    assert (after - before) < 50 * 1024
+    # AddressSanitizer keeps freed memory in quarantine (256 MB): RSS says nothing there.
+    if not os.environ.get("ASAN_OPTIONS"):
+        assert (during - before) < 160 * 1024
+        assert (after - before) < 50 * 1024
 
 
 def test_refusal_too_big_for_a_header_block_still_reaches_the_caller(server_with):
