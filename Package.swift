@@ -66,7 +66,9 @@ let package = Package(
         // Signed tokens (HMAC-SHA256 JWTs via swift-crypto), roles and the per-method access check.
         .target(
             name: "Auth",
-            dependencies: ["Wire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
+            dependencies: [
+                "Wire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
         ),
         // What the three services share to be run: logs and metrics per RPC, the Prometheus endpoint,
         // the signing key and service tokens.

@@ -34,12 +34,16 @@ public enum Roles {
         "service": [Permission.leadsRead, Permission.routingRead, Permission.routingWrite, Permission.eventsWrite],
         "Sales manager": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.plansRead],
         "Marketer": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead],
-        "Head of sales": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
-                          Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead,
-                          Permission.intakeAdmin],
+        "Head of sales": [
+            Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
+            Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead,
+            Permission.intakeAdmin,
+        ],
         "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend],
         "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead],
-        "department-head": [Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead],
+        "department-head": [
+            Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead,
+        ],
         "management": [Permission.plansRead, Permission.plansApproveManagement, Permission.reportsRead, Permission.leadsRead],
         "accounting": [Permission.clientsWrite, Permission.leadsRead],
         "dashboard": [Permission.reportsRead, Permission.leadsRead, Permission.routingRead, Permission.plansRead],
@@ -72,7 +76,8 @@ public enum Caller {
     /// Throws PERMISSION_DENIED unless the caller has `permission` (always passes with auth off).
     public static func require(_ permission: String, for what: String) throws {
         guard !has(permission), let c = current else { return }
-        throw RPCError(.permissionDenied, "\(c.sub) (roles: \(c.roles.joined(separator: ", "))) lacks \"\(permission)\", which \(what) needs")
+        throw RPCError(
+            .permissionDenied, "\(c.sub) (roles: \(c.roles.joined(separator: ", "))) lacks \"\(permission)\", which \(what) needs")
     }
 
     /// The principal's name for records ("actor"), or `fallback` with auth off.
@@ -115,7 +120,9 @@ public struct AuthInterceptor: ServerInterceptor {
         let granted = verified.granted
         // "a|b": either permission will do.
         guard granted.contains(Permission.all) || needed.split(separator: "|").contains(where: { granted.contains(String($0)) }) else {
-            throw RPCError(.permissionDenied, "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \"\(needed)\", which \(method) needs")
+            throw RPCError(
+                .permissionDenied,
+                "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \"\(needed)\", which \(method) needs")
         }
         try await Caller.$current.withValue(claims) { try await next() }
     }
@@ -124,7 +131,8 @@ public struct AuthInterceptor: ServerInterceptor {
     /// exactly one space and the token, nothing after it.
     func authenticate(_ values: [Metadata.Value]) throws -> Verified {
         guard let value = values.first else {
-            throw RPCError(.unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (leadctl token issue makes one)")
+            throw RPCError(
+                .unauthenticated, "missing authorization metadata: send \"authorization: Bearer <token>\" (leadctl token issue makes one)")
         }
         guard values.count == 1 else {
             throw RPCError(.unauthenticated, "the call carries \(values.count) authorization headers; send exactly one")

@@ -97,7 +97,8 @@ public enum AccessPolicy {
             "ExportCsv": [Permission.reportsRead],
         ],
         notes: [
-            "ActOnPlan": "each action checks its own permission: approve as head `plans.approve.head`, as management `plans.approve.management`, return either, the rest `plans.write`",
+            "ActOnPlan":
+                "each action checks its own permission: approve as head `plans.approve.head`, as management `plans.approve.management`, return either, the rest `plans.write`",
             "ListWorkPlans": "a contractor token sees only its own contractor's plans",
             "GetWorkPlan": "a contractor token sees only its own contractor's plans",
             "FollowWorkPlans": "a contractor token sees only its own contractor's plans",

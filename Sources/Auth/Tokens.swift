@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import Wire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// What a token says about its bearer. Serialised as a JWT (HS256) payload, so any JWT tool can
@@ -92,7 +92,8 @@ public struct SigningKey: Sendable {
 
     public static func load(path: String) throws -> SigningKey {
         guard let k = try read(path, allowReadableByOthers: true) else {
-            throw KeyFileError("no signing key at \(path): start the services once (scripts/up) or point --data-dir at their data directory")
+            throw KeyFileError(
+                "no signing key at \(path): start the services once (scripts/up) or point --data-dir at their data directory")
         }
         return k
     }
@@ -120,7 +121,9 @@ public struct SigningKey: Sendable {
         let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
         guard n > 0 else { throw KeyFileError("\(path) is empty") }
         let text = buf[0..<n].filter { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: "\r") }
-        guard let bytes = Base64.decode(text), bytes.count >= 32 else { throw KeyFileError("\(path) does not hold a base64 key of 32 bytes or more") }
+        guard let bytes = Base64.decode(text), bytes.count >= 32 else {
+            throw KeyFileError("\(path) does not hold a base64 key of 32 bytes or more")
+        }
         return SigningKey(bytes: bytes)
     }
 

@@ -8,7 +8,9 @@ import Wire
 /// Fans lead changes out to WatchLeads streams. A watcher that falls behind loses the oldest
 /// changes rather than growing memory (it can re-read with ListLeads).
 final class LeadChangeHub: Sendable {
-    private let watchers = NIOLockedValueBox<[Int: (filter: Intake_WatchLeadsRequest, continuation: AsyncStream<Intake_LeadChange>.Continuation)]>([:])
+    private let watchers = NIOLockedValueBox<
+        [Int: (filter: Intake_WatchLeadsRequest, continuation: AsyncStream<Intake_LeadChange>.Continuation)]
+    >([:])
     private let nextID = NIOLockedValueBox(0)
 
     func publish(_ kind: String, _ lead: Intake_Lead, at: Int64) {
@@ -72,7 +74,9 @@ struct IntakeAPI: Intake_Service {
     // MARK: Sources
 
     func createSource(_ request: Intake_CreateSourceRequest, context: ServerContext) async throws -> Intake_Source {
-        guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
+        guard let s = request.source else {
+            throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")])
+        }
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
         try await checkDefaults(s)
@@ -80,7 +84,9 @@ struct IntakeAPI: Intake_Service {
     }
 
     func updateSource(_ request: Intake_UpdateSourceRequest, context: ServerContext) async throws -> Intake_Source {
-        guard let s = request.source else { throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")]) }
+        guard let s = request.source else {
+            throw IntakeError.invalid("no source given", [.init(field: "source", description: "required")])
+        }
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
         try await checkDefaults(s)
@@ -101,7 +107,8 @@ struct IntakeAPI: Intake_Service {
             } catch let e as RPCError where e.code == .notFound {
                 return false
             } catch let e as RPCError {
-                throw IntakeError.routingUnavailable("cannot check the source's default owner and role with routing (\(e.code): \(e.message)); nothing was stored, retry")
+                throw IntakeError.routingUnavailable(
+                    "cannot check the source's default owner and role with routing (\(e.code): \(e.message)); nothing was stored, retry")
             }
         }
         if !s.defaultOwnerId.isEmpty {
@@ -121,7 +128,9 @@ struct IntakeAPI: Intake_Service {
     }
 
     func getSource(_ request: Intake_GetSourceRequest, context: ServerContext) async throws -> Intake_Source {
-        guard let s = try await guarded({ try await store.source(request.id) }) else { throw IntakeError.notFound("no source \(request.id)") }
+        guard let s = try await guarded({ try await store.source(request.id) }) else {
+            throw IntakeError.notFound("no source \(request.id)")
+        }
         return s
     }
 
@@ -150,7 +159,7 @@ struct IntakeAPI: Intake_Service {
             req.lead = Bridge.summary(submitted.lead, source: source)
             req.actor = "intake-service"
             if let a = try? await routing.routeLead(req, options: routingOptions()),
-               let lead = try? await store.applyAssignment(a, now: now())
+                let lead = try? await store.applyAssignment(a, now: now())
             {
                 r.lead = lead
                 hub.publish("assigned", lead, at: lead.updatedAtMs)
@@ -165,7 +174,8 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.intakeClosed(reason: settings.reason, since: settings.changedAtMs)
         }
         guard let source = try await guarded({ try await store.source(request.sourceId) }) else {
-            throw IntakeError.invalid("unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
+            throw IntakeError.invalid(
+                "unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
         }
         let validated = try LeadValidation.validate(request, source: source, phoneCountry: phoneCountry).get()
         // The request as sent (minus who sent it) decides whether a reused key is a retry; it is
@@ -238,7 +248,7 @@ struct IntakeAPI: Intake_Service {
         }
         var response = Intake_SubmitEmailResponse()
         if let number = RegistrationNumber.find(in: mail.subject),
-           let (lead, _) = try await guarded({ try await store.lead(registrationNumber: number) })
+            let (lead, _) = try await guarded({ try await store.lead(registrationNumber: number) })
         {
             // A reply about an existing request: it joins that lead as a public comment.
             var c = Intake_Comment()
@@ -255,7 +265,8 @@ struct IntakeAPI: Intake_Service {
             return response
         }
         guard let source = try await guarded({ try await store.source(mailbox: request.mailbox) }) else {
-            throw IntakeError.invalid("no source for this mailbox", [.init(field: "mailbox", description: "no source has mailbox \"\(request.mailbox)\"")])
+            throw IntakeError.invalid(
+                "no source for this mailbox", [.init(field: "mailbox", description: "no source has mailbox \"\(request.mailbox)\"")])
         }
         var req = Intake_SubmitLeadRequest()
         req.sourceId = source.id
@@ -302,11 +313,15 @@ struct IntakeAPI: Intake_Service {
         f.receivedTo = request.receivedToMs
         if !request.sourceId.isEmpty {
             f.sourceRow = IntakeStore.number(request.sourceId, prefix: "src")
-            if f.sourceRow == nil { violations.append(.init(field: "source_id", description: "\"\(request.sourceId)\" is not a source id")) }
+            if f.sourceRow == nil {
+                violations.append(.init(field: "source_id", description: "\"\(request.sourceId)\" is not a source id"))
+            }
         }
         if !request.clientId.isEmpty {
             f.clientRow = IntakeStore.number(request.clientId, prefix: "client")
-            if f.clientRow == nil { violations.append(.init(field: "client_id", description: "\"\(request.clientId)\" is not a client id")) }
+            if f.clientRow == nil {
+                violations.append(.init(field: "client_id", description: "\"\(request.clientId)\" is not a client id"))
+            }
         }
         if request.pageSize < 0 || request.pageSize > 500 {
             violations.append(.init(field: "page_size", description: "must be between 0 and 500"))
@@ -331,7 +346,8 @@ struct IntakeAPI: Intake_Service {
         return r
     }
 
-    func watchLeads(_ request: Intake_WatchLeadsRequest, responses: ResponseWriter<Intake_LeadChange>, context: ServerContext) async throws {
+    func watchLeads(_ request: Intake_WatchLeadsRequest, responses: ResponseWriter<Intake_LeadChange>, context: ServerContext) async throws
+    {
         let changes = hub.watch(request)
         // Headers now, so the watcher knows it is attached before the first change.
         try await responses.sendHeaders()
@@ -389,7 +405,9 @@ struct IntakeAPI: Intake_Service {
 
     func setClientDebt(_ request: Intake_SetClientDebtRequest, context: ServerContext) async throws -> Intake_Client {
         guard let cents = FixedPoint.parse(request.debt, places: 2), cents >= 0 else {
-            throw IntakeError.invalid("cannot set the debt", [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
+            throw IntakeError.invalid(
+                "cannot set the debt",
+                [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
         }
         return try await guarded { try await store.setClientDebt(request.clientId, cents: cents) }
     }
@@ -403,7 +421,9 @@ struct IntakeAPI: Intake_Service {
             var req = Routing_SearchPeopleRequest()
             req.query = m
             req.limit = 2
-            guard let found = try? await routing.searchPeople(req, options: routingOptions()).matches, let best = found.first?.person else { continue }
+            guard let found = try? await routing.searchPeople(req, options: routingOptions()).matches, let best = found.first?.person else {
+                continue
+            }
             let exact = best.login.lowercased() == m || best.email.lowercased() == m
             if (exact || found.count == 1) && !ids.contains(best.id) { ids.append(best.id) }
         }
@@ -417,15 +437,18 @@ struct IntakeAPI: Intake_Service {
     func setIntakeOpen(_ request: Intake_SetIntakeOpenRequest, context: ServerContext) async throws -> Intake_IntakeSettings {
         let reason = request.reason.trimmingSpaces
         if !request.open && reason.isEmpty {
-            throw IntakeError.invalid("say why intake closes", [.init(field: "reason", description: "required when closing: callers are told it")])
+            throw IntakeError.invalid(
+                "say why intake closes", [.init(field: "reason", description: "required when closing: callers are told it")])
         }
         let settings = try await guarded {
             try await store.setIntakeOpen(request.open, reason: request.open ? "" : reason, actor: Self.actor(request.actor), now: now())
         }
         intakeSwitch.set(settings)
-        logger.notice(settings.open ? "intake opened: new leads are accepted" : "intake closed: new leads are refused", metadata: [
-            "by": "\(settings.changedBy)", "reason": "\(settings.reason)",
-        ])
+        logger.notice(
+            settings.open ? "intake opened: new leads are accepted" : "intake closed: new leads are refused",
+            metadata: [
+                "by": "\(settings.changedBy)", "reason": "\(settings.reason)",
+            ])
         return settings
     }
 
@@ -435,9 +458,12 @@ struct IntakeAPI: Intake_Service {
 
     func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse {
         guard (0...1000).contains(request.limit) else {
-            throw IntakeError.invalid("limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
+            throw IntakeError.invalid(
+                "limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
         }
-        let rows = try await guarded { try await store.pendingOutbox(kinds: ["reply"], limit: request.limit == 0 ? 100 : Int(request.limit)) }
+        let rows = try await guarded {
+            try await store.pendingOutbox(kinds: ["reply"], limit: request.limit == 0 ? 100 : Int(request.limit))
+        }
         var r = Intake_TakeRepliesResponse()
         for row in rows {
             guard let change = try? ProtoCodec.decode(Intake_LeadChange.self, from: row.payload), let lead = change.lead else { continue }
@@ -448,7 +474,8 @@ struct IntakeAPI: Intake_Service {
 
     func confirmReplies(_ request: Intake_ConfirmRepliesRequest, context: ServerContext) async throws -> Intake_ConfirmRepliesResponse {
         guard !request.ids.isEmpty, request.ids.count <= 1000 else {
-            throw IntakeError.invalid("no replies named", [.init(field: "ids", description: "1 to 1000 ids from TakeReplies, got \(request.ids.count)")])
+            throw IntakeError.invalid(
+                "no replies named", [.init(field: "ids", description: "1 to 1000 ids from TakeReplies, got \(request.ids.count)")])
         }
         var r = Intake_ConfirmRepliesResponse()
         r.confirmed = Int32(try await guarded { try await store.confirmReplies(request.ids, now: now()) })
@@ -466,7 +493,9 @@ struct IntakeAPI: Intake_Service {
     }
 
     func getClient(_ request: Intake_GetClientRequest, context: ServerContext) async throws -> Intake_Client {
-        guard let c = try await guarded({ try await store.client(request.id) }) else { throw IntakeError.notFound("no client \(request.id)") }
+        guard let c = try await guarded({ try await store.client(request.id) }) else {
+            throw IntakeError.notFound("no client \(request.id)")
+        }
         return c
     }
 }

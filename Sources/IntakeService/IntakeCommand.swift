@@ -23,26 +23,37 @@ struct IntakeCommand: AsyncParsableCommand {
     @Option(help: "The report service, host:port; empty = no lead events are delivered (env LEADWIRE_REPORT_ADDR).")
     var report: String = ProcessInfoEnv.value("LEADWIRE_REPORT_ADDR") ?? ""
 
-    @Option(name: .customLong("routing-budget-ms"), help: "How long SubmitLead waits for routing before answering with the lead still pending.")
+    @Option(
+        name: .customLong("routing-budget-ms"), help: "How long SubmitLead waits for routing before answering with the lead still pending.")
     var routingBudgetMs: Int = 300
 
-    @Option(name: .customLong("phone-country"), help: "How phone numbers written without + are read: RU, KZ, BY, UZ, AM or KG; a source may say otherwise (env LEADWIRE_PHONE_COUNTRY).")
+    @Option(
+        name: .customLong("phone-country"),
+        help:
+            "How phone numbers written without + are read: RU, KZ, BY, UZ, AM or KG; a source may say otherwise (env LEADWIRE_PHONE_COUNTRY)."
+    )
     var phoneCountry: String = ProcessInfoEnv.value("LEADWIRE_PHONE_COUNTRY") ?? "RU"
 
     func validate() throws {
         guard PhoneCountry.named(phoneCountry) != nil else {
-            throw ValidationError("--phone-country takes one of \(PhoneCountry.known.keys.sorted().joined(separator: ", ")), not \(phoneCountry)")
+            throw ValidationError(
+                "--phone-country takes one of \(PhoneCountry.known.keys.sorted().joined(separator: ", ")), not \(phoneCountry)")
         }
     }
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
+        let host = try ServiceHost.prepare(
+            name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
-        let store = try IntakeStore(path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
+        let store = try IntakeStore(
+            path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) },
+            integrityCheckSeconds: common.integrityCheckSeconds)
         for d in try await store.normalisePhones(country: PhoneCountry.named(phoneCountry)!, now: systemClock()) {
-            host.logger.warning("two clients have the same phone number; not merged (see client_duplicates)", metadata: [
-                "client": "\(d.client)", "same_as": "\(d.sameAs)", "phone": "\(d.phone)",
-            ])
+            host.logger.warning(
+                "two clients have the same phone number; not merged (see client_duplicates)",
+                metadata: [
+                    "client": "\(d.client)", "same_as": "\(d.sameAs)", "phone": "\(d.phone)",
+                ])
         }
         let token = host.serviceToken()
         let routingClient = routing.isEmpty ? nil : Routing_ServiceClient(channel: try WireChannel(address: routing, tls: common.peerTLS))
@@ -53,7 +64,9 @@ struct IntakeCommand: AsyncParsableCommand {
         api.phoneCountry = PhoneCountry.named(phoneCountry)!
         api.intakeSwitch = IntakeSwitch(try await store.intakeSettings())
         if !api.intakeSwitch.current.open {
-            host.logger.warning("intake is closed: new leads are refused until SetIntakeOpen (leadctl intake open)", metadata: ["reason": "\(api.intakeSwitch.current.reason)"])
+            host.logger.warning(
+                "intake is closed: new leads are refused until SetIntakeOpen (leadctl intake open)",
+                metadata: ["reason": "\(api.intakeSwitch.current.reason)"])
         }
         let budget = routingBudgetMs
         api.routingOptions = {
@@ -66,7 +79,8 @@ struct IntakeCommand: AsyncParsableCommand {
             onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
         try await host.serve(
             [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common, databases: [store.db],
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
+            databases: [store.db],
             background: routingClient == nil && reportClient == nil ? [] : [relay])
         await store.db.flush()
     }

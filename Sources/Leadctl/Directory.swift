@@ -3,7 +3,8 @@ import LeadwireAPI
 import Wire
 
 struct PersonCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "person", abstract: "People who handle leads.", subcommands: [Add.self, List.self, Away.self])
+    static let configuration = CommandConfiguration(
+        commandName: "person", abstract: "People who handle leads.", subcommands: [Add.self, List.self, Away.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a person who handles leads.")
@@ -43,14 +44,20 @@ struct PersonCommand: AsyncParsableCommand {
             req.includeInactive = true
             let client = try c.routingClient()
             let r = try await call { try await client.listPeople(req, options: c.options) }
-            printTable(["id", "name", "login", "roles", "open", "capacity", "active"], r.people.map {
-                [$0.id, $0.name, $0.login, $0.roles.joined(separator: "; "), "\($0.openLeads)", $0.capacity == 0 ? "-" : "\($0.capacity)", $0.active ? "yes" : "no"]
-            }, csv: csv)
+            printTable(
+                ["id", "name", "login", "roles", "open", "capacity", "active"],
+                r.people.map {
+                    [
+                        $0.id, $0.name, $0.login, $0.roles.joined(separator: "; "), "\($0.openLeads)",
+                        $0.capacity == 0 ? "-" : "\($0.capacity)", $0.active ? "yes" : "no",
+                    ]
+                }, csv: csv)
         }
     }
 
     struct Away: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Record an absence (from/until as YYYY-MM-DD, UTC), optionally with a substitute.")
+        static let configuration = CommandConfiguration(
+            abstract: "Record an absence (from/until as YYYY-MM-DD, UTC), optionally with a substitute.")
         @OptionGroup var c: Connection
         @Argument(help: "The person id (person-1).") var id: String
         @Option(help: "First day away, YYYY-MM-DD.") var from: String
@@ -58,7 +65,9 @@ struct PersonCommand: AsyncParsableCommand {
         @Option(help: "A person id who takes their leads meanwhile.") var substitute: String = ""
 
         func run() async throws {
-            guard let f = CalendarDate.dayNumber(from), let u = CalendarDate.dayNumber(until) else { throw ValidationError("dates are YYYY-MM-DD") }
+            guard let f = CalendarDate.dayNumber(from), let u = CalendarDate.dayNumber(until) else {
+                throw ValidationError("dates are YYYY-MM-DD")
+            }
             let client = try c.routingClient()
             var get = Routing_GetPersonRequest()
             get.id = id
@@ -77,7 +86,8 @@ struct PersonCommand: AsyncParsableCommand {
 }
 
 struct RoleCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "role", abstract: "Roles leads are distributed through.", subcommands: [Put.self, List.self])
+    static let configuration = CommandConfiguration(
+        commandName: "role", abstract: "Roles leads are distributed through.", subcommands: [Put.self, List.self])
 
     struct Put: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create or replace a role.")
@@ -113,16 +123,22 @@ struct RoleCommand: AsyncParsableCommand {
             let client = try c.routingClient()
             let r = try await call { try await client.listRoles(Routing_ListRolesRequest(), options: c.options) }
             let people = await PeopleNames.load(c)
-            printTable(["name", "head", "strategy", "members", "permissions"], r.roles.map {
-                [$0.name, people.label($0.headId), $0.strategy == .leastLoaded ? "least-loaded" : "round-robin", $0.memberIds.joined(separator: " "), $0.permissions.joined(separator: " ")]
-            }, csv: csv)
+            printTable(
+                ["name", "head", "strategy", "members", "permissions"],
+                r.roles.map {
+                    [
+                        $0.name, people.label($0.headId), $0.strategy == .leastLoaded ? "least-loaded" : "round-robin",
+                        $0.memberIds.joined(separator: " "), $0.permissions.joined(separator: " "),
+                    ]
+                }, csv: csv)
         }
     }
 }
 
 struct RulesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "rules", abstract: "The ordered routing rules.", subcommands: [Show.self, Add.self, Remove.self, Default.self, Route.self])
+        commandName: "rules", abstract: "The ordered routing rules.",
+        subcommands: [Show.self, Add.self, Remove.self, Default.self, Route.self])
 
     static func describe(_ c: Routing_Condition) -> String {
         switch c.test {
@@ -167,15 +183,17 @@ struct RulesCommand: AsyncParsableCommand {
             let client = try c.routingClient()
             let rs = try await call { try await client.getRules(Routing_GetRulesRequest(), options: c.options) }
             print("version \(rs.version); default role: \(rs.defaultRole.isEmpty ? "-" : rs.defaultRole)")
-            printTable(["#", "name", "when", "to"], rs.rules.enumerated().map { i, r in
-                let to: String
-                switch r.target {
-                case .role(let x): to = "role " + x
-                case .personId(let x): to = "person " + x
-                case nil: to = "-"
-                }
-                return ["\(i + 1)", r.name, r.conditions.map(RulesCommand.describe).joined(separator: " and "), to]
-            })
+            printTable(
+                ["#", "name", "when", "to"],
+                rs.rules.enumerated().map { i, r in
+                    let to: String
+                    switch r.target {
+                    case .role(let x): to = "role " + x
+                    case .personId(let x): to = "person " + x
+                    case nil: to = "-"
+                    }
+                    return ["\(i + 1)", r.name, r.conditions.map(RulesCommand.describe).joined(separator: " and "), to]
+                })
         }
     }
 
@@ -195,7 +213,10 @@ struct RulesCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a rule (at the end, or at --position).")
         @OptionGroup var c: Connection
         @Option(help: "The rule's name.") var name: String
-        @Option(name: .customLong("when"), help: "A condition (repeatable; all must hold): FIELD=VALUE, \"FIELD in A,B\", FIELD~PREFIX or FIELD:MIN..MAX.") var conditions: [String] = []
+        @Option(
+            name: .customLong("when"),
+            help: "A condition (repeatable; all must hold): FIELD=VALUE, \"FIELD in A,B\", FIELD~PREFIX or FIELD:MIN..MAX.") var conditions:
+            [String] = []
         @Option(help: "Send matching leads to this role.") var role: String = ""
         @Option(help: "Send matching leads to this person id.") var person: String = ""
         @Option(help: "1-based position.") var position: Int?

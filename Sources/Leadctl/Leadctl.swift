@@ -1,10 +1,11 @@
 import ArgumentParser
 import Auth
-#if canImport(Glibc)
-import Glibc
-#endif
 import LeadwireAPI
 import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// leadctl: Leadwire from a terminal. Every command talks to the running services over gRPC (the
 /// same API programs use), except `token issue`, which signs with the deployment's key.
@@ -20,8 +21,11 @@ struct Leadctl: AsyncParsableCommand {
             (env LEADWIRE_INTAKE_ADDR, LEADWIRE_ROUTING_ADDR, LEADWIRE_REPORT_ADDR). \
             A lead is named by its id (lead-17) or its registration number (L-2026-000017).
             """,
-        subcommands: [TokenCommand.self, HealthCommand.self, AccessCommand.self, IntakeSwitchCommand.self, SourceCommand.self, LeadCommand.self, PersonCommand.self, RoleCommand.self, RulesCommand.self,
-                      PlanCommand.self, ContractorCommand.self, ReportCommand.self])
+        subcommands: [
+            TokenCommand.self, HealthCommand.self, AccessCommand.self, IntakeSwitchCommand.self, SourceCommand.self, LeadCommand.self,
+            PersonCommand.self, RoleCommand.self, RulesCommand.self,
+            PlanCommand.self, ContractorCommand.self, ReportCommand.self,
+        ])
 
     /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a
     /// suggestion, and a value refused once parsing is done (`ValidationError` from `run`) is shown
@@ -46,7 +50,9 @@ struct Leadctl: AsyncParsableCommand {
             }
         } catch let refusal as ValidationError {
             let type = Swift.type(of: command)
-            printErr("Error: \(refusal.message)\nUsage: \(Leadctl.usageString(for: type))\n  See 'leadctl \(CommandTree.path(to: type, from: Leadctl.self)) --help' for more information.")
+            printErr(
+                "Error: \(refusal.message)\nUsage: \(Leadctl.usageString(for: type))\n  See 'leadctl \(CommandTree.path(to: type, from: Leadctl.self)) --help' for more information."
+            )
             Glibc.exit(ExitCode.validationFailure.rawValue)
         } catch {
             exit(withError: error)
@@ -106,7 +112,8 @@ enum CommandTree {
 
     /// Levenshtein distance over characters.
     static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
+        let a = Array(a)
+        let b = Array(b)
         if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
         var previous = Array(0...b.count)
         for i in 1...a.count {
@@ -146,7 +153,11 @@ struct TokenCommand: AsyncParsableCommand {
         func validate() throws {
             if roles.isEmpty { throw ValidationError("give at least one --role") }
             // The subject is written into every log line of every call the token makes.
-            if subject.isEmpty || subject.unicodeScalars.contains(where: { $0.properties.generalCategory == .control || $0.properties.generalCategory == .format }) {
+            if subject.isEmpty
+                || subject.unicodeScalars.contains(where: {
+                    $0.properties.generalCategory == .control || $0.properties.generalCategory == .format
+                })
+            {
                 throw ValidationError("--subject must be non-empty and printable (no newlines, tabs or other control characters)")
             }
             for r in roles where Roles.grants[r] == nil {
@@ -159,7 +170,8 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             let key = try SigningKey.load(path: keyFile ?? SigningKey.path(dataDir: dataDir))
             let now = epochSeconds()
-            print(key.issue(Claims(subject: subject, roles: roles, contractor: contractor, issuedAt: now, expiresAt: now + ttlHours * 3600)))
+            print(
+                key.issue(Claims(subject: subject, roles: roles, contractor: contractor, issuedAt: now, expiresAt: now + ttlHours * 3600)))
         }
     }
 }
@@ -176,7 +188,9 @@ struct HealthCommand: AsyncParsableCommand {
     func run() async throws {
         let channel = try WireChannel(address: address, tls: tls.client)
         let r: Grpc_Health_V1_HealthCheckResponse = try await call {
-            try await channel.unary("/grpc.health.v1.Health/Check", request: Grpc_Health_V1_HealthCheckRequest(), options: CallOptions(timeout: .seconds(timeout)))
+            try await channel.unary(
+                "/grpc.health.v1.Health/Check", request: Grpc_Health_V1_HealthCheckRequest(),
+                options: CallOptions(timeout: .seconds(timeout)))
         }
         print(r.status == .serving ? "SERVING" : "NOT SERVING (\(r.status.rawValue))")
         if r.status != .serving { throw ExitCode(1) }
@@ -205,7 +219,9 @@ struct IntakeSwitchCommand: AsyncParsableCommand {
         } else {
             print("intake is CLOSED: new leads are refused (\(s.reason))")
         }
-        if s.changedAtMs > 0 { print("changed by \(s.changedBy) on \(CalendarDate.format(day: CalendarDate.day(ofMillis: s.changedAtMs)))") }
+        if s.changedAtMs > 0 {
+            print("changed by \(s.changedBy) on \(CalendarDate.format(day: CalendarDate.day(ofMillis: s.changedAtMs)))")
+        }
     }
 
     struct Status: AsyncParsableCommand {
@@ -214,7 +230,8 @@ struct IntakeSwitchCommand: AsyncParsableCommand {
 
         func run() async throws {
             let client = try c.intakeClient()
-            IntakeSwitchCommand.show(try await call { try await client.getIntakeSettings(Intake_GetIntakeSettingsRequest(), options: c.options) })
+            IntakeSwitchCommand.show(
+                try await call { try await client.getIntakeSettings(Intake_GetIntakeSettingsRequest(), options: c.options) })
         }
     }
 
@@ -231,7 +248,8 @@ struct IntakeSwitchCommand: AsyncParsableCommand {
     }
 
     struct Close: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Refuse every new lead until intake is opened again (reads and processing go on).")
+        static let configuration = CommandConfiguration(
+            abstract: "Refuse every new lead until intake is opened again (reads and processing go on).")
         @OptionGroup var c: Connection
         @Option(help: "Why: callers are told it with every refusal.") var reason: String
 
@@ -248,7 +266,8 @@ struct IntakeSwitchCommand: AsyncParsableCommand {
 // MARK: sources
 
 struct SourceCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "source", abstract: "Sources leads arrive through.", subcommands: [Create.self, List.self])
+    static let configuration = CommandConfiguration(
+        commandName: "source", abstract: "Sources leads arrive through.", subcommands: [Create.self, List.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a source.")
@@ -256,9 +275,12 @@ struct SourceCommand: AsyncParsableCommand {
         @Option(help: "The source's name, e.g. \"Site form\".") var name: String
         @Option(help: "web_form, email, phone, in_person, social, messenger, mobile_app, import.")
         var channel: String = "web_form"
-        @Option(name: .customLong("default-role"), help: "The role whose members receive its leads, e.g. \"Sales manager\".") var defaultRole: String = ""
-        @Option(name: .customLong("default-owner"), help: "A person id (person-1) who receives its leads; the role is the fallback.") var defaultOwner: String = ""
-        @Option(name: .customLong("field"), help: "NAME:TYPE[:a,b,c], TYPE one of string, integer, decimal, boolean, date, enum (repeatable).")
+        @Option(name: .customLong("default-role"), help: "The role whose members receive its leads, e.g. \"Sales manager\".")
+        var defaultRole: String = ""
+        @Option(name: .customLong("default-owner"), help: "A person id (person-1) who receives its leads; the role is the fallback.")
+        var defaultOwner: String = ""
+        @Option(
+            name: .customLong("field"), help: "NAME:TYPE[:a,b,c], TYPE one of string, integer, decimal, boolean, date, enum (repeatable).")
         var fields: [String] = []
         @Option(name: .customLong("required"), help: "A required field (repeatable).") var required: [String] = []
         @Option(name: .customLong("category"), help: "An accepted category (repeatable; none = any).") var categories: [String] = []
@@ -280,7 +302,9 @@ struct SourceCommand: AsyncParsableCommand {
                 guard parts.count >= 2 else { throw ValidationError("--field takes NAME:TYPE[:values], got \"\(f)\"") }
                 var d = Intake_FieldDefinition()
                 d.name = parts[0]
-                d.type = Intake_FieldType(rawValue: ["string", "integer", "decimal", "boolean", "date", "enum"].firstIndex(of: parts[1]).map { Int32($0 + 1) } ?? 0)
+                d.type = Intake_FieldType(
+                    rawValue: ["string", "integer", "decimal", "boolean", "date", "enum"].firstIndex(of: parts[1]).map { Int32($0 + 1) }
+                        ?? 0)
                 if parts.count == 3 { d.allowedValues = parts[2].split(separator: ",").map(String.init) }
                 s.fields.append(d)
             }
@@ -312,9 +336,14 @@ struct SourceCommand: AsyncParsableCommand {
             req.includeDisabled = true
             let r = try await call { try await client.listSources(req, options: c.options) }
             let people = await PeopleNames.load(c)
-            printTable(["id", "name", "channel", "default", "enabled"], r.sources.map {
-                [$0.id, $0.name, short($0.channel.description, "CHANNEL_"), $0.defaultOwnerId.isEmpty ? $0.defaultRole : people.label($0.defaultOwnerId), $0.enabled ? "yes" : "no"]
-            }, csv: csv)
+            printTable(
+                ["id", "name", "channel", "default", "enabled"],
+                r.sources.map {
+                    [
+                        $0.id, $0.name, short($0.channel.description, "CHANNEL_"),
+                        $0.defaultOwnerId.isEmpty ? $0.defaultRole : people.label($0.defaultOwnerId), $0.enabled ? "yes" : "no",
+                    ]
+                }, csv: csv)
         }
     }
 }
@@ -338,7 +367,8 @@ struct LeadCommand: AsyncParsableCommand {
         @Option(help: "The request in full.") var description: String = ""
         @Option(help: "The kind of problem (must be one the source accepts, if it lists any).") var category: String = ""
         @Option(name: .customLong("field"), help: "NAME=VALUE (repeatable).") var fields: [String] = []
-        @Option(name: .customLong("idempotency-key"), help: "Idempotency key: resubmitting with it returns the same lead.") var idempotencyKey: String = ""
+        @Option(name: .customLong("idempotency-key"), help: "Idempotency key: resubmitting with it returns the same lead.")
+        var idempotencyKey: String = ""
 
         func run() async throws {
             var req = Intake_SubmitLeadRequest()
@@ -386,7 +416,9 @@ struct LeadCommand: AsyncParsableCommand {
             var req = Intake_ListLeadsRequest()
             let statuses = ["new", "accepted", "deferred", "rejected", "processed"]
             if !status.isEmpty {
-                guard let i = statuses.firstIndex(of: status) else { throw ValidationError("--status is one of \(statuses.joined(separator: ", "))") }
+                guard let i = statuses.firstIndex(of: status) else {
+                    throw ValidationError("--status is one of \(statuses.joined(separator: ", "))")
+                }
                 req.status = Intake_LeadStatus(rawValue: Int32(i + 1))
             }
             req.sourceId = source
@@ -395,9 +427,14 @@ struct LeadCommand: AsyncParsableCommand {
             let client = try c.intakeClient()
             let r = try await call { try await client.listLeads(req, options: c.options) }
             let people = await PeopleNames.load(c)
-            printTable(["number", "id", "status", "owner", "received", "subject"], r.leads.map {
-                [$0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), people.label($0.ownerId), when($0.receivedAtMs), $0.subject]
-            }, csv: csv)
+            printTable(
+                ["number", "id", "status", "owner", "received", "subject"],
+                r.leads.map {
+                    [
+                        $0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), people.label($0.ownerId),
+                        when($0.receivedAtMs), $0.subject,
+                    ]
+                }, csv: csv)
         }
     }
 
@@ -414,7 +451,9 @@ struct LeadCommand: AsyncParsableCommand {
             let l = d.lead ?? Intake_Lead()
             print("\(l.registrationNumber) (\(l.id)) — \(short(l.status.description, "LEAD_STATUS_"))")
             print("source \(l.sourceId), channel \(short(l.channel.description, "CHANNEL_")), category \(l.category)")
-            print("applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(formattedPhone(l.applicant?.phone ?? ""))  client \(l.clientId)")
+            print(
+                "applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(formattedPhone(l.applicant?.phone ?? ""))  client \(l.clientId)"
+            )
             print("subject: \(l.subject)")
             if !l.ownerId.isEmpty || l.routing != .unspecified {
                 let owner = l.ownerId.isEmpty ? "-" : await PeopleNames.load(c).label(l.ownerId)

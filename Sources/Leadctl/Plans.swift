@@ -29,11 +29,15 @@ struct PlanCommand: AsyncParsableCommand {
 
     static func printPlan(_ p: Report_Plan) {
         print("\(p.id) \"\(p.title)\" — \(state(p.state)), version \(p.version), \(p.periodStart)..\(p.periodEnd)")
-        printTable(["line", "lead", "address", "work", "volume", "deadline", "contractor", "progress", "act"], p.lines.map { l in
-            let e = l.execution
-            return [l.id, l.registrationNumber, l.objectAddress, l.workKind, "\(l.volume) \(l.unit)", l.deadline, l.contractorId,
-                    e.map { "\($0.progressPercent)%" } ?? "", e?.act.map { "\($0.volume) done \($0.finishedOn)" } ?? ""]
-        })
+        printTable(
+            ["line", "lead", "address", "work", "volume", "deadline", "contractor", "progress", "act"],
+            p.lines.map { l in
+                let e = l.execution
+                return [
+                    l.id, l.registrationNumber, l.objectAddress, l.workKind, "\(l.volume) \(l.unit)", l.deadline, l.contractorId,
+                    e.map { "\($0.progressPercent)%" } ?? "", e?.act.map { "\($0.volume) done \($0.finishedOn)" } ?? "",
+                ]
+            })
         for a in p.acknowledgements { print("signed by \(a.contractorId): \(a.signer) at \(when(a.atMs))") }
         for h in p.history { print("  \(when(h.atMs)) \(h.actor): \(h.action)\(h.comment.isEmpty ? "" : " — \(h.comment)")") }
     }
@@ -45,7 +49,8 @@ struct PlanCommand: AsyncParsableCommand {
         @Option(help: "The department it belongs to.") var department: String = ""
         @Option(name: .customLong("period-start"), help: "First day, YYYY-MM-DD (default: this quarter).") var periodStart: String = ""
         @Option(name: .customLong("period-end"), help: "Last day, YYYY-MM-DD (default: this quarter).") var periodEnd: String = ""
-        @Option(name: .customLong("line"), help: "NUMBER;ADDRESS;WORK;VOLUME;UNIT;DEADLINE;CONTRACTOR[;CLIENT] (repeatable).") var lines: [String] = []
+        @Option(name: .customLong("line"), help: "NUMBER;ADDRESS;WORK;VOLUME;UNIT;DEADLINE;CONTRACTOR[;CLIENT] (repeatable).") var lines:
+            [String] = []
 
         func run() async throws {
             var req = Report_CreatePlanRequest()
@@ -67,9 +72,14 @@ struct PlanCommand: AsyncParsableCommand {
         func run() async throws {
             let client = try c.reportClient()
             let r = try await call { try await client.listPlans(Report_ListPlansRequest(), options: c.options) }
-            printTable(["id", "title", "state", "version", "period", "lines"], r.plans.map {
-                [$0.id, $0.title, PlanCommand.state($0.state), "\($0.version)", "\($0.periodStart)..\($0.periodEnd)", "\($0.lines.count)"]
-            }, csv: csv)
+            printTable(
+                ["id", "title", "state", "version", "period", "lines"],
+                r.plans.map {
+                    [
+                        $0.id, $0.title, PlanCommand.state($0.state), "\($0.version)", "\($0.periodStart)..\($0.periodEnd)",
+                        "\($0.lines.count)",
+                    ]
+                }, csv: csv)
         }
     }
 
@@ -279,9 +289,14 @@ struct ReportCommand: AsyncParsableCommand {
             let r = try await call { try await client.leadSummary(req, options: c.options) }
             let people = by == "owner" ? await PeopleNames.load(c) : PeopleNames()
             print("consistent as of \(when(r.consistentAsOfMs))")
-            printTable([by.isEmpty ? "total" : by, "period", "received", "new", "accepted", "deferred", "rejected", "processed"], r.rows.map {
-                [by.isEmpty ? "all" : ($0.key.isEmpty ? "(none)" : people.label($0.key)), $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"]
-            })
+            printTable(
+                [by.isEmpty ? "total" : by, "period", "received", "new", "accepted", "deferred", "rejected", "processed"],
+                r.rows.map {
+                    [
+                        by.isEmpty ? "all" : ($0.key.isEmpty ? "(none)" : people.label($0.key)), $0.period.isEmpty ? "all" : $0.period,
+                        "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)",
+                    ]
+                })
         }
     }
 
@@ -303,7 +318,9 @@ struct ReportCommand: AsyncParsableCommand {
             let f = try await call { try await client.leadFunnel(req, options: c.options) }
             print("consistent as of \(when(f.consistentAsOfMs))")
             print("received \(f.received) -> accepted \(f.accepted) -> processed \(f.processed)")
-            print("first reaction: \(f.reacted) leads, average \(f.averageReactionMs / 60000) min, \(Int(f.shareWithinDeadline * 100))% within the deadline")
+            print(
+                "first reaction: \(f.reacted) leads, average \(f.averageReactionMs / 60000) min, \(Int(f.shareWithinDeadline * 100))% within the deadline"
+            )
         }
     }
 
@@ -325,9 +342,14 @@ struct ReportCommand: AsyncParsableCommand {
             let r = try await call { try await client.employeeKpis(req, options: c.options) }
             let people = await PeopleNames.load(c)
             print("consistent as of \(when(r.consistentAsOfMs))")
-            printTable(["person", "handled", "on time", "ratings", "average rating"], r.employees.map {
-                [people.label($0.personId), "\($0.handled)", "\($0.onTime)", "\($0.ratings)", $0.ratings == 0 ? "-" : String(Double(Int($0.averageRating * 100)) / 100)]
-            })
+            printTable(
+                ["person", "handled", "on time", "ratings", "average rating"],
+                r.employees.map {
+                    [
+                        people.label($0.personId), "\($0.handled)", "\($0.onTime)", "\($0.ratings)",
+                        $0.ratings == 0 ? "-" : String(Double(Int($0.averageRating * 100)) / 100),
+                    ]
+                })
         }
     }
 
@@ -349,9 +371,14 @@ struct ReportCommand: AsyncParsableCommand {
             let client = try c.reportClient()
             let r = try await call { try await client.planFigures(req, options: c.options) }
             print("consistent as of \(when(r.consistentAsOfMs))")
-            printTable(["plan", "contractor", "lines", "done", "open", "planned", "actual", "late lines", "days late"], r.rows.map {
-                [$0.planId, $0.contractorId, "\($0.lines)", "\($0.completed)", "\($0.notCompleted)", $0.plannedVolume, $0.actualVolume, "\($0.lateLines)", "\($0.latenessDays)"]
-            })
+            printTable(
+                ["plan", "contractor", "lines", "done", "open", "planned", "actual", "late lines", "days late"],
+                r.rows.map {
+                    [
+                        $0.planId, $0.contractorId, "\($0.lines)", "\($0.completed)", "\($0.notCompleted)", $0.plannedVolume,
+                        $0.actualVolume, "\($0.lateLines)", "\($0.latenessDays)",
+                    ]
+                })
         }
     }
 
@@ -372,9 +399,14 @@ struct ReportCommand: AsyncParsableCommand {
             }
             let client = try c.reportClient()
             let r = try await call { try await client.executionControl(req, options: c.options) }
-            printTable(["plan", "line", "contractor", "deadline", "overdue days", "days without progress"], r.items.map {
-                [$0.planId, $0.line?.id ?? "", $0.line?.contractorId ?? "", $0.line?.deadline ?? "", $0.overdue ? "\($0.daysOverdue)" : "", $0.stale ? "\($0.daysSinceProgress)" : ""]
-            })
+            printTable(
+                ["plan", "line", "contractor", "deadline", "overdue days", "days without progress"],
+                r.items.map {
+                    [
+                        $0.planId, $0.line?.id ?? "", $0.line?.contractorId ?? "", $0.line?.deadline ?? "",
+                        $0.overdue ? "\($0.daysOverdue)" : "", $0.stale ? "\($0.daysSinceProgress)" : "",
+                    ]
+                })
         }
     }
 }

@@ -3,7 +3,7 @@ import LeadwireAPI
 import Wire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Where the services are and who is calling: shared by every subcommand.
@@ -34,7 +34,9 @@ struct Connection: ParsableArguments {
     }
 
     func intakeClient() throws -> Intake_ServiceClient { Intake_ServiceClient(channel: try WireChannel(address: intake, tls: tls.client)) }
-    func routingClient() throws -> Routing_ServiceClient { Routing_ServiceClient(channel: try WireChannel(address: routing, tls: tls.client)) }
+    func routingClient() throws -> Routing_ServiceClient {
+        Routing_ServiceClient(channel: try WireChannel(address: routing, tls: tls.client))
+    }
     func reportClient() throws -> Report_ServiceClient { Report_ServiceClient(channel: try WireChannel(address: report, tls: tls.client)) }
 }
 
@@ -78,9 +80,13 @@ func call<T>(_ body: () async throws -> T) async throws -> T {
         var lines = ["Error: \(e.code) — \(e.message)"]
         if let d = e.details, let status = try? ProtoCodec.decode(Google_Rpc_Status.self, from: d) {
             for any in status.details {
-                if any.typeUrl.hasSuffix("google.rpc.BadRequest"), let br = try? ProtoCodec.decode(Google_Rpc_BadRequest.self, from: any.value) {
+                if any.typeUrl.hasSuffix("google.rpc.BadRequest"),
+                    let br = try? ProtoCodec.decode(Google_Rpc_BadRequest.self, from: any.value)
+                {
                     for v in br.fieldViolations { lines.append("  - \(v.field): \(v.description)") }
-                } else if any.typeUrl.hasSuffix("google.rpc.PreconditionFailure"), let pf = try? ProtoCodec.decode(Google_Rpc_PreconditionFailure.self, from: any.value) {
+                } else if any.typeUrl.hasSuffix("google.rpc.PreconditionFailure"),
+                    let pf = try? ProtoCodec.decode(Google_Rpc_PreconditionFailure.self, from: any.value)
+                {
                     for v in pf.violations { lines.append("  - \(v.type) (\(v.subject)): \(v.description)") }
                 }
             }
@@ -118,7 +124,6 @@ func printTable(_ header: [String], _ rows: [[String]], csv: Bool = false) {
     if rows.isEmpty { print("(none)") }
 }
 
-
 /// "2026-11-29 10:15" (UTC) for an instant in ms; "" for 0.
 func when(_ ms: Int64) -> String {
     guard ms > 0 else { return "" }
@@ -148,7 +153,7 @@ struct PeopleNames {
         var request = Routing_ListPeopleRequest()
         request.includeInactive = true
         guard let client = try? connection.routingClient(),
-              let response = try? await client.listPeople(request, options: connection.options)
+            let response = try? await client.listPeople(request, options: connection.options)
         else { return PeopleNames() }
         var known = PeopleNames()
         for person in response.people { known.names[person.id] = person.name }

@@ -3,7 +3,7 @@
 /// instants are milliseconds since the epoch.
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Milliseconds since the epoch; injectable so tests control time.
@@ -64,7 +64,7 @@ public enum CalendarDate {
     public static func parse(_ text: String) -> (year: Int, month: Int, day: Int)? {
         let p = text.split(separator: "-", omittingEmptySubsequences: false)
         guard p.count == 3, p[0].count == 4, p[1].count == 2, p[2].count == 2,
-              let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1...12).contains(m), d >= 1
+            let y = Int(p[0]), let m = Int(p[1]), let d = Int(p[2]), (1...12).contains(m), d >= 1
         else { return nil }
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
         let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]
@@ -86,7 +86,6 @@ public enum CalendarDate {
         civil(day: day(ofMillis: ms)).year
     }
 }
-
 
 extension CalendarDate {
     /// The calendar date of a day number (days since 1970-01-01), H. Hinnant's civil_from_days.
@@ -161,4 +160,3 @@ extension Substring {
         return String(self[start..<end])
     }
 }
-

@@ -4,7 +4,7 @@ import NIOConcurrencyHelpers
 import Wire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Load generator for scripts/bench: drives a running routing or report service through Wire's
@@ -35,7 +35,9 @@ func percentile(_ sorted: [UInt64], _ p: Double) -> Double {
 }
 
 /// Runs `count` calls with `concurrency` in flight; returns per-call latencies in ns and the wall time.
-func drive(count: Int, concurrency: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws -> (latencies: [UInt64], seconds: Double) {
+func drive(count: Int, concurrency: Int, _ body: @escaping @Sendable (Int) async throws -> Void) async throws -> (
+    latencies: [UInt64], seconds: Double
+) {
     let next = NIOLockedValueBox(0)
     let t0 = nowNanos()
     let latencies = try await withThrowingTaskGroup(of: [UInt64].self) { group in
@@ -142,7 +144,9 @@ struct Route: AsyncParsableCommand {
             req.lead = l
             _ = try await client.routeLead(req, options: o)
         }
-        print("route leads=\(leads) concurrency=\(concurrency) people=\(people) roles=\(roles) rules=\(rules) seconds=\(secs) per_second=\(Int(Double(leads) / secs)) p50_us=\(percentile(lat, 0.5)) p99_us=\(percentile(lat, 0.99))")
+        print(
+            "route leads=\(leads) concurrency=\(concurrency) people=\(people) roles=\(roles) rules=\(rules) seconds=\(secs) per_second=\(Int(Double(leads) / secs)) p50_us=\(percentile(lat, 0.5)) p99_us=\(percentile(lat, 0.99))"
+        )
     }
 }
 
@@ -185,14 +189,24 @@ struct Ingest: AsyncParsableCommand {
                 e.fields = [region]
                 e.ownerId = "person-\(lead % 40)"
                 switch step {
-                case 0: e.kind = "created"; e.status = "new"; e.ownerId = ""
-                case 1: e.kind = "assigned"; e.status = "new"
-                case 2: e.kind = "state_changed"; e.status = lead % 5 == 0 ? "rejected" : "accepted"
+                case 0:
+                    e.kind = "created"
+                    e.status = "new"
+                    e.ownerId = ""
+                case 1:
+                    e.kind = "assigned"
+                    e.status = "new"
+                case 2:
+                    e.kind = "state_changed"
+                    e.status = lead % 5 == 0 ? "rejected" : "accepted"
                 default:
                     if lead % 2 == 0 && lead % 5 != 0 {
-                        e.kind = "state_changed"; e.status = "processed"
+                        e.kind = "state_changed"
+                        e.status = "processed"
                     } else {
-                        e.kind = "rated"; e.rating = Int32(lead % 5 + 1); e.status = lead % 5 == 0 ? "rejected" : "accepted"
+                        e.kind = "rated"
+                        e.rating = Int32(lead % 5 + 1)
+                        e.status = lead % 5 == 0 ? "rejected" : "accepted"
                     }
                 }
                 req.events.append(e)
@@ -212,7 +226,9 @@ struct Ingest: AsyncParsableCommand {
                 samples.append(nowNanos() - s)
             }
             samples.sort()
-            print("query \(name) rows=\(rows) median_ms=\(Double(samples[samples.count / 2]) / 1e6) p90_ms=\(Double(samples[samples.count * 9 / 10]) / 1e6)")
+            print(
+                "query \(name) rows=\(rows) median_ms=\(Double(samples[samples.count / 2]) / 1e6) p90_ms=\(Double(samples[samples.count * 9 / 10]) / 1e6)"
+            )
         }
         try await time("summary_totals") { try await client.leadSummary(Report_LeadReportRequest(), options: o).rows.count }
         try await time("summary_by_source_month") {
@@ -228,7 +244,10 @@ struct Ingest: AsyncParsableCommand {
             r.period = .day
             return try await client.leadSummary(r, options: o).rows.count
         }
-        try await time("funnel") { _ = try await client.leadFunnel(Report_FunnelRequest(), options: o); return 1 }
+        try await time("funnel") {
+            _ = try await client.leadFunnel(Report_FunnelRequest(), options: o)
+            return 1
+        }
         try await time("employee_kpis") { try await client.employeeKpis(Report_KpiRequest(), options: o).employees.count }
     }
 }

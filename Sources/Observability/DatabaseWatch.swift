@@ -21,9 +21,11 @@ struct DatabaseWatch: Service {
                 let now = ContinuousClock.now
                 if lastLogged.map({ now - $0 >= .seconds(60) }) ?? true {
                     lastLogged = now
-                    logger.error("the database is damaged: health is NOT_SERVING until it is restored from a backup (docs/operations.md, \"Restoring from a backup\")", metadata: [
-                        "file": "\(db.path)", "error": "\(error.message)",
-                    ])
+                    logger.error(
+                        "the database is damaged: health is NOT_SERVING until it is restored from a backup (docs/operations.md, \"Restoring from a backup\")",
+                        metadata: [
+                            "file": "\(db.path)", "error": "\(error.message)",
+                        ])
                 }
             }
         }

@@ -1,7 +1,7 @@
 import Logging
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Log records as logfmt lines on stderr: `2026-11-29T10:15:02.123Z info intake-service: rpc
@@ -33,7 +33,8 @@ public struct LogfmtHandler: LogHandler {
         var fields = metadata
         if let extra = event.metadata { fields.merge(extra) { _, new in new } }
         var line = Self.timestamp()
-        line += " \(event.level) \(Self.escape(label, quoteIfNeeded: false)): \(Self.escape(event.message.description, quoteIfNeeded: false))"
+        line +=
+            " \(event.level) \(Self.escape(label, quoteIfNeeded: false)): \(Self.escape(event.message.description, quoteIfNeeded: false))"
         for key in fields.keys.sorted() {
             line += " \(Self.key(key))=\(Self.escape(fields[key]!.description, quoteIfNeeded: true))"
         }
@@ -43,7 +44,10 @@ public struct LogfmtHandler: LogHandler {
             var offset = 0
             while offset < buffer.count {
                 let written = write(2, buffer.baseAddress! + offset, buffer.count - offset)
-                if written <= 0 { if errno == EINTR { continue }; return }
+                if written <= 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
                 offset += written
             }
         }
@@ -51,12 +55,13 @@ public struct LogfmtHandler: LogHandler {
 
     /// A key is ours (a literal in the code), but is kept to `[A-Za-z0-9_.-]` all the same.
     static func key(_ key: String) -> String {
-        String(key.unicodeScalars.map { scalar -> Character in
-            switch scalar {
-            case "a"..."z", "A"..."Z", "0"..."9", "_", ".", "-": return Character(scalar)
-            default: return "_"
-            }
-        })
+        String(
+            key.unicodeScalars.map { scalar -> Character in
+                switch scalar {
+                case "a"..."z", "A"..."Z", "0"..."9", "_", ".", "-": return Character(scalar)
+                default: return "_"
+                }
+            })
     }
 
     /// The value as logfmt writes it: bare when it is plain, else in double quotes with `"` and `\`
@@ -72,12 +77,24 @@ public struct LogfmtHandler: LogHandler {
             }
             count += 1
             switch scalar {
-            case "\n": out += "\\n"; needsQuotes = true
-            case "\r": out += "\\r"; needsQuotes = true
-            case "\t": out += "\\t"; needsQuotes = true
-            case "\"": out += "\\\""; needsQuotes = true
-            case "\\": out += "\\\\"; needsQuotes = true
-            case " ", "=": out.unicodeScalars.append(scalar); needsQuotes = true
+            case "\n":
+                out += "\\n"
+                needsQuotes = true
+            case "\r":
+                out += "\\r"
+                needsQuotes = true
+            case "\t":
+                out += "\\t"
+                needsQuotes = true
+            case "\"":
+                out += "\\\""
+                needsQuotes = true
+            case "\\":
+                out += "\\\\"
+                needsQuotes = true
+            case " ", "=":
+                out.unicodeScalars.append(scalar)
+                needsQuotes = true
             default:
                 if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || scalar.value == 0x2028 || scalar.value == 0x2029 {
                     let hex = String(scalar.value, radix: 16)

@@ -2,7 +2,7 @@ import ServiceLifecycle
 import Wire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Hands freed heap memory back to the kernel every few seconds.
@@ -34,7 +34,6 @@ public struct MemoryTrimmer: Service {
         }
     }
 }
-
 
 /// glibc's `int malloc_trim(size_t pad)` (malloc.h, which the Glibc module does not export).
 @_silgen_name("malloc_trim")

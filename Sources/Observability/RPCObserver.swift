@@ -34,10 +34,13 @@ public final class RPCObserver: CallObserver {
     public func callFinished(_ call: FinishedCall) {
         let method = methods.contains(call.method) ? call.method : "unknown"
         let level: Logger.Level = method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
-        logger.log(level: level, "rpc", metadata: [
-            "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)", "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
-            "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
-        ].merging(call.code == .ok ? [:] : ["message": "\(call.message)"]) { a, _ in a })
+        logger.log(
+            level: level, "rpc",
+            metadata: [
+                "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)",
+                "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
+                "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
+            ].merging(call.code == .ok ? [:] : ["message": "\(call.message)"]) { a, _ in a })
         let key = Key(method: method, code: call.code)
         let counter = counters.withLockedValue { c in
             if let x = c[key] { return x }

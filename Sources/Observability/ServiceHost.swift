@@ -1,8 +1,8 @@
 import Auth
 import Logging
 import Prometheus
-import Store
 import ServiceLifecycle
+import Store
 import Wire
 
 /// How each of the three services is run: logging, the shared signing key, authentication, one log
@@ -41,7 +41,8 @@ public struct ServiceHost: Sendable {
         logger.info("open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
         if descriptors.after > 0, UInt64(config.maxConnections) + 64 > descriptors.after {
             config.maxConnections = max(1, Int(descriptors.after) - 64)
-            logger.warning("--max-connections lowered to fit the open file limit", metadata: ["max_connections": "\(config.maxConnections)"])
+            logger.warning(
+                "--max-connections lowered to fit the open file limit", metadata: ["max_connections": "\(config.maxConnections)"])
         }
         config.observer = RPCObserver(logger: logger, methods: Set(services.flatMap { $0.methods.map(\.path) }))
         if auth {
@@ -57,9 +58,11 @@ public struct ServiceHost: Sendable {
         }
         printLine("\(name) listening on \(host):\(bound)" + (server.isTLS ? " (TLS)" : ""))
         for db in databases where !db.integrityChecked && options.integrityCheckSeconds > 0 {
-            logger.warning("the database was not fully checked at start (PRAGMA quick_check ran out of time)", metadata: ["file": "\(db.path)"])
+            logger.warning(
+                "the database was not fully checked at start (PRAGMA quick_check ran out of time)", metadata: ["file": "\(db.path)"])
         }
         let watch = DatabaseWatch(databases: databases, health: server.health, logger: logger)
-        try await ServiceRunner.run([server, metrics] + background + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
+        try await ServiceRunner.run(
+            [server, metrics] + background + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
     }
 }

@@ -12,25 +12,43 @@ public struct ServiceOptions: ParsableArguments {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env LEADWIRE_LOG_LEVEL).")
     public var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
 
-    @Option(help: "on: every call needs a signed bearer token (health and reflection stay open); off: for local experiments only (env LEADWIRE_AUTH).")
+    @Option(
+        help:
+            "on: every call needs a signed bearer token (health and reflection stay open); off: for local experiments only (env LEADWIRE_AUTH)."
+    )
     public var auth: String = ProcessInfoEnv.value("LEADWIRE_AUTH") ?? "on"
 
-    @Option(name: .customLong("metrics-port"), help: "Port of the Prometheus endpoint (GET /metrics); -1 turns it off. Default: the service's own, or a free one when --port is 0.")
+    @Option(
+        name: .customLong("metrics-port"),
+        help: "Port of the Prometheus endpoint (GET /metrics); -1 turns it off. Default: the service's own, or a free one when --port is 0."
+    )
     public var metricsPort: Int?
 
-    @Flag(name: .customLong("allow-shared-key"), help: "Start even if the signing key file is readable by other users (env LEADWIRE_ALLOW_SHARED_KEY=1).")
+    @Flag(
+        name: .customLong("allow-shared-key"),
+        help: "Start even if the signing key file is readable by other users (env LEADWIRE_ALLOW_SHARED_KEY=1).")
     public var allowSharedKeyFlag = false
 
-    @Option(name: .customLong("max-connections"), help: "Open connections at most; at the limit a silent or idle one makes room, else the newest is refused (env LEADWIRE_MAX_CONNECTIONS).")
+    @Option(
+        name: .customLong("max-connections"),
+        help:
+            "Open connections at most; at the limit a silent or idle one makes room, else the newest is refused (env LEADWIRE_MAX_CONNECTIONS)."
+    )
     public var maxConnections: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS") ?? "") ?? 4096
 
-    @Option(name: .customLong("max-connections-per-peer"), help: "Open connections at most from one client address (env LEADWIRE_MAX_CONNECTIONS_PER_PEER).")
+    @Option(
+        name: .customLong("max-connections-per-peer"),
+        help: "Open connections at most from one client address (env LEADWIRE_MAX_CONNECTIONS_PER_PEER).")
     public var maxConnectionsPerPeer: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS_PER_PEER") ?? "") ?? 1024
 
-    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection with no call in progress is kept before GOAWAY; 0 = forever (env LEADWIRE_IDLE_TIMEOUT).")
+    @Option(
+        name: .customLong("idle-timeout"),
+        help: "Seconds a connection with no call in progress is kept before GOAWAY; 0 = forever (env LEADWIRE_IDLE_TIMEOUT).")
     public var idleTimeout: Int = Int(ProcessInfoEnv.value("LEADWIRE_IDLE_TIMEOUT") ?? "") ?? 300
 
-    @Flag(name: .customLong("skip-integrity-check"), help: "Start without PRAGMA quick_check of the database (for very large files; env LEADWIRE_SKIP_INTEGRITY_CHECK=1).")
+    @Flag(
+        name: .customLong("skip-integrity-check"),
+        help: "Start without PRAGMA quick_check of the database (for very large files; env LEADWIRE_SKIP_INTEGRITY_CHECK=1).")
     public var skipIntegrityCheck = false
 
     /// Seconds the start-up integrity check may take; 0 = skipped.
@@ -38,16 +56,24 @@ public struct ServiceOptions: ParsableArguments {
         skipIntegrityCheck || ProcessInfoEnv.value("LEADWIRE_SKIP_INTEGRITY_CHECK") == "1" ? 0 : 30
     }
 
-    @Option(name: .customLong("tls-cert"), help: "Serve gRPC over TLS with this certificate chain (PEM; env LEADWIRE_TLS_CERT). SIGHUP reloads it.")
+    @Option(
+        name: .customLong("tls-cert"),
+        help: "Serve gRPC over TLS with this certificate chain (PEM; env LEADWIRE_TLS_CERT). SIGHUP reloads it.")
     public var tlsCert: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CERT")
 
     @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (PEM, unencrypted; env LEADWIRE_TLS_KEY).")
     public var tlsKey: String? = ProcessInfoEnv.value("LEADWIRE_TLS_KEY")
 
-    @Option(name: .customLong("tls-client-ca"), help: "Require client certificates signed by this CA (PEM; mutual TLS; env LEADWIRE_TLS_CLIENT_CA).")
+    @Option(
+        name: .customLong("tls-client-ca"),
+        help: "Require client certificates signed by this CA (PEM; mutual TLS; env LEADWIRE_TLS_CLIENT_CA).")
     public var tlsClientCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CLIENT_CA")
 
-    @Option(name: .customLong("tls-ca"), help: "Call the other services over TLS, trusting this CA (PEM); --tls-cert/--tls-key are presented as the client certificate (env LEADWIRE_TLS_CA).")
+    @Option(
+        name: .customLong("tls-ca"),
+        help:
+            "Call the other services over TLS, trusting this CA (PEM); --tls-cert/--tls-key are presented as the client certificate (env LEADWIRE_TLS_CA)."
+    )
     public var tlsCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CA")
 
     /// What this service serves with (nil = plaintext).
@@ -86,9 +112,13 @@ public struct ServiceOptions: ParsableArguments {
     public mutating func validate() throws {
         guard ["on", "off", "true", "false", "1", "0"].contains(auth) else { throw ValidationError("--auth takes on or off, not \(auth)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1, not \(maxConnections)") }
-        guard maxConnectionsPerPeer >= 1 else { throw ValidationError("--max-connections-per-peer must be at least 1, not \(maxConnectionsPerPeer)") }
+        guard maxConnectionsPerPeer >= 1 else {
+            throw ValidationError("--max-connections-per-peer must be at least 1, not \(maxConnectionsPerPeer)")
+        }
         if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
-        if tlsClientCA != nil && tlsCert == nil { throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)") }
+        if tlsClientCA != nil && tlsCert == nil {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        }
         guard idleTimeout >= 0 else { throw ValidationError("--idle-timeout is seconds, 0 or more, not \(idleTimeout)") }
     }
 }

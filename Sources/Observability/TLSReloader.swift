@@ -4,7 +4,7 @@ import ServiceLifecycle
 import Wire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// SIGHUP reads the TLS certificate and key again (after a renewal), without dropping a connection:

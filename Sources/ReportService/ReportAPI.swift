@@ -36,7 +36,8 @@ struct IntakeLeadChecker: LeadChecker {
         req.registrationNumber = registrationNumber
         do {
             let s = try await intake.lookupStatus(req, options: options())
-            return s.status == .accepted || s.status == .processed ? .usable : .notAccepted(status: s.status.description.replacingLeadStatusPrefix)
+            return s.status == .accepted || s.status == .processed
+                ? .usable : .notAccepted(status: s.status.description.replacingLeadStatusPrefix)
         } catch let e as RPCError where e.code == .notFound || e.code == .invalidArgument {
             return .unknown
         } catch let e as RPCError {
@@ -75,7 +76,9 @@ struct ReportAPI: Report_Service {
             }
             return own
         }
-        if requested.trimmingSpaces.isEmpty { throw ReportError.invalid("no contractor given", [.init(field: "contractor_id", description: "required")]) }
+        if requested.trimmingSpaces.isEmpty {
+            throw ReportError.invalid("no contractor given", [.init(field: "contractor_id", description: "required")])
+        }
         return requested
     }
 
@@ -98,7 +101,9 @@ struct ReportAPI: Report_Service {
             problems += LeadLedger.problems(e, path: "events[\(i)]").map { RPCError.FieldViolation(field: $0.0, description: $0.1) }
             if problems.count >= 100 { break }
         }
-        if request.events.count > 10_000 { problems.append(.init(field: "events", description: "at most 10000 events per batch, got \(request.events.count)")) }
+        if request.events.count > 10_000 {
+            problems.append(.init(field: "events", description: "at most 10000 events per batch, got \(request.events.count)"))
+        }
         guard problems.isEmpty else { throw ReportError.invalid("the batch was not applied: fix these events and resend it", problems) }
         let r = try await guarded { try await store.ingest(request.events) }
         var out = Report_IngestEventsResponse()
@@ -125,9 +130,15 @@ struct ReportAPI: Report_Service {
             switch v {
             case .usable: continue
             case .unknown:
-                problems.append(.init(type: "LEAD_UNKNOWN", subject: "lead:\(l.registrationNumber)", description: "no lead \(l.registrationNumber) is registered"))
+                problems.append(
+                    .init(
+                        type: "LEAD_UNKNOWN", subject: "lead:\(l.registrationNumber)",
+                        description: "no lead \(l.registrationNumber) is registered"))
             case .notAccepted(let s):
-                problems.append(.init(type: "LEAD_NOT_ACCEPTED", subject: "lead:\(l.registrationNumber)", description: "lead \(l.registrationNumber) is \(s); only accepted leads go into plans"))
+                problems.append(
+                    .init(
+                        type: "LEAD_NOT_ACCEPTED", subject: "lead:\(l.registrationNumber)",
+                        description: "lead \(l.registrationNumber) is \(s); only accepted leads go into plans"))
             }
         }
         if !problems.isEmpty {
@@ -140,7 +151,9 @@ struct ReportAPI: Report_Service {
         if request.title.trimmingSpaces.isEmpty { problems.insert(.init(field: "title", description: "required"), at: 0) }
         let period = PlanMachine.period(start: request.periodStart, end: request.periodEnd, today: today)
         if case .failure(.invalid(_, let v)) = period { problems += v }
-        guard problems.isEmpty, case .success(let (start, end)) = period else { throw ReportError.invalid("the plan is not valid", problems) }
+        guard problems.isEmpty, case .success(let (start, end)) = period else {
+            throw ReportError.invalid("the plan is not valid", problems)
+        }
         try await checkLeads(request.lines)
         var p = Report_Plan()
         p.title = request.title
@@ -161,7 +174,9 @@ struct ReportAPI: Report_Service {
         guard problems.isEmpty else { throw ReportError.invalid("the plan is not valid", problems) }
         try await checkLeads(request.lines)
         return try await guarded {
-            try await store.updatePlan(request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines, actor: Caller.name(or: request.actor), now: now())
+            try await store.updatePlan(
+                request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines,
+                actor: Caller.name(or: request.actor), now: now())
         }
     }
 
@@ -185,7 +200,10 @@ struct ReportAPI: Report_Service {
             if !Caller.has(Permission.plansApproveHead) { try Caller.require(Permission.plansApproveManagement, for: "returning a plan") }
         default: try Caller.require(Permission.plansWrite, for: PlanMachine.actionName(request.action))
         }
-        let p = try await guarded { try await store.act(request.planId, action: request.action, comment: request.comment, actor: Caller.name(or: request.actor), now: now()) }
+        let p = try await guarded {
+            try await store.act(
+                request.planId, action: request.action, comment: request.comment, actor: Caller.name(or: request.actor), now: now())
+        }
         if request.action == .handOver { hub.publish("handed_over", p) }
         return p
     }
@@ -193,7 +211,9 @@ struct ReportAPI: Report_Service {
     func comparePlan(_ request: Report_ComparePlanRequest, context: ServerContext) async throws -> Report_ComparePlanResponse {
         let after = try await guarded { try await store.plan(request.planId, version: request.version) }
         guard after.version > 1 else {
-            throw ReportError.precondition(type: "FIRST_VERSION", subject: "plan:\(request.planId)", message: "version 1 of plan \(request.planId) has nothing before it to compare with")
+            throw ReportError.precondition(
+                type: "FIRST_VERSION", subject: "plan:\(request.planId)",
+                message: "version 1 of plan \(request.planId) has nothing before it to compare with")
         }
         let before = try await guarded { try await store.plan(request.planId, version: after.version - 1) }
         return PlanMachine.compare(before, after)
@@ -213,7 +233,9 @@ struct ReportAPI: Report_Service {
         return try await guarded { try await store.workPlan(contractor: contractor, plan: request.planId) }
     }
 
-    func followWorkPlans(_ request: Report_ContractorRequest, responses: ResponseWriter<Report_WorkPlanUpdate>, context: ServerContext) async throws {
+    func followWorkPlans(_ request: Report_ContractorRequest, responses: ResponseWriter<Report_WorkPlanUpdate>, context: ServerContext)
+        async throws
+    {
         let contractor = try Self.contractor(request.contractorId)
         // Subscribe first, then send the current plans: a hand-over in between is sent twice at
         // worst, never missed.
@@ -232,17 +254,25 @@ struct ReportAPI: Report_Service {
 
     func acknowledge(_ request: Report_AcknowledgeRequest, context: ServerContext) async throws -> Report_WorkPlan {
         let contractor = try Self.contractor(request.contractorId)
-        if request.signer.trimmingSpaces.isEmpty { throw ReportError.invalid("no signer", [.init(field: "signer", description: "required: who signs for receipt")]) }
-        let p = try await guarded { try await store.acknowledge(contractor: contractor, plan: request.planId, signer: request.signer, now: now()) }
+        if request.signer.trimmingSpaces.isEmpty {
+            throw ReportError.invalid("no signer", [.init(field: "signer", description: "required: who signs for receipt")])
+        }
+        let p = try await guarded {
+            try await store.acknowledge(contractor: contractor, plan: request.planId, signer: request.signer, now: now())
+        }
         hub.publish("changed", p, only: contractor)
         return PlanMachine.view(p, for: contractor)!
     }
 
     func reportProgress(_ request: Report_ReportProgressRequest, context: ServerContext) async throws -> Report_PlanLine {
         let contractor = try Self.contractor(request.contractorId)
-        if !(0...100).contains(request.percent) { throw ReportError.invalid("bad progress", [.init(field: "percent", description: "0 to 100, got \(request.percent)")]) }
+        if !(0...100).contains(request.percent) {
+            throw ReportError.invalid("bad progress", [.init(field: "percent", description: "0 to 100, got \(request.percent)")])
+        }
         let (line, p) = try await guarded {
-            try await store.reportProgress(contractor: contractor, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now())
+            try await store.reportProgress(
+                contractor: contractor, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now()
+            )
         }
         hub.publish("changed", p, only: contractor)
         return line
@@ -256,8 +286,11 @@ struct ReportAPI: Report_Service {
         return line
     }
 
-    func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse {
-        if request.staleDays < 0 { throw ReportError.invalid("bad stale_days", [.init(field: "stale_days", description: "0 (default 7) or more")]) }
+    func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse
+    {
+        if request.staleDays < 0 {
+            throw ReportError.invalid("bad stale_days", [.init(field: "stale_days", description: "0 (default 7) or more")])
+        }
         let t = now()
         let scope = Caller.isContractor ? try Self.contractor(request.contractorId) : request.contractorId
         let plans = try await guarded { try await store.handedOverPlans(contractor: scope) }
@@ -291,11 +324,13 @@ struct ReportAPI: Report_Service {
         case .category: dim = "category"
         case .field:
             guard !request.field.trimmingSpaces.isEmpty else {
-                throw ReportError.invalid("no field named", [.init(field: "field", description: "required with DIMENSION_FIELD, e.g. \"Region\"")])
+                throw ReportError.invalid(
+                    "no field named", [.init(field: "field", description: "required with DIMENSION_FIELD, e.g. \"Region\"")])
             }
             dim = "field:" + request.field
         default:
-            throw ReportError.invalid("unknown dimension", [.init(field: "dimension", description: "unknown value \(request.dimension.rawValue)")])
+            throw ReportError.invalid(
+                "unknown dimension", [.init(field: "dimension", description: "unknown value \(request.dimension.rawValue)")])
         }
         let c = try await guarded { try await store.counters(dim: dim, metricPrefixes: ["status:"], fromDay: f, toDay: t) }
         var r = Report_LeadReport()
@@ -306,7 +341,9 @@ struct ReportAPI: Report_Service {
 
     func leadFunnel(_ request: Report_FunnelRequest, context: ServerContext) async throws -> Report_Funnel {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
-        let c = try await guarded { try await store.counters(dim: "all", metricPrefixes: ["status:", "funnel:", "reaction:"], fromDay: f, toDay: t) }
+        let c = try await guarded {
+            try await store.counters(dim: "all", metricPrefixes: ["status:", "funnel:", "reaction:"], fromDay: f, toDay: t)
+        }
         func sum(_ metric: String) -> Int64 { c.rows.reduce(0) { $0 + ($1.metric == metric ? $1.n : 0) } }
         var r = Report_Funnel()
         r.consistentAsOfMs = c.asOf
@@ -375,12 +412,19 @@ struct ReportAPI: Report_Service {
             let r = try await leadSummary(q, context: context)
             asOf = r.consistentAsOfMs
             header = ["key", "period", "received", "new", "accepted", "deferred", "rejected", "processed"]
-            rows = r.rows.map { [$0.key, $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)", "\($0.rejected)", "\($0.processed)"] }
+            rows = r.rows.map {
+                [
+                    $0.key, $0.period.isEmpty ? "all" : $0.period, "\($0.received)", "\($0.new)", "\($0.accepted)", "\($0.deferred)",
+                    "\($0.rejected)", "\($0.processed)",
+                ]
+            }
         case .funnel(let q):
             let r = try await leadFunnel(q, context: context)
             asOf = r.consistentAsOfMs
             header = ["received", "accepted", "processed", "reacted", "average_reaction_ms", "share_within_deadline"]
-            rows = [["\(r.received)", "\(r.accepted)", "\(r.processed)", "\(r.reacted)", "\(r.averageReactionMs)", "\(r.shareWithinDeadline)"]]
+            rows = [
+                ["\(r.received)", "\(r.accepted)", "\(r.processed)", "\(r.reacted)", "\(r.averageReactionMs)", "\(r.shareWithinDeadline)"]
+            ]
         case .kpi(let q):
             let r = try await employeeKpis(q, context: context)
             asOf = r.consistentAsOfMs
@@ -389,18 +433,32 @@ struct ReportAPI: Report_Service {
         case .plans(let q):
             let r = try await planFigures(q, context: context)
             asOf = r.consistentAsOfMs
-            header = ["plan_id", "period_start", "contractor_id", "lines", "completed", "not_completed", "planned_volume", "actual_volume", "lateness_days", "late_lines"]
-            rows = r.rows.map { [$0.planId, $0.periodStart, $0.contractorId, "\($0.lines)", "\($0.completed)", "\($0.notCompleted)", $0.plannedVolume, $0.actualVolume, "\($0.latenessDays)", "\($0.lateLines)"] }
+            header = [
+                "plan_id", "period_start", "contractor_id", "lines", "completed", "not_completed", "planned_volume", "actual_volume",
+                "lateness_days", "late_lines",
+            ]
+            rows = r.rows.map {
+                [
+                    $0.planId, $0.periodStart, $0.contractorId, "\($0.lines)", "\($0.completed)", "\($0.notCompleted)", $0.plannedVolume,
+                    $0.actualVolume, "\($0.latenessDays)", "\($0.lateLines)",
+                ]
+            }
         case .control(let q):
             let r = try await executionControl(q, context: context)
             asOf = r.consistentAsOfMs
-            header = ["plan_id", "line_id", "contractor_id", "registration_number", "deadline", "overdue", "days_overdue", "stale", "days_since_progress"]
+            header = [
+                "plan_id", "line_id", "contractor_id", "registration_number", "deadline", "overdue", "days_overdue", "stale",
+                "days_since_progress",
+            ]
             rows = r.items.map {
-                [$0.planId, $0.line?.id ?? "", $0.line?.contractorId ?? "", $0.line?.registrationNumber ?? "", $0.line?.deadline ?? "",
-                 "\($0.overdue)", "\($0.daysOverdue)", "\($0.stale)", "\($0.daysSinceProgress)"]
+                [
+                    $0.planId, $0.line?.id ?? "", $0.line?.contractorId ?? "", $0.line?.registrationNumber ?? "", $0.line?.deadline ?? "",
+                    "\($0.overdue)", "\($0.daysOverdue)", "\($0.stale)", "\($0.daysSinceProgress)",
+                ]
             }
         case nil:
-            throw ReportError.invalid("no report chosen", [.init(field: "report", description: "set one of leads, funnel, kpi, plans, control")])
+            throw ReportError.invalid(
+                "no report chosen", [.init(field: "report", description: "set one of leads, funnel, kpi, plans, control")])
         }
         var buffer = "# consistent as of \(Figures.iso(asOf))\r\n" + Figures.csvLine(header)
         for row in rows {

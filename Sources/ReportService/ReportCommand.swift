@@ -16,28 +16,36 @@ struct ReportCommand: AsyncParsableCommand {
 
     @OptionGroup var common: ServiceOptions
 
-    @Option(help: "The intake service, host:port, asked whether a plan line's lead is accepted; empty = judge by the lead events received (env LEADWIRE_INTAKE_ADDR).")
+    @Option(
+        help:
+            "The intake service, host:port, asked whether a plan line's lead is accepted; empty = judge by the lead events received (env LEADWIRE_INTAKE_ADDR)."
+    )
     var intake: String = ProcessInfoEnv.value("LEADWIRE_INTAKE_ADDR") ?? ""
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
+        let host = try ServiceHost.prepare(
+            name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
-        let store = try ReportStore(path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
+        let store = try ReportStore(
+            path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
         let checker: any LeadChecker
         if intake.isEmpty {
             checker = EventLeadChecker(store: store)
         } else {
             let token = host.serviceToken()
-            checker = IntakeLeadChecker(intake: Intake_ServiceClient(channel: try WireChannel(address: intake, tls: common.peerTLS)), options: {
-                var o = token.options
-                o.timeout = .seconds(5)
-                return o
-            })
+            checker = IntakeLeadChecker(
+                intake: Intake_ServiceClient(channel: try WireChannel(address: intake, tls: common.peerTLS)),
+                options: {
+                    var o = token.options
+                    o.timeout = .seconds(5)
+                    return o
+                })
         }
         let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common, databases: [store.db])
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common,
+            databases: [store.db])
         await store.db.flush()
     }
 }

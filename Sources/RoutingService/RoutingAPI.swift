@@ -13,7 +13,6 @@ struct RoutingAPI: Routing_Service {
     /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
     static let accessPolicy = AccessPolicy.routing.byPath
 
-
     /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
     private func guarded<T>(_ body: () async throws -> T) async throws -> T {
         do {
@@ -31,13 +30,17 @@ struct RoutingAPI: Routing_Service {
     // MARK: People
 
     func createPerson(_ request: Routing_CreatePersonRequest, context: ServerContext) async throws -> Routing_Person {
-        guard let p = request.person else { throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")]) }
+        guard let p = request.person else {
+            throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")])
+        }
         try Self.check(RoutingModel.personProblems(p), "the person record is not valid")
         return try await guarded { try await store.createPerson(p, now: now()) }
     }
 
     func updatePerson(_ request: Routing_UpdatePersonRequest, context: ServerContext) async throws -> Routing_Person {
-        guard let p = request.person else { throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")]) }
+        guard let p = request.person else {
+            throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")])
+        }
         try Self.check(RoutingModel.personProblems(p), "the person record is not valid")
         return try await guarded { try await store.updatePerson(p, now: now()) }
     }
@@ -56,7 +59,8 @@ struct RoutingAPI: Routing_Service {
 
     func searchPeople(_ request: Routing_SearchPeopleRequest, context: ServerContext) async throws -> Routing_SearchPeopleResponse {
         if request.limit < 0 || request.limit > 100 {
-            throw RoutingError.invalid("limit out of range", [.init(field: "limit", description: "0 (default 10) to 100, got \(request.limit)")])
+            throw RoutingError.invalid(
+                "limit out of range", [.init(field: "limit", description: "0 (default 10) to 100, got \(request.limit)")])
         }
         let people = store.people(role: "", includeInactive: true)
         var r = Routing_SearchPeopleResponse()
@@ -92,7 +96,9 @@ struct RoutingAPI: Routing_Service {
 
     func setRules(_ request: Routing_SetRulesRequest, context: ServerContext) async throws -> Routing_RuleSet {
         let rs = request.rules ?? Routing_RuleSet()
-        try Self.check(RoutingModel.ruleProblems(rs).map { .init(field: "rules." + $0.field, description: $0.description) }, "the rule set is not valid")
+        try Self.check(
+            RoutingModel.ruleProblems(rs).map { .init(field: "rules." + $0.field, description: $0.description) },
+            "the rule set is not valid")
         return try await guarded { try await store.setRules(rs, expectedVersion: request.expectedVersion, now: now()) }
     }
 
@@ -115,14 +121,22 @@ struct RoutingAPI: Routing_Service {
         return a
     }
 
-    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, context: ServerContext) async throws -> Routing_ListOwnerChangesResponse {
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, context: ServerContext) async throws
+        -> Routing_ListOwnerChangesResponse
+    {
         guard (0...1000).contains(request.limit), request.afterSeq >= 0 else {
-            throw RoutingError.invalid("cannot list owner changes", [
-                .init(field: request.afterSeq < 0 ? "after_seq" : "limit", description: request.afterSeq < 0 ? "must be >= 0" : "must be between 0 and 1000"),
-            ])
+            throw RoutingError.invalid(
+                "cannot list owner changes",
+                [
+                    .init(
+                        field: request.afterSeq < 0 ? "after_seq" : "limit",
+                        description: request.afterSeq < 0 ? "must be >= 0" : "must be between 0 and 1000")
+                ])
         }
         var r = Routing_ListOwnerChangesResponse()
-        r.changes = try await guarded { try await store.ownerChanges(after: request.afterSeq, limit: request.limit == 0 ? 100 : Int(request.limit)) }
+        r.changes = try await guarded {
+            try await store.ownerChanges(after: request.afterSeq, limit: request.limit == 0 ? 100 : Int(request.limit))
+        }
         return r
     }
 
@@ -130,9 +144,14 @@ struct RoutingAPI: Routing_Service {
         var problems = [RPCError.FieldViolation]()
         if request.leadId.trimmingSpaces.isEmpty { problems.append(.init(field: "lead_id", description: "required")) }
         if request.personId.trimmingSpaces.isEmpty { problems.append(.init(field: "person_id", description: "required")) }
-        if request.reason.trimmingSpaces.isEmpty { problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved")) }
+        if request.reason.trimmingSpaces.isEmpty {
+            problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved"))
+        }
         try Self.check(problems, "the reassignment is not complete")
-        return try await guarded { try await store.reassign(request.leadId, to: request.personId, reason: request.reason, actor: Caller.name(or: request.actor), now: now()) }
+        return try await guarded {
+            try await store.reassign(
+                request.leadId, to: request.personId, reason: request.reason, actor: Caller.name(or: request.actor), now: now())
+        }
     }
 
     func release(_ request: Routing_ReleaseRequest, context: ServerContext) async throws -> Routing_Assignment {
@@ -145,9 +164,13 @@ struct RoutingAPI: Routing_Service {
 
     func simulate(_ request: Routing_SimulateRequest, context: ServerContext) async throws -> Routing_SimulateResponse {
         let proposed = request.proposed ?? Routing_RuleSet()
-        var problems = RoutingModel.ruleProblems(proposed).map { RPCError.FieldViolation(field: "proposed." + $0.field, description: $0.description) }
+        var problems = RoutingModel.ruleProblems(proposed).map {
+            RPCError.FieldViolation(field: "proposed." + $0.field, description: $0.description)
+        }
         for (i, l) in request.leads.enumerated() { problems += RoutingModel.leadProblems(l, path: "leads[\(i)]") }
-        if request.leads.count > 100_000 { problems.append(.init(field: "leads", description: "at most 100000 leads per simulation, got \(request.leads.count)")) }
+        if request.leads.count > 100_000 {
+            problems.append(.init(field: "leads", description: "at most 100000 leads per simulation, got \(request.leads.count)"))
+        }
         try Self.check(problems, "the simulation request is not valid")
         let s = store.snapshot
         try RoutingStore.checkRuleReferences(proposed, s)
@@ -174,7 +197,9 @@ struct RoutingAPI: Routing_Service {
         var r = Routing_EscalateResponse()
         r.escalations = try await guarded { try await store.escalate(now: now(), record: !request.dryRun) }
         for e in r.escalations where !request.dryRun {
-            logger.notice("lead escalated", metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
+            logger.notice(
+                "lead escalated",
+                metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
         }
         return r
     }

@@ -22,13 +22,17 @@ struct RoutingCommand: AsyncParsableCommand {
     var escalateEvery: Int = Int(ProcessInfoEnv.value("LEADWIRE_ESCALATE_EVERY") ?? "") ?? 60
 
     func run() async throws {
-        let host = try ServiceHost.prepare(name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
+        let host = try ServiceHost.prepare(
+            name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "routing")], aggregate: true)
-        let store = try await RoutingStore(path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
+        let store = try await RoutingStore(
+            path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) },
+            integrityCheckSeconds: common.integrityCheckSeconds)
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common, databases: [store.db],
+            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common,
+            databases: [store.db],
             background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.flush()
     }
@@ -51,7 +55,9 @@ struct EscalationSweep: Service {
                     let handed = try await api.store.drainAllQueues(now: api.now())
                     if handed > 0 { api.logger.notice("queued leads handed on", metadata: ["count": "\(handed)"]) }
                     for e in try await api.store.escalate(now: api.now(), record: true) {
-                        api.logger.notice("lead escalated", metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
+                        api.logger.notice(
+                            "lead escalated",
+                            metadata: ["lead": "\(e.assignment?.leadId ?? "")", "head": "\(e.headId)", "overdue_ms": "\(e.overdueMs)"])
                     }
                 } catch {
                     api.logger.warning("escalation sweep failed", metadata: ["error": "\(error)"])

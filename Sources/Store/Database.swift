@@ -102,7 +102,10 @@ public final class Database: @unchecked Sendable {
             guard checkSeconds > 0 else { return (c, false) }
             // nil: out of time (a large file); it serves unchecked, and run-time errors will tell.
             guard let problems = try c.quickCheck(seconds: checkSeconds) else { return (c, false) }
-            guard problems.isEmpty else { throw StoreError.damaged(path: path, problems.joined(separator: "; ").split(whereSeparator: \.isNewline).joined(separator: " ")) }
+            guard problems.isEmpty else {
+                throw StoreError.damaged(
+                    path: path, problems.joined(separator: "; ").split(whereSeparator: \.isNewline).joined(separator: " "))
+            }
             return (c, true)
         } catch let e as StoreError where e.isCorruption {
             throw e.description.hasPrefix("the database ") ? e : StoreError.damaged(path: path, e.message)
@@ -117,7 +120,8 @@ public final class Database: @unchecked Sendable {
     }
 
     private static func migrate(_ db: Connection, _ migrations: [Migration]) throws {
-        try db.execute("""
+        try db.execute(
+            """
             CREATE TABLE IF NOT EXISTS schema_migrations (
                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
             )
@@ -125,7 +129,11 @@ public final class Database: @unchecked Sendable {
         let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0
         let known = migrations.map(\.version).max() ?? 0
         if current > known {
-            throw StoreError(code: 1, message: "the database is at schema version \(current) but this build knows only up to \(known): refusing to run an older build on newer data", sql: nil)
+            throw StoreError(
+                code: 1,
+                message:
+                    "the database is at schema version \(current) but this build knows only up to \(known): refusing to run an older build on newer data",
+                sql: nil)
         }
         for m in migrations.sorted(by: { $0.version < $1.version }) where m.version > current {
             try db.execute("BEGIN IMMEDIATE")

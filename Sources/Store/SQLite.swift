@@ -23,7 +23,8 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     static func damaged(path: String, _ problems: String) -> StoreError {
         StoreError(
             code: SQLITE_CORRUPT,
-            message: "the database \(path) is damaged (\(problems)): stop the service and restore the file from a backup, as docs/operations.md \"Restoring from a backup\" describes (--skip-integrity-check starts without this check)",
+            message:
+                "the database \(path) is damaged (\(problems)): stop the service and restore the file from a backup, as docs/operations.md \"Restoring from a backup\" describes (--skip-integrity-check starts without this check)",
             sql: nil)
     }
 }
@@ -206,14 +207,19 @@ public final class Connection {
     /// `PRAGMA quick_check`, interrupted after `seconds`: the problems it lists (empty = none), or
     /// nil when it ran out of time.
     func quickCheck(seconds: Double) throws -> [String]? {
-        final class Deadline { let at: UInt64; init(_ at: UInt64) { self.at = at } }
+        final class Deadline {
+            let at: UInt64
+            init(_ at: UInt64) { self.at = at }
+        }
         let deadline = Deadline(DispatchTime.now().uptimeNanoseconds + UInt64(seconds * 1e9))
         let token = Unmanaged.passRetained(deadline)
         defer { token.release() }
-        sqlite3_progress_handler(raw, 10_000, { p in
-            let d = Unmanaged<Deadline>.fromOpaque(p!).takeUnretainedValue()
-            return DispatchTime.now().uptimeNanoseconds > d.at ? 1 : 0
-        }, token.toOpaque())
+        sqlite3_progress_handler(
+            raw, 10_000,
+            { p in
+                let d = Unmanaged<Deadline>.fromOpaque(p!).takeUnretainedValue()
+                return DispatchTime.now().uptimeNanoseconds > d.at ? 1 : 0
+            }, token.toOpaque())
         defer { sqlite3_progress_handler(raw, 0, nil, nil) }
         do {
             let lines = try query("PRAGMA quick_check(20)") { $0.string(0) }

@@ -21,7 +21,9 @@ public struct InteropTestService: Grpc_Testing_TestService_Service {
         return response
     }
 
-    public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws -> Grpc_Testing_SimpleResponse {
+    public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, context: ServerContext) async throws
+        -> Grpc_Testing_SimpleResponse
+    {
         try await unaryCall(request, context: context)
     }
 
@@ -48,7 +50,8 @@ public struct InteropTestService: Grpc_Testing_TestService_Service {
     }
 
     public func fullDuplexCall(
-        requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>, responses: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>,
+        requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>,
         context: ServerContext
     ) async throws {
         echoMetadata(context)
@@ -58,7 +61,8 @@ public struct InteropTestService: Grpc_Testing_TestService_Service {
     }
 
     public func halfDuplexCall(
-        requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>, responses: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>,
+        requests: RequestStream<Grpc_Testing_StreamingOutputCallRequest>,
+        responses: ResponseWriter<Grpc_Testing_StreamingOutputCallResponse>,
         context: ServerContext
     ) async throws {
         echoMetadata(context)
@@ -110,7 +114,9 @@ public struct InteropTestService: Grpc_Testing_TestService_Service {
         if let v = context.requestMetadata["x-grpc-test-echo-initial"], context.responseMetadata["x-grpc-test-echo-initial"] == nil {
             context.responseMetadata.add("x-grpc-test-echo-initial", v)
         }
-        if let b = context.requestMetadata.binary("x-grpc-test-echo-trailing-bin"), context.trailingMetadata.binary("x-grpc-test-echo-trailing-bin") == nil {
+        if let b = context.requestMetadata.binary("x-grpc-test-echo-trailing-bin"),
+            context.trailingMetadata.binary("x-grpc-test-echo-trailing-bin") == nil
+        {
             context.trailingMetadata.add("x-grpc-test-echo-trailing-bin", binary: b)
         }
     }

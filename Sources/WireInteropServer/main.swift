@@ -31,7 +31,8 @@ struct WireInteropServer: AsyncParsableCommand {
     @Option(name: .customLong("idle-timeout-ms"), help: "Milliseconds a connection without calls is kept; 0 = forever.")
     var idleTimeoutMs = 300_000
 
-    @Option(name: .customLong("stall-timeout-ms"), help: "Milliseconds a client may leave responses unread before its connection is closed.")
+    @Option(
+        name: .customLong("stall-timeout-ms"), help: "Milliseconds a client may leave responses unread before its connection is closed.")
     var stallTimeoutMs = 60_000
 
     @Option(name: .customLong("max-unread-response-bytes"), help: "Response bytes clients may leave unread, over the server.")
@@ -68,8 +69,10 @@ struct WireInteropServer: AsyncParsableCommand {
             configuration.tls = WireTLS.Server(certificatePath: tlsCert, keyPath: tlsKey, clientCAPath: tlsClientCA)
         }
         let descriptors = WireServer.raiseDescriptorLimit()
-        Logger(label: "wire-interop-server").info("open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
-        let server = WireServer(configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))
+        Logger(label: "wire-interop-server").info(
+            "open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
+        let server = WireServer(
+            configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))
         let bound = try await server.start()
         // Tests read this line to learn the port.
         printLine("listening on \(host):\(bound)")

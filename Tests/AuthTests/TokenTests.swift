@@ -92,7 +92,9 @@ import Wire
 
     @Test func notBeforeIsHonoured() throws {
         let now = epochSeconds()
-        let early = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":\#(now),"iss":"leadwire","nbf":\#(now + 300),"roles":["admin"],"sub":"anna"}"#.utf8))
+        let early = key.sign(
+            payload: Array(#"{"exp":\#(now + 600),"iat":\#(now),"iss":"leadwire","nbf":\#(now + 300),"roles":["admin"],"sub":"anna"}"#.utf8)
+        )
         #expect(throws: TokenError.notYetValid(from: now + 300)) { try key.verify(early, now: now) }
         #expect(try key.verify(early, now: now + 301).sub == "anna")
         let auth = AuthInterceptor(key: key, policy: [:])
@@ -101,14 +103,17 @@ import Wire
 
     @Test func duplicateKeysAreRefusedEvenWhenEscaped() throws {
         let now = epochSeconds()
-        let twice = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"roles":["admin"],"sub":"x"}"#.utf8))
+        let twice = key.sign(
+            payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"roles":["admin"],"sub":"x"}"#.utf8))
         #expect(throws: TokenError.malformed("the payload has the key \"roles\" twice")) { try key.verify(twice, now: now) }
-        let escaped = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"rol\u0065s":["admin"],"sub":"x"}"#.utf8))
+        let escaped = key.sign(
+            payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["dashboard"],"rol\u0065s":["admin"],"sub":"x"}"#.utf8))
         #expect(throws: TokenError.self) { try key.verify(escaped, now: now) }
         let expTwice = key.sign(payload: Array(#"{"exp":1,"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x"}"#.utf8))
         #expect(throws: TokenError.self) { try key.verify(expTwice, now: now) }
         // Nested objects may repeat a top-level key's name.
-        let nested = key.sign(payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x","ext":{"sub":"y"}}"#.utf8))
+        let nested = key.sign(
+            payload: Array(#"{"exp":\#(now + 600),"iat":1,"iss":"leadwire","roles":["admin"],"sub":"x","ext":{"sub":"y"}}"#.utf8))
         #expect(try key.verify(nested, now: now).sub == "x")
     }
 }

@@ -41,7 +41,8 @@ final class FakeRouting: RoutingPort {
     /// Changes of owner made "in routing", as ListOwnerChanges returns them.
     let ownerChanges = NIOLockedValueBox<[Routing_OwnerChange]>([])
 
-    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, options: CallOptions) async throws -> Routing_ListOwnerChangesResponse {
+    func listOwnerChanges(_ request: Routing_ListOwnerChangesRequest, options: CallOptions) async throws -> Routing_ListOwnerChangesResponse
+    {
         var r = Routing_ListOwnerChangesResponse()
         r.changes = ownerChanges.withLockedValue { $0.filter { $0.seq > request.afterSeq } }
         return r
@@ -89,14 +90,17 @@ func assignment(_ lead: String, to person: String) -> Routing_Assignment {
 
     func relay(_ store: IntakeStore, routing: (any RoutingPort)?, report: (any EventSink)?) -> OutboxRelay {
         OutboxRelay(
-            store: store, routing: routing, report: report, token: ServiceToken(key: SigningKey(bytes: Array(repeating: 1, count: 32)), name: "test"),
+            store: store, routing: routing, report: report,
+            token: ServiceToken(key: SigningKey(bytes: Array(repeating: 1, count: 32)), name: "test"),
             now: { 1_795_922_800_000 }, logger: Logger(label: "test"))
     }
 
     /// (kind, delivered, failure) per outbox row of a lead.
     func outbox(_ store: IntakeStore) async throws -> [(kind: String, delivered: Bool, failure: String?)] {
         try await store.db.read { db in
-            try db.query("SELECT kind, delivered_at IS NOT NULL, failure FROM outbox ORDER BY id") { ($0.string(0), $0.bool(1), $0.optionalString(2)) }
+            try db.query("SELECT kind, delivered_at IS NOT NULL, failure FROM outbox ORDER BY id") {
+                ($0.string(0), $0.bool(1), $0.optionalString(2))
+            }
         }
     }
 
@@ -171,7 +175,9 @@ func assignment(_ lead: String, to person: String) -> Routing_Assignment {
         let events = try await outbox(store).filter { $0.kind == "event" }
         #expect(events.map(\.delivered) == [true, true, true])
         #expect(events.map { $0.failure != nil } == [false, false, true])
-        let ids = try await store.db.read { db in try db.query("SELECT id FROM outbox WHERE kind = 'event' ORDER BY id") { "intake:\($0.int(0))" } }
+        let ids = try await store.db.read { db in
+            try db.query("SELECT id FROM outbox WHERE kind = 'event' ORDER BY id") { "intake:\($0.int(0))" }
+        }
         #expect(report.taken.withLockedValue { $0 } == Array(ids.prefix(2)))
         #expect(try await relay(store, routing: nil, report: report).deliverEvents() == 0)
     }

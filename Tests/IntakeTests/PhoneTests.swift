@@ -4,7 +4,9 @@ import Testing
 
 @Suite struct PhoneTests {
     @Test func fiveWaysOfWritingOneRussianNumberAreOne() {
-        for text in ["+7 (912) 345-67-89", "89123456789", "8 912 345 67 89", "79123456789", "9123456789", "+79123456789", "8-912-345-67-89"] {
+        for text in [
+            "+7 (912) 345-67-89", "89123456789", "8 912 345 67 89", "79123456789", "9123456789", "+79123456789", "8-912-345-67-89",
+        ] {
             #expect(Phone.normalize(text, country: .russia) == .success("+79123456789"), "\(text)")
         }
     }

@@ -125,8 +125,9 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
         l.quantity = "0"
         l.price = "-1"
         r.orderLines = [l]
-        #expect(Set(violations(LeadValidation.validate(r, source: webForm())))
-            == ["order_lines[0].product_name", "order_lines[0].quantity", "order_lines[0].price"])
+        #expect(
+            Set(violations(LeadValidation.validate(r, source: webForm())))
+                == ["order_lines[0].product_name", "order_lines[0].quantity", "order_lines[0].price"])
     }
 
     @Test func badEmail() {
@@ -146,7 +147,11 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
         bad.type = .enum
         s.fields.append(bad)
         let fields = Set(LeadValidation.sourceProblems(s).map(\.field))
-        #expect(fields == ["source.name", "source.default_role", "source.fields[3].name", "source.fields[3].allowed_values", "source.required_fields[3]"])
+        #expect(
+            fields == [
+                "source.name", "source.default_role", "source.fields[3].name", "source.fields[3].allowed_values",
+                "source.required_fields[3]",
+            ])
         #expect(LeadValidation.sourceProblems(webForm()).isEmpty)
     }
 }
@@ -154,7 +159,8 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
 @Suite struct LifecycleTests {
     let all: [Intake_LeadStatus] = [.new, .accepted, .deferred, .rejected, .processed]
     let actions: [LeadLifecycle.Action] = [
-        .accept, .defer(reason: "r", revisitDate: "2030-01-01"), .reject(reason: "r"), .complete(outcome: .businessProcess, reference: "BP-1"),
+        .accept, .defer(reason: "r", revisitDate: "2030-01-01"), .reject(reason: "r"),
+        .complete(outcome: .businessProcess, reference: "BP-1"),
     ]
 
     @Test func everyTransitionLegalOrNot() {
@@ -237,7 +243,10 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
     }
 
     @Test func mentions() {
-        #expect(Mentions.find(in: "@ivanov please call, cc @anna.petrova@example.com and @example.org.") == ["ivanov", "anna.petrova@example.com", "example.org"])
+        #expect(
+            Mentions.find(in: "@ivanov please call, cc @anna.petrova@example.com and @example.org.") == [
+                "ivanov", "anna.petrova@example.com", "example.org",
+            ])
         #expect(Mentions.find(in: "mail me at ivan@example.com") == [])
         #expect(Mentions.find(in: "@Петров посмотри") == ["петров"])
     }
@@ -247,7 +256,11 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
     @Test func plainMessage() throws {
         let raw = "From: \"Ivan Petrov\" <ivan@example.com>\r\nSubject: Broken AC\r\n  in the office\r\n\r\nIt does not cool.\r\n"
         let m = try EmailMessage.parse(Array(raw.utf8))
-        #expect(m == EmailMessage(fromName: "Ivan Petrov", fromAddress: "ivan@example.com", subject: "Broken AC in the office", body: "It does not cool."))
+        #expect(
+            m
+                == EmailMessage(
+                    fromName: "Ivan Petrov", fromAddress: "ivan@example.com", subject: "Broken AC in the office", body: "It does not cool.")
+        )
     }
 
     @Test func encodedWordsAndQuotedPrintable() throws {

@@ -11,7 +11,10 @@ func temporaryIntakeStore() throws -> IntakeStore {
     return try IntakeStore(path: dir.appendingPathComponent("intake.sqlite").path)
 }
 
-func submit(_ store: IntakeStore, _ source: Intake_Source, email: String = "", phone: String = "", tax: String = "", key: String = "", subject: String = "s") async throws -> IntakeStore.Submitted {
+func submit(
+    _ store: IntakeStore, _ source: Intake_Source, email: String = "", phone: String = "", tax: String = "", key: String = "",
+    subject: String = "s"
+) async throws -> IntakeStore.Submitted {
     var r = goodRequest()
     r.sourceId = source.id
     r.applicant!.email = email
@@ -48,8 +51,12 @@ func submit(_ store: IntakeStore, _ source: Intake_Source, email: String = "", p
         let source = try await store.createSource(webForm(), now: 1)
         let first = try await submit(store, source, email: "Ivan@Example.com", phone: "+7 495 123-45-67", tax: "7707083893").lead
         #expect(try await submit(store, source, email: "ivan@example.com").lead.clientId == first.clientId, "by e-mail")
-        #expect(try await submit(store, source, email: "new@example.com", phone: "+7 (495) 1234567").lead.clientId == first.clientId, "by phone")
-        #expect(try await submit(store, source, email: "x@y.com", phone: "999999", tax: "77-07083893").lead.clientId == first.clientId, "by tax id")
+        #expect(
+            try await submit(store, source, email: "new@example.com", phone: "+7 (495) 1234567").lead.clientId == first.clientId, "by phone"
+        )
+        #expect(
+            try await submit(store, source, email: "x@y.com", phone: "999999", tax: "77-07083893").lead.clientId == first.clientId,
+            "by tax id")
         let stranger = try await submit(store, source, email: "stranger@example.com").lead
         #expect(stranger.clientId != first.clientId, "a first-time client is created")
         let client = try await store.client(first.clientId)!

@@ -3,7 +3,10 @@ import Testing
 
 @testable import ReportService
 
-func event(_ id: String, _ kind: String, lead: String, at: Int64, status: String = "", owner: String = "", rating: Int32 = 0, source: String = "src-1", region: String = "North", deadline: Int64 = 0, received: Int64 = 0, publicComment: Bool = false) -> Report_LeadEvent {
+func event(
+    _ id: String, _ kind: String, lead: String, at: Int64, status: String = "", owner: String = "", rating: Int32 = 0,
+    source: String = "src-1", region: String = "North", deadline: Int64 = 0, received: Int64 = 0, publicComment: Bool = false
+) -> Report_LeadEvent {
     var e = Report_LeadEvent()
     e.eventId = id
     e.kind = kind
@@ -95,7 +98,8 @@ let hourMs: Int64 = 3_600_000
         #expect(LeadLedger.bucket(d + 7, .week) == d + 7)
         #expect(LeadLedger.bucket(d + 20, .month) == CalendarDate.dayNumber(2026, 11, 1))
         #expect(LeadLedger.bucket(d, .quarter) == CalendarDate.dayNumber(2026, 10, 1))
-        let rows = LeadLedger.rows([("src-1", d, "status:new", 2), ("src-1", d + 8, "status:accepted", 3), ("src-2", d, "status:new", 1)], period: .month)
+        let rows = LeadLedger.rows(
+            [("src-1", d, "status:new", 2), ("src-1", d + 8, "status:accepted", 3), ("src-2", d, "status:new", 1)], period: .month)
         #expect(rows.map(\.key) == ["src-1", "src-2"])
         #expect(rows[0].period == "2026-11-01" && rows[0].received == 5 && rows[0].new == 2 && rows[0].accepted == 3)
         let weekly = LeadLedger.rows([("", d, "status:new", 2), ("", d + 8, "status:new", 3)], period: .week)
@@ -107,7 +111,10 @@ let hourMs: Int64 = 3_600_000
         var e = Report_LeadEvent()
         e.kind = "exploded"
         e.status = "lost"
-        #expect(Set(LeadLedger.problems(e, path: "events[3]").map(\.0)) == ["events[3].event_id", "events[3].lead_id", "events[3].kind", "events[3].status", "events[3].at_ms"])
+        #expect(
+            Set(LeadLedger.problems(e, path: "events[3]").map(\.0)) == [
+                "events[3].event_id", "events[3].lead_id", "events[3].kind", "events[3].status", "events[3].at_ms",
+            ])
         var r = event("x", "rated", lead: "l", at: 5, rating: 6)
         #expect(LeadLedger.problems(r, path: "e").map(\.0) == ["e.rating"])
         r.rating = 5
@@ -153,7 +160,9 @@ let hourMs: Int64 = 3_600_000
         p.lines[1].execution = e
         let items = Figures.control([p], contractor: "", staleDays: 7, now: now)
         #expect(items.count == 1)
-        #expect(items[0].line?.id == "line-1" && items[0].overdue && items[0].daysOverdue == 9 && items[0].stale && items[0].daysSinceProgress == 10)
+        #expect(
+            items[0].line?.id == "line-1" && items[0].overdue && items[0].daysOverdue == 9 && items[0].stale
+                && items[0].daysSinceProgress == 10)
         #expect(Figures.control([p], contractor: "", staleDays: 1, now: now).count == 2)
     }
 

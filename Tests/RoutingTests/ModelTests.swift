@@ -30,10 +30,12 @@ import Testing
             rule("b", [condition("x", nil), condition("y", .prefix(""))], .personId(" ")),
         ]
         let fields = Set(RoutingModel.ruleProblems(set).map(\.field))
-        #expect(fields == [
-            "rules[1].name", "rules[1].target", "rules[1].conditions[0].range.min", "rules[1].conditions[1].field",
-            "rules[1].conditions[1].one_of.values", "rules[2].person_id", "rules[2].conditions[0].test", "rules[2].conditions[1].prefix",
-        ])
+        #expect(
+            fields == [
+                "rules[1].name", "rules[1].target", "rules[1].conditions[0].range.min", "rules[1].conditions[1].field",
+                "rules[1].conditions[1].one_of.values", "rules[2].person_id", "rules[2].conditions[0].test",
+                "rules[2].conditions[1].prefix",
+            ])
         set.rules = [set.rules[0]]
         #expect(RoutingModel.ruleProblems(set).isEmpty)
     }
@@ -79,13 +81,20 @@ import Testing
 
     @Test func explanationSaysWhoWasSkippedAndWhy() {
         let dir = Directory(
-            people: ["a": Person(id: "a", name: "A", login: "a", email: "", roles: ["R"], capacity: 1), "b": Person(id: "b", name: "B", login: "b", email: "", roles: ["R"])],
+            people: [
+                "a": Person(id: "a", name: "A", login: "a", email: "", roles: ["R"], capacity: 1),
+                "b": Person(id: "b", name: "B", login: "b", email: "", roles: ["R"]),
+            ],
             roles: ["R": Role(name: "R", head: "h")])
-        let d = Router.decide(LeadSummary(id: "l", sourceID: "s", channel: "", category: "", sourceDefaultRole: "R"), directory: dir, rules: [], rotation: [:], load: ["a": 1], now: 0)
+        let d = Router.decide(
+            LeadSummary(id: "l", sourceID: "s", channel: "", category: "", sourceDefaultRole: "R"), directory: dir, rules: [],
+            rotation: [:], load: ["a": 1], now: 0)
         var summary = Routing_LeadSummary()
         summary.leadId = "l"
         let w = RoutingModel.assignment(d.assignment, lead: summary, now: 5)
         #expect(w.personId == "b" && w.reason == .sourceDefaultRole && w.role == "R")
-        #expect(w.explanation == "no rule matched; the source's default role R -> b; skipped a (over capacity (1 of 1 open)); round-robin after (start)")
+        #expect(
+            w.explanation
+                == "no rule matched; the source's default role R -> b; skipped a (over capacity (1 of 1 open)); round-robin after (start)")
     }
 }

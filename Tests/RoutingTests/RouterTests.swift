@@ -5,16 +5,26 @@ import Testing
 let now: Int64 = 1_795_922_717_921
 let hour: Int64 = 3_600_000
 
-func person(_ id: String, roles: [String] = ["Sales manager"], capacity: Int? = nil, active: Bool = true, absences: [Absence] = []) -> Person {
-    Person(id: id, name: id.uppercased(), login: id, email: "\(id)@example.com", roles: roles, active: active, capacity: capacity, absences: absences)
+func person(_ id: String, roles: [String] = ["Sales manager"], capacity: Int? = nil, active: Bool = true, absences: [Absence] = [])
+    -> Person
+{
+    Person(
+        id: id, name: id.uppercased(), login: id, email: "\(id)@example.com", roles: roles, active: active, capacity: capacity,
+        absences: absences)
 }
 
-func directory(_ people: [Person], roles: [Role] = [Role(name: "Sales manager", head: "boss"), Role(name: "North desk", head: "boss")]) -> Directory {
-    Directory(people: Dictionary(uniqueKeysWithValues: people.map { ($0.id, $0) }), roles: Dictionary(uniqueKeysWithValues: roles.map { ($0.name, $0) }))
+func directory(_ people: [Person], roles: [Role] = [Role(name: "Sales manager", head: "boss"), Role(name: "North desk", head: "boss")])
+    -> Directory
+{
+    Directory(
+        people: Dictionary(uniqueKeysWithValues: people.map { ($0.id, $0) }),
+        roles: Dictionary(uniqueKeysWithValues: roles.map { ($0.name, $0) }))
 }
 
 func lead(_ id: String = "lead-1", owner: String? = nil, role: String? = "Sales manager", fields: [String: String] = [:]) -> LeadSummary {
-    LeadSummary(id: id, sourceID: "src-1", channel: "web_form", category: "repair", fields: fields, sourceDefaultOwner: owner, sourceDefaultRole: role)
+    LeadSummary(
+        id: id, sourceID: "src-1", channel: "web_form", category: "repair", fields: fields, sourceDefaultOwner: owner,
+        sourceDefaultRole: role)
 }
 
 let regionRules = [
@@ -24,34 +34,47 @@ let regionRules = [
 
 @Suite struct RouterTests {
     @Test func sourceDefaultOwnerWhenAvailable() {
-        let d = Router.decide(lead(owner: "anna"), directory: directory([person("anna"), person("boris")]), rules: regionRules, rotation: [:], load: [:], now: now)
+        let d = Router.decide(
+            lead(owner: "anna"), directory: directory([person("anna"), person("boris")]), rules: regionRules, rotation: [:], load: [:],
+            now: now)
         #expect(d.assignment.person == "anna")
         #expect(d.assignment.reason == .sourceDefaultOwner)
     }
 
     @Test func aMatchingRuleBeatsTheSourceDefaultOwner() {
         let people = directory([person("anna"), person("nord", roles: ["North desk"])])
-        let north = Router.decide(lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
+        let north = Router.decide(
+            lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
         #expect(north.assignment.person == "nord")
         #expect(north.assignment.reason == .rule("north"))
         // No rule matches: the default owner, as before.
-        let south = Router.decide(lead(owner: "anna", fields: ["Region": "South"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
+        let south = Router.decide(
+            lead(owner: "anna", fields: ["Region": "South"]), directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
         #expect(south.assignment.person == "anna" && south.assignment.reason == .sourceDefaultOwner)
         // A rule limited to another source leaves this source's default owner alone.
-        let elsewhere = [RoutingRule(name: "north, src-2 only", conditions: [Condition(field: "Region", test: .equals("North")), Condition(field: "source", test: .equals("src-2"))], target: .role("North desk"))]
-        let kept = Router.decide(lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: elsewhere, rotation: [:], load: [:], now: now)
+        let elsewhere = [
+            RoutingRule(
+                name: "north, src-2 only",
+                conditions: [Condition(field: "Region", test: .equals("North")), Condition(field: "source", test: .equals("src-2"))],
+                target: .role("North desk"))
+        ]
+        let kept = Router.decide(
+            lead(owner: "anna", fields: ["Region": "North"]), directory: people, rules: elsewhere, rotation: [:], load: [:], now: now)
         #expect(kept.assignment.person == "anna")
     }
 
     @Test func anUnknownDefaultOwnerFallsBackToTheRoleNeverASilentWait() {
-        let d = Router.decide(lead(owner: "person-987654"), directory: directory([person("boris")]), rules: [], rotation: [:], load: [:], now: now)
+        let d = Router.decide(
+            lead(owner: "person-987654"), directory: directory([person("boris")]), rules: [], rotation: [:], load: [:], now: now)
         #expect(d.assignment.person == "boris" && d.assignment.reason == .sourceDefaultRole)
         #expect(d.assignment.skipped == [.init(person: "person-987654", why: .unknown)])
     }
 
     @Test func substituteWhenTheOwnerIsAway() {
         let away = Absence(from: now - hour, until: now + hour, substitute: "boris")
-        let d = Router.decide(lead(owner: "anna"), directory: directory([person("anna", absences: [away]), person("boris")]), rules: [], rotation: [:], load: [:], now: now)
+        let d = Router.decide(
+            lead(owner: "anna"), directory: directory([person("anna", absences: [away]), person("boris")]), rules: [], rotation: [:],
+            load: [:], now: now)
         #expect(d.assignment.person == "boris")
         #expect(d.assignment.reason == .substituteFor("anna"))
         #expect(d.assignment.skipped == [.init(person: "anna", why: .away)])
@@ -68,19 +91,23 @@ let regionRules = [
 
     @Test func absenceWindowsAreHalfOpen() {
         let ended = Absence(from: now - 2 * hour, until: now, substitute: nil)
-        let d = Router.decide(lead(owner: "anna"), directory: directory([person("anna", absences: [ended])]), rules: [], rotation: [:], load: [:], now: now)
+        let d = Router.decide(
+            lead(owner: "anna"), directory: directory([person("anna", absences: [ended])]), rules: [], rotation: [:], load: [:], now: now)
         #expect(d.assignment.person == "anna", "an absence ending now no longer applies")
     }
 
     @Test func rulesByRegionAndFirstMatchWins() {
         let dir = directory([person("anna"), person("nick", roles: ["North desk"]), person("vip", roles: [])])
-        let north = Router.decide(lead(fields: ["Region": "North", "Employees": "900"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
+        let north = Router.decide(
+            lead(fields: ["Region": "North", "Employees": "900"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
         #expect(north.assignment.person == "nick")
         #expect(north.assignment.reason == .rule("north"))
-        let big = Router.decide(lead(fields: ["Region": "South", "Employees": "900"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
+        let big = Router.decide(
+            lead(fields: ["Region": "South", "Employees": "900"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
         #expect(big.assignment.person == "vip")
         #expect(big.assignment.reason == .rule("big clients"))
-        let none = Router.decide(lead(fields: ["Region": "South", "Employees": "12"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
+        let none = Router.decide(
+            lead(fields: ["Region": "South", "Employees": "12"]), directory: dir, rules: regionRules, rotation: [:], load: [:], now: now)
         #expect(none.assignment.reason == .sourceDefaultRole, "no rule matches: the source's role")
         #expect(none.assignment.person == "anna")
     }
@@ -126,13 +153,18 @@ let regionRules = [
             let d = Router.decide(lead("l\(i)"), directory: dir, rules: [], rotation: rotation, load: ["p2": 2], now: now)
             rotation = d.rotation
             got.append(d.assignment.person!)
-            #expect(Set(d.assignment.skipped) == [.init(person: "p1", why: .away), .init(person: "p2", why: .overCapacity(open: 2, capacity: 2)), .init(person: "p3", why: .inactive)])
+            #expect(
+                Set(d.assignment.skipped) == [
+                    .init(person: "p1", why: .away), .init(person: "p2", why: .overCapacity(open: 2, capacity: 2)),
+                    .init(person: "p3", why: .inactive),
+                ])
         }
         #expect(got == ["p4", "p4", "p4", "p4"])
     }
 
     @Test func leastLoadedPicksTheLightestThenLowestID() {
-        let dir = directory([person("p1"), person("p2"), person("p3")], roles: [Role(name: "Sales manager", head: "boss", strategy: .leastLoaded)])
+        let dir = directory(
+            [person("p1"), person("p2"), person("p3")], roles: [Role(name: "Sales manager", head: "boss", strategy: .leastLoaded)])
         let d = Router.decide(lead(), directory: dir, rules: [], rotation: [:], load: ["p1": 5, "p2": 1, "p3": 1], now: now)
         #expect(d.assignment.person == "p2")
         #expect(d.assignment.tieBreak?.contains("least loaded") == true)
@@ -152,7 +184,8 @@ let regionRules = [
     @Test func aRetryGetsTheSameDecision() {
         let dir = directory((1...3).map { person("p\($0)") })
         let first = Router.decide(lead(), directory: dir, rules: [], rotation: [:], load: [:], now: now)
-        let retry = Router.decide(lead(), directory: dir, rules: [], rotation: first.rotation, load: ["p1": 1], now: now, previous: first.assignment)
+        let retry = Router.decide(
+            lead(), directory: dir, rules: [], rotation: first.rotation, load: ["p1": 1], now: now, previous: first.assignment)
         #expect(retry.assignment == first.assignment)
         #expect(retry.rotation == first.rotation, "a retry does not advance the rotation")
     }

@@ -25,7 +25,9 @@ let itemsMigrations = [
         let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
         #expect(try await db.schemaVersion() == 2)
         try await db.write { try $0.run("INSERT INTO items(name, qty, note) VALUES (?, ?, ?)", "a", 1, "n") }
-        let applied = try await db.read { try $0.query("SELECT version, name FROM schema_migrations ORDER BY version") { "\($0.int(0)):\($0.string(1))" } }
+        let applied = try await db.read {
+            try $0.query("SELECT version, name FROM schema_migrations ORDER BY version") { "\($0.int(0)):\($0.string(1))" }
+        }
         #expect(applied == ["1:items", "2:items.note"])
     }
 
@@ -110,7 +112,9 @@ let itemsMigrations = [
         let db = try Database(
             configuration: .init(path: temporaryDatabasePath()),
             migrations: [Migration(1, "t", "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)")])
-        try await db.write { try $0.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", Int64.max, 2.5, "é ☺ 😈", [0, 1, 255] as [UInt8], nil as String?) }
+        try await db.write {
+            try $0.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", Int64.max, 2.5, "é ☺ 😈", [0, 1, 255] as [UInt8], nil as String?)
+        }
         let row = try await db.read {
             try $0.first("SELECT i, r, s, b, n FROM t") { r in
                 "\(r.int(0))|\(r.double(1))|\(r.string(2))|\(r.blob(3))|\(r.optionalString(4) ?? "nil")"

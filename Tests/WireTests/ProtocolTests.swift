@@ -205,6 +205,8 @@ import WireInterop
         #expect(z.getBytes(at: z.readerIndex, length: 2) == [0x1f, 0x8b], "gzip, not zlib, framing")
         #expect(try Gzip.decompress(z, limit: 100_000, allocator: ByteBufferAllocator()) == input)
         #expect(throws: Gzip.Failure.self) { try Gzip.decompress(z, limit: 99_999, allocator: ByteBufferAllocator()) }
-        #expect(throws: Gzip.Failure.self) { try Gzip.decompress(ByteBuffer(bytes: [1, 2, 3]), limit: 100, allocator: ByteBufferAllocator()) }
+        #expect(throws: Gzip.Failure.self) {
+            try Gzip.decompress(ByteBuffer(bytes: [1, 2, 3]), limit: 100, allocator: ByteBufferAllocator())
+        }
     }
 }

@@ -1,5 +1,4 @@
 import LeadwireAPI
-
 import Wire
 
 /// The parts of an RFC 5322 message intake needs: sender, subject, and the plain-text body (from a
@@ -117,7 +116,8 @@ struct EmailMessage: Equatable {
             }
             // Whitespace between two encoded words is dropped (RFC 2047 §6.2).
             if !(lastWasWord && before.allSatisfy { $0.isWhitespace }) { out += before }
-            let encoding = pieces[1].uppercased(), text = String(pieces[2])
+            let encoding = pieces[1].uppercased()
+            let text = String(pieces[2])
             let bytes = encoding == "B" ? (Base64.decode(text.utf8) ?? Array(text.utf8)) : quotedPrintable(text, underscoreIsSpace: true)
             out += String(decoding: bytes, as: UTF8.self)
             rest = pieces[3].dropFirst()

@@ -25,18 +25,26 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
         case .categoryNotAccepted(let category, let source, let accepted):
             return .failedPrecondition(
                 "source \(source) does not handle category \"\(category)\"; it accepts: \(accepted.joined(separator: ", ")). The lead was not registered.",
-                violations: [.init(type: "CATEGORY_NOT_ACCEPTED", subject: "category:\(category)", description: "accepted: \(accepted.joined(separator: ", "))")])
+                violations: [
+                    .init(
+                        type: "CATEGORY_NOT_ACCEPTED", subject: "category:\(category)",
+                        description: "accepted: \(accepted.joined(separator: ", "))")
+                ])
         case .illegalTransition(let lead, let current, let action, let allowedFrom):
             let allowed = allowedFrom.map(LeadLifecycle.name).joined(separator: " or ")
             return .failedPrecondition(
                 "lead \(lead) is \(LeadLifecycle.name(current)); \(action) applies only to a lead that is \(allowed)",
-                violations: [.init(type: "ILLEGAL_TRANSITION", subject: "lead:\(lead)", description: "current state: \(LeadLifecycle.name(current))")])
+                violations: [
+                    .init(type: "ILLEGAL_TRANSITION", subject: "lead:\(lead)", description: "current state: \(LeadLifecycle.name(current))")
+                ])
         case .clientHasDebt(let clientID, let debt):
             return .failedPrecondition(
                 "client \(clientID) owes \(debt) on earlier requests; a lead cannot be accepted until the debt is settled",
                 violations: [.init(type: "CLIENT_HAS_DEBT", subject: "client:\(clientID)", description: "debt: \(debt)")])
         case .idempotencyConflict(let key, let reg):
-            return RPCError(.alreadyExists, "idempotency key \"\(key)\" was already used for lead \(reg) with different content; use a new key for a new lead")
+            return RPCError(
+                .alreadyExists,
+                "idempotency key \"\(key)\" was already used for lead \(reg) with different content; use a new key for a new lead")
         case .sourceNameTaken(let name):
             return RPCError(.alreadyExists, "a source named \"\(name)\" already exists")
         case .intakeClosed(let reason, let since):
@@ -46,9 +54,11 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
                 violations: [.init(type: "INTAKE_OFF", subject: "intake", description: reason)])
         case .missingInDirectory(let field, let value):
             let what = field.hasSuffix("role") ? "role" : "person"
-            var e = RPCError.invalidArgument("\(field): no \(what) \"\(value)\" in routing's directory; create it first or name another", violations: [
-                .init(field: field, description: "no \(what) \"\(value)\" in routing's directory"),
-            ])
+            var e = RPCError.invalidArgument(
+                "\(field): no \(what) \"\(value)\" in routing's directory; create it first or name another",
+                violations: [
+                    .init(field: field, description: "no \(what) \"\(value)\" in routing's directory")
+                ])
             e.code = .notFound
             return e
         case .routingUnavailable(let why):

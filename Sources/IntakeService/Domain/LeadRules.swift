@@ -11,11 +11,14 @@ enum LeadValidation {
 
     /// The request with the source's defaults applied and order totals computed, or the refusal.
     /// `phoneCountry`: how numbers without "+" are read when the source does not say.
-    static func validate(_ input: Intake_SubmitLeadRequest, source: Intake_Source, phoneCountry: PhoneCountry = .russia) -> Result<Intake_SubmitLeadRequest, IntakeError> {
+    static func validate(_ input: Intake_SubmitLeadRequest, source: Intake_Source, phoneCountry: PhoneCountry = .russia) -> Result<
+        Intake_SubmitLeadRequest, IntakeError
+    > {
         var req = input
         var violations = [RPCError.FieldViolation]()
         if !source.enabled {
-            violations.append(.init(field: "source_id", description: "source \(source.name) (\(source.id)) is disabled and takes no new leads"))
+            violations.append(
+                .init(field: "source_id", description: "source \(source.name) (\(source.id)) is disabled and takes no new leads"))
         }
 
         // Defaults fill what the caller left empty, before required fields are checked.
@@ -43,7 +46,8 @@ enum LeadValidation {
                 // The source's fields are listed once, with the first unknown one: a caller sending
                 // 300 unknown columns gets one list, not 300.
                 let known = source.fields.map(\.name)
-                let list = unknown == 0 ? " (source \(source.name) has: \(known.isEmpty ? "no fields" : known.joined(separator: ", ")))" : ""
+                let list =
+                    unknown == 0 ? " (source \(source.name) has: \(known.isEmpty ? "no fields" : known.joined(separator: ", ")))" : ""
                 unknown += 1
                 violations.append(.init(field: path, description: "not a field of this source" + list))
                 continue
@@ -61,7 +65,8 @@ enum LeadValidation {
                 filled = req.fields.contains { $0.name == name && !$0.value.trimmingSpaces.isEmpty }
             }
             if !filled {
-                violations.append(.init(field: standardFields.contains(name) ? name : "fields.\(name)", description: "required by source \(source.name)"))
+                violations.append(
+                    .init(field: standardFields.contains(name) ? name : "fields.\(name)", description: "required by source \(source.name)"))
             }
         }
 
@@ -95,10 +100,12 @@ enum LeadValidation {
             let q = FixedPoint.parse(line.quantity, places: 3)
             let p = FixedPoint.parse(line.price.isEmpty ? "0" : line.price, places: 2)
             if q == nil || q! <= 0 {
-                violations.append(.init(field: "\(path).quantity", description: "\"\(line.quantity)\" is not a positive decimal with at most 3 places"))
+                violations.append(
+                    .init(field: "\(path).quantity", description: "\"\(line.quantity)\" is not a positive decimal with at most 3 places"))
             }
             if p == nil || p! < 0 {
-                violations.append(.init(field: "\(path).price", description: "\"\(line.price)\" is not a decimal >= 0 with at most 2 places"))
+                violations.append(
+                    .init(field: "\(path).price", description: "\"\(line.price)\" is not a decimal >= 0 with at most 2 places"))
             }
             if let q, let p, q > 0, p >= 0 {
                 if let total = FixedPoint.lineTotal(quantityMilli: q, priceCents: p) {
@@ -185,13 +192,19 @@ enum LeadValidation {
     static func sourceProblems(_ s: Intake_Source) -> [RPCError.FieldViolation] {
         var v = [RPCError.FieldViolation]()
         if s.name.trimmingSpaces.isEmpty { v.append(.init(field: "source.name", description: "must not be empty")) }
-        if s.channel == .unspecified { v.append(.init(field: "source.channel", description: "choose a channel (CHANNEL_WEB_FORM, CHANNEL_EMAIL, ...)")) }
+        if s.channel == .unspecified {
+            v.append(.init(field: "source.channel", description: "choose a channel (CHANNEL_WEB_FORM, CHANNEL_EMAIL, ...)"))
+        }
         if !s.defaultOwnerId.isEmpty && !s.defaultRole.isEmpty {
             v.append(.init(field: "source.default_role", description: "give a default owner or a default role, not both"))
         }
         if s.replyDays < 0 { v.append(.init(field: "source.reply_days", description: "must be >= 0")) }
         if !s.phoneCountry.isEmpty && PhoneCountry.named(s.phoneCountry) == nil {
-            v.append(.init(field: "source.phone_country", description: "\"\(Clip.value(s.phoneCountry))\" is not one of \(PhoneCountry.known.keys.sorted().joined(separator: ", "))"))
+            v.append(
+                .init(
+                    field: "source.phone_country",
+                    description:
+                        "\"\(Clip.value(s.phoneCountry))\" is not one of \(PhoneCountry.known.keys.sorted().joined(separator: ", "))"))
         }
         if s.dueDays < 0 { v.append(.init(field: "source.due_days", description: "must be >= 0")) }
         var names = Set<String>()
@@ -203,17 +216,25 @@ enum LeadValidation {
             if standardFields.contains(f.name) { v.append(.init(field: "\(path).name", description: "\"\(f.name)\" is a standard field")) }
             if !names.insert(f.name).inserted { v.append(.init(field: "\(path).name", description: "\"\(f.name)\" is defined twice")) }
             if f.type == .unspecified { v.append(.init(field: "\(path).type", description: "choose a type")) }
-            if f.type == .enum && f.allowedValues.isEmpty { v.append(.init(field: "\(path).allowed_values", description: "an ENUM field needs its allowed values")) }
+            if f.type == .enum && f.allowedValues.isEmpty {
+                v.append(.init(field: "\(path).allowed_values", description: "an ENUM field needs its allowed values"))
+            }
         }
         for (i, r) in s.requiredFields.enumerated() where !standardFields.contains(r) && !names.contains(r) {
-            v.append(.init(field: "source.required_fields[\(i)]", description: "\"\(r)\" is neither a standard field nor one of this source's fields"))
+            v.append(
+                .init(
+                    field: "source.required_fields[\(i)]",
+                    description: "\"\(r)\" is neither a standard field nor one of this source's fields"))
         }
         let byName = Dictionary(s.fields.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for (i, d) in s.defaultValues.enumerated() {
             if let def = byName[d.name] {
                 if let p = typeProblem(d.value, def) { v.append(.init(field: "source.default_values[\(i)]", description: p)) }
             } else if !standardFields.contains(d.name) {
-                v.append(.init(field: "source.default_values[\(i)]", description: "\"\(d.name)\" is neither a standard field nor one of this source's fields"))
+                v.append(
+                    .init(
+                        field: "source.default_values[\(i)]",
+                        description: "\"\(d.name)\" is neither a standard field nor one of this source's fields"))
             }
         }
         return v
@@ -288,7 +309,9 @@ enum LeadLifecycle {
             if outcome != .businessProcess && outcome != .customerInterest {
                 v.append(.init(field: "outcome", description: "OUTCOME_KIND_BUSINESS_PROCESS or OUTCOME_KIND_CUSTOMER_INTEREST"))
             }
-            if reference.trimmingSpaces.isEmpty { v.append(.init(field: "reference", description: "name the business process or customer interest started")) }
+            if reference.trimmingSpaces.isEmpty {
+                v.append(.init(field: "reference", description: "name the business process or customer interest started"))
+            }
         }
         return v.isEmpty ? nil : .invalid("cannot \(action.verb) the lead", v)
     }

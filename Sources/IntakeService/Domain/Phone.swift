@@ -51,7 +51,8 @@ enum Phone {
         if digits.count == country.callingCode.count + country.nationalLength, digits.hasPrefix(country.callingCode) {
             national = String(digits.dropFirst(country.callingCode.count))
         } else if !country.trunkPrefix.isEmpty, digits.count == country.trunkPrefix.count + country.nationalLength,
-                  digits.hasPrefix(country.trunkPrefix) {
+            digits.hasPrefix(country.trunkPrefix)
+        {
             national = String(digits.dropFirst(country.trunkPrefix.count))
         }
         guard national.count == country.nationalLength else { return .failure(.wrongLength(digits.count)) }

@@ -14,8 +14,8 @@ enum RegistrationNumber {
         var i = 0
         while i + 13 <= chars.count {
             if chars[i] == UInt8(ascii: "L"), chars[i + 1] == UInt8(ascii: "-"),
-               (i == 0 || !isAlnum(chars[i - 1])),
-               chars[(i + 2)..<(i + 6)].allSatisfy(isDigit), chars[i + 6] == UInt8(ascii: "-")
+                i == 0 || !isAlnum(chars[i - 1]),
+                chars[(i + 2)..<(i + 6)].allSatisfy(isDigit), chars[i + 6] == UInt8(ascii: "-")
             {
                 var j = i + 7
                 while j < chars.count, isDigit(chars[j]) { j += 1 }

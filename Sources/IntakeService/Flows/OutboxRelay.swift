@@ -1,6 +1,6 @@
 import CoreMetrics
-import Logging
 import LeadwireAPI
+import Logging
 import Observability
 import ServiceLifecycle
 import Wire
@@ -41,8 +41,11 @@ final class OutboxRelay: Service, Sendable {
 
     static let routingKinds = ["route", "decided", "release"]
 
-    init(store: IntakeStore, routing: (any RoutingPort)?, report: (any EventSink)?, token: ServiceToken, now: @escaping Clock, logger: Logger, batchSize: Int = 500,
-         onAssigned: @escaping @Sendable (Intake_Lead) -> Void = { _ in }) {
+    init(
+        store: IntakeStore, routing: (any RoutingPort)?, report: (any EventSink)?, token: ServiceToken, now: @escaping Clock,
+        logger: Logger, batchSize: Int = 500,
+        onAssigned: @escaping @Sendable (Intake_Lead) -> Void = { _ in }
+    ) {
         self.onAssigned = onAssigned
         self.store = store
         self.routing = routing
@@ -82,7 +85,12 @@ final class OutboxRelay: Service, Sendable {
                 failures += 1
                 // Log the first failure and then every tenth, not a line per retry.
                 if failures == 1 || failures % 10 == 0 {
-                    logger.warning("delivery to \(target) failed; retrying", metadata: ["error": "\(error)", "failures": "\(failures)", "backoff_ms": "\(backoff.components.seconds * 1000 + backoff.components.attoseconds / 1_000_000_000_000_000)"])
+                    logger.warning(
+                        "delivery to \(target) failed; retrying",
+                        metadata: [
+                            "error": "\(error)", "failures": "\(failures)",
+                            "backoff_ms": "\(backoff.components.seconds * 1000 + backoff.components.attoseconds / 1_000_000_000_000_000)",
+                        ])
                 }
                 let jitter = Double.random(in: 0.8...1.2)
                 try? await Task.sleep(for: backoff * jitter)
@@ -108,14 +116,18 @@ final class OutboxRelay: Service, Sendable {
                     let a = try await routing.routeLead(req, options: callOptions(seconds: 5))
                     if let lead = try await store.applyAssignment(a, now: now()) { onAssigned(lead) }
                 case "decided":
-                    _ = try await routing.markDecided(try ProtoCodec.decode(Routing_MarkDecidedRequest.self, from: row.payload), options: callOptions(seconds: 5))
+                    _ = try await routing.markDecided(
+                        try ProtoCodec.decode(Routing_MarkDecidedRequest.self, from: row.payload), options: callOptions(seconds: 5))
                     try await store.markDelivered([row.id], now: now())
                 default:
-                    _ = try await routing.release(try ProtoCodec.decode(Routing_ReleaseRequest.self, from: row.payload), options: callOptions(seconds: 5))
+                    _ = try await routing.release(
+                        try ProtoCodec.decode(Routing_ReleaseRequest.self, from: row.payload), options: callOptions(seconds: 5))
                     try await store.markDelivered([row.id], now: now())
                 }
             } catch let e as RPCError where Self.isPoison(e) {
-                logger.error("routing refused an outbox message; set aside", metadata: ["outbox_id": "\(row.id)", "kind": "\(row.kind)", "status": "\(e.code)", "message": "\(e.message)"])
+                logger.error(
+                    "routing refused an outbox message; set aside",
+                    metadata: ["outbox_id": "\(row.id)", "kind": "\(row.kind)", "status": "\(e.code)", "message": "\(e.message)"])
                 try await store.markDelivered([row.id], now: now(), failure: "\(e.code): \(e.message)")
             }
         }
@@ -183,10 +195,16 @@ final class OutboxRelay: Service, Sendable {
         var kinds = ["reply"]
         if routing != nil { kinds += Self.routingKinds }
         if report != nil { kinds.append("event") }
-        let gauges = Dictionary(uniqueKeysWithValues: kinds.map { kind in
-            (kind, (pending: Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]),
-                    lag: Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)])))
-        })
+        let gauges = Dictionary(
+            uniqueKeysWithValues: kinds.map { kind in
+                (
+                    kind,
+                    (
+                        pending: Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]),
+                        lag: Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)])
+                    )
+                )
+            })
         while !Task.isCancelled {
             if let backlog = try? await store.outboxBacklog(kinds: kinds) {
                 let t = now()

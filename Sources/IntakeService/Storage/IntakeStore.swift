@@ -12,7 +12,9 @@ final class IntakeStore: Sendable {
     private let sourceCache = NIOLockedValueBox<[String: Intake_Source]>([:])
 
     static let migrations = [
-        Migration(1, "intake schema", """
+        Migration(
+            1, "intake schema",
+            """
             CREATE TABLE sources (
                 id INTEGER PRIMARY KEY,
                 name TEXT NOT NULL UNIQUE,
@@ -79,29 +81,39 @@ final class IntakeStore: Sendable {
             );
             CREATE INDEX outbox_pending ON outbox(kind, id) WHERE delivered_at IS NULL;
             """),
-        Migration(2, "outbox delivery to routing and report", """
+        Migration(
+            2, "outbox delivery to routing and report",
+            """
             -- Why a message was given up (the receiver refused it as invalid); delivered_at is set too.
             ALTER TABLE outbox ADD COLUMN failure TEXT;
             CREATE INDEX outbox_delivered ON outbox(delivered_at) WHERE delivered_at IS NOT NULL;
             """),
-        Migration(3, "leads waiting in a routing queue", """
+        Migration(
+            3, "leads waiting in a routing queue",
+            """
             ALTER TABLE leads ADD COLUMN queued INTEGER NOT NULL DEFAULT 0;
             CREATE INDEX leads_queued ON leads(id) WHERE queued = 1;
             """),
-        Migration(4, "clients' phones in E.164; duplicates found are listed, never merged", """
+        Migration(
+            4, "clients' phones in E.164; duplicates found are listed, never merged",
+            """
             CREATE TABLE store_tasks (name TEXT PRIMARY KEY, done_at INTEGER NOT NULL);
             CREATE TABLE client_duplicates (
                 client_id INTEGER NOT NULL, same_phone_as INTEGER NOT NULL, phone TEXT NOT NULL, found_at INTEGER NOT NULL,
                 PRIMARY KEY (client_id, same_phone_as)
             );
             """),
-        Migration(5, "the intake-wide switch", """
+        Migration(
+            5, "the intake-wide switch",
+            """
             CREATE TABLE intake_settings (
                 id INTEGER PRIMARY KEY CHECK (id = 1), open INTEGER NOT NULL, reason TEXT NOT NULL, changed_by TEXT NOT NULL, changed_at INTEGER NOT NULL
             );
             INSERT INTO intake_settings VALUES (1, 1, '', '', 0);
             """),
-        Migration(6, "following routing's owner changes", """
+        Migration(
+            6, "following routing's owner changes",
+            """
             -- How far each feed from another service has been applied (routing's owner changes).
             CREATE TABLE feed_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             """),
@@ -122,7 +134,9 @@ final class IntakeStore: Sendable {
 
     func setIntakeOpen(_ open: Bool, reason: String, actor: String, now: Int64) async throws -> Intake_IntakeSettings {
         try await db.write { db in
-            try db.run("UPDATE intake_settings SET open = ?, reason = ?, changed_by = ?, changed_at = ? WHERE id = 1", open ? 1 : 0, reason, actor, now)
+            try db.run(
+                "UPDATE intake_settings SET open = ?, reason = ?, changed_by = ?, changed_at = ? WHERE id = 1", open ? 1 : 0, reason, actor,
+                now)
         }
         var s = Intake_IntakeSettings()
         s.open = open
@@ -138,14 +152,18 @@ final class IntakeStore: Sendable {
     func normalisePhones(country: PhoneCountry, now: Int64) async throws -> [(client: String, sameAs: String, phone: String)] {
         try await db.write { db in
             if try db.first("SELECT 1 FROM store_tasks WHERE name = 'phones-e164'", map: { _ in true }) != nil { return [] }
-            let rows = try db.query("SELECT id, phone FROM clients WHERE phone IS NOT NULL AND phone != '' ORDER BY id") { ($0.int(0), $0.string(1)) }
+            let rows = try db.query("SELECT id, phone FROM clients WHERE phone IS NOT NULL AND phone != '' ORDER BY id") {
+                ($0.int(0), $0.string(1))
+            }
             var firstWith = [String: Int64]()
             var found = [(client: String, sameAs: String, phone: String)]()
             for (id, phone) in rows {
                 guard case .success(let e164) = Phone.normalize(phone, country: country) else { continue }
                 if e164 != phone { try db.run("UPDATE clients SET phone = ? WHERE id = ?", e164, id) }
                 if let first = firstWith[e164] {
-                    try db.run("INSERT OR IGNORE INTO client_duplicates(client_id, same_phone_as, phone, found_at) VALUES (?, ?, ?, ?)", id, first, e164, now)
+                    try db.run(
+                        "INSERT OR IGNORE INTO client_duplicates(client_id, same_phone_as, phone, found_at) VALUES (?, ?, ?, ?)", id, first,
+                        e164, now)
                     found.append((Self.clientID(id), Self.clientID(first), e164))
                 } else {
                     firstWith[e164] = id
@@ -239,7 +257,9 @@ final class IntakeStore: Sendable {
     func source(mailbox: String) async throws -> Intake_Source? {
         guard let m = ClientKeys.email(mailbox) else { return nil }
         return try await db.read { db in
-            try db.first("SELECT definition FROM sources WHERE mailbox = ?", m) { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)) }
+            try db.first("SELECT definition FROM sources WHERE mailbox = ?", m) {
+                try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0))
+            }
         }
     }
 
@@ -265,7 +285,9 @@ final class IntakeStore: Sendable {
     /// Registers a validated lead in one transaction: idempotency check, client match or creation,
     /// registration number, the lead, its history entry, the reply to the applicant and the lead
     /// event in the outbox. `canonical` is the caller's request as sent, given with an idempotency key.
-    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8]?, source: Intake_Source, actor: String, now: Int64) async throws -> Submitted {
+    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8]?, source: Intake_Source, actor: String, now: Int64) async throws
+        -> Submitted
+    {
         try await db.write { db in
             let key = req.idempotencyKey.trimmingSpaces
             if !key.isEmpty {
@@ -314,7 +336,8 @@ final class IntakeStore: Sendable {
                 """,
                 rowID, lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
                 key.isEmpty ? nil : key, key.isEmpty ? nil : canonical, ProtoCodec.encode(lead))
-            try Self.appendHistory(db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
+            try Self.appendHistory(
+                db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
             // The acknowledgement a mail sender will deliver: what the applicant is told (number,
             // reply deadline, their request's subject), not the whole lead.
             var told = Intake_Lead()
@@ -328,13 +351,15 @@ final class IntakeStore: Sendable {
             reply.kind = "reply"
             reply.lead = told
             reply.atMs = now
-            try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
+            try db.run(
+                "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
             try Self.appendEvent(db, rowID, kind: "registered", lead: lead, now: now)
             if self.routing {
                 var r = Routing_RouteLeadRequest()
                 r.lead = Bridge.summary(lead, source: source)
                 r.actor = "intake-service"
-                try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
+                try db.run(
+                    "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
             }
             return Submitted(lead: lead, duplicate: false)
         }
@@ -342,11 +367,20 @@ final class IntakeStore: Sendable {
 
     /// E-mail, else phone, else tax id; a first-time client is created from the applicant.
     private static func matchOrCreateClient(_ db: Connection, _ a: Intake_Applicant, now: Int64) throws -> Int64 {
-        let email = ClientKeys.email(a.email), phone = ClientKeys.phone(a.phone), tax = ClientKeys.taxID(a.taxId)
-        if let email, let id = try db.first("SELECT id FROM clients WHERE email = ? ORDER BY id LIMIT 1", email, map: { $0.int(0) }) { return id }
-        if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) }) { return id }
-        if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) { return id }
-        let name = a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
+        let email = ClientKeys.email(a.email)
+        let phone = ClientKeys.phone(a.phone)
+        let tax = ClientKeys.taxID(a.taxId)
+        if let email, let id = try db.first("SELECT id FROM clients WHERE email = ? ORDER BY id LIMIT 1", email, map: { $0.int(0) }) {
+            return id
+        }
+        if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) }) {
+            return id
+        }
+        if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) {
+            return id
+        }
+        let name =
+            a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
         try db.run(
             "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
@@ -359,7 +393,8 @@ final class IntakeStore: Sendable {
     }
 
     private static func appendHistory(
-        _ db: Connection, _ leadRow: Int64, actor: String, action: String, from: Intake_LeadStatus, to: Intake_LeadStatus, note: String, now: Int64
+        _ db: Connection, _ leadRow: Int64, actor: String, action: String, from: Intake_LeadStatus, to: Intake_LeadStatus, note: String,
+        now: Int64
     ) throws {
         var h = Intake_HistoryEntry()
         h.atMs = now
@@ -371,7 +406,9 @@ final class IntakeStore: Sendable {
         try db.run("INSERT INTO lead_history(lead_id, body) VALUES (?, ?)", leadRow, ProtoCodec.encode(h))
     }
 
-    private static func appendEvent(_ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64, publicComment: Bool = false) throws {
+    private static func appendEvent(
+        _ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64, publicComment: Bool = false
+    ) throws {
         var e = Intake_LeadChange()
         e.kind = kind
         e.lead = Bridge.eventView(lead)
@@ -401,17 +438,22 @@ final class IntakeStore: Sendable {
             guard let (n, lead) = try Self.leadRecord(db, id) else { return nil }
             var d = Intake_LeadDetails()
             d.lead = lead
-            d.comments = try db.query("SELECT body FROM comments WHERE lead_id = ? ORDER BY id", n) { try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0)) }
-            d.history = try db.query("SELECT body FROM lead_history WHERE lead_id = ? ORDER BY id", n) { try ProtoCodec.decode(Intake_HistoryEntry.self, from: $0.blob(0)) }
+            d.comments = try db.query("SELECT body FROM comments WHERE lead_id = ? ORDER BY id", n) {
+                try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0))
+            }
+            d.history = try db.query("SELECT body FROM lead_history WHERE lead_id = ? ORDER BY id", n) {
+                try ProtoCodec.decode(Intake_HistoryEntry.self, from: $0.blob(0))
+            }
             return d
         }
     }
 
     func lead(registrationNumber: String) async throws -> (Intake_Lead, [Intake_Comment])? {
         try await db.read { db in
-            guard let (row, lead) = try db.first(
-                "SELECT id, body FROM leads WHERE registration_number = ?", registrationNumber.uppercased(),
-                map: { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) })
+            guard
+                let (row, lead) = try db.first(
+                    "SELECT id, body FROM leads WHERE registration_number = ?", registrationNumber.uppercased(),
+                    map: { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) })
             else { return nil }
             let comments = try db.query("SELECT body FROM comments WHERE lead_id = ? AND public = 1 ORDER BY id", row) {
                 try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0))
@@ -433,14 +475,36 @@ final class IntakeStore: Sendable {
     func leads(_ f: LeadFilter, limit: Int, after cursor: (Int64, Int64)?) async throws -> [Intake_Lead] {
         var conditions = [String]()
         var values = [SQLValue]()
-        if f.status != .unspecified { conditions.append("status = ?"); values.append(.integer(Int64(f.status.rawValue))) }
-        if let s = f.sourceRow { conditions.append("source_id = ?"); values.append(.integer(s)) }
-        if !f.ownerID.isEmpty { conditions.append("owner_id = ?"); values.append(.text(f.ownerID)) }
-        if let c = f.clientRow { conditions.append("client_id = ?"); values.append(.integer(c)) }
-        if f.receivedFrom > 0 { conditions.append("received_at >= ?"); values.append(.integer(f.receivedFrom)) }
-        if f.receivedTo > 0 { conditions.append("received_at < ?"); values.append(.integer(f.receivedTo)) }
-        if let (at, id) = cursor { conditions.append("(received_at, id) < (?, ?)"); values += [.integer(at), .integer(id)] }
-        let sql = "SELECT body FROM leads" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+        if f.status != .unspecified {
+            conditions.append("status = ?")
+            values.append(.integer(Int64(f.status.rawValue)))
+        }
+        if let s = f.sourceRow {
+            conditions.append("source_id = ?")
+            values.append(.integer(s))
+        }
+        if !f.ownerID.isEmpty {
+            conditions.append("owner_id = ?")
+            values.append(.text(f.ownerID))
+        }
+        if let c = f.clientRow {
+            conditions.append("client_id = ?")
+            values.append(.integer(c))
+        }
+        if f.receivedFrom > 0 {
+            conditions.append("received_at >= ?")
+            values.append(.integer(f.receivedFrom))
+        }
+        if f.receivedTo > 0 {
+            conditions.append("received_at < ?")
+            values.append(.integer(f.receivedTo))
+        }
+        if let (at, id) = cursor {
+            conditions.append("(received_at, id) < (?, ?)")
+            values += [.integer(at), .integer(id)]
+        }
+        let sql =
+            "SELECT body FROM leads" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
             + " ORDER BY received_at DESC, id DESC LIMIT ?"
         values.append(.integer(Int64(limit)))
         let v = values
@@ -458,13 +522,14 @@ final class IntakeStore: Sendable {
             switch action {
             case .accept:
                 if let c = Self.number(lead.clientId, prefix: "client"),
-                   let debt = try db.first("SELECT debt_cents FROM clients WHERE id = ?", c, map: { $0.int(0) }), debt > 0
+                    let debt = try db.first("SELECT debt_cents FROM clients WHERE id = ?", c, map: { $0.int(0) }), debt > 0
                 {
                     throw IntakeError.clientHasDebt(clientID: lead.clientId, debt: FixedPoint.format(debt, places: 2))
                 }
-                let dueDays = try db.first(
-                    "SELECT definition FROM sources WHERE id = ?", Self.number(lead.sourceId, prefix: "src"),
-                    map: { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)).dueDays }) ?? 0
+                let dueDays =
+                    try db.first(
+                        "SELECT definition FROM sources WHERE id = ?", Self.number(lead.sourceId, prefix: "src"),
+                        map: { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)).dueDays }) ?? 0
                 lead.dueAtMs = now + Int64(dueDays > 0 ? dueDays : 14) * 86_400_000
             case .defer(let reason, let date):
                 lead.deferReason = reason
@@ -490,14 +555,16 @@ final class IntakeStore: Sendable {
                     var d = Routing_MarkDecidedRequest()
                     d.leadId = lead.id
                     d.actor = actor
-                    try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('decided', ?, ?, ?)", n, ProtoCodec.encode(d), now)
+                    try db.run(
+                        "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('decided', ?, ?, ?)", n, ProtoCodec.encode(d), now)
                 }
                 if to == .rejected || to == .processed {
                     var r = Routing_ReleaseRequest()
                     r.leadId = lead.id
                     r.actor = actor
                     r.note = LeadLifecycle.name(to)
-                    try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('release', ?, ?, ?)", n, ProtoCodec.encode(r), now)
+                    try db.run(
+                        "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('release', ?, ?, ?)", n, ProtoCodec.encode(r), now)
                 }
             }
             return lead
@@ -510,12 +577,15 @@ final class IntakeStore: Sendable {
             guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
             var lead = stored
             guard lead.status != .new else {
-                throw IntakeError.illegalTransition(lead: lead.registrationNumber, current: .new, action: "rating", allowedFrom: [.accepted, .deferred, .rejected, .processed])
+                throw IntakeError.illegalTransition(
+                    lead: lead.registrationNumber, current: .new, action: "rating",
+                    allowedFrom: [.accepted, .deferred, .rejected, .processed])
             }
             lead.rating = rating
             lead.updatedAtMs = now
             try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), n)
-            try Self.appendHistory(db, n, actor: actor, action: "rated", from: lead.status, to: lead.status, note: "\(rating) of 5", now: now)
+            try Self.appendHistory(
+                db, n, actor: actor, action: "rated", from: lead.status, to: lead.status, note: "\(rating) of 5", now: now)
             try Self.appendEvent(db, n, kind: "rated", lead: lead, now: now)
             return lead
         }
@@ -530,7 +600,10 @@ final class IntakeStore: Sendable {
         guard let n = Self.number(a.leadId, prefix: "lead") else { return nil }
         return try await db.write { db -> Intake_Lead? in
             try db.run("UPDATE outbox SET delivered_at = ? WHERE kind = 'route' AND lead_id = ? AND delivered_at IS NULL", now, n)
-            guard var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) }) else {
+            guard
+                var lead = try db.first(
+                    "SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
+            else {
                 return nil
             }
             // Pending: the first answer. Queued: routing has since handed the lead to someone.
@@ -540,8 +613,11 @@ final class IntakeStore: Sendable {
             lead.routingExplanation = a.explanation
             lead.routing = a.personId.isEmpty ? .queued : .assigned
             lead.updatedAtMs = now
-            try db.run("UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued, ProtoCodec.encode(lead), n)
-            try Self.appendHistory(db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
+            try db.run(
+                "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
+                ProtoCodec.encode(lead), n)
+            try Self.appendHistory(
+                db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
             try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
             return lead
         }
@@ -561,10 +637,12 @@ final class IntakeStore: Sendable {
             let cursor = try db.first("SELECT seq FROM feed_cursors WHERE name = 'routing-owner-changes'") { $0.int(0) } ?? 0
             guard change.seq > cursor else { return nil }
             try db.run(
-                "INSERT INTO feed_cursors(name, seq) VALUES ('routing-owner-changes', ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq", change.seq)
+                "INSERT INTO feed_cursors(name, seq) VALUES ('routing-owner-changes', ?) ON CONFLICT(name) DO UPDATE SET seq = excluded.seq",
+                change.seq)
             let a = change.assignment ?? Routing_Assignment()
             guard let n = Self.number(a.leadId, prefix: "lead"),
-                  var lead = try db.first("SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
+                var lead = try db.first(
+                    "SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
             else { return nil }
             guard lead.ownerId != a.personId else { return nil }
             let step = a.history.last
@@ -573,10 +651,14 @@ final class IntakeStore: Sendable {
             lead.routingExplanation = a.explanation
             lead.routing = a.personId.isEmpty ? .queued : .assigned
             lead.updatedAtMs = now
-            try db.run("UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued, ProtoCodec.encode(lead), n)
+            try db.run(
+                "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
+                ProtoCodec.encode(lead), n)
             let note = [step?.kind, step?.note].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-            try Self.appendHistory(db, n, actor: step?.actor.isEmpty == false ? step!.actor : "routing", action: "assigned", from: lead.status, to: lead.status,
-                                   note: note.isEmpty ? a.explanation : note, now: now)
+            try Self.appendHistory(
+                db, n, actor: step?.actor.isEmpty == false ? step!.actor : "routing", action: "assigned", from: lead.status,
+                to: lead.status,
+                note: note.isEmpty ? a.explanation : note, now: now)
             try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
             return lead
         }
@@ -596,7 +678,9 @@ final class IntakeStore: Sendable {
         try await db.read { db in
             var rows = [OutboxRow]()
             for k in kinds {
-                rows += try db.query("SELECT id, kind, payload, created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT ?", k, limit) {
+                rows += try db.query(
+                    "SELECT id, kind, payload, created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT ?", k, limit
+                ) {
                     OutboxRow(id: $0.int(0), kind: $0.string(1), payload: $0.blob(2), createdAt: $0.int(3))
                 }
             }
@@ -627,7 +711,9 @@ final class IntakeStore: Sendable {
             var out = [String: (count: Int, oldest: Int64?)]()
             for k in kinds {
                 let count = try db.first("SELECT COUNT(*) FROM outbox WHERE kind = ? AND delivered_at IS NULL", k) { Int($0.int(0)) } ?? 0
-                let oldest = try db.first("SELECT created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT 1", k) { $0.int(0) }
+                let oldest = try db.first("SELECT created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT 1", k) {
+                    $0.int(0)
+                }
                 out[k] = (count, oldest)
             }
             return out
@@ -648,7 +734,9 @@ final class IntakeStore: Sendable {
             let row = try Self.nextID(db, "comments")
             comment.id = Self.commentID(row)
             try db.run("INSERT INTO comments(id, lead_id, public, body) VALUES (?, ?, ?, ?)", row, n, c.public, ProtoCodec.encode(comment))
-            try Self.appendHistory(db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private", now: now)
+            try Self.appendHistory(
+                db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private",
+                now: now)
             try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now, publicComment: c.public)
             return (comment, lead)
         }
@@ -659,7 +747,9 @@ final class IntakeStore: Sendable {
     func setClientDebt(_ id: String, cents: Int64) async throws -> Intake_Client {
         guard let n = Self.number(id, prefix: "client") else { throw IntakeError.notFound("no client \(id)") }
         return try await db.write { db in
-            guard try db.run("UPDATE clients SET debt_cents = ? WHERE id = ?", cents, n) == 1 else { throw IntakeError.notFound("no client \(id)") }
+            guard try db.run("UPDATE clients SET debt_cents = ? WHERE id = ?", cents, n) == 1 else {
+                throw IntakeError.notFound("no client \(id)")
+            }
             return try Self.client(db, n)!
         }
     }
@@ -670,19 +760,20 @@ final class IntakeStore: Sendable {
     }
 
     private static func client(_ db: Connection, _ n: Int64) throws -> Intake_Client? {
-        guard var c = try db.first(
-            "SELECT name, email, phone, company, tax_id, debt_cents, created_at FROM clients WHERE id = ?", n,
-            map: { r -> Intake_Client in
-                var c = Intake_Client()
-                c.name = r.string(0)
-                c.email = r.optionalString(1) ?? ""
-                c.phone = r.optionalString(2) ?? ""
-                c.company = r.string(3)
-                c.taxId = r.optionalString(4) ?? ""
-                c.debt = FixedPoint.format(r.int(5), places: 2)
-                c.createdAtMs = r.int(6)
-                return c
-            })
+        guard
+            var c = try db.first(
+                "SELECT name, email, phone, company, tax_id, debt_cents, created_at FROM clients WHERE id = ?", n,
+                map: { r -> Intake_Client in
+                    var c = Intake_Client()
+                    c.name = r.string(0)
+                    c.email = r.optionalString(1) ?? ""
+                    c.phone = r.optionalString(2) ?? ""
+                    c.company = r.string(3)
+                    c.taxId = r.optionalString(4) ?? ""
+                    c.debt = FixedPoint.format(r.int(5), places: 2)
+                    c.createdAtMs = r.int(6)
+                    return c
+                })
         else { return nil }
         c.id = clientID(n)
         c.leadIds = try db.query("SELECT id FROM leads WHERE client_id = ? ORDER BY id", n) { leadID($0.int(0)) }

@@ -16,7 +16,8 @@ enum Figures {
                 row.planId = p.id
                 row.periodStart = p.periodStart
                 row.contractorId = c
-                var planned: Int64 = 0, actual: Int64 = 0
+                var planned: Int64 = 0
+                var actual: Int64 = 0
                 for l in p.lines where l.contractorId == c {
                     row.lines += 1
                     planned += FixedPoint.parse(l.volume, places: PlanMachine.volumePlaces) ?? 0
@@ -68,7 +69,9 @@ enum Figures {
                 if item.overdue || item.stale { out.append(item) }
             }
         }
-        return out.sorted { ($0.line?.contractorId ?? "", $0.planId, $0.line?.id ?? "") < ($1.line?.contractorId ?? "", $1.planId, $1.line?.id ?? "") }
+        return out.sorted {
+            ($0.line?.contractorId ?? "", $0.planId, $0.line?.id ?? "") < ($1.line?.contractorId ?? "", $1.planId, $1.line?.id ?? "")
+        }
     }
 
     // MARK: CSV (RFC 4180)
@@ -82,6 +85,7 @@ enum Figures {
         let rem = ms - Int64(day) * 86_400_000
         func two(_ n: Int64) -> String { n < 10 ? "0\(n)" : "\(n)" }
         let ms3 = rem % 1000
-        return "\(CalendarDate.format(day: day))T\(two(rem / 3_600_000)):\(two(rem / 60_000 % 60)):\(two(rem / 1000 % 60)).\(ms3 < 10 ? "00" : ms3 < 100 ? "0" : "")\(ms3)Z"
+        return
+            "\(CalendarDate.format(day: day))T\(two(rem / 3_600_000)):\(two(rem / 60_000 % 60)):\(two(rem / 1000 % 60)).\(ms3 < 10 ? "00" : ms3 < 100 ? "0" : "")\(ms3)Z"
     }
 }

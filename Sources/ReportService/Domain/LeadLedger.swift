@@ -51,8 +51,12 @@ enum LeadLedger {
         var out = [(String, String)]()
         if e.eventId.isEmpty { out.append(("\(path).event_id", "required: ingestion is idempotent by it")) }
         if e.leadId.isEmpty { out.append(("\(path).lead_id", "required")) }
-        if !eventKinds.contains(e.kind) { out.append(("\(path).kind", "\"\(e.kind)\" is not one of created, assigned, state_changed, commented, rated")) }
-        if !e.status.isEmpty && !statuses.contains(e.status) { out.append(("\(path).status", "\"\(e.status)\" is not one of \(statuses.joined(separator: ", "))")) }
+        if !eventKinds.contains(e.kind) {
+            out.append(("\(path).kind", "\"\(e.kind)\" is not one of created, assigned, state_changed, commented, rated"))
+        }
+        if !e.status.isEmpty && !statuses.contains(e.status) {
+            out.append(("\(path).status", "\"\(e.status)\" is not one of \(statuses.joined(separator: ", "))"))
+        }
         if e.atMs <= 0 { out.append(("\(path).at_ms", "required")) }
         if e.kind == "rated" && !(1...5).contains(e.rating) { out.append(("\(path).rating", "1 to 5, got \(e.rating)")) }
         return out
@@ -122,7 +126,11 @@ enum LeadLedger {
 
     /// Minus what was counted before, plus what counts now; unchanged counters cancel out.
     private static func diff(_ before: [CounterDelta], _ after: [CounterDelta]) -> [CounterDelta] {
-        struct K: Hashable { var dim, key: String; var day: Int; var metric: String }
+        struct K: Hashable {
+            var dim, key: String
+            var day: Int
+            var metric: String
+        }
         var net = [K: Int64]()
         var order = [K]()
         for (list, sign) in [(before, Int64(-1)), (after, Int64(1))] {
@@ -158,16 +166,21 @@ enum LeadLedger {
 
     /// Folds (key, day, status, n) counter rows into report rows per key and period.
     static func rows(_ counters: [(key: String, day: Int, metric: String, n: Int64)], period: Report_Period) -> [Report_LeadReportRow] {
-        struct K: Hashable { var key: String; var bucket: Int? }
+        struct K: Hashable {
+            var key: String
+            var bucket: Int?
+        }
         var acc = [K: Report_LeadReportRow]()
         for c in counters where c.n != 0 {
             let k = K(key: c.key, bucket: bucket(c.day, period))
-            var row = acc[k] ?? {
-                var r = Report_LeadReportRow()
-                r.key = c.key
-                r.period = k.bucket.map { CalendarDate.format(day: $0) } ?? ""
-                return r
-            }()
+            var row =
+                acc[k]
+                ?? {
+                    var r = Report_LeadReportRow()
+                    r.key = c.key
+                    r.period = k.bucket.map { CalendarDate.format(day: $0) } ?? ""
+                    return r
+                }()
             switch c.metric {
             case "status:new": row.new += c.n
             case "status:accepted": row.accepted += c.n

@@ -71,18 +71,25 @@ enum PlanMachine {
     }
 
     /// The next state, or the refusal. `plan` must have lines to leave the draft.
-    static func apply(_ action: Report_PlanAction, to plan: Report_Plan, comment: String) -> Result<(Report_PlanState, String), ReportError> {
+    static func apply(_ action: Report_PlanAction, to plan: Report_Plan, comment: String) -> Result<(Report_PlanState, String), ReportError>
+    {
         guard let t = transition(action) else {
-            return .failure(.invalid("unknown action", [.init(field: "action", description: "one of SUBMIT, APPROVE_AS_HEAD, APPROVE_AS_MANAGEMENT, RETURN, HAND_OVER")]))
+            return .failure(
+                .invalid(
+                    "unknown action",
+                    [.init(field: "action", description: "one of SUBMIT, APPROVE_AS_HEAD, APPROVE_AS_MANAGEMENT, RETURN, HAND_OVER")]))
         }
         guard t.from.contains(plan.state) else {
             return .failure(.wrongState(plan: plan.id, state: plan.state, action: actionName(action), allowedIn: t.from))
         }
         if action == .return && comment.trimmingSpaces.isEmpty {
-            return .failure(.invalid("a returned plan needs a comment", [.init(field: "comment", description: "required: say what to correct")]))
+            return .failure(
+                .invalid("a returned plan needs a comment", [.init(field: "comment", description: "required: say what to correct")]))
         }
         if action == .submit && plan.lines.isEmpty {
-            return .failure(.precondition(type: "PLAN_EMPTY", subject: "plan:\(plan.id)", message: "plan \(plan.id) has no lines; add lines before submitting"))
+            return .failure(
+                .precondition(
+                    type: "PLAN_EMPTY", subject: "plan:\(plan.id)", message: "plan \(plan.id) has no lines; add lines before submitting"))
         }
         return .success((t.to, t.step))
     }
@@ -101,19 +108,27 @@ enum PlanMachine {
     /// The plan's period from the request: both given, or the quarter of the start (or of today).
     static func period(start: String, end: String, today: Int) -> Result<(String, String), ReportError> {
         if start.isEmpty && !end.isEmpty {
-            return .failure(.invalid("period_end without period_start", [.init(field: "period_start", description: "required when period_end is given")]))
+            return .failure(
+                .invalid(
+                    "period_end without period_start", [.init(field: "period_start", description: "required when period_end is given")]))
         }
         var s = today
         if !start.isEmpty {
-            guard let d = CalendarDate.dayNumber(start) else { return .failure(.invalid("bad period", [.init(field: "period_start", description: "not a date YYYY-MM-DD: \"\(start)\"")])) }
+            guard let d = CalendarDate.dayNumber(start) else {
+                return .failure(.invalid("bad period", [.init(field: "period_start", description: "not a date YYYY-MM-DD: \"\(start)\"")]))
+            }
             s = d
         }
         if end.isEmpty {
             let q = quarter(containing: s)
             return .success((CalendarDate.format(day: start.isEmpty ? q.0 : s), CalendarDate.format(day: q.1)))
         }
-        guard let e = CalendarDate.dayNumber(end) else { return .failure(.invalid("bad period", [.init(field: "period_end", description: "not a date YYYY-MM-DD: \"\(end)\"")])) }
-        guard e >= s else { return .failure(.invalid("bad period", [.init(field: "period_end", description: "\(end) is before period_start \(start)")])) }
+        guard let e = CalendarDate.dayNumber(end) else {
+            return .failure(.invalid("bad period", [.init(field: "period_end", description: "not a date YYYY-MM-DD: \"\(end)\"")]))
+        }
+        guard e >= s else {
+            return .failure(.invalid("bad period", [.init(field: "period_end", description: "\(end) is before period_start \(start)")]))
+        }
         return .success((CalendarDate.format(day: s), CalendarDate.format(day: e)))
     }
 
@@ -127,7 +142,9 @@ enum PlanMachine {
         for (i, l) in lines.enumerated() {
             let p = "lines[\(i)]"
             if !l.id.isEmpty && !ids.insert(l.id).inserted { out.append(.init(field: "\(p).id", description: "\(l.id) appears twice")) }
-            if l.registrationNumber.trimmingSpaces.isEmpty { out.append(.init(field: "\(p).registration_number", description: "required: the accepted lead the work is for")) }
+            if l.registrationNumber.trimmingSpaces.isEmpty {
+                out.append(.init(field: "\(p).registration_number", description: "required: the accepted lead the work is for"))
+            }
             if l.workKind.trimmingSpaces.isEmpty { out.append(.init(field: "\(p).work_kind", description: "required")) }
             if l.objectAddress.trimmingSpaces.isEmpty { out.append(.init(field: "\(p).object_address", description: "required")) }
             if l.contractorId.trimmingSpaces.isEmpty { out.append(.init(field: "\(p).contractor_id", description: "required")) }
@@ -137,21 +154,33 @@ enum PlanMachine {
             } else {
                 out.append(.init(field: "\(p).volume", description: "not a decimal with at most 3 places: \"\(l.volume)\""))
             }
-            if CalendarDate.dayNumber(l.deadline) == nil { out.append(.init(field: "\(p).deadline", description: "not a date YYYY-MM-DD: \"\(l.deadline)\"")) }
+            if CalendarDate.dayNumber(l.deadline) == nil {
+                out.append(.init(field: "\(p).deadline", description: "not a date YYYY-MM-DD: \"\(l.deadline)\""))
+            }
         }
         return out
     }
 
     /// Checks an act against its line and plan. `today` is a day number.
-    static func actProblems(_ act: Report_CompletionAct, line: Report_PlanLine, plan: Report_Plan, today: Int) -> [RPCError.FieldViolation] {
+    static func actProblems(_ act: Report_CompletionAct, line: Report_PlanLine, plan: Report_Plan, today: Int) -> [RPCError.FieldViolation]
+    {
         var out = [RPCError.FieldViolation]()
-        if act.workDone.trimmingSpaces.isEmpty { out.append(.init(field: "act.work_done", description: "required: what was actually done")) }
-        if act.signer.trimmingSpaces.isEmpty { out.append(.init(field: "act.signer", description: "required: who signs for the contractor")) }
+        if act.workDone.trimmingSpaces.isEmpty {
+            out.append(.init(field: "act.work_done", description: "required: what was actually done"))
+        }
+        if act.signer.trimmingSpaces.isEmpty {
+            out.append(.init(field: "act.signer", description: "required: who signs for the contractor"))
+        }
         let planned = FixedPoint.parse(line.volume, places: volumePlaces) ?? 0
         if let v = FixedPoint.parse(act.volume, places: volumePlaces) {
             if v <= 0 { out.append(.init(field: "act.volume", description: "must be above 0, got \(act.volume)")) }
             if v * 2 > planned * 3 {
-                out.append(.init(field: "act.volume", description: "\(act.volume) \(line.unit) is more than 1.5 times the planned \(line.volume) \(line.unit); agree a new line for extra work"))
+                out.append(
+                    .init(
+                        field: "act.volume",
+                        description:
+                            "\(act.volume) \(line.unit) is more than 1.5 times the planned \(line.volume) \(line.unit); agree a new line for extra work"
+                    ))
             }
         } else {
             out.append(.init(field: "act.volume", description: "not a decimal with at most 3 places: \"\(act.volume)\""))
@@ -160,10 +189,13 @@ enum PlanMachine {
         let end = CalendarDate.dayNumber(act.finishedOn)
         if start == nil { out.append(.init(field: "act.started_on", description: "not a date YYYY-MM-DD: \"\(act.startedOn)\"")) }
         if end == nil { out.append(.init(field: "act.finished_on", description: "not a date YYYY-MM-DD: \"\(act.finishedOn)\"")) }
-        if let s = start, let e = end, s > e { out.append(.init(field: "act.finished_on", description: "\(act.finishedOn) is before started_on \(act.startedOn)")) }
+        if let s = start, let e = end, s > e {
+            out.append(.init(field: "act.finished_on", description: "\(act.finishedOn) is before started_on \(act.startedOn)"))
+        }
         if let e = end, e > today { out.append(.init(field: "act.finished_on", description: "\(act.finishedOn) is in the future")) }
         if let s = start, let ps = CalendarDate.dayNumber(plan.periodStart), s < ps {
-            out.append(.init(field: "act.started_on", description: "\(act.startedOn) is before the plan's period (from \(plan.periodStart))"))
+            out.append(
+                .init(field: "act.started_on", description: "\(act.startedOn) is before the plan's period (from \(plan.periodStart))"))
         }
         return out
     }

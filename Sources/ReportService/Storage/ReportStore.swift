@@ -8,7 +8,9 @@ final class ReportStore: Sendable {
     let db: Database
 
     static let migrations = [
-        Migration(1, "report schema", """
+        Migration(
+            1, "report schema",
+            """
             -- Lead events seen, by id: at-least-once delivery becomes exactly-once application.
             CREATE TABLE events_seen (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
             -- Per lead, what the figures need (see LeadLedger).
@@ -60,7 +62,7 @@ final class ReportStore: Sendable {
                 PRIMARY KEY (contractor_id, plan_id)
             ) WITHOUT ROWID;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-            """),
+            """)
     ]
 
     init(path: String, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) throws {
@@ -84,7 +86,10 @@ final class ReportStore: Sendable {
             var asOf = try Self.meta(c, "events_as_of")
             // A batch touches few distinct counters and often the same lead several times: both are
             // folded in memory and written once per batch (same transaction, same result).
-            struct CounterKey: Hashable { var dim, metric, key: String; var day: Int }
+            struct CounterKey: Hashable {
+                var dim, metric, key: String
+                var day: Int
+            }
             var counters = [CounterKey: Int64]()
             var records = [String: (record: LeadRecord, number: String)]()
             var order = [String]()
@@ -229,7 +234,9 @@ final class ReportStore: Sendable {
         try setMeta(c, "line_seq", seq)
     }
 
-    private static func step(_ action: String, actor: String, from: Report_PlanState, to: Report_PlanState, comment: String, version: Int32, at: Int64) -> Report_PlanStep {
+    private static func step(
+        _ action: String, actor: String, from: Report_PlanState, to: Report_PlanState, comment: String, version: Int32, at: Int64
+    ) -> Report_PlanStep {
         var s = Report_PlanStep()
         s.atMs = at
         s.actor = actor.isEmpty ? "unknown" : actor
@@ -266,16 +273,22 @@ final class ReportStore: Sendable {
         }
     }
 
-    func updatePlan(_ id: String, expectedVersion: Int32, title: String, lines: [Report_PlanLine], actor: String, now: Int64) async throws -> Report_Plan {
+    func updatePlan(_ id: String, expectedVersion: Int32, title: String, lines: [Report_PlanLine], actor: String, now: Int64) async throws
+        -> Report_Plan
+    {
         try await db.write { c in
             var (n, p) = try Self.requirePlan(c, id)
             guard p.state == .draft else {
                 throw ReportError.wrongState(plan: id, state: p.state, action: "editing", allowedIn: [.draft])
             }
-            if expectedVersion != 0 && expectedVersion != p.version { throw ReportError.staleVersion(plan: id, expected: expectedVersion, actual: p.version) }
+            if expectedVersion != 0 && expectedVersion != p.version {
+                throw ReportError.staleVersion(plan: id, expected: expectedVersion, actual: p.version)
+            }
             let known = Set(p.lines.map(\.id))
             for (i, l) in lines.enumerated() where !l.id.isEmpty && !known.contains(l.id) {
-                throw ReportError.invalid("unknown line", [.init(field: "lines[\(i)].id", description: "plan \(id) has no line \(l.id); leave id empty for a new line")])
+                throw ReportError.invalid(
+                    "unknown line",
+                    [.init(field: "lines[\(i)].id", description: "plan \(id) has no line \(l.id); leave id empty for a new line")])
             }
             var newLines = lines.map { l -> Report_PlanLine in
                 var l = l
@@ -318,7 +331,11 @@ final class ReportStore: Sendable {
         try await db.read { c in
             let (n, p) = try Self.requirePlan(c, id)
             guard version != 0 && version != p.version else { return p }
-            guard let v = try c.first("SELECT body FROM plan_versions WHERE plan_id = ? AND version = ?", n, version, map: { try ProtoCodec.decode(Report_Plan.self, from: $0.blob(0)) }) else {
+            guard
+                let v = try c.first(
+                    "SELECT body FROM plan_versions WHERE plan_id = ? AND version = ?", n, version,
+                    map: { try ProtoCodec.decode(Report_Plan.self, from: $0.blob(0)) })
+            else {
                 throw ReportError.notFound("plan \(id) has no version \(version) (latest: \(p.version))")
             }
             return v
@@ -337,7 +354,9 @@ final class ReportStore: Sendable {
 
     func workPlans(contractor: String) async throws -> [Report_WorkPlan] {
         try await db.read { c in
-            try c.query("SELECT p.body FROM handovers h JOIN plans p ON p.id = h.plan_id WHERE h.contractor_id = ? ORDER BY p.id", contractor) {
+            try c.query(
+                "SELECT p.body FROM handovers h JOIN plans p ON p.id = h.plan_id WHERE h.contractor_id = ? ORDER BY p.id", contractor
+            ) {
                 try ProtoCodec.decode(Report_Plan.self, from: $0.blob(0))
             }.compactMap { PlanMachine.view($0, for: contractor) }
         }
@@ -386,20 +405,26 @@ final class ReportStore: Sendable {
             throw ReportError.notFound("plan \(p.id) has no line \(lineID) handed to \(contractor)")
         }
         guard p.acknowledgements.contains(where: { $0.contractorId == contractor }) else {
-            throw ReportError.precondition(type: "NOT_ACKNOWLEDGED", subject: "plan:\(p.id)", message: "acknowledge receipt of plan \(p.id) before reporting on it")
+            throw ReportError.precondition(
+                type: "NOT_ACKNOWLEDGED", subject: "plan:\(p.id)", message: "acknowledge receipt of plan \(p.id) before reporting on it")
         }
         if p.lines[i].execution?.closed == true {
-            throw ReportError.precondition(type: "LINE_CLOSED", subject: "line:\(lineID)", message: "line \(lineID) is already closed by a completion act")
+            throw ReportError.precondition(
+                type: "LINE_CLOSED", subject: "line:\(lineID)", message: "line \(lineID) is already closed by a completion act")
         }
         return i
     }
 
-    func reportProgress(contractor: String, plan id: String, line lineID: String, percent: Int32, note: String, now: Int64) async throws -> (Report_PlanLine, Report_Plan) {
+    func reportProgress(contractor: String, plan id: String, line lineID: String, percent: Int32, note: String, now: Int64) async throws
+        -> (Report_PlanLine, Report_Plan)
+    {
         try await contractorWrite(contractor: contractor, plan: id) { p in
             let i = try Self.openLine(p, lineID, contractor: contractor)
             var e = p.lines[i].execution ?? Report_LineExecution()
             if percent < e.progressPercent {
-                throw ReportError.invalid("progress cannot go back", [.init(field: "percent", description: "\(percent) is below the \(e.progressPercent) reported before")])
+                throw ReportError.invalid(
+                    "progress cannot go back",
+                    [.init(field: "percent", description: "\(percent) is below the \(e.progressPercent) reported before")])
             }
             e.progressPercent = percent
             e.progressNote = note
@@ -434,7 +459,9 @@ final class ReportStore: Sendable {
                     try ProtoCodec.decode(Report_Plan.self, from: $0.blob(0))
                 }
             }
-            return try c.query("SELECT p.body FROM handovers h JOIN plans p ON p.id = h.plan_id WHERE h.contractor_id = ? ORDER BY p.id", contractor) {
+            return try c.query(
+                "SELECT p.body FROM handovers h JOIN plans p ON p.id = h.plan_id WHERE h.contractor_id = ? ORDER BY p.id", contractor
+            ) {
                 try ProtoCodec.decode(Report_Plan.self, from: $0.blob(0))
             }
         }
@@ -443,7 +470,8 @@ final class ReportStore: Sendable {
 
 /// Fans changed handed-over plans out to FollowWorkPlans streams, each seeing its own lines only.
 final class PlanHub: Sendable {
-    private let followers = NIOLockedValueBox<[Int: (contractor: String, continuation: AsyncStream<Report_WorkPlanUpdate>.Continuation)]>([:])
+    private let followers = NIOLockedValueBox<[Int: (contractor: String, continuation: AsyncStream<Report_WorkPlanUpdate>.Continuation)]>(
+        [:])
     private let nextID = NIOLockedValueBox(0)
 
     /// `only`: the contractor whose view changed (a signature, progress or an act changes nobody

@@ -186,18 +186,24 @@ enum Router {
         if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(lead) } }) {
             switch rule.target {
             case .role(let role):
-                return pick(in: role, lead: lead, reason: .rule(rule.name), directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+                return pick(
+                    in: role, lead: lead, reason: .rule(rule.name), directory: directory, rotation: rotation, load: load, now: now,
+                    skipped: skipped)
             case .person(let p):
                 switch availability(p, directory: directory, load: load, now: now) {
                 case .available:
-                    return Decision(assignment: Assignment(leadID: lead.id, person: p, role: nil, reason: .rule(rule.name), candidates: [p], skipped: skipped), rotation: rotation)
+                    return Decision(
+                        assignment: Assignment(
+                            leadID: lead.id, person: p, role: nil, reason: .rule(rule.name), candidates: [p], skipped: skipped),
+                        rotation: rotation)
                 case .unavailable(let why):
                     skipped.append(.init(person: p, why: why))
                     if case .away = why, let sub = directory.people[p]?.absence(at: now)?.substitute,
-                       case .available = availability(sub, directory: directory, load: load, now: now)
+                        case .available = availability(sub, directory: directory, load: load, now: now)
                     {
                         return Decision(
-                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(p), candidates: [p, sub], skipped: skipped),
+                            assignment: Assignment(
+                                leadID: lead.id, person: sub, role: nil, reason: .substituteFor(p), candidates: [p, sub], skipped: skipped),
                             rotation: rotation)
                     }
                 }
@@ -208,33 +214,44 @@ enum Router {
         if let owner = lead.sourceDefaultOwner {
             switch availability(owner, directory: directory, load: load, now: now) {
             case .available:
-                return Decision(assignment: Assignment(leadID: lead.id, person: owner, role: nil, reason: .sourceDefaultOwner, candidates: [owner]), rotation: rotation)
+                return Decision(
+                    assignment: Assignment(leadID: lead.id, person: owner, role: nil, reason: .sourceDefaultOwner, candidates: [owner]),
+                    rotation: rotation)
             case .unavailable(let why):
                 skipped.append(.init(person: owner, why: why))
                 if case .away = why, let sub = directory.people[owner]?.absence(at: now)?.substitute {
                     switch availability(sub, directory: directory, load: load, now: now) {
                     case .available:
                         return Decision(
-                            assignment: Assignment(leadID: lead.id, person: sub, role: nil, reason: .substituteFor(owner), candidates: [owner, sub], skipped: skipped),
+                            assignment: Assignment(
+                                leadID: lead.id, person: sub, role: nil, reason: .substituteFor(owner), candidates: [owner, sub],
+                                skipped: skipped),
                             rotation: rotation)
                     case .unavailable(let why2):
                         skipped.append(.init(person: sub, why: why2))
                     }
                 }
                 if let role = lead.sourceDefaultRole {
-                    return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+                    return pick(
+                        in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now,
+                        skipped: skipped)
                 }
             }
         }
 
         // 3. The source's default role; with none at all, the lead waits unassigned (never dropped).
         if let role = lead.sourceDefaultRole {
-            return pick(in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+            return pick(
+                in: role, lead: lead, reason: .sourceDefaultRole, directory: directory, rotation: rotation, load: load, now: now,
+                skipped: skipped)
         }
         if let role = defaultRole {
-            return pick(in: role, lead: lead, reason: .defaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped)
+            return pick(
+                in: role, lead: lead, reason: .defaultRole, directory: directory, rotation: rotation, load: load, now: now, skipped: skipped
+            )
         }
-        return Decision(assignment: Assignment(leadID: lead.id, person: nil, role: nil, reason: .queued, skipped: skipped), rotation: rotation)
+        return Decision(
+            assignment: Assignment(leadID: lead.id, person: nil, role: nil, reason: .queued, skipped: skipped), rotation: rotation)
     }
 
     private enum Availability {
@@ -297,17 +314,21 @@ enum Router {
         rotation: RotationState, load: [PersonID: Int], now: Int64,
         proposedDefaultRole: RoleName? = nil, currentDefaultRole: RoleName? = nil
     ) -> [(lead: String, proposed: Assignment, current: Assignment, differs: Bool)] {
-        var rotP = rotation, rotC = rotation
-        var loadP = load, loadC = load
+        var rotP = rotation
+        var rotC = rotation
+        var loadP = load
+        var loadC = load
         var out = [(String, Assignment, Assignment, Bool)]()
         for l in leads {
-            let p = decide(l, directory: directory, rules: proposed, rotation: rotP, load: loadP, now: now, defaultRole: proposedDefaultRole)
+            let p = decide(
+                l, directory: directory, rules: proposed, rotation: rotP, load: loadP, now: now, defaultRole: proposedDefaultRole)
             let c = decide(l, directory: directory, rules: current, rotation: rotC, load: loadC, now: now, defaultRole: currentDefaultRole)
             rotP = p.rotation
             rotC = c.rotation
             if let who = p.assignment.person { loadP[who, default: 0] += 1 }
             if let who = c.assignment.person { loadC[who, default: 0] += 1 }
-            out.append((l.id, p.assignment, c.assignment, p.assignment.person != c.assignment.person || p.assignment.role != c.assignment.role))
+            out.append(
+                (l.id, p.assignment, c.assignment, p.assignment.person != c.assignment.person || p.assignment.role != c.assignment.role))
         }
         return out
     }

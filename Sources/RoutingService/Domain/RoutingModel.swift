@@ -85,7 +85,10 @@ enum RoutingModel {
         var out = [RPCError.FieldViolation]()
         if r.name.trimmingSpaces.isEmpty { out.append(.init(field: "role.name", description: "required")) }
         if r.strategy.rawValue < 0 || r.strategy.rawValue > 2 {
-            out.append(.init(field: "role.strategy", description: "unknown strategy \(r.strategy.rawValue); use STRATEGY_ROUND_ROBIN or STRATEGY_LEAST_LOADED"))
+            out.append(
+                .init(
+                    field: "role.strategy",
+                    description: "unknown strategy \(r.strategy.rawValue); use STRATEGY_ROUND_ROBIN or STRATEGY_LEAST_LOADED"))
         }
         return out
     }
@@ -112,7 +115,12 @@ enum RoutingModel {
             }
             for (j, c) in rule.conditions.enumerated() {
                 let cp = "\(path).conditions[\(j)]"
-                if c.field.trimmingSpaces.isEmpty { out.append(.init(field: "\(cp).field", description: "required: \"source\", \"channel\", \"category\" or an additional field's name")) }
+                if c.field.trimmingSpaces.isEmpty {
+                    out.append(
+                        .init(
+                            field: "\(cp).field",
+                            description: "required: \"source\", \"channel\", \"category\" or an additional field's name"))
+                }
                 switch c.test {
                 case nil:
                     out.append(.init(field: "\(cp).test", description: "set one of equals, one_of, prefix, range"))
@@ -123,10 +131,16 @@ enum RoutingModel {
                 case .range(let r):
                     let lo = r.min.isEmpty ? nil : Double(r.min)
                     let hi = r.max.isEmpty ? nil : Double(r.max)
-                    if !r.min.isEmpty && lo == nil { out.append(.init(field: "\(cp).range.min", description: "not a number: \"\(r.min)\"")) }
-                    if !r.max.isEmpty && hi == nil { out.append(.init(field: "\(cp).range.max", description: "not a number: \"\(r.max)\"")) }
+                    if !r.min.isEmpty && lo == nil {
+                        out.append(.init(field: "\(cp).range.min", description: "not a number: \"\(r.min)\""))
+                    }
+                    if !r.max.isEmpty && hi == nil {
+                        out.append(.init(field: "\(cp).range.max", description: "not a number: \"\(r.max)\""))
+                    }
                     if r.min.isEmpty && r.max.isEmpty { out.append(.init(field: "\(cp).range", description: "give min, max or both")) }
-                    if let lo, let hi, lo > hi { out.append(.init(field: "\(cp).range.min", description: "\(r.min) is above max \(r.max)")) }
+                    if let lo, let hi, lo > hi {
+                        out.append(.init(field: "\(cp).range.min", description: "\(r.min) is above max \(r.max)"))
+                    }
                 default: break
                 }
             }
@@ -140,7 +154,9 @@ enum RoutingModel {
         Person(
             id: p.id, name: p.name, login: p.login, email: p.email, roles: p.roles, active: p.active,
             capacity: p.capacity > 0 ? Int(p.capacity) : nil,
-            absences: p.absences.map { Absence(from: $0.fromMs, until: $0.untilMs, substitute: $0.substituteId.isEmpty ? nil : $0.substituteId) })
+            absences: p.absences.map {
+                Absence(from: $0.fromMs, until: $0.untilMs, substitute: $0.substituteId.isEmpty ? nil : $0.substituteId)
+            })
     }
 
     static func role(_ r: Routing_Role) -> Role {
@@ -182,7 +198,9 @@ enum RoutingModel {
 
     static func leadProblems(_ l: Routing_LeadSummary, path: String = "lead") -> [RPCError.FieldViolation] {
         var out = [RPCError.FieldViolation]()
-        if l.leadId.trimmingSpaces.isEmpty { out.append(.init(field: "\(path).lead_id", description: "required: decisions are stored by lead id")) }
+        if l.leadId.trimmingSpaces.isEmpty {
+            out.append(.init(field: "\(path).lead_id", description: "required: decisions are stored by lead id"))
+        }
         return out
     }
 
@@ -242,7 +260,10 @@ enum RoutingModel {
         case .sourceDefaultRole: s = "no rule matched; the source's default role \(a.role) -> \(a.personId)"
         case .defaultRole: s = "no rule matched; the rule set's default role \(a.role) -> \(a.personId)"
         case .queued:
-            s = a.role.isEmpty ? "no rule matched and the source names no role or owner: the lead waits unassigned" : "nobody in \(a.role) can take it: queued"
+            s =
+                a.role.isEmpty
+                ? "no rule matched and the source names no role or owner: the lead waits unassigned"
+                : "nobody in \(a.role) can take it: queued"
             if !a.notifiedId.isEmpty { s += ", head \(a.notifiedId) notified" }
         case .manual: s = "reassigned by hand to \(a.personId)"
         default: s = "decided"
@@ -281,12 +302,19 @@ enum MentionSearch {
             let domain = email.split(separator: "@").last.map(String.init) ?? ""
             let words = p.name.lowercased().split(whereSeparator: { $0.isWhitespace || $0 == "-" }).map(String.init)
             var best: (Int, String)?
-            if login == q { best = (0, "login") }
-            else if login.hasPrefix(q) { best = (1, "login") }
-            else if p.name.lowercased().hasPrefix(q) { best = (2, "name") }
-            else if words.contains(where: { $0.hasPrefix(q) }) { best = (3, "name") }
-            else if email.hasPrefix(q) { best = (4, "email") }
-            else if !domain.isEmpty, domain.hasPrefix(q) || domain.split(separator: ".").contains(where: { $0.hasPrefix(q) }) { best = (5, "domain") }
+            if login == q {
+                best = (0, "login")
+            } else if login.hasPrefix(q) {
+                best = (1, "login")
+            } else if p.name.lowercased().hasPrefix(q) {
+                best = (2, "name")
+            } else if words.contains(where: { $0.hasPrefix(q) }) {
+                best = (3, "name")
+            } else if email.hasPrefix(q) {
+                best = (4, "email")
+            } else if !domain.isEmpty, domain.hasPrefix(q) || domain.split(separator: ".").contains(where: { $0.hasPrefix(q) }) {
+                best = (5, "domain")
+            }
             if let (rank, what) = best {
                 // Inactive people still match (they may be mentioned) but after active ones.
                 out.append(Match(person: p, matched: what, rank: rank + (p.active ? 0 : 10)))

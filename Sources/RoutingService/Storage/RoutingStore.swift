@@ -26,7 +26,9 @@ final class RoutingStore: Sendable {
     private let state = NIOLockedValueBox(State())
 
     static let migrations = [
-        Migration(1, "routing schema", """
+        Migration(
+            1, "routing schema",
+            """
             CREATE TABLE people (
                 id INTEGER PRIMARY KEY,
                 login TEXT NOT NULL UNIQUE,
@@ -54,7 +56,9 @@ final class RoutingStore: Sendable {
             CREATE INDEX assignments_due ON assignments(reply_deadline) WHERE awaiting_decision = 1 AND reply_deadline > 0;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
             """),
-        Migration(2, "owner changes for intake to follow", """
+        Migration(
+            2, "owner changes for intake to follow",
+            """
             -- One row per change of a lead's person after routing first answered, in commit order.
             CREATE TABLE owner_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, lead_id TEXT NOT NULL, at INTEGER NOT NULL, body BLOB NOT NULL);
             """),
@@ -86,14 +90,26 @@ final class RoutingStore: Sendable {
 
     private static func load(_ c: Connection) throws -> State {
         var s = State()
-        for p in try c.query("SELECT body FROM people", map: { try ProtoCodec.decode(Routing_Person.self, from: $0.blob(0)) }) { s.people[p.id] = p }
-        for r in try c.query("SELECT body FROM roles", map: { try ProtoCodec.decode(Routing_Role.self, from: $0.blob(0)) }) { s.roles[r.name] = r }
-        if let rs = try c.first("SELECT body FROM rule_sets ORDER BY version DESC LIMIT 1", map: { try ProtoCodec.decode(Routing_RuleSet.self, from: $0.blob(0)) }) {
+        for p in try c.query("SELECT body FROM people", map: { try ProtoCodec.decode(Routing_Person.self, from: $0.blob(0)) }) {
+            s.people[p.id] = p
+        }
+        for r in try c.query("SELECT body FROM roles", map: { try ProtoCodec.decode(Routing_Role.self, from: $0.blob(0)) }) {
+            s.roles[r.name] = r
+        }
+        if let rs = try c.first(
+            "SELECT body FROM rule_sets ORDER BY version DESC LIMIT 1",
+            map: { try ProtoCodec.decode(Routing_RuleSet.self, from: $0.blob(0)) })
+        {
             s.ruleSet = rs
             s.rules = RoutingModel.rules(rs)
         }
-        for (role, last) in try c.query("SELECT role, last_person FROM rotation", map: { ($0.string(0), $0.string(1)) }) { s.rotation[role] = last }
-        for (p, n) in try c.query("SELECT person_id, COUNT(*) FROM assignments WHERE open = 1 AND person_id <> '' GROUP BY person_id", map: { ($0.string(0), Int($0.int(1))) }) {
+        for (role, last) in try c.query("SELECT role, last_person FROM rotation", map: { ($0.string(0), $0.string(1)) }) {
+            s.rotation[role] = last
+        }
+        for (p, n) in try c.query(
+            "SELECT person_id, COUNT(*) FROM assignments WHERE open = 1 AND person_id <> '' GROUP BY person_id",
+            map: { ($0.string(0), Int($0.int(1))) })
+        {
             s.load[p] = n
         }
         s.directory = Directory(
@@ -167,7 +183,9 @@ final class RoutingStore: Sendable {
     func updatePerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
         try await write { c in
             let s = self.snapshot
-            guard let n = Self.personNumber(person.id), let old = s.people[person.id] else { throw RoutingError.notFound("no person \(person.id)") }
+            guard let n = Self.personNumber(person.id), let old = s.people[person.id] else {
+                throw RoutingError.notFound("no person \(person.id)")
+            }
             try Self.checkReferences(person, s)
             var p = person
             p.createdAtMs = old.createdAtMs
@@ -215,8 +233,12 @@ final class RoutingStore: Sendable {
         try await write { c in
             var r = role
             r.memberIds = []
-            if !r.headId.isEmpty, self.snapshot.people[r.headId] == nil { throw RoutingError.notFound("no person \(r.headId) (role.head_id)") }
-            try c.run("INSERT INTO roles(name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body", r.name, ProtoCodec.encode(r))
+            if !r.headId.isEmpty, self.snapshot.people[r.headId] == nil {
+                throw RoutingError.notFound("no person \(r.headId) (role.head_id)")
+            }
+            try c.run(
+                "INSERT INTO roles(name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body", r.name,
+                ProtoCodec.encode(r))
             self.state.withLockedValue { s in
                 s.roles[r.name] = r
                 s.directory.roles[r.name] = RoutingModel.role(r)
@@ -262,8 +284,10 @@ final class RoutingStore: Sendable {
     static func checkRuleReferences(_ rs: Routing_RuleSet, _ s: State) throws {
         for (i, r) in rs.rules.enumerated() {
             switch r.target {
-            case .personId(let p) where s.people[p] == nil: throw RoutingError.notFound("no person \(p) (rules[\(i)].person_id, rule \"\(r.name)\")")
-            case .role(let ro) where s.roles[ro] == nil: throw RoutingError.notFound("no role \"\(ro)\" (rules[\(i)].role, rule \"\(r.name)\")")
+            case .personId(let p) where s.people[p] == nil:
+                throw RoutingError.notFound("no person \(p) (rules[\(i)].person_id, rule \"\(r.name)\")")
+            case .role(let ro) where s.roles[ro] == nil:
+                throw RoutingError.notFound("no role \"\(ro)\" (rules[\(i)].role, rule \"\(r.name)\")")
             default: break
             }
         }
@@ -304,7 +328,9 @@ final class RoutingStore: Sendable {
             return (d, changed)
         }
         if let (role, last) = changedRotation {
-            try c.run("INSERT INTO rotation(role, last_person) VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET last_person = excluded.last_person", role, last)
+            try c.run(
+                "INSERT INTO rotation(role, last_person) VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET last_person = excluded.last_person",
+                role, last)
         }
         return RoutingModel.assignment(decision.assignment, lead: lead, now: now)
     }
@@ -320,7 +346,9 @@ final class RoutingStore: Sendable {
     }
 
     private static func assignment(_ c: Connection, _ leadID: String) throws -> Routing_Assignment? {
-        try c.first("SELECT body FROM assignments WHERE lead_id = ?", leadID) { try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0)) }
+        try c.first("SELECT body FROM assignments WHERE lead_id = ?", leadID) {
+            try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0))
+        }
     }
 
     private static func save(_ c: Connection, _ a: Routing_Assignment) throws {
@@ -328,7 +356,8 @@ final class RoutingStore: Sendable {
         // transaction as the change itself: none is lost, none is reported that did not happen.
         let before = try c.first("SELECT person_id FROM assignments WHERE lead_id = ?", a.leadId) { $0.string(0) }
         if let before, before != a.personId {
-            try c.run("INSERT INTO owner_changes(lead_id, at, body) VALUES (?, ?, ?)", a.leadId, a.history.last?.atMs ?? 0, ProtoCodec.encode(a))
+            try c.run(
+                "INSERT INTO owner_changes(lead_id, at, body) VALUES (?, ?, ?)", a.leadId, a.history.last?.atMs ?? 0, ProtoCodec.encode(a))
         }
         let open = !a.released
         try c.run(
@@ -354,7 +383,9 @@ final class RoutingStore: Sendable {
 
     func reassign(_ leadID: String, to person: String, reason: String, actor: String, now: Int64) async throws -> Routing_Assignment {
         try await write { c in
-            guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID); RouteLead it first") }
+            guard var a = try Self.assignment(c, leadID) else {
+                throw RoutingError.notFound("no assignment for lead \(leadID); RouteLead it first")
+            }
             guard self.snapshot.people[person] != nil else { throw RoutingError.notFound("no person \(person) (person_id)") }
             if a.released { throw RoutingError.released(lead: leadID) }
             let from = a.personId
@@ -419,7 +450,12 @@ final class RoutingStore: Sendable {
     private func drainQueue(_ c: Connection, role: String, now: Int64) throws {
         let queued = try c.query(
             "SELECT lead, body FROM assignments WHERE queued = 1 AND open = 1 AND role = ? ORDER BY routed_at, lead_id LIMIT 50", role
-        ) { (try ProtoCodec.decode(Routing_LeadSummary.self, from: $0.blob(0)), try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(1))) }
+        ) {
+            (
+                try ProtoCodec.decode(Routing_LeadSummary.self, from: $0.blob(0)),
+                try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(1))
+            )
+        }
         for (lead, old) in queued {
             var fresh = try decide(c, lead, now: now)
             guard !fresh.personId.isEmpty else { break }  // still nobody: the rest wait too
@@ -439,7 +475,8 @@ final class RoutingStore: Sendable {
     func escalate(now: Int64, record: Bool) async throws -> [Routing_Escalation] {
         let find: @Sendable (Connection) throws -> [Routing_Assignment] = { c in
             try c.query(
-                "SELECT body FROM assignments WHERE awaiting_decision = 1 AND reply_deadline > 0 AND reply_deadline < ? ORDER BY reply_deadline LIMIT 1000", now
+                "SELECT body FROM assignments WHERE awaiting_decision = 1 AND reply_deadline > 0 AND reply_deadline < ? ORDER BY reply_deadline LIMIT 1000",
+                now
             ) { try ProtoCodec.decode(Routing_Assignment.self, from: $0.blob(0)) }
         }
         let s = snapshot
@@ -462,7 +499,10 @@ final class RoutingStore: Sendable {
                 let head = heads(a)
                 a.escalatedTo = head.isEmpty ? "(no head)" : head
                 a.escalatedAtMs = now
-                a.history.append(Self.event("escalated", head, actor: "routing", note: "reply deadline passed \((now - a.replyDeadlineMs) / 60_000) min ago without a decision", at: now))
+                a.history.append(
+                    Self.event(
+                        "escalated", head, actor: "routing",
+                        note: "reply deadline passed \((now - a.replyDeadlineMs) / 60_000) min ago without a decision", at: now))
                 try Self.save(c, a)
                 return build(a)
             }

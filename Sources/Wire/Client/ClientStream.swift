@@ -133,14 +133,15 @@ final class ClientStream: @unchecked Sendable {
             return RPCError(.unknown, "response content-type is not application/grpc")
         }
         // grpc/grpc doc/http-grpc-status-mapping.md
-        let code: StatusCode = switch s {
-        case 400: .internal
-        case 401: .unauthenticated
-        case 403: .permissionDenied
-        case 404: .unimplemented
-        case 429, 502, 503, 504: .unavailable
-        default: .unknown
-        }
+        let code: StatusCode =
+            switch s {
+            case 400: .internal
+            case 401: .unauthenticated
+            case 403: .permissionDenied
+            case 404: .unimplemented
+            case 429, 502, 503, 504: .unavailable
+            default: .unknown
+            }
         return RPCError(code, "HTTP status \(s)")
     }
 

@@ -1,11 +1,12 @@
 import CNGHTTP2
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 public struct CallOptions: Sendable {
     /// Sent as `grpc-timeout`; the call also ends locally with DEADLINE_EXCEEDED when it passes.
@@ -14,8 +15,10 @@ public struct CallOptions: Sendable {
     public var compressRequests: Bool
     public var maxReceiveMessageSize: Int
 
-    public init(timeout: TimeAmount? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false,
-                maxReceiveMessageSize: Int = 4 * 1024 * 1024) {
+    public init(
+        timeout: TimeAmount? = nil, metadata: Metadata = Metadata(), compressRequests: Bool = false,
+        maxReceiveMessageSize: Int = 4 * 1024 * 1024
+    ) {
         self.timeout = timeout
         self.metadata = metadata
         self.compressRequests = compressRequests
@@ -138,7 +141,8 @@ public final class WireChannel: Sendable {
                         let handler = try NIOSSLClientHandler(context: ssl, serverHostname: sni)
                         try channel.pipeline.syncOperations.addHandler(handler)
                     }
-                    try channel.pipeline.syncOperations.addHandler(ClientConnection(loop: channel.eventLoop, authority: authority, scheme: scheme))
+                    try channel.pipeline.syncOperations.addHandler(
+                        ClientConnection(loop: channel.eventLoop, authority: authority, scheme: scheme))
                 }
             }
             .connect(host: host, port: port)
@@ -155,7 +159,9 @@ public final class WireChannel: Sendable {
     }
 
     /// One request, one response.
-    public func unary<Req: WireMessage, Resp: WireMessage>(_ path: String, request: Req, options: CallOptions = CallOptions()) async throws -> Resp {
+    public func unary<Req: WireMessage, Resp: WireMessage>(_ path: String, request: Req, options: CallOptions = CallOptions()) async throws
+        -> Resp
+    {
         try await unaryWithMetadata(path, request: request, options: options).message
     }
 
@@ -165,7 +171,8 @@ public final class WireChannel: Sendable {
         try await streaming(path, options: options) { (call: StreamingCall<Req, Resp>) in
             try await call.send(request, end: true)
             let response = try await call.singleResponse()
-            return UnaryResponse(message: response, initialMetadata: try await call.initialMetadata(), trailingMetadata: await call.trailingMetadata)
+            return UnaryResponse(
+                message: response, initialMetadata: try await call.initialMetadata(), trailingMetadata: await call.trailingMetadata)
         }
     }
 
@@ -299,7 +306,8 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         self.channel = context.channel
         session = H2Session(
             role: .client,
-            settings: .init(maxConcurrentStreams: 100, initialWindowSize: 1 << 20, maxHeaderListSize: 16 * 1024, connectionWindowSize: 4 << 20),
+            settings: .init(
+                maxConcurrentStreams: 100, initialWindowSize: 1 << 20, maxHeaderListSize: 16 * 1024, connectionWindowSize: 4 << 20),
             delegate: self)
         if context.channel.isActive { flushOutput() }
     }

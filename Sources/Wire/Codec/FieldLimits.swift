@@ -15,8 +15,10 @@ public struct FieldLimits: Sendable {
     /// A value outside the enum's declared ones is refused (proto3 would keep it as a number).
     public var declaredEnumsOnly: Bool
 
-    public init(defaultMaxCharacters: Int = 1000, defaultMaxItems: Int = 1000, maxCharacters: [UInt32: Int] = [:],
-                maxItems: [UInt32: Int] = [:], declaredEnumsOnly: Bool = true) {
+    public init(
+        defaultMaxCharacters: Int = 1000, defaultMaxItems: Int = 1000, maxCharacters: [UInt32: Int] = [:],
+        maxItems: [UInt32: Int] = [:], declaredEnumsOnly: Bool = true
+    ) {
         self.defaultMaxCharacters = defaultMaxCharacters
         self.defaultMaxItems = defaultMaxItems
         self.maxCharacters = maxCharacters

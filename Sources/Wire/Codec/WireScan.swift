@@ -1,8 +1,9 @@
 import CProtobufC
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// A pass over a message's wire bytes before protobuf-c unpacks them, for the two places protobuf-c
@@ -100,7 +101,7 @@ enum WireScan {
         let natural: UInt64
         switch f.pointee.type {
         case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_INT64,
-             PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_BOOL, PROTOBUF_C_TYPE_ENUM:
+            PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_BOOL, PROTOBUF_C_TYPE_ENUM:
             natural = 0
         case PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_FIXED32, PROTOBUF_C_TYPE_FLOAT:
             natural = 5
@@ -113,7 +114,8 @@ enum WireScan {
         return wireType == 2 && f.pointee.label == PROTOBUF_C_LABEL_REPEATED
     }
 
-    private static func field(_ d: UnsafePointer<ProtobufCMessageDescriptor>, _ number: UInt64) -> UnsafePointer<ProtobufCFieldDescriptor>? {
+    private static func field(_ d: UnsafePointer<ProtobufCMessageDescriptor>, _ number: UInt64) -> UnsafePointer<ProtobufCFieldDescriptor>?
+    {
         guard number > 0, number <= UInt64(UInt32.max) else { return nil }
         return protobuf_c_message_descriptor_get_field(d, UInt32(number))
     }
@@ -131,7 +133,8 @@ enum WireScan {
         var c = Cursor(bytes: bytes)
         while !c.atEnd {
             guard let tag = c.varint() else { return }
-            let wireType = tag & 7, number = tag >> 3
+            let wireType = tag & 7
+            let number = tag >> 3
             let f = field(d, number)
             let kept = wireType != 3 && wireType != 4 && (f.map { accepts($0, wireType: wireType) } ?? true)
             if !kept { needsStrip = true }
@@ -163,19 +166,23 @@ enum WireScan {
         out.append(UInt8(v))
     }
 
-    private static func rebuild(_ bytes: UnsafeRawBufferPointer, _ d: UnsafePointer<ProtobufCMessageDescriptor>, into out: inout [UInt8], depth: Int) {
+    private static func rebuild(
+        _ bytes: UnsafeRawBufferPointer, _ d: UnsafePointer<ProtobufCMessageDescriptor>, into out: inout [UInt8], depth: Int
+    ) {
         var c = Cursor(bytes: bytes)
         while !c.atEnd {
             let start = c.at
             guard let tag = c.varint() else { break }
-            let wireType = tag & 7, number = tag >> 3
+            let wireType = tag & 7
+            let number = tag >> 3
             let f = field(d, number)
             if wireType == 2, let f, f.pointee.type == PROTOBUF_C_TYPE_MESSAGE, depth < maxDepth {
                 guard let n = c.varint(), n <= UInt64(bytes.count - c.at) else { break }
                 let value = UnsafeRawBufferPointer(rebasing: bytes[c.at..<(c.at + Int(n))])
                 c.at += Int(n)
                 var inner = [UInt8]()
-                rebuild(value, f.pointee.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), into: &inner, depth: depth + 1)
+                rebuild(
+                    value, f.pointee.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self), into: &inner, depth: depth + 1)
                 writeVarint(tag, into: &out)
                 writeVarint(UInt64(inner.count), into: &out)
                 out.append(contentsOf: inner)

@@ -1,10 +1,11 @@
 import CNGHTTP2
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// What an nghttp2 session reports to the connection that owns it. Called synchronously from inside
 /// `receive`/`drainOutput`, on the connection's event loop.
@@ -79,7 +80,8 @@ final class H2Session {
 
         // A session sends no SETTINGS by itself (PROTOCOL-NOTES pitfall 1).
         var iv = [
-            nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue), value: settings.maxConcurrentStreams),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: settings.initialWindowSize),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue), value: settings.maxHeaderListSize),
         ]
@@ -343,7 +345,8 @@ struct HeaderBlock {
             let base = UnsafeMutablePointer(mutating: buf.baseAddress ?? UnsafePointer(bitPattern: 1)!)
             return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(spans.count, 1)) { nv in
                 for (i, (ns, nl, vs, vl)) in spans.enumerated() {
-                    nv[i] = nghttp2_nv(name: base + ns, value: base + vs, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                    nv[i] = nghttp2_nv(
+                        name: base + ns, value: base + vs, namelen: nl, valuelen: vl, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
                 }
                 return body(nv.baseAddress!, spans.count)
             }
@@ -361,7 +364,8 @@ final class FrozenHeaders: @unchecked Sendable {
         count = pairs.count
         nv = .allocate(capacity: pairs.count)
         for (i, (name, value)) in pairs.enumerated() {
-            let n = Array(name.utf8), v = Array(value.utf8)
+            let n = Array(name.utf8)
+            let v = Array(value.utf8)
             let storage = UnsafeMutablePointer<UInt8>.allocate(capacity: n.count + v.count)
             storage.initialize(from: n + v, count: n.count + v.count)
             nv[i] = nghttp2_nv(

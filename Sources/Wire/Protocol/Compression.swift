@@ -48,8 +48,11 @@ enum Gzip {
                     stream.avail_out = UInt32(min(outPtr.count, chunk))
                     let before = stream.avail_out
                     result = inflate(&stream, Z_NO_FLUSH)
-                    if result == Z_BUF_ERROR && before == stream.avail_out && stream.avail_in == 0 { result = Z_DATA_ERROR }
-                    else if result == Z_BUF_ERROR { result = Z_OK }
+                    if result == Z_BUF_ERROR && before == stream.avail_out && stream.avail_in == 0 {
+                        result = Z_DATA_ERROR
+                    } else if result == Z_BUF_ERROR {
+                        result = Z_OK
+                    }
                     return Int(before - stream.avail_out)
                 }
             }

@@ -29,7 +29,8 @@ extension RPCError {
         // A request with 100,000 wrong fields gets the first ones named and a count of the rest: at
         // most 50 and about 2 KB of text, so the details fit the 8 KiB of trailers a client
         // accepts beside the message.
-        var shown = 0, bytes = 0
+        var shown = 0
+        var bytes = 0
         for v in violations {
             let size = v.field.utf8.count + v.description.utf8.count + 8
             if shown == 50 || (shown > 0 && bytes + size > 2000) { break }

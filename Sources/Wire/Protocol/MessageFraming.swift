@@ -43,8 +43,8 @@ struct MessageDeframer {
 
     mutating func next() throws(Failure) -> Message? {
         guard buffer.readableBytes >= 5,
-              let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
-              let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
+            let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
         else { return nil }
         guard flag <= 1 else { throw .badFlag(flag) }
         guard Int(length) <= maxMessageSize else { throw .tooLarge(declared: Int(length), limit: maxMessageSize) }

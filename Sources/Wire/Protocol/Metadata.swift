@@ -121,7 +121,10 @@ public enum Base64 {
         var bits = 0
         var sawPad = false
         for c in text {
-            if c == 0x3D { sawPad = true; continue }
+            if c == 0x3D {
+                sawPad = true
+                continue
+            }
             if sawPad { return nil }
             let v = reverse[Int(c)]
             if v == 0xFF { return nil }

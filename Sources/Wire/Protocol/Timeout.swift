@@ -33,7 +33,9 @@ enum GRPCTimeout {
     /// The shortest exact-or-rounded-up encoding that fits in 8 digits.
     static func encode(nanoseconds: Int64) -> String {
         let ns = max(0, nanoseconds)
-        let units: [(Int64, Character)] = [(1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H")]
+        let units: [(Int64, Character)] = [
+            (1, "n"), (1_000, "u"), (1_000_000, "m"), (1_000_000_000, "S"), (60_000_000_000, "M"), (3_600_000_000_000, "H"),
+        ]
         for (scale, unit) in units {
             let v = (ns + scale - 1) / scale
             if v < 100_000_000 { return "\(v)\(unit)" }

@@ -174,7 +174,8 @@ final class ServerCall: @unchecked Sendable {
                 }
                 messagesReceived += 1
                 if method!.takesSingleRequest && messagesReceived > 1 {
-                    return finish(RPCError(.unimplemented, "\(path ?? "") is a unary-request method but the client sent more than one message"))
+                    return finish(
+                        RPCError(.unimplemented, "\(path ?? "") is a unary-request method but the client sent more than one message"))
                 }
                 deliver(m)
             }
@@ -207,7 +208,8 @@ final class ServerCall: @unchecked Sendable {
 
     private func checkSingleRequestAndStart() {
         guard messagesReceived == 1 else {
-            return finish(RPCError(.unimplemented, "\(path ?? "") expects exactly one request message; the client sent \(messagesReceived)"))
+            return finish(
+                RPCError(.unimplemented, "\(path ?? "") expects exactly one request message; the client sent \(messagesReceived)"))
         }
         startHandler()
     }
@@ -362,7 +364,9 @@ final class ServerCall: @unchecked Sendable {
         let message = error.map { PercentEncoding.encode($0.message) } ?? ""
         var details = error?.details.flatMap { $0.count <= Self.maxStatusDetailsBytes ? Base64.encode($0) : nil }
         let messageField = message.isEmpty ? 0 : 32 + 12 + message.utf8.count
-        if let d = details, t.listSize + messageField + 32 + 23 + d.utf8.count + 64 > limit || error!.message.utf8.count > Self.maxStatusMessageBytes {
+        if let d = details,
+            t.listSize + messageField + 32 + 23 + d.utf8.count + 64 > limit || error!.message.utf8.count > Self.maxStatusMessageBytes
+        {
             details = nil
         }
         if let e = error, !e.message.isEmpty {
@@ -402,10 +406,11 @@ final class ServerCall: @unchecked Sendable {
     private func observe(_ code: StatusCode, _ message: String) {
         guard !observed, let observer = connection.core.configuration.observer else { return }
         observed = true
-        observer.callFinished(FinishedCall(
-            method: path ?? "", code: code, message: message,
-            durationNanos: NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds,
-            principal: principal, peer: connection.peer))
+        observer.callFinished(
+            FinishedCall(
+                method: path ?? "", code: code, message: message,
+                durationNanos: NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds,
+                principal: principal, peer: connection.peer))
     }
 
     /// Called when the handler returns or throws; hops to the loop if needed.
@@ -479,7 +484,8 @@ final class ServerCall: @unchecked Sendable {
             return try ProtoCodec.decode(M.self, from: payload, checked: true)
         } catch let error as ProtoDecodingError where error.invalidField != nil {
             throw RPCError.invalidArgument(
-                "the request was refused before it was read", violations: [.init(field: error.invalidField!, description: error.reason ?? error.description)])
+                "the request was refused before it was read",
+                violations: [.init(field: error.invalidField!, description: error.reason ?? error.description)])
         } catch {
             throw RPCError(.internal, "could not parse the request as \(M.wireDescriptor.fullName): \(error)")
         }
@@ -530,7 +536,9 @@ final class ServerCall: @unchecked Sendable {
     private var maxSendMessageSize: Int { connection.core.configuration.maxSendMessageSize }
 
     private func tooLarge(_ size: Int) -> RPCError {
-        RPCError(.resourceExhausted, "the response message is \(size) bytes, over the \(maxSendMessageSize)-byte limit; ask for less (a smaller page)")
+        RPCError(
+            .resourceExhausted,
+            "the response message is \(size) bytes, over the \(maxSendMessageSize)-byte limit; ask for less (a smaller page)")
     }
 
     func sendHeaders() async throws {

@@ -1,9 +1,10 @@
 import CNGHTTP2
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One accepted HTTP/2 connection: NIO moves the bytes, nghttp2 speaks HTTP/2, `ServerCall`s carry
 /// the gRPC calls. Everything here runs on the channel's event loop.
@@ -192,9 +193,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
             let since = stalledSince ?? now
             stalledSince = since
             if now - since >= c.stallTimeout {
-                core.logger.info("closing a connection whose client read no response bytes", metadata: [
-                    "peer": "\(peer)", "unread_bytes": "\(unreadBytes)", "seconds": "\((now - since).nanoseconds / 1_000_000_000)",
-                ])
+                core.logger.info(
+                    "closing a connection whose client read no response bytes",
+                    metadata: [
+                        "peer": "\(peer)", "unread_bytes": "\(unreadBytes)", "seconds": "\((now - since).nanoseconds / 1_000_000_000)",
+                    ])
                 abort(debug: "responses unread for too long")
             }
         } else {
@@ -306,9 +309,10 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     private func parseHeader(_ call: ServerCall, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         if name.first == UInt8(ascii: ":") {
             if name.equals(":path") {
-                let same = lastPath.utf8.withContiguousStorageIfAvailable {
-                    $0.count == value.count && (value.count == 0 || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0)
-                } ?? false
+                let same =
+                    lastPath.utf8.withContiguousStorageIfAvailable {
+                        $0.count == value.count && (value.count == 0 || memcmp($0.baseAddress!, value.baseAddress!, value.count) == 0)
+                    } ?? false
                 if !same { lastPath = String(decoding: value, as: UTF8.self) }
                 call.path = lastPath
             } else if name.equals(":method") {
@@ -436,9 +440,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
         let t = UInt32(type)
         guard stream > 0, t == NGHTTP2_HEADERS.rawValue || t == NGHTTP2_DATA.rawValue else { return }
-        core.logger.warning("a response frame could not be sent; resetting the stream", metadata: [
-            "peer": "\(peer)", "error": "\(String(cString: nghttp2_strerror(error)))",
-        ])
+        core.logger.warning(
+            "a response frame could not be sent; resetting the stream",
+            metadata: [
+                "peer": "\(peer)", "error": "\(String(cString: nghttp2_strerror(error)))",
+            ])
         session.resetStream(stream, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
         scheduleFlush()
     }

@@ -5,8 +5,9 @@ import NIOPosix
 import NIOSSL
 import ServiceLifecycle
 import Synchronization
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A gRPC server: standard gRPC over HTTP/2 (nghttp2) with protobuf-c messages. Every server also
@@ -79,7 +80,8 @@ public final class WireServer: Service, Sendable {
         all.append(HealthService(provider: health))
         var names = services.map { type(of: $0).serviceName }
         names += ["grpc.health.v1.Health"]
-        let reflection = ReflectionIndex(serviceNames: names + ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])
+        let reflection = ReflectionIndex(
+            serviceNames: names + ["grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"])
         all.append(ReflectionV1Service(index: reflection))
         all.append(ReflectionV1AlphaService(index: reflection))
         var methods = [String: ServerMethod]()
@@ -208,7 +210,9 @@ final class ServerCore: Sendable {
     /// connection that is silent (no preface yet) or idle makes room: it is closed, the new one kept.
     func admit(_ c: ServerConnection, peer: String) -> String? {
         let (verdict, victim) = registry.withLockedValue { r in
-            r.admit(ObjectIdentifier(c), connection: c, peer: peer, max: configuration.maxConnections, maxPerPeer: configuration.maxConnectionsPerPeer)
+            r.admit(
+                ObjectIdentifier(c), connection: c, peer: peer, max: configuration.maxConnections,
+                maxPerPeer: configuration.maxConnectionsPerPeer)
         }
         if let victim {
             logger.debug("connection limit: closing a silent or idle connection for a new one", metadata: ["peer": "\(peer)"])
@@ -275,12 +279,17 @@ final class ServerCore: Sendable {
     func checkOutboundBudget(connectionUnread: Int, size: Int) throws {
         let c = configuration
         if connectionUnread > 0, connectionUnread + size > c.maxUnreadResponseBytesPerConnection {
-            throw RPCError(.resourceExhausted, "this connection has \(connectionUnread) bytes of responses its client has not read (limit \(c.maxUnreadResponseBytesPerConnection)); read them or open another connection")
+            throw RPCError(
+                .resourceExhausted,
+                "this connection has \(connectionUnread) bytes of responses its client has not read (limit \(c.maxUnreadResponseBytesPerConnection)); read them or open another connection"
+            )
         }
         if connectionUnread == 0, size <= 64 * 1024 { return }
         let total = unreadResponseBytes.load(ordering: .relaxed)
         if total + size > c.maxUnreadResponseBytes {
-            throw RPCError(.resourceExhausted, "the server holds \(total) bytes of responses clients have not read (limit \(c.maxUnreadResponseBytes)); retry later")
+            throw RPCError(
+                .resourceExhausted,
+                "the server holds \(total) bytes of responses clients have not read (limit \(c.maxUnreadResponseBytes)); retry later")
         }
     }
 }
@@ -303,7 +312,9 @@ struct ConnectionRegistry {
     var all: [ServerConnection] { entries.values.map(\.connection) }
 
     /// Returns (refusal, victim): refusal nil means admitted; victim, when set, is to be closed.
-    mutating func admit(_ id: ObjectIdentifier, connection: ServerConnection, peer: String, max: Int, maxPerPeer: Int) -> (String?, ServerConnection?) {
+    mutating func admit(_ id: ObjectIdentifier, connection: ServerConnection, peer: String, max: Int, maxPerPeer: Int) -> (
+        String?, ServerConnection?
+    ) {
         var victim: ServerConnection?
         let peerCount = perPeer[peer, default: 0]
         if entries.count >= max || peerCount >= maxPerPeer {
@@ -315,9 +326,11 @@ struct ConnectionRegistry {
                 return a.value.order < b.value.order
             }
             guard let pick else {
-                return (entries.count >= max
-                    ? "the server has \(entries.count) connections, its limit, all with calls in progress"
-                    : "\(peerCount) connections from \(peer), the per-address limit, all with calls in progress", nil)
+                return (
+                    entries.count >= max
+                        ? "the server has \(entries.count) connections, its limit, all with calls in progress"
+                        : "\(peerCount) connections from \(peer), the per-address limit, all with calls in progress", nil
+                )
             }
             victim = pick.value.connection
             remove(pick.key)

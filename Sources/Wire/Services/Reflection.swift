@@ -68,7 +68,8 @@ private func answer(_ request: ReflectionRequest, index: ReflectionIndex, sent: 
     }
     switch request.messageRequest {
     case .fileByFilename(let name):
-        response.messageResponse = index.files[name] == nil ? notFound("file \(name) is not known here") : files(index.closure(of: name, sent: &sent))
+        response.messageResponse =
+            index.files[name] == nil ? notFound("file \(name) is not known here") : files(index.closure(of: name, sent: &sent))
     case .fileContainingSymbol(let symbol):
         if let file = index.fileBySymbol[symbol] {
             response.messageResponse = files(index.closure(of: file, sent: &sent))
