@@ -165,12 +165,14 @@ def _corrupt_pages(path, first_page=3):
 def _seed_routing(data):
     """A routing database with a few hundred people, written and checkpointed by a real run."""
     server = ServerProcess("routing-service", ["--data-dir", str(data), "--auth", "off", "--metrics-port=-1"])
-    ch = grpc.insecure_channel(server.address)
-    stub = routing_pb2_grpc.RoutingStub(ch)
-    for i in range(300):
-        stub.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Сотрудник %d" % i, login="user%d" % i, email="u%d@example.ru" % i)), timeout=10)
-    ch.close()
-    assert server.stop() == 0
+    try:
+        ch = grpc.insecure_channel(server.address)
+        stub = routing_pb2_grpc.RoutingStub(ch)
+        for i in range(300):
+            stub.CreatePerson(gpb.CreatePersonRequest(person=gpb.Person(name="Сотрудник %d" % i, login="user%d" % i, email="u%d@example.ru" % i)), timeout=10)
+        ch.close()
+    finally:
+        assert server.stop() == 0
 
 
 def test_damaged_database_refuses_to_start_naming_file_and_restore(tmp_path):
