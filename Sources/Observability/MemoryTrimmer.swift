@@ -11,9 +11,9 @@ import Wire
 /// into Swift values and answered on whichever thread ran it; glibc keeps what was freed in that
 /// thread's arena for reuse. `malloc_trim(0)` releases the free pages of every arena; on a quiet heap
 /// it costs microseconds, so once per interval is negligible. Measured (docs/benchmarks.md, "Memory
-/// after extreme requests"): 4–6 MB given back per service after such rounds. It is a mitigation,
-/// not the found cause of the larger growth the hostile-clients probe reported, which is not yet
-/// reproduced. `LEADWIRE_MALLOC_TRIM=off` turns it off.
+/// after extreme requests"): 4–6 MB given back per service after such rounds. The larger growth the
+/// hostile-clients probe reported had other causes, now removed: streams left open by refusals too
+/// big to send, and oversized values stored (field limits). `LEADWIRE_MALLOC_TRIM=off` turns it off.
 public struct MemoryTrimmer: Service {
     public let seconds: Int
 
