@@ -13,7 +13,7 @@ struct IntakeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "intake-service")
 
     @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_INTAKE_PORT).")
-    var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_INTAKE_PORT") ?? "") ?? 50051
+    var port: Int = ProcessInfoEnv.int("LEADWIRE_INTAKE_PORT", default: 50051)
 
     @OptionGroup var common: ServiceOptions
 
@@ -79,7 +79,7 @@ struct IntakeCommand: AsyncParsableCommand {
             onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
         try await host.serve(
             [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
+            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
             databases: [store.db],
             background: routingClient == nil && reportClient == nil ? [] : [relay])
         await store.db.flush()

@@ -34,17 +34,17 @@ public struct ServiceOptions: ParsableArguments {
         help:
             "Open connections at most; at the limit a silent or idle one makes room, else the newest is refused (env LEADWIRE_MAX_CONNECTIONS)."
     )
-    public var maxConnections: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS") ?? "") ?? 4096
+    public var maxConnections: Int = ProcessInfoEnv.int("LEADWIRE_MAX_CONNECTIONS", default: 4096)
 
     @Option(
         name: .customLong("max-connections-per-peer"),
         help: "Open connections at most from one client address (env LEADWIRE_MAX_CONNECTIONS_PER_PEER).")
-    public var maxConnectionsPerPeer: Int = Int(ProcessInfoEnv.value("LEADWIRE_MAX_CONNECTIONS_PER_PEER") ?? "") ?? 1024
+    public var maxConnectionsPerPeer: Int = ProcessInfoEnv.int("LEADWIRE_MAX_CONNECTIONS_PER_PEER", default: 1024)
 
     @Option(
         name: .customLong("idle-timeout"),
         help: "Seconds a connection with no call in progress is kept before GOAWAY; 0 = forever (env LEADWIRE_IDLE_TIMEOUT).")
-    public var idleTimeout: Int = Int(ProcessInfoEnv.value("LEADWIRE_IDLE_TIMEOUT") ?? "") ?? 300
+    public var idleTimeout: Int = ProcessInfoEnv.int("LEADWIRE_IDLE_TIMEOUT", default: 300)
 
     @Flag(
         name: .customLong("skip-integrity-check"),
@@ -103,13 +103,17 @@ public struct ServiceOptions: ParsableArguments {
     public var authOn: Bool { auth != "off" && auth != "false" && auth != "0" }
 
     /// The metrics port: as given, else a free one for a test server (--port 0), else the default.
-    public func metricsPort(servicePort: Int, defaultPort: Int, env: String) -> Int {
+    public func metricsPort(servicePort: Int, defaultPort: Int, env: String) throws -> Int {
         if let metricsPort { return metricsPort }
-        if let e = ProcessInfoEnv.value(env), let p = Int(e) { return p }
+        if let text = ProcessInfoEnv.value(env) {
+            guard let port = Int(text) else { throw ValidationError("\(env)=\(text) is not a port number") }
+            return port
+        }
         return servicePort == 0 ? 0 : defaultPort
     }
 
     public mutating func validate() throws {
+        if let problem = ProcessInfoEnv.problems.first { throw ValidationError(problem) }
         guard ["on", "off", "true", "false", "1", "0"].contains(auth) else { throw ValidationError("--auth takes on or off, not \(auth)") }
         guard maxConnections >= 1 else { throw ValidationError("--max-connections must be at least 1, not \(maxConnections)") }
         guard maxConnectionsPerPeer >= 1 else {

@@ -12,7 +12,7 @@ struct ReportCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "report-service")
 
     @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_REPORT_PORT).")
-    var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_REPORT_PORT") ?? "") ?? 50053
+    var port: Int = ProcessInfoEnv.int("LEADWIRE_REPORT_PORT", default: 50053)
 
     @OptionGroup var common: ServiceOptions
 
@@ -44,7 +44,7 @@ struct ReportCommand: AsyncParsableCommand {
         let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common,
+            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common,
             databases: [store.db])
         await store.db.flush()
     }

@@ -14,12 +14,12 @@ struct RoutingCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "routing-service")
 
     @Option(help: "Port to listen on (0 picks a free one and prints it) (env LEADWIRE_ROUTING_PORT).")
-    var port: Int = Int(ProcessInfoEnv.value("LEADWIRE_ROUTING_PORT") ?? "") ?? 50052
+    var port: Int = ProcessInfoEnv.int("LEADWIRE_ROUTING_PORT", default: 50052)
 
     @OptionGroup var common: ServiceOptions
 
     @Option(name: .customLong("escalate-every"), help: "Seconds between escalation sweeps (0 = only when Escalate is called).")
-    var escalateEvery: Int = Int(ProcessInfoEnv.value("LEADWIRE_ESCALATE_EVERY") ?? "") ?? 60
+    var escalateEvery: Int = ProcessInfoEnv.int("LEADWIRE_ESCALATE_EVERY", default: 60)
 
     func run() async throws {
         let host = try ServiceHost.prepare(
@@ -31,7 +31,8 @@ struct RoutingCommand: AsyncParsableCommand {
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
             [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"), options: common,
+            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"),
+            options: common,
             databases: [store.db],
             background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.flush()

@@ -222,3 +222,14 @@ def test_damage_found_while_serving_turns_health_not_serving(tmp_path):
         ch.close()
     finally:
         server.stop()
+
+
+def test_malformed_environment_values_stop_the_start(tmp_path):
+    """A number in the environment that is not a number is refused, not silently replaced."""
+    for name, value, says in [("LEADWIRE_MAX_CONNECTIONS", "lots", "LEADWIRE_MAX_CONNECTIONS=lots is not a whole number"),
+                              ("LEADWIRE_ROUTING_METRICS_PORT", "abc", "LEADWIRE_ROUTING_METRICS_PORT=abc is not a port number")]:
+        env = dict(os.environ, **{name: value})
+        proc = subprocess.run([os.path.join(BIN_DIR, "routing-service"), "--port", "0", "--data-dir", str(tmp_path), "--auth", "off"],
+                              capture_output=True, text=True, timeout=30, env=env)
+        assert proc.returncode != 0
+        assert says in proc.stderr
