@@ -46,6 +46,12 @@ public final class WireChannel: Sendable {
         case ready(ClientConnection)
     }
 
+    /// A channel to `host:port`; nothing is dialled until the first call.
+    ///
+    /// - Parameters:
+    ///   - group: The event loops to run the connection on; nil makes (and `close` shuts down) a
+    ///     one-thread group of its own.
+    ///   - tls: TLS settings (CA, client certificate, server name); nil speaks plaintext HTTP/2.
     public init(host: String, port: Int, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
         self.host = host
         self.port = port
@@ -59,7 +65,9 @@ public final class WireChannel: Sendable {
         }
     }
 
-    /// A channel to "host:port" (as flags and environment variables give it).
+    /// A channel to "host:port" (as flags and environment variables give it; `[::1]:50051` for IPv6).
+    ///
+    /// - Throws: `RPCError` INVALID_ARGUMENT when `address` is not host:port.
     public convenience init(address: String, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), port > 0, port < 65536 else {
             throw RPCError(.invalidArgument, "\"\(address)\" is not host:port")
@@ -69,6 +77,8 @@ public final class WireChannel: Sendable {
         self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group, tls: tls)
     }
 
+    /// Closes the connection (calls in flight end UNAVAILABLE) and the channel's own event-loop
+    /// group, if it made one. The channel is not usable afterwards.
     public func close() async {
         let s = state.withLockedValue { s in
             defer { s = .idle }
@@ -159,12 +169,21 @@ public final class WireChannel: Sendable {
     }
 
     /// One request, one response.
+    ///
+    /// - Parameters:
+    ///   - path: `/package.Service/Method`.
+    ///   - options: Timeout (sent as `grpc-timeout` and enforced locally), metadata, compression,
+    ///     the largest response accepted.
+    /// - Throws: `RPCError` with the server's status and message (details in `details`), or
+    ///   UNAVAILABLE when the server cannot be reached, DEADLINE_EXCEEDED when the timeout passes,
+    ///   CANCELLED when the calling task is cancelled.
     public func unary<Req: WireMessage, Resp: WireMessage>(_ path: String, request: Req, options: CallOptions = CallOptions()) async throws
         -> Resp
     {
         try await unaryWithMetadata(path, request: request, options: options).message
     }
 
+    /// `unary`, also returning the response's initial and trailing metadata.
     public func unaryWithMetadata<Req: WireMessage, Resp: WireMessage>(
         _ path: String, request: Req, options: CallOptions = CallOptions()
     ) async throws -> UnaryResponse<Resp> {
@@ -176,6 +195,8 @@ public final class WireChannel: Sendable {
         }
     }
 
+    /// One request, then `body` reads the responses from the call (`for try await` or `receive()`);
+    /// the call is cancelled if `body` returns before it ends. Throws as `unary` does.
     public func serverStreaming<Req: WireMessage, Resp: WireMessage, R: Sendable>(
         _ path: String, request: Req, options: CallOptions = CallOptions(), _ body: (StreamingCall<Req, Resp>) async throws -> R
     ) async throws -> R {
@@ -200,6 +221,7 @@ public final class WireChannel: Sendable {
     }
 }
 
+/// A unary call's response with the metadata that came with it.
 public struct UnaryResponse<Message: WireMessage>: Sendable {
     public var message: Message
     public var initialMetadata: Metadata

@@ -3,14 +3,19 @@ import NIOCore
 /// A gRPC service a `WireServer` hosts. Generated `*_Service` protocols provide `methods`; a service
 /// implementation is a plain Swift type conforming to one.
 public protocol WireService: Sendable {
+    /// The fully qualified service name as in the proto (`leadwire.intake.v1.Intake`); health and
+    /// reflection report it.
     static var serviceName: String { get }
+    /// Every method the service serves, each with its `/package.Service/Method` path.
     var methods: [ServerMethod] { get }
 }
 
 /// One method of a service, type-erased to raw messages. Made by the generated code.
 public struct ServerMethod: Sendable {
+    /// How many messages flow each way (gRPC's four call shapes).
     public enum Kind: Sendable { case unary, serverStreaming, clientStreaming, bidirectionalStreaming }
 
+    /// `/package.Service/Method`, as the `:path` header carries it.
     public let path: String
     public let kind: Kind
     let handler: @Sendable (ServerCall) async throws -> Void
@@ -18,6 +23,13 @@ public struct ServerMethod: Sendable {
     /// Unary and server-streaming methods take exactly one request message.
     var takesSingleRequest: Bool { kind == .unary || kind == .serverStreaming }
 
+    /// A method taking one request and answering one response.
+    ///
+    /// - Parameters:
+    ///   - path: `/package.Service/Method`.
+    ///   - body: The handler. What it throws ends the call: an `RPCError` (or a type conforming to
+    ///     `RPCErrorConvertible`) as itself, anything else as UNKNOWN without detail. It runs with
+    ///     the call's deadline and is cancelled when the client cancels.
     public static func unary<Req: WireMessage, Resp: WireMessage>(
         _ path: String, _ body: @escaping @Sendable (Req, ServerContext) async throws -> Resp
     ) -> ServerMethod {
@@ -28,6 +40,8 @@ public struct ServerMethod: Sendable {
         }
     }
 
+    /// A method taking one request and answering with any number of messages, written through the
+    /// `ResponseWriter`; the call ends OK when `body` returns, with its error when it throws.
     public static func serverStreaming<Req: WireMessage, Resp: WireMessage>(
         _ path: String, _ body: @escaping @Sendable (Req, ResponseWriter<Resp>, ServerContext) async throws -> Void
     ) -> ServerMethod {
@@ -37,6 +51,8 @@ public struct ServerMethod: Sendable {
         }
     }
 
+    /// A method reading any number of requests (the `RequestStream` ends when the client closes its
+    /// side) and answering one response.
     public static func clientStreaming<Req: WireMessage, Resp: WireMessage>(
         _ path: String, _ body: @escaping @Sendable (RequestStream<Req>, ServerContext) async throws -> Resp
     ) -> ServerMethod {
@@ -46,6 +62,7 @@ public struct ServerMethod: Sendable {
         }
     }
 
+    /// A method reading and writing messages independently; the call ends when `body` returns or throws.
     public static func bidirectionalStreaming<Req: WireMessage, Resp: WireMessage>(
         _ path: String, _ body: @escaping @Sendable (RequestStream<Req>, ResponseWriter<Resp>, ServerContext) async throws -> Void
     ) -> ServerMethod {

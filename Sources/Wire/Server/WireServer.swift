@@ -97,6 +97,10 @@ public final class WireServer: Service, Sendable {
     }
 
     /// Binds and starts accepting connections. Returns once the socket is listening.
+    ///
+    /// - Returns: The port bound (the free one chosen when the configuration says 0).
+    /// - Throws: When the address cannot be bound, the TLS files cannot be used, or the server was
+    ///   already started.
     @discardableResult
     public func start() async throws -> Int {
         let core = self.core
