@@ -11,6 +11,18 @@ def grpc_frame(body, compressed=False):
     return bytes([1 if compressed else 0]) + len(body).to_bytes(4, "big") + body
 
 
+def varint(n):
+    """A protobuf varint, for bodies written by hand."""
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
 def request_headers(path, port, extra=(), content_type="application/grpc"):
     return [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "127.0.0.1:%d" % port),
             ("content-type", content_type), ("te", "trailers"), *extra]

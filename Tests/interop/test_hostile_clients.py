@@ -214,17 +214,6 @@ def test_nul_in_a_string_field_is_invalid_argument_naming_it(server_with):
     assert "response_status.message" in e.value.details()
 
 
-def _varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
-
-
 def test_known_field_with_another_wire_type_and_groups_are_unknown_fields(server_with):
     """python-protobuf keeps these as unknown fields; so must we (protobuf-c alone refuses them)."""
     server = server_with()

@@ -15,7 +15,7 @@ import h2.settings
 import pytest
 
 from conftest import ServerProcess
-from h2raw import RawConnection, grpc_frame, status_of
+from h2raw import RawConnection, grpc_frame, status_of, varint
 from wire_interop import empty_pb2, messages_pb2, test_pb2_grpc
 
 UNARY = "/grpc.testing.TestService/UnaryCall"
@@ -185,20 +185,9 @@ def test_two_hundred_connections(interop_server):
 
 def big_stream_request(count, size):
     # StreamingOutputCallRequest{response_parameters: [{size}] * count}
-    param = b"\x08" + _varint(size)
-    one = b"\x12" + _varint(len(param)) + param
+    param = b"\x08" + varint(size)
+    one = b"\x12" + varint(len(param)) + param
     return grpc_frame(one * count)
-
-
-def _varint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
 
 
 def test_slow_reader_leaves_server_memory_bounded(interop_server):

@@ -608,19 +608,26 @@ final class IntakeStore: Sendable {
             }
             // Pending: the first answer. Queued: routing has since handed the lead to someone.
             guard lead.routing == .pending || (lead.routing == .queued && !a.personId.isEmpty) else { return lead }
-            lead.ownerId = a.personId
-            lead.routedRole = a.role
-            lead.routingExplanation = a.explanation
-            lead.routing = a.personId.isEmpty ? .queued : .assigned
-            lead.updatedAtMs = now
-            try db.run(
-                "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
-                ProtoCodec.encode(lead), n)
-            try Self.appendHistory(
-                db, n, actor: "routing", action: "assigned", from: lead.status, to: lead.status, note: a.explanation, now: now)
-            try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
+            try Self.setOwner(db, n, &lead, from: a, actor: "routing", note: a.explanation, now: now)
             return lead
         }
+    }
+
+    /// Records routing's answer on the lead: owner, role, explanation, queued or assigned; a history
+    /// line and an "assigned" event for report, in the caller's transaction.
+    private static func setOwner(
+        _ db: Connection, _ n: Int64, _ lead: inout Intake_Lead, from a: Routing_Assignment, actor: String, note: String, now: Int64
+    ) throws {
+        lead.ownerId = a.personId
+        lead.routedRole = a.role
+        lead.routingExplanation = a.explanation
+        lead.routing = a.personId.isEmpty ? .queued : .assigned
+        lead.updatedAtMs = now
+        try db.run(
+            "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
+            ProtoCodec.encode(lead), n)
+        try appendHistory(db, n, actor: actor, action: "assigned", from: lead.status, to: lead.status, note: note, now: now)
+        try appendEvent(db, n, kind: "assigned", lead: lead, now: now)
     }
 
     /// The last of routing's owner changes applied here.
@@ -646,20 +653,10 @@ final class IntakeStore: Sendable {
             else { return nil }
             guard lead.ownerId != a.personId else { return nil }
             let step = a.history.last
-            lead.ownerId = a.personId
-            lead.routedRole = a.role
-            lead.routingExplanation = a.explanation
-            lead.routing = a.personId.isEmpty ? .queued : .assigned
-            lead.updatedAtMs = now
-            try db.run(
-                "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
-                ProtoCodec.encode(lead), n)
             let note = [step?.kind, step?.note].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
-            try Self.appendHistory(
-                db, n, actor: step?.actor.isEmpty == false ? step!.actor : "routing", action: "assigned", from: lead.status,
-                to: lead.status,
+            try Self.setOwner(
+                db, n, &lead, from: a, actor: step?.actor.isEmpty == false ? step!.actor : "routing",
                 note: note.isEmpty ? a.explanation : note, now: now)
-            try Self.appendEvent(db, n, kind: "assigned", lead: lead, now: now)
             return lead
         }
     }
