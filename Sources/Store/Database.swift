@@ -64,6 +64,15 @@ public final class Database: @unchecked Sendable {
     }
     private let pending = NIOLockedValueBox(Pending())
     private let corruption = NIOLockedValueBox<StoreError?>(nil)
+    private let transactionObserver = NIOLockedValueBox<(@Sendable (Connection, TransactionOutcome) -> Void)?>(nil)
+
+    /// How a group commit ended, for state kept beside the database (see `observeTransactions`).
+    public enum TransactionOutcome: Sendable {
+        /// COMMIT returned: every write that did not throw is durable.
+        case committed
+        /// The whole transaction was rolled back: no write of the batch is in the database.
+        case rolledBack
+    }
 
     /// What the start-up check found: true = checked and sound, false = skipped or out of time.
     public private(set) var integrityChecked = false
@@ -113,6 +122,14 @@ public final class Database: @unchecked Sendable {
     }
 
     public var stats: Stats { pending.withLockedValue { $0.stats } }
+
+    /// Calls `observer` on the writer queue at the end of every transaction, after COMMIT (or the
+    /// rollback) and before any of its writes is answered. A store that keeps working state in memory
+    /// publishes it to readers on `.committed` and rebuilds it from the connection on `.rolledBack`,
+    /// so readers never see a change that is not durable. Set once, before the first write.
+    public func observeTransactions(_ observer: @escaping @Sendable (Connection, TransactionOutcome) -> Void) {
+        transactionObserver.withLockedValue { $0 = observer }
+    }
 
     /// The schema version on disk.
     public func schemaVersion() async throws -> Int {
@@ -203,6 +220,7 @@ public final class Database: @unchecked Sendable {
 
     private func commit(_ batch: [WriteJob]) {
         var outcomes = [(any Error)?](repeating: nil, count: batch.count)
+        let observer = transactionObserver.withLockedValue { $0 }
         do {
             try writer.run("BEGIN IMMEDIATE")
         } catch {
@@ -228,10 +246,12 @@ public final class Database: @unchecked Sendable {
         }
         do {
             try writer.run("COMMIT")
+            observer?(writer, .committed)
         } catch {
             note(error)
             try? writer.execute("ROLLBACK")
             outcomes = outcomes.map { $0 ?? error }
+            observer?(writer, .rolledBack)
         }
         pending.withLockedValue { p in
             p.stats.transactions += 1

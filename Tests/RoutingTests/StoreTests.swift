@@ -45,4 +45,77 @@ import Testing
         #expect(changes.map { $0.assignment?.personId } == [duty.id])
         #expect(try await s.ownerChanges(after: changes[0].seq, limit: 100).isEmpty)
     }
+
+    /// A decision waiting for its group commit is seen by the next write of the same transaction (the
+    /// rotation moves on) but not by readers until the COMMIT has returned.
+    @Test func readersSeeOnlyCommittedDecisionsWhileWritesInTheSameBatchSeeEachOther() async throws {
+        let s = try await store()
+        var role = Routing_Role()
+        role.name = "Продажи"
+        _ = try await s.putRole(role)
+        var ids = [String]()
+        for login in ["anna", "boris"] {
+            var p = Routing_Person()
+            p.name = login
+            p.login = login
+            p.roles = ["Продажи"]
+            ids.append(try await s.createPerson(p, now: now).id)
+        }
+        // Hold the writer so the next writes gather into one batch: two decisions, then a write
+        // that waits until the test has looked at what readers see.
+        let holdFirst = DispatchSemaphore(value: 0)
+        let holdLast = DispatchSemaphore(value: 0)
+        let lastStarted = DispatchSemaphore(value: 0)
+        async let first: Void = s.db.write { _ in holdFirst.wait() }
+        try await Task.sleep(for: .milliseconds(100))
+        async let a = s.route(summary("lead-a", role: "Продажи"), actor: "t", now: now)
+        try await Task.sleep(for: .milliseconds(50))
+        async let b = s.route(summary("lead-b", role: "Продажи"), actor: "t", now: now)
+        try await Task.sleep(for: .milliseconds(50))
+        async let last: Void = s.db.write { _ in
+            lastStarted.signal()
+            holdLast.wait()
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        holdFirst.signal()
+        try await first
+        // Both decisions have run (they precede the last write in its batch); none is committed.
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                lastStarted.wait()
+                cont.resume()
+            }
+        }
+        #expect(ids.map { s.person($0)?.openLeads } == [0, 0])
+        holdLast.signal()
+        try await last
+        let (ra, rb) = try await (a, b)
+        // The second decision saw the first: one lead each.
+        #expect(Set([ra.personId, rb.personId]) == Set(ids))
+        #expect(ids.map { s.person($0)?.openLeads } == [1, 1])
+    }
+
+    /// A write that fails in storage after changing the working state does not leave the change
+    /// behind: the next write and every reader work from what the database holds.
+    @Test func aStorageFailureMidWriteLeavesNoTraceInMemory() async throws {
+        let s = try await store()
+        var role = Routing_Role()
+        role.name = "Сервис"
+        _ = try await s.putRole(role)
+        var p = Routing_Person()
+        p.name = "Вера"
+        p.login = "vera"
+        p.roles = ["Сервис"]
+        let vera = try await s.createPerson(p, now: now)
+        // A trigger makes the assignment's INSERT fail after the decision changed the working state.
+        try await s.db.write { c in
+            try c.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON assignments WHEN NEW.lead_id = 'lead-x' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        }
+        await #expect(throws: (any Error).self) { try await s.route(summary("lead-x", role: "Сервис"), actor: "t", now: now) }
+        #expect(s.person(vera.id)?.openLeads == 0)
+        let ok = try await s.route(summary("lead-y", role: "Сервис"), actor: "t", now: now)
+        #expect(ok.personId == vera.id)
+        #expect(s.person(vera.id)?.openLeads == 1)
+    }
 }

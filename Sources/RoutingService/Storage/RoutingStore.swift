@@ -6,10 +6,19 @@ import Wire
 /// Routing's persistence (every SQL statement of the service is here) and its working state.
 ///
 /// The directory, rules, round-robin positions and open-lead counts are small and read on every
-/// decision, so they live in memory as well as in the database. They are changed only inside write
-/// transactions, which run one at a time on the store's writer queue: a decision therefore sees every
-/// earlier decision, and the rotation it advances is written in the same transaction as the decision.
-/// If a transaction fails, the memory is reloaded from the database so the two never drift.
+/// decision, so they live in memory as well as in the database, in two copies:
+///
+/// - `working`, the state after every write run so far, confined to the store's writer queue. Writes
+///   run there one at a time and change it as they go, so a decision sees every earlier decision,
+///   including those waiting in the same group commit; the rotation it advances is written in the
+///   same transaction as the decision.
+/// - `published`, what readers (GetPerson, ListRoles, the escalation sweep) see: the working state as
+///   of the last COMMIT, replaced by the database's transaction observer once the COMMIT has returned.
+///   A reader therefore never sees a decision that a crash could still undo.
+///
+/// A write that throws a `RoutingError` has been refused before it changed anything; any other
+/// failure (storage) leaves the working state suspect, and it is rebuilt from the database before
+/// the next write runs. A transaction that fails to commit rebuilds it too.
 final class RoutingStore: Sendable {
     let db: Database
 
@@ -23,7 +32,10 @@ final class RoutingStore: Sendable {
         var load: [PersonID: Int] = [:]
     }
 
-    private let state = NIOLockedValueBox(State())
+    private let published = NIOLockedValueBox(State())
+    // Confined to the database's writer queue (write bodies and the transaction observer).
+    nonisolated(unsafe) private var working = State()
+    nonisolated(unsafe) private var workingSuspect = false
 
     static let migrations = [
         Migration(
@@ -69,6 +81,7 @@ final class RoutingStore: Sendable {
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
+        db.observeTransactions { [weak self] c, outcome in self?.transactionEnded(c, outcome) }
         try await db.write { c in
             // The stock roles of the material exist from the first start (and only then: a later
             // deletion or change by the operator is theirs to keep).
@@ -82,10 +95,24 @@ final class RoutingStore: Sendable {
         try await reload()
     }
 
-    /// Rebuilds the working state from the database.
+    /// Rebuilds the working state from the database (and publishes it with the commit).
     func reload() async throws {
-        let fresh = try await db.write { c in try Self.load(c) }
-        state.withLockedValue { $0 = fresh }
+        try await db.write { c in
+            self.working = try Self.load(c)
+            self.workingSuspect = false
+        }
+    }
+
+    /// The database's transaction observer, on the writer queue after COMMIT or rollback.
+    private func transactionEnded(_ c: Connection, _ outcome: Database.TransactionOutcome) {
+        if outcome == .rolledBack || workingSuspect {
+            // What the database holds now is the truth; if even that cannot be read, the last
+            // published state is the best left (and the store's errors tell the operator).
+            working = (try? Self.load(c)) ?? published.withLockedValue { $0 }
+            workingSuspect = false
+        }
+        let state = working
+        published.withLockedValue { $0 = state }
     }
 
     private static func load(_ c: Connection) throws -> State {
@@ -118,17 +145,28 @@ final class RoutingStore: Sendable {
         return s
     }
 
-    /// Runs a write; on a storage failure the working state is rebuilt from what was committed.
-    private func write<T: Sendable>(_ body: @escaping @Sendable (Connection) throws -> T) async throws -> T {
-        do {
-            return try await db.write(body)
-        } catch let e as StoreError {
-            try? await reload()
-            throw e
+    /// Runs a write with the working state. A refusal (`RoutingError`) changed nothing; after any
+    /// other failure the state is rebuilt from the database (rolled back to before this write) before
+    /// the next write runs.
+    private func write<T: Sendable>(_ body: @escaping @Sendable (Connection, inout State) throws -> T) async throws -> T {
+        try await db.write { c in
+            if self.workingSuspect {
+                self.working = try Self.load(c)
+                self.workingSuspect = false
+            }
+            do {
+                return try body(c, &self.working)
+            } catch let refusal as RoutingError {
+                throw refusal
+            } catch {
+                self.workingSuspect = true
+                throw error
+            }
         }
     }
 
-    var snapshot: State { state.withLockedValue { $0 } }
+    /// The state as of the last commit.
+    var snapshot: State { published.withLockedValue { $0 } }
 
     // MARK: People
 
@@ -150,9 +188,9 @@ final class RoutingStore: Sendable {
     }
 
     func createPerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
-        try await write { c in
+        try await write { c, state in
             var p = person
-            try Self.checkReferences(p, self.snapshot)
+            try Self.checkReferences(p, state)
             p.active = true
             p.openLeads = 0
             p.createdAtMs = now
@@ -160,16 +198,14 @@ final class RoutingStore: Sendable {
             do {
                 try c.run("INSERT INTO people(login, body) VALUES (?, ?)", p.login, [UInt8]())
             } catch let e as StoreError where e.isConstraintViolation {
-                throw Self.loginTaken(p.login, self.snapshot)
+                throw Self.loginTaken(p.login, state)
             }
             p.id = Self.personID(c.lastInsertRowID)
             try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), c.lastInsertRowID)
-            self.state.withLockedValue { s in
-                s.people[p.id] = p
-                s.directory.people[p.id] = RoutingModel.person(p)
-            }
+            state.people[p.id] = p
+            state.directory.people[p.id] = RoutingModel.person(p)
             // A newcomer to a role takes the leads that waited in its queue for somebody.
-            for role in p.roles { try self.drainQueue(c, role: role, now: now) }
+            for role in p.roles { try Self.drainQueue(c, &state, role: role, now: now) }
             return p
         }
     }
@@ -181,12 +217,11 @@ final class RoutingStore: Sendable {
     }
 
     func updatePerson(_ person: Routing_Person, now: Int64) async throws -> Routing_Person {
-        try await write { c in
-            let s = self.snapshot
-            guard let n = Self.personNumber(person.id), let old = s.people[person.id] else {
+        try await write { c, state in
+            guard let n = Self.personNumber(person.id), let old = state.people[person.id] else {
                 throw RoutingError.notFound("no person \(person.id)")
             }
-            try Self.checkReferences(person, s)
+            try Self.checkReferences(person, state)
             var p = person
             p.createdAtMs = old.createdAtMs
             p.updatedAtMs = now
@@ -194,20 +229,18 @@ final class RoutingStore: Sendable {
             do {
                 try c.run("UPDATE people SET login = ?, body = ? WHERE id = ?", p.login, ProtoCodec.encode(p), n)
             } catch let e as StoreError where e.isConstraintViolation {
-                throw Self.loginTaken(p.login, self.snapshot)
+                throw Self.loginTaken(p.login, state)
             }
-            self.state.withLockedValue { s in
-                s.people[p.id] = p
-                s.directory.people[p.id] = RoutingModel.person(p)
-            }
+            state.people[p.id] = p
+            state.directory.people[p.id] = RoutingModel.person(p)
             // Someone may have come back, gained capacity or joined a role: queued leads can move.
-            for role in p.roles { try self.drainQueue(c, role: role, now: now) }
+            for role in p.roles { try Self.drainQueue(c, &state, role: role, now: now) }
             return p
         }
     }
 
     func person(_ id: String) -> Routing_Person? {
-        state.withLockedValue { s in
+        published.withLockedValue { s in
             guard var p = s.people[id] else { return nil }
             p.openLeads = Int32(s.load[id] ?? 0)
             return p
@@ -215,7 +248,7 @@ final class RoutingStore: Sendable {
     }
 
     func people(role: String, includeInactive: Bool) -> [Routing_Person] {
-        state.withLockedValue { s in
+        published.withLockedValue { s in
             s.people.values
                 .filter { (role.isEmpty || $0.roles.contains(role)) && (includeInactive || $0.active) }
                 .map { p in
@@ -230,25 +263,24 @@ final class RoutingStore: Sendable {
     // MARK: Roles
 
     func putRole(_ role: Routing_Role) async throws -> Routing_Role {
-        try await write { c in
+        let saved = try await write { c, state in
             var r = role
             r.memberIds = []
-            if !r.headId.isEmpty, self.snapshot.people[r.headId] == nil {
+            if !r.headId.isEmpty, state.people[r.headId] == nil {
                 throw RoutingError.notFound("no person \(r.headId) (role.head_id)")
             }
             try c.run(
                 "INSERT INTO roles(name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body", r.name,
                 ProtoCodec.encode(r))
-            self.state.withLockedValue { s in
-                s.roles[r.name] = r
-                s.directory.roles[r.name] = RoutingModel.role(r)
-            }
-            return self.role(r.name)!
+            state.roles[r.name] = r
+            state.directory.roles[r.name] = RoutingModel.role(r)
+            return r.name
         }
+        return self.role(saved)!
     }
 
     func role(_ name: String) -> Routing_Role? {
-        state.withLockedValue { s in
+        published.withLockedValue { s in
             guard var r = s.roles[name] else { return nil }
             r.memberIds = s.directory.members(of: name).map(\.id)
             return r
@@ -256,27 +288,24 @@ final class RoutingStore: Sendable {
     }
 
     func roles() -> [Routing_Role] {
-        let names = state.withLockedValue { $0.roles.keys.sorted() }
+        let names = published.withLockedValue { $0.roles.keys.sorted() }
         return names.compactMap { role($0) }
     }
 
     // MARK: Rules
 
     func setRules(_ proposed: Routing_RuleSet, expectedVersion: Int64, now: Int64) async throws -> Routing_RuleSet {
-        try await write { c in
-            let s = self.snapshot
-            if expectedVersion != 0 && expectedVersion != s.ruleSet.version {
-                throw RoutingError.staleRules(expected: expectedVersion, actual: s.ruleSet.version)
+        try await write { c, state in
+            if expectedVersion != 0 && expectedVersion != state.ruleSet.version {
+                throw RoutingError.staleRules(expected: expectedVersion, actual: state.ruleSet.version)
             }
-            try Self.checkRuleReferences(proposed, s)
+            try Self.checkRuleReferences(proposed, state)
             var rs = proposed
-            rs.version = s.ruleSet.version + 1
+            rs.version = state.ruleSet.version + 1
             rs.updatedAtMs = now
             try c.run("INSERT INTO rule_sets(version, body, created_at) VALUES (?, ?, ?)", rs.version, ProtoCodec.encode(rs), now)
-            self.state.withLockedValue { s in
-                s.ruleSet = rs
-                s.rules = RoutingModel.rules(rs)
-            }
+            state.ruleSet = rs
+            state.rules = RoutingModel.rules(rs)
             return rs
         }
     }
@@ -300,9 +329,9 @@ final class RoutingStore: Sendable {
 
     /// Decides and stores who handles `lead`, or returns the stored decision for a retry.
     func route(_ lead: Routing_LeadSummary, actor: String, now: Int64) async throws -> Routing_Assignment {
-        try await write { c in
+        try await write { c, state in
             if let existing = try Self.assignment(c, lead.leadId) { return existing }
-            var a = try self.decide(c, lead, now: now)
+            var a = try Self.decide(c, &state, lead, now: now)
             a.history = [Self.event("routed", a.personId, actor: actor, note: a.explanation, at: now)]
             try c.run(
                 """
@@ -315,23 +344,19 @@ final class RoutingStore: Sendable {
     }
 
     /// Runs the pure decision on the working state, applies its effects there (rotation, load) and
-    /// writes the rotation row in the same transaction. Writer queue only.
-    private func decide(_ c: Connection, _ lead: Routing_LeadSummary, now: Int64) throws -> Routing_Assignment {
-        let (decision, changedRotation): (Router.Decision, (String, String)?) = state.withLockedValue { s in
-            let d = Router.decide(
-                RoutingModel.lead(lead), directory: s.directory, rules: s.rules, rotation: s.rotation, load: s.load, now: now,
-                defaultRole: s.ruleSet.defaultRole.isEmpty ? nil : s.ruleSet.defaultRole)
-            var changed: (String, String)?
-            if let role = d.assignment.role, let last = d.rotation[role], s.rotation[role] != last { changed = (role, last) }
-            s.rotation = d.rotation
-            if let p = d.assignment.person { s.load[p, default: 0] += 1 }
-            return (d, changed)
-        }
-        if let (role, last) = changedRotation {
+    /// writes the rotation row in the same transaction.
+    private static func decide(_ c: Connection, _ state: inout State, _ lead: Routing_LeadSummary, now: Int64) throws -> Routing_Assignment
+    {
+        let decision = Router.decide(
+            RoutingModel.lead(lead), directory: state.directory, rules: state.rules, rotation: state.rotation, load: state.load,
+            now: now, defaultRole: state.ruleSet.defaultRole.isEmpty ? nil : state.ruleSet.defaultRole)
+        if let role = decision.assignment.role, let last = decision.rotation[role], state.rotation[role] != last {
             try c.run(
                 "INSERT INTO rotation(role, last_person) VALUES (?, ?) ON CONFLICT(role) DO UPDATE SET last_person = excluded.last_person",
                 role, last)
         }
+        state.rotation = decision.rotation
+        if let p = decision.assignment.person { state.load[p, default: 0] += 1 }
         return RoutingModel.assignment(decision.assignment, lead: lead, now: now)
     }
 
@@ -382,17 +407,15 @@ final class RoutingStore: Sendable {
     }
 
     func reassign(_ leadID: String, to person: String, reason: String, actor: String, now: Int64) async throws -> Routing_Assignment {
-        try await write { c in
+        try await write { c, state in
             guard var a = try Self.assignment(c, leadID) else {
                 throw RoutingError.notFound("no assignment for lead \(leadID); RouteLead it first")
             }
-            guard self.snapshot.people[person] != nil else { throw RoutingError.notFound("no person \(person) (person_id)") }
+            guard state.people[person] != nil else { throw RoutingError.notFound("no person \(person) (person_id)") }
             if a.released { throw RoutingError.released(lead: leadID) }
             let from = a.personId
-            self.state.withLockedValue { s in
-                if !from.isEmpty { s.load[from, default: 1] -= 1 }
-                s.load[person, default: 0] += 1
-            }
+            if !from.isEmpty { state.load[from, default: 1] -= 1 }
+            state.load[person, default: 0] += 1
             a.personId = person
             a.reason = .manual
             a.skipped = []
@@ -400,31 +423,30 @@ final class RoutingStore: Sendable {
             a.explanation = "reassigned by hand from \(from.isEmpty ? "the queue" : from) to \(person): \(reason)"
             a.history.append(Self.event("reassigned", person, actor: actor, note: reason, at: now))
             try Self.save(c, a)
-            if !from.isEmpty, let p = self.snapshot.people[from] {
-                for role in p.roles { try self.drainQueue(c, role: role, now: now) }
+            if !from.isEmpty, let p = state.people[from] {
+                for role in p.roles { try Self.drainQueue(c, &state, role: role, now: now) }
             }
             return a
         }
     }
 
     func release(_ leadID: String, actor: String, note: String, now: Int64) async throws -> Routing_Assignment {
-        try await write { c in
+        try await write { c, state in
             guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID)") }
             if a.released { return a }  // a retried release changes nothing
             a.released = true
             a.history.append(Self.event("released", a.personId, actor: actor, note: note, at: now))
             try Self.save(c, a)
             if !a.personId.isEmpty {
-                self.state.withLockedValue { $0.load[a.personId, default: 1] -= 1 }
-                let roles = self.snapshot.people[a.personId]?.roles ?? []
-                for role in roles { try self.drainQueue(c, role: role, now: now) }
+                state.load[a.personId, default: 1] -= 1
+                for role in state.people[a.personId]?.roles ?? [] { try Self.drainQueue(c, &state, role: role, now: now) }
             }
             return a
         }
     }
 
     func markDecided(_ leadID: String, actor: String, now: Int64) async throws -> Routing_Assignment {
-        try await write { c in
+        try await write { c, state in
             guard var a = try Self.assignment(c, leadID) else { throw RoutingError.notFound("no assignment for lead \(leadID)") }
             if a.decided { return a }
             a.decided = true
@@ -437,17 +459,17 @@ final class RoutingStore: Sendable {
     /// Hands queued leads on in every role that has some: absences end by the clock, not by a call,
     /// so the periodic sweep runs this. Returns how many found a person.
     func drainAllQueues(now: Int64) async throws -> Int {
-        try await write { c in
+        try await write { c, state in
             let roles = try c.query("SELECT DISTINCT role FROM assignments WHERE queued = 1 AND open = 1 AND role <> ''") { $0.string(0) }
             let before = try c.first("SELECT COUNT(*) FROM assignments WHERE queued = 1 AND open = 1") { $0.int(0) } ?? 0
-            for role in roles { try self.drainQueue(c, role: role, now: now) }
+            for role in roles { try Self.drainQueue(c, &state, role: role, now: now) }
             let after = try c.first("SELECT COUNT(*) FROM assignments WHERE queued = 1 AND open = 1") { $0.int(0) } ?? 0
             return Int(before - after)
         }
     }
 
     /// Gives the oldest queued leads of `role` to whoever can now take them (writer queue only).
-    private func drainQueue(_ c: Connection, role: String, now: Int64) throws {
+    private static func drainQueue(_ c: Connection, _ state: inout State, role: String, now: Int64) throws {
         let queued = try c.query(
             "SELECT lead, body FROM assignments WHERE queued = 1 AND open = 1 AND role = ? ORDER BY routed_at, lead_id LIMIT 50", role
         ) {
@@ -457,7 +479,7 @@ final class RoutingStore: Sendable {
             )
         }
         for (lead, old) in queued {
-            var fresh = try decide(c, lead, now: now)
+            var fresh = try decide(c, &state, lead, now: now)
             guard !fresh.personId.isEmpty else { break }  // still nobody: the rest wait too
             fresh.history = old.history + [Self.event("dequeued", fresh.personId, actor: "routing", note: fresh.explanation, at: now)]
             fresh.routedAtMs = old.routedAtMs
@@ -493,7 +515,7 @@ final class RoutingStore: Sendable {
             return e
         }
         guard record else { return try await db.read { c in try find(c).map(build) } }
-        return try await write { c in
+        return try await write { c, state in
             try find(c).map { a in
                 var a = a
                 let head = heads(a)
