@@ -13,9 +13,9 @@ final class LeadChangeHub: Sendable {
     >([:])
     private let nextID = NIOLockedValueBox(0)
 
-    func publish(_ kind: String, _ lead: Intake_Lead, at: Int64) {
+    func publish(_ kind: LeadEventKind, _ lead: Intake_Lead, at: Int64) {
         var change = Intake_LeadChange()
-        change.kind = kind
+        change.kind = kind.rawValue
         change.lead = lead
         change.atMs = at
         for (_, w) in watchers.withLockedValue({ $0 }) {
@@ -43,8 +43,10 @@ struct IntakeAPI: Intake_Service {
     let hub: LeadChangeHub
     let now: Clock
     let logger: Logger
-    /// The routing service, asked right after a lead is stored; nil when none is configured.
+    /// The routing service (directory look-ups); nil when none is configured.
     var routing: Routing_ServiceClient? = nil
+    /// Delivers route messages: SubmitLead sends a new lead's at once through it.
+    var relay: OutboxRelay? = nil
     var routingOptions: @Sendable () -> CallOptions = { CallOptions() }
     /// How phone numbers without "+" are read when a source does not say (--phone-country).
     var phoneCountry: PhoneCountry = .russia
@@ -151,18 +153,18 @@ struct IntakeAPI: Intake_Service {
         var r = Intake_SubmitLeadResponse()
         r.lead = submitted.lead
         r.duplicate = submitted.duplicate
-        // The lead is stored (and its routing request is in the outbox): ask routing now, within a
+        // The lead is stored with its routing request in the outbox: send that request now, within a
         // short budget, so the answer usually carries the assignee. If routing is slow or down the
-        // lead stays ROUTING_STATE_PENDING and the outbox relay routes it later.
-        if let routing, !submitted.duplicate, submitted.lead.routing == .pending, let source = try? await store.source(request.sourceId) {
-            var req = Routing_RouteLeadRequest()
-            req.lead = Bridge.summary(submitted.lead, source: source)
-            req.actor = "intake-service"
-            if let a = try? await routing.routeLead(req, options: routingOptions()),
-                let lead = try? await store.applyAssignment(a, now: now())
-            {
-                r.lead = lead
-                hub.publish("assigned", lead, at: lead.updatedAtMs)
+        // lead stays ROUTING_STATE_PENDING and the outbox relay sends the same request later.
+        if let relay, let route = submitted.route {
+            do {
+                if let lead = try await relay.route(route, options: routingOptions()) { r.lead = lead }
+            } catch {
+                // The relay retries and logs its own failures; one line per lead would flood the log
+                // while routing is down, so this is debug.
+                logger.debug(
+                    "routing did not answer within SubmitLead's budget; the outbox relay will route the lead",
+                    metadata: ["lead": "\(submitted.lead.id)", "error": "\(error)"])
             }
         }
         return r
@@ -189,7 +191,7 @@ struct IntakeAPI: Intake_Service {
         let submitted = try await guarded {
             try await store.submit(validated, canonical: canonical, source: source, actor: Self.actor(request.actor), now: now())
         }
-        if !submitted.duplicate { hub.publish("registered", submitted.lead, at: submitted.lead.receivedAtMs) }
+        if !submitted.duplicate { hub.publish(.registered, submitted.lead, at: submitted.lead.receivedAtMs) }
         return submitted
     }
 
@@ -258,7 +260,7 @@ struct IntakeAPI: Intake_Service {
             c.public = true
             c.mentions = Mentions.find(in: mail.body)
             let (comment, current) = try await guarded { try await store.addComment(c, now: now()) }
-            hub.publish("commented", current, at: comment.createdAtMs)
+            hub.publish(.commented, current, at: comment.createdAtMs)
             response.lead = current
             response.attachedAsComment = true
             response.commentId = comment.id
@@ -362,7 +364,7 @@ struct IntakeAPI: Intake_Service {
         let t = now()
         if let problem = LeadLifecycle.checkArguments(action, todayDayNumber: Int(t / 86_400_000)) { throw problem }
         let lead = try await guarded { try await store.transition(id, action, actor: Self.actor(actor), now: t) }
-        hub.publish(LeadLifecycle.name(lead.status), lead, at: t)
+        hub.publish(LeadEventKind(status: lead.status), lead, at: t)
         return lead
     }
 
@@ -397,7 +399,7 @@ struct IntakeAPI: Intake_Service {
         c.mentions = Mentions.find(in: request.text)
         c.mentionedPersonIds = await resolve(c.mentions)
         let (comment, lead) = try await guarded { try await store.addComment(c, now: now()) }
-        hub.publish("commented", lead, at: comment.createdAtMs)
+        hub.publish(.commented, lead, at: comment.createdAtMs)
         return comment
     }
 
@@ -462,7 +464,7 @@ struct IntakeAPI: Intake_Service {
                 "limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
         }
         let rows = try await guarded {
-            try await store.pendingOutbox(kinds: ["reply"], limit: request.limit == 0 ? 100 : Int(request.limit))
+            try await store.pendingOutbox(kinds: [.reply], limit: request.limit == 0 ? 100 : Int(request.limit))
         }
         var r = Intake_TakeRepliesResponse()
         for row in rows {
@@ -488,7 +490,7 @@ struct IntakeAPI: Intake_Service {
         }
         let t = now()
         let lead = try await guarded { try await store.rate(request.id, rating: request.rating, actor: Self.actor(request.actor), now: t) }
-        hub.publish("rated", lead, at: t)
+        hub.publish(.rated, lead, at: t)
         return lead
     }
 

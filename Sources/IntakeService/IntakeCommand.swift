@@ -61,6 +61,10 @@ struct IntakeCommand: AsyncParsableCommand {
         let hub = LeadChangeHub()
         var api = IntakeAPI(store: store, hub: hub, now: systemClock, logger: host.logger)
         api.routing = routingClient
+        let relay = OutboxRelay(
+            store: store, routing: routingClient, report: reportClient, token: token, now: systemClock, logger: host.logger,
+            onAssigned: { hub.publish(.assigned, $0, at: $0.updatedAtMs) })
+        api.relay = relay
         api.phoneCountry = PhoneCountry.named(phoneCountry)!
         api.intakeSwitch = IntakeSwitch(try await store.intakeSettings())
         if !api.intakeSwitch.current.open {
@@ -74,9 +78,6 @@ struct IntakeCommand: AsyncParsableCommand {
             o.timeout = .milliseconds(Int64(budget))
             return o
         }
-        let relay = OutboxRelay(
-            store: store, routing: routingClient, report: reportClient, token: token, now: systemClock, logger: host.logger,
-            onAssigned: { hub.publish("assigned", $0, at: $0.updatedAtMs) })
         try await host.serve(
             [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
             metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,

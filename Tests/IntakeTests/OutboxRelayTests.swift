@@ -104,6 +104,41 @@ func assignment(_ lead: String, to person: String) -> Routing_Assignment {
         }
     }
 
+    /// SubmitLead's first attempt and the relay send the same message through one function: the
+    /// answer is recorded once (one "assigned" for WatchLeads and report), the message leaves the
+    /// outbox, and a message of a kind this build does not know is left where it is, not sent.
+    @Test func oneRouteMessageIsAnsweredOnceWhoeverSendsIt() async throws {
+        let (store, leads) = try await setUp()
+        let routing = FakeRouting { id in assignment(id, to: "person-3") }
+        let published = NIOLockedValueBox<[String]>([])
+        let r = OutboxRelay(
+            store: store, routing: routing, report: nil,
+            token: ServiceToken(key: SigningKey(bytes: Array(repeating: 1, count: 32)), name: "test"),
+            now: { 1_795_922_800_000 }, logger: Logger(label: "test"),
+            onAssigned: { lead in published.withLockedValue { $0.append(lead.id) } })
+        try await store.db.write { db in
+            try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('mystery', 1, x'0a00', 1)")
+        }
+        var request = Routing_RouteLeadRequest()
+        request.lead = Bridge.summary(leads[0], source: try await store.source(leads[0].sourceId)!)
+        let first = try await r.route(request, options: CallOptions())
+        #expect(first?.ownerId == "person-3" && first?.routing == .assigned)
+        // The relay's pass then sends the other two; the first is no longer pending.
+        #expect(try await r.deliverRouting() == 2)
+        _ = try await r.route(request, options: CallOptions())  // a late duplicate answer changes nothing
+        #expect(published.withLockedValue { $0 } == leads.map(\.id))
+        let assigned = try await store.db.read { db in
+            try db.first(
+                "SELECT COUNT(*) FROM outbox WHERE kind = 'event' AND lead_id = 1 AND instr(payload, CAST('assigned' AS BLOB)) > 0"
+            ) { $0.int(0) }
+        }
+        #expect(assigned == 1)
+        let rows = try await outbox(store)
+        #expect(rows.filter { $0.kind == "route" }.allSatisfy { $0.delivered })
+        #expect(rows.filter { $0.kind == "mystery" }.map(\.delivered) == [false])
+        #expect(routing.calls.withLockedValue { $0 }.allSatisfy { $0.hasPrefix("route ") })
+    }
+
     @Test func routingRetriesOnUnavailableAndSetsAsideWhatItRefuses() async throws {
         let (store, leads) = try await setUp()
         let flaky = FakeRouting { _ in throw RPCError(.unavailable, "routing is down") }

@@ -54,3 +54,31 @@ enum ClientKeys {
         return d.isEmpty ? nil : d
     }
 }
+
+/// What happened to a lead, as `Intake_LeadChange.kind` names it on WatchLeads and in the events
+/// for report. One enum, so a kind cannot be misspelt in one of the places that write it.
+enum LeadEventKind: String, Sendable, CaseIterable {
+    case registered, assigned, commented, rated
+    case accepted, deferred, rejected, processed
+
+    /// The change of status that made the lead `status`.
+    init(status: Intake_LeadStatus) {
+        switch status {
+        case .accepted: self = .accepted
+        case .deferred: self = .deferred
+        case .rejected: self = .rejected
+        case .processed: self = .processed
+        default: self = .registered
+        }
+    }
+
+    /// The report service's event kind (proto/leadwire/report/v1: created, assigned, state_changed,
+    /// commented, rated).
+    var reportKind: String {
+        switch self {
+        case .registered: "created"
+        case .accepted, .deferred, .rejected, .processed: "state_changed"
+        case .assigned, .commented, .rated: rawValue
+        }
+    }
+}

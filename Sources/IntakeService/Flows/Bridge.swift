@@ -54,12 +54,9 @@ enum Bridge {
         let lead = change.lead ?? Intake_Lead()
         var e = Report_LeadEvent()
         e.eventId = "intake:\(outboxID)"
-        switch change.kind {
-        case "registered": e.kind = "created"
-        case "accepted", "deferred", "rejected", "processed": e.kind = "state_changed"
-        case "commented", "assigned", "rated": e.kind = change.kind
-        default: e.kind = "state_changed"
-        }
+        // A kind this build does not know (written by a newer one) reaches report as a change of
+        // state, which report counts by the lead's status.
+        e.kind = LeadEventKind(rawValue: change.kind)?.reportKind ?? "state_changed"
         e.atMs = change.atMs
         e.leadId = lead.id
         e.registrationNumber = lead.registrationNumber

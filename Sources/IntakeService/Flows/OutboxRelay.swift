@@ -39,8 +39,6 @@ final class OutboxRelay: Service, Sendable {
     /// Told of each lead routing assigned (for WatchLeads).
     let onAssigned: @Sendable (Intake_Lead) -> Void
 
-    static let routingKinds = ["route", "decided", "release"]
-
     init(
         store: IntakeStore, routing: (any RoutingPort)?, report: (any EventSink)?, token: ServiceToken, now: @escaping Clock,
         logger: Logger, batchSize: Int = 500,
@@ -104,30 +102,43 @@ final class OutboxRelay: Service, Sendable {
         [.invalidArgument, .failedPrecondition, .notFound, .outOfRange].contains(e.code)
     }
 
+    /// Sends one route message and records routing's answer on the lead, marking the message
+    /// delivered. SubmitLead's first attempt (within its short budget) and the relay's passes both
+    /// come here. Returns the lead as it stands after the answer.
+    func route(_ request: Routing_RouteLeadRequest, options: CallOptions) async throws -> Intake_Lead? {
+        guard let routing else { return nil }
+        let a = try await routing.routeLead(request, options: options)
+        guard let applied = try await store.applyAssignment(a, now: now()) else { return nil }
+        if applied.changed { onAssigned(applied.lead) }
+        return applied.lead
+    }
+
     /// One pass over the routing messages, in order; throws at the first failure worth retrying.
     func deliverRouting() async throws -> Int {
         guard let routing else { return 0 }
-        let rows = try await store.pendingOutbox(kinds: Self.routingKinds, limit: 100)
+        let rows = try await store.pendingOutbox(kinds: IntakeStore.OutboxKind.routing, limit: 100)
         for row in rows {
             do {
                 switch row.kind {
-                case "route":
-                    let req = try ProtoCodec.decode(Routing_RouteLeadRequest.self, from: row.payload)
-                    let a = try await routing.routeLead(req, options: callOptions(seconds: 5))
-                    if let lead = try await store.applyAssignment(a, now: now()) { onAssigned(lead) }
-                case "decided":
+                case .route:
+                    _ = try await route(
+                        try ProtoCodec.decode(Routing_RouteLeadRequest.self, from: row.payload), options: callOptions(seconds: 5))
+                case .decided:
                     _ = try await routing.markDecided(
                         try ProtoCodec.decode(Routing_MarkDecidedRequest.self, from: row.payload), options: callOptions(seconds: 5))
                     try await store.markDelivered([row.id], now: now())
-                default:
+                case .release:
                     _ = try await routing.release(
                         try ProtoCodec.decode(Routing_ReleaseRequest.self, from: row.payload), options: callOptions(seconds: 5))
                     try await store.markDelivered([row.id], now: now())
+                case .reply, .event:
+                    // Not routing's: pendingOutbox was asked for routing kinds only.
+                    continue
                 }
             } catch let e as RPCError where Self.isPoison(e) {
                 logger.error(
                     "routing refused an outbox message; set aside",
-                    metadata: ["outbox_id": "\(row.id)", "kind": "\(row.kind)", "status": "\(e.code)", "message": "\(e.message)"])
+                    metadata: ["outbox_id": "\(row.id)", "kind": "\(row.kind.rawValue)", "status": "\(e.code)", "message": "\(e.message)"])
                 try await store.markDelivered([row.id], now: now(), failure: "\(e.code): \(e.message)")
             }
         }
@@ -153,7 +164,7 @@ final class OutboxRelay: Service, Sendable {
     /// One batch of lead events; throws when report cannot take it now.
     func deliverEvents() async throws -> Int {
         guard let report else { return 0 }
-        let rows = try await store.pendingOutbox(kinds: ["event"], limit: batchSize)
+        let rows = try await store.pendingOutbox(kinds: [.event], limit: batchSize)
         guard !rows.isEmpty else { return 0 }
         var events = [Report_LeadEvent]()
         for row in rows {
@@ -192,16 +203,16 @@ final class OutboxRelay: Service, Sendable {
     private func watchBacklog() async {
         var lastPurge: Int64 = 0
         // Replies are taken by a mail gateway (TakeReplies): their lag says whether one is running.
-        var kinds = ["reply"]
-        if routing != nil { kinds += Self.routingKinds }
-        if report != nil { kinds.append("event") }
+        var kinds: [IntakeStore.OutboxKind] = [.reply]
+        if routing != nil { kinds += IntakeStore.OutboxKind.routing }
+        if report != nil { kinds.append(.event) }
         let gauges = Dictionary(
             uniqueKeysWithValues: kinds.map { kind in
                 (
                     kind,
                     (
-                        pending: Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind)]),
-                        lag: Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind)])
+                        pending: Gauge(label: "leadwire_outbox_pending", dimensions: [("kind", kind.rawValue)]),
+                        lag: Gauge(label: "leadwire_outbox_lag_seconds", dimensions: [("kind", kind.rawValue)])
                     )
                 )
             })

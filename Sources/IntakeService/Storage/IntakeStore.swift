@@ -280,6 +280,9 @@ final class IntakeStore: Sendable {
     struct Submitted: Sendable {
         var lead: Intake_Lead
         var duplicate: Bool
+        /// The routing request written to the outbox with a new lead (nil for a duplicate, or
+        /// without routing): SubmitLead sends it at once, the relay if that fails.
+        var route: Routing_RouteLeadRequest? = nil
     }
 
     /// Registers a validated lead in one transaction: idempotency check, client match or creation,
@@ -353,15 +356,17 @@ final class IntakeStore: Sendable {
             reply.atMs = now
             try db.run(
                 "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
-            try Self.appendEvent(db, rowID, kind: "registered", lead: lead, now: now)
+            try Self.appendEvent(db, rowID, kind: .registered, lead: lead, now: now)
+            var route: Routing_RouteLeadRequest?
             if self.routing {
                 var r = Routing_RouteLeadRequest()
                 r.lead = Bridge.summary(lead, source: source)
                 r.actor = "intake-service"
                 try db.run(
                     "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
+                route = r
             }
-            return Submitted(lead: lead, duplicate: false)
+            return Submitted(lead: lead, duplicate: false, route: route)
         }
     }
 
@@ -407,10 +412,10 @@ final class IntakeStore: Sendable {
     }
 
     private static func appendEvent(
-        _ db: Connection, _ leadRow: Int64, kind: String, lead: Intake_Lead, now: Int64, publicComment: Bool = false
+        _ db: Connection, _ leadRow: Int64, kind: LeadEventKind, lead: Intake_Lead, now: Int64, publicComment: Bool = false
     ) throws {
         var e = Intake_LeadChange()
-        e.kind = kind
+        e.kind = kind.rawValue
         e.lead = Bridge.eventView(lead)
         e.atMs = now
         e.publicComment = publicComment
@@ -547,7 +552,7 @@ final class IntakeStore: Sendable {
             lead.updatedAtMs = now
             try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
             try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
-            try Self.appendEvent(db, n, kind: LeadLifecycle.name(to), lead: lead, now: now)
+            try Self.appendEvent(db, n, kind: LeadEventKind(status: to), lead: lead, now: now)
             if self.routing {
                 // Routing stops the escalation clock at the first decision, and frees the person's
                 // capacity when the lead is finished.
@@ -586,7 +591,7 @@ final class IntakeStore: Sendable {
             try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), n)
             try Self.appendHistory(
                 db, n, actor: actor, action: "rated", from: lead.status, to: lead.status, note: "\(rating) of 5", now: now)
-            try Self.appendEvent(db, n, kind: "rated", lead: lead, now: now)
+            try Self.appendEvent(db, n, kind: .rated, lead: lead, now: now)
             return lead
         }
     }
@@ -596,9 +601,12 @@ final class IntakeStore: Sendable {
     /// Records routing's decision on the lead (owner, role, explanation), with an "assigned" event,
     /// in one transaction; the outbox request for it is marked delivered. Idempotent: a
     /// second answer for the same lead changes nothing.
-    func applyAssignment(_ a: Routing_Assignment, now: Int64) async throws -> Intake_Lead? {
+    /// Records routing's answer to a route message (and marks the message delivered). Returns the
+    /// lead and whether the answer changed it: a late answer for a lead routing has since handed on
+    /// changes nothing.
+    func applyAssignment(_ a: Routing_Assignment, now: Int64) async throws -> (lead: Intake_Lead, changed: Bool)? {
         guard let n = Self.number(a.leadId, prefix: "lead") else { return nil }
-        return try await db.write { db -> Intake_Lead? in
+        return try await db.write { db -> (lead: Intake_Lead, changed: Bool)? in
             try db.run("UPDATE outbox SET delivered_at = ? WHERE kind = 'route' AND lead_id = ? AND delivered_at IS NULL", now, n)
             guard
                 var lead = try db.first(
@@ -607,9 +615,9 @@ final class IntakeStore: Sendable {
                 return nil
             }
             // Pending: the first answer. Queued: routing has since handed the lead to someone.
-            guard lead.routing == .pending || (lead.routing == .queued && !a.personId.isEmpty) else { return lead }
+            guard lead.routing == .pending || (lead.routing == .queued && !a.personId.isEmpty) else { return (lead, false) }
             try Self.setOwner(db, n, &lead, from: a, actor: "routing", note: a.explanation, now: now)
-            return lead
+            return (lead, true)
         }
     }
 
@@ -627,7 +635,7 @@ final class IntakeStore: Sendable {
             "UPDATE leads SET owner_id = ?, queued = ?, body = ? WHERE id = ?", a.personId, lead.routing == .queued,
             ProtoCodec.encode(lead), n)
         try appendHistory(db, n, actor: actor, action: "assigned", from: lead.status, to: lead.status, note: note, now: now)
-        try appendEvent(db, n, kind: "assigned", lead: lead, now: now)
+        try appendEvent(db, n, kind: .assigned, lead: lead, now: now)
     }
 
     /// The last of routing's owner changes applied here.
@@ -663,22 +671,35 @@ final class IntakeStore: Sendable {
 
     // MARK: Outbox
 
+    /// What an outbox row carries, as stored in its `kind` column.
+    enum OutboxKind: String, Sendable, CaseIterable {
+        /// The registration reply to the applicant, taken by a mail/SMS gateway (TakeReplies).
+        case reply
+        /// A lead event for report (Intake_LeadChange).
+        case event
+        /// Routing requests: route a new lead, a decision was taken, the lead is finished.
+        case route, decided, release
+
+        static let routing: [OutboxKind] = [.route, .decided, .release]
+    }
+
     struct OutboxRow: Sendable {
         var id: Int64
-        var kind: String
+        var kind: OutboxKind
         var payload: [UInt8]
         var createdAt: Int64
     }
 
     /// Undelivered messages of these kinds, oldest first.
-    func pendingOutbox(kinds: [String], limit: Int) async throws -> [OutboxRow] {
+    func pendingOutbox(kinds: [OutboxKind], limit: Int) async throws -> [OutboxRow] {
         try await db.read { db in
             var rows = [OutboxRow]()
             for k in kinds {
                 rows += try db.query(
-                    "SELECT id, kind, payload, created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT ?", k, limit
+                    "SELECT id, payload, created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT ?", k.rawValue,
+                    limit
                 ) {
-                    OutboxRow(id: $0.int(0), kind: $0.string(1), payload: $0.blob(2), createdAt: $0.int(3))
+                    OutboxRow(id: $0.int(0), kind: k, payload: $0.blob(1), createdAt: $0.int(2))
                 }
             }
             rows.sort { $0.id < $1.id }
@@ -703,12 +724,15 @@ final class IntakeStore: Sendable {
     }
 
     /// Per kind: undelivered messages and the creation time of the oldest.
-    func outboxBacklog(kinds: [String]) async throws -> [String: (count: Int, oldest: Int64?)] {
+    func outboxBacklog(kinds: [OutboxKind]) async throws -> [OutboxKind: (count: Int, oldest: Int64?)] {
         try await db.read { db in
-            var out = [String: (count: Int, oldest: Int64?)]()
+            var out = [OutboxKind: (count: Int, oldest: Int64?)]()
             for k in kinds {
-                let count = try db.first("SELECT COUNT(*) FROM outbox WHERE kind = ? AND delivered_at IS NULL", k) { Int($0.int(0)) } ?? 0
-                let oldest = try db.first("SELECT created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT 1", k) {
+                let count =
+                    try db.first("SELECT COUNT(*) FROM outbox WHERE kind = ? AND delivered_at IS NULL", k.rawValue) { Int($0.int(0)) } ?? 0
+                let oldest = try db.first(
+                    "SELECT created_at FROM outbox WHERE kind = ? AND delivered_at IS NULL ORDER BY id LIMIT 1", k.rawValue
+                ) {
                     $0.int(0)
                 }
                 out[k] = (count, oldest)
@@ -734,7 +758,7 @@ final class IntakeStore: Sendable {
             try Self.appendHistory(
                 db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private",
                 now: now)
-            try Self.appendEvent(db, n, kind: "commented", lead: lead, now: now, publicComment: c.public)
+            try Self.appendEvent(db, n, kind: .commented, lead: lead, now: now, publicComment: c.public)
             return (comment, lead)
         }
     }
