@@ -5,36 +5,26 @@ import NIOConcurrencyHelpers
 import Store
 import Wire
 
-/// Fans lead changes out to WatchLeads streams. A watcher that falls behind loses the oldest
-/// changes rather than growing memory (it can re-read with ListLeads).
-final class LeadChangeHub: Sendable {
-    private let watchers = NIOLockedValueBox<
-        [Int: (filter: Intake_WatchLeadsRequest, continuation: AsyncStream<Intake_LeadChange>.Continuation)]
-    >([:])
-    private let nextID = NIOLockedValueBox(0)
+/// Lead changes for WatchLeads streams, each with its filter. A watcher that falls behind loses the
+/// oldest changes rather than growing memory (it can re-read with ListLeads).
+typealias LeadChangeHub = Broadcast<Intake_LeadChange, Intake_WatchLeadsRequest>
+
+extension Broadcast where Element == Intake_LeadChange, Interest == Intake_WatchLeadsRequest {
+    convenience init() { self.init(buffering: 1024) }
 
     func publish(_ kind: LeadEventKind, _ lead: Intake_Lead, at: Int64) {
         var change = Intake_LeadChange()
         change.kind = kind.rawValue
         change.lead = lead
         change.atMs = at
-        for (_, w) in watchers.withLockedValue({ $0 }) {
-            if !w.filter.sourceId.isEmpty && w.filter.sourceId != lead.sourceId { continue }
-            if !w.filter.ownerId.isEmpty && w.filter.ownerId != lead.ownerId { continue }
-            w.continuation.yield(change)
+        publish { filter in
+            if !filter.sourceId.isEmpty && filter.sourceId != lead.sourceId { return nil }
+            if !filter.ownerId.isEmpty && filter.ownerId != lead.ownerId { return nil }
+            return change
         }
     }
 
-    func watch(_ filter: Intake_WatchLeadsRequest) -> AsyncStream<Intake_LeadChange> {
-        let (stream, continuation) = AsyncStream<Intake_LeadChange>.makeStream(bufferingPolicy: .bufferingNewest(1024))
-        let id = nextID.withLockedValue { n in
-            defer { n += 1 }
-            return n
-        }
-        watchers.withLockedValue { $0[id] = (filter, continuation) }
-        continuation.onTermination = { [weak self] _ in self?.watchers.withLockedValue { _ = $0.removeValue(forKey: id) } }
-        return stream
-    }
+    func watch(_ filter: Intake_WatchLeadsRequest) -> AsyncStream<Intake_LeadChange> { subscribe(filter) }
 }
 
 /// The Intake RPCs (proto/leadwire/intake/v1/intake.proto).
@@ -61,18 +51,6 @@ struct IntakeAPI: Intake_Service {
         Caller.name(or: requested.isEmpty ? "api" : requested)
     }
 
-    /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
-    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let e as IntakeError {
-            throw e
-        } catch let e as StoreError {
-            logger.error("store failure", metadata: ["error": "\(e)"])
-            throw IntakeError.storage("\(e)")
-        }
-    }
-
     // MARK: Sources
 
     func createSource(_ request: Intake_CreateSourceRequest, context: ServerContext) async throws -> Intake_Source {
@@ -82,7 +60,7 @@ struct IntakeAPI: Intake_Service {
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
         try await checkDefaults(s)
-        return try await guarded { try await store.createSource(s, now: now()) }
+        return try await store.createSource(s, now: now())
     }
 
     func updateSource(_ request: Intake_UpdateSourceRequest, context: ServerContext) async throws -> Intake_Source {
@@ -92,7 +70,7 @@ struct IntakeAPI: Intake_Service {
         let problems = LeadValidation.sourceProblems(s)
         guard problems.isEmpty else { throw IntakeError.invalid("the source definition is not valid", problems) }
         try await checkDefaults(s)
-        return try await guarded { try await store.updateSource(s, now: now()) }
+        return try await store.updateSource(s, now: now())
     }
 
     /// A source's default owner and role must exist in routing's directory: otherwise its leads
@@ -130,7 +108,7 @@ struct IntakeAPI: Intake_Service {
     }
 
     func getSource(_ request: Intake_GetSourceRequest, context: ServerContext) async throws -> Intake_Source {
-        guard let s = try await guarded({ try await store.source(request.id) }) else {
+        guard let s = try await store.source(request.id) else {
             throw IntakeError.notFound("no source \(request.id)")
         }
         return s
@@ -138,12 +116,12 @@ struct IntakeAPI: Intake_Service {
 
     func listSources(_ request: Intake_ListSourcesRequest, context: ServerContext) async throws -> Intake_ListSourcesResponse {
         var r = Intake_ListSourcesResponse()
-        r.sources = try await guarded { try await store.sources(includeDisabled: request.includeDisabled) }
+        r.sources = try await store.sources(includeDisabled: request.includeDisabled)
         return r
     }
 
     func setSourceEnabled(_ request: Intake_SetSourceEnabledRequest, context: ServerContext) async throws -> Intake_Source {
-        try await guarded { try await store.setSourceEnabled(request.id, request.enabled, now: now()) }
+        try await store.setSourceEnabled(request.id, request.enabled, now: now())
     }
 
     // MARK: Registering
@@ -175,7 +153,7 @@ struct IntakeAPI: Intake_Service {
         if !settings.open {
             throw IntakeError.intakeClosed(reason: settings.reason, since: settings.changedAtMs)
         }
-        guard let source = try await guarded({ try await store.source(request.sourceId) }) else {
+        guard let source = try await store.source(request.sourceId) else {
             throw IntakeError.invalid(
                 "unknown source", [.init(field: "source_id", description: "no source \"\(request.sourceId)\"; ListSources shows them")])
         }
@@ -188,9 +166,8 @@ struct IntakeAPI: Intake_Service {
             r.actor = ""
             canonical = ProtoCodec.encode(r)
         }
-        let submitted = try await guarded {
-            try await store.submit(validated, canonical: canonical, source: source, actor: Self.actor(request.actor), now: now())
-        }
+        let submitted = try await store.submit(
+            validated, canonical: canonical, source: source, actor: Self.actor(request.actor), now: now())
         if !submitted.duplicate { hub.publish(.registered, submitted.lead, at: submitted.lead.receivedAtMs) }
         return submitted
     }
@@ -250,7 +227,7 @@ struct IntakeAPI: Intake_Service {
         }
         var response = Intake_SubmitEmailResponse()
         if let number = RegistrationNumber.find(in: mail.subject),
-            let (lead, _) = try await guarded({ try await store.lead(registrationNumber: number) })
+            let (lead, _) = try await store.lead(registrationNumber: number)
         {
             // A reply about an existing request: it joins that lead as a public comment.
             var c = Intake_Comment()
@@ -259,14 +236,14 @@ struct IntakeAPI: Intake_Service {
             c.text = mail.body
             c.public = true
             c.mentions = Mentions.find(in: mail.body)
-            let (comment, current) = try await guarded { try await store.addComment(c, now: now()) }
+            let (comment, current) = try await store.addComment(c, now: now())
             hub.publish(.commented, current, at: comment.createdAtMs)
             response.lead = current
             response.attachedAsComment = true
             response.commentId = comment.id
             return response
         }
-        guard let source = try await guarded({ try await store.source(mailbox: request.mailbox) }) else {
+        guard let source = try await store.source(mailbox: request.mailbox) else {
             throw IntakeError.invalid(
                 "no source for this mailbox", [.init(field: "mailbox", description: "no source has mailbox \"\(request.mailbox)\"")])
         }
@@ -287,13 +264,13 @@ struct IntakeAPI: Intake_Service {
     // MARK: Reading
 
     func getLead(_ request: Intake_GetLeadRequest, context: ServerContext) async throws -> Intake_LeadDetails {
-        guard let d = try await guarded({ try await store.lead(request.id) }) else { throw IntakeStore.noLead(request.id) }
+        guard let d = try await store.lead(request.id) else { throw IntakeStore.noLead(request.id) }
         return d
     }
 
     func lookupStatus(_ request: Intake_LookupStatusRequest, context: ServerContext) async throws -> Intake_PublicStatus {
         let number = request.registrationNumber.trimmingSpaces.uppercased()
-        guard let (lead, comments) = try await guarded({ try await store.lead(registrationNumber: number) }) else {
+        guard let (lead, comments) = try await store.lead(registrationNumber: number) else {
             throw IntakeError.notFound("no request with registration number \(request.registrationNumber)")
         }
         var s = Intake_PublicStatus()
@@ -339,7 +316,7 @@ struct IntakeAPI: Intake_Service {
         }
         guard violations.isEmpty else { throw IntakeError.invalid("cannot list leads", violations) }
         let limit = request.pageSize == 0 ? 50 : Int(request.pageSize)
-        let page = try await guarded { try await store.leads(f, limit: limit + 1, after: cursor) }
+        let page = try await store.leads(f, limit: limit + 1, after: cursor)
         var r = Intake_ListLeadsResponse()
         r.leads = Array(page.prefix(limit))
         if page.count > limit, let last = r.leads.last, let n = IntakeStore.number(last.id, prefix: "lead") {
@@ -363,7 +340,7 @@ struct IntakeAPI: Intake_Service {
     private func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String) async throws -> Intake_Lead {
         let t = now()
         if let problem = LeadLifecycle.checkArguments(action, todayDayNumber: Int(t / 86_400_000)) { throw problem }
-        let lead = try await guarded { try await store.transition(id, action, actor: Self.actor(actor), now: t) }
+        let lead = try await store.transition(id, action, actor: Self.actor(actor), now: t)
         hub.publish(LeadEventKind(status: lead.status), lead, at: t)
         return lead
     }
@@ -398,7 +375,7 @@ struct IntakeAPI: Intake_Service {
         c.attachments = request.attachments
         c.mentions = Mentions.find(in: request.text)
         c.mentionedPersonIds = await resolve(c.mentions)
-        let (comment, lead) = try await guarded { try await store.addComment(c, now: now()) }
+        let (comment, lead) = try await store.addComment(c, now: now())
         hub.publish(.commented, lead, at: comment.createdAtMs)
         return comment
     }
@@ -411,7 +388,7 @@ struct IntakeAPI: Intake_Service {
                 "cannot set the debt",
                 [.init(field: "debt", description: "\"\(request.debt)\" is not a decimal >= 0 with at most 2 places")])
         }
-        return try await guarded { try await store.setClientDebt(request.clientId, cents: cents) }
+        return try await store.setClientDebt(request.clientId, cents: cents)
     }
 
     /// People the mentions name, asked of routing within the routing budget; none when routing is
@@ -442,9 +419,8 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid(
                 "say why intake closes", [.init(field: "reason", description: "required when closing: callers are told it")])
         }
-        let settings = try await guarded {
-            try await store.setIntakeOpen(request.open, reason: request.open ? "" : reason, actor: Self.actor(request.actor), now: now())
-        }
+        let settings = try await store.setIntakeOpen(
+            request.open, reason: request.open ? "" : reason, actor: Self.actor(request.actor), now: now())
         intakeSwitch.set(settings)
         logger.notice(
             settings.open ? "intake opened: new leads are accepted" : "intake closed: new leads are refused",
@@ -463,9 +439,7 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid(
                 "limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
         }
-        let rows = try await guarded {
-            try await store.pendingOutbox(kinds: [.reply], limit: request.limit == 0 ? 100 : Int(request.limit))
-        }
+        let rows = try await store.pendingOutbox(kinds: [.reply], limit: request.limit == 0 ? 100 : Int(request.limit))
         var r = Intake_TakeRepliesResponse()
         for row in rows {
             guard let change = try? ProtoCodec.decode(Intake_LeadChange.self, from: row.payload), let lead = change.lead else { continue }
@@ -480,7 +454,7 @@ struct IntakeAPI: Intake_Service {
                 "no replies named", [.init(field: "ids", description: "1 to 1000 ids from TakeReplies, got \(request.ids.count)")])
         }
         var r = Intake_ConfirmRepliesResponse()
-        r.confirmed = Int32(try await guarded { try await store.confirmReplies(request.ids, now: now()) })
+        r.confirmed = Int32(try await store.confirmReplies(request.ids, now: now()))
         return r
     }
 
@@ -489,13 +463,13 @@ struct IntakeAPI: Intake_Service {
             throw IntakeError.invalid("cannot rate the lead", [.init(field: "rating", description: "1 to 5, got \(request.rating)")])
         }
         let t = now()
-        let lead = try await guarded { try await store.rate(request.id, rating: request.rating, actor: Self.actor(request.actor), now: t) }
+        let lead = try await store.rate(request.id, rating: request.rating, actor: Self.actor(request.actor), now: t)
         hub.publish(.rated, lead, at: t)
         return lead
     }
 
     func getClient(_ request: Intake_GetClientRequest, context: ServerContext) async throws -> Intake_Client {
-        guard let c = try await guarded({ try await store.client(request.id) }) else {
+        guard let c = try await store.client(request.id) else {
             throw IntakeError.notFound("no client \(request.id)")
         }
         return c

@@ -33,14 +33,17 @@ public final class RPCObserver: CallObserver {
 
     public func callFinished(_ call: FinishedCall) {
         let method = methods.contains(call.method) ? call.method : "unknown"
-        let level: Logger.Level = method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
-        logger.log(
-            level: level, "rpc",
-            metadata: [
-                "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)",
-                "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
-                "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
-            ].merging(call.code == .ok ? [:] : ["message": "\(call.message)"]) { a, _ in a })
+        // A call that failed underneath (storage, an unexpected throw) is an error for the operator,
+        // with its cause; a refusal of the caller's request is the caller's business: info.
+        let level: Logger.Level = call.cause != nil ? .error : method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
+        var metadata: Logger.Metadata = [
+            "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)",
+            "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
+            "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
+        ]
+        if call.code != .ok { metadata["message"] = "\(call.message)" }
+        if let cause = call.cause { metadata["cause"] = "\(cause)" }
+        logger.log(level: level, "rpc", metadata: metadata)
         let key = Key(method: method, code: call.code)
         let counter = counters.withLockedValue { c in
             if let x = c[key] { return x }

@@ -82,15 +82,6 @@ struct ReportAPI: Report_Service {
         return requested
     }
 
-    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let e as StoreError {
-            logger.error("store failure", metadata: ["error": "\(e)"])
-            throw ReportError.storage("\(e)")
-        }
-    }
-
     private var today: Int { CalendarDate.day(ofMillis: now()) }
 
     // MARK: Events
@@ -105,7 +96,7 @@ struct ReportAPI: Report_Service {
             problems.append(.init(field: "events", description: "at most 10000 events per batch, got \(request.events.count)"))
         }
         guard problems.isEmpty else { throw ReportError.invalid("the batch was not applied: fix these events and resend it", problems) }
-        let r = try await guarded { try await store.ingest(request.events) }
+        let r = try await store.ingest(request.events)
         var out = Report_IngestEventsResponse()
         out.applied = Int32(r.applied)
         out.duplicates = Int32(r.duplicates)
@@ -166,27 +157,25 @@ struct ReportAPI: Report_Service {
             l.execution = nil
             return l
         }
-        return try await guarded { try await store.createPlan(p, actor: Caller.name(or: request.actor), now: now()) }
+        return try await store.createPlan(p, actor: Caller.name(or: request.actor), now: now())
     }
 
     func updatePlan(_ request: Report_UpdatePlanRequest, context: ServerContext) async throws -> Report_Plan {
         let problems = PlanMachine.lineProblems(request.lines)
         guard problems.isEmpty else { throw ReportError.invalid("the plan is not valid", problems) }
         try await checkLeads(request.lines)
-        return try await guarded {
-            try await store.updatePlan(
-                request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines,
-                actor: Caller.name(or: request.actor), now: now())
-        }
+        return try await store.updatePlan(
+            request.planId, expectedVersion: request.expectedVersion, title: request.title, lines: request.lines,
+            actor: Caller.name(or: request.actor), now: now())
     }
 
     func getPlan(_ request: Report_GetPlanRequest, context: ServerContext) async throws -> Report_Plan {
-        try await guarded { try await store.plan(request.planId, version: request.version) }
+        try await store.plan(request.planId, version: request.version)
     }
 
     func listPlans(_ request: Report_ListPlansRequest, context: ServerContext) async throws -> Report_ListPlansResponse {
         var r = Report_ListPlansResponse()
-        r.plans = try await guarded { try await store.plans(state: request.state) }
+        r.plans = try await store.plans(state: request.state)
         return r
     }
 
@@ -200,22 +189,20 @@ struct ReportAPI: Report_Service {
             if !Caller.has(Permission.plansApproveHead) { try Caller.require(Permission.plansApproveManagement, for: "returning a plan") }
         default: try Caller.require(Permission.plansWrite, for: PlanMachine.actionName(request.action))
         }
-        let p = try await guarded {
-            try await store.act(
-                request.planId, action: request.action, comment: request.comment, actor: Caller.name(or: request.actor), now: now())
-        }
+        let p = try await store.act(
+            request.planId, action: request.action, comment: request.comment, actor: Caller.name(or: request.actor), now: now())
         if request.action == .handOver { hub.publish("handed_over", p) }
         return p
     }
 
     func comparePlan(_ request: Report_ComparePlanRequest, context: ServerContext) async throws -> Report_ComparePlanResponse {
-        let after = try await guarded { try await store.plan(request.planId, version: request.version) }
+        let after = try await store.plan(request.planId, version: request.version)
         guard after.version > 1 else {
             throw ReportError.precondition(
                 type: "FIRST_VERSION", subject: "plan:\(request.planId)",
                 message: "version 1 of plan \(request.planId) has nothing before it to compare with")
         }
-        let before = try await guarded { try await store.plan(request.planId, version: after.version - 1) }
+        let before = try await store.plan(request.planId, version: after.version - 1)
         return PlanMachine.compare(before, after)
     }
 
@@ -224,13 +211,13 @@ struct ReportAPI: Report_Service {
     func listWorkPlans(_ request: Report_ContractorRequest, context: ServerContext) async throws -> Report_ListWorkPlansResponse {
         let contractor = try Self.contractor(request.contractorId)
         var r = Report_ListWorkPlansResponse()
-        r.plans = try await guarded { try await store.workPlans(contractor: contractor) }
+        r.plans = try await store.workPlans(contractor: contractor)
         return r
     }
 
     func getWorkPlan(_ request: Report_GetWorkPlanRequest, context: ServerContext) async throws -> Report_WorkPlan {
         let contractor = try Self.contractor(request.contractorId)
-        return try await guarded { try await store.workPlan(contractor: contractor, plan: request.planId) }
+        return try await store.workPlan(contractor: contractor, plan: request.planId)
     }
 
     func followWorkPlans(_ request: Report_ContractorRequest, responses: ResponseWriter<Report_WorkPlanUpdate>, context: ServerContext)
@@ -240,7 +227,7 @@ struct ReportAPI: Report_Service {
         // Subscribe first, then send the current plans: a hand-over in between is sent twice at
         // worst, never missed.
         let updates = hub.follow(contractor)
-        for plan in try await guarded({ try await store.workPlans(contractor: contractor) }) {
+        for plan in try await store.workPlans(contractor: contractor) {
             var u = Report_WorkPlanUpdate()
             u.kind = "current"
             u.plan = plan
@@ -257,9 +244,7 @@ struct ReportAPI: Report_Service {
         if request.signer.trimmingSpaces.isEmpty {
             throw ReportError.invalid("no signer", [.init(field: "signer", description: "required: who signs for receipt")])
         }
-        let p = try await guarded {
-            try await store.acknowledge(contractor: contractor, plan: request.planId, signer: request.signer, now: now())
-        }
+        let p = try await store.acknowledge(contractor: contractor, plan: request.planId, signer: request.signer, now: now())
         hub.publish("changed", p, only: contractor)
         return PlanMachine.view(p, for: contractor)!
     }
@@ -269,11 +254,9 @@ struct ReportAPI: Report_Service {
         if !(0...100).contains(request.percent) {
             throw ReportError.invalid("bad progress", [.init(field: "percent", description: "0 to 100, got \(request.percent)")])
         }
-        let (line, p) = try await guarded {
-            try await store.reportProgress(
-                contractor: contractor, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now()
-            )
-        }
+        let (line, p) = try await store.reportProgress(
+            contractor: contractor, plan: request.planId, line: request.lineId, percent: request.percent, note: request.note, now: now()
+        )
         hub.publish("changed", p, only: contractor)
         return line
     }
@@ -281,7 +264,7 @@ struct ReportAPI: Report_Service {
     func submitAct(_ request: Report_SubmitActRequest, context: ServerContext) async throws -> Report_PlanLine {
         guard var act = request.act else { throw ReportError.invalid("no act given", [.init(field: "act", description: "required")]) }
         act.contractorId = try Self.contractor(act.contractorId)
-        let (line, p) = try await guarded { try await store.submitAct(act, today: today, now: now()) }
+        let (line, p) = try await store.submitAct(act, today: today, now: now())
         hub.publish("changed", p, only: act.contractorId)
         return line
     }
@@ -293,7 +276,7 @@ struct ReportAPI: Report_Service {
         }
         let t = now()
         let scope = Caller.isContractor ? try Self.contractor(request.contractorId) : request.contractorId
-        let plans = try await guarded { try await store.handedOverPlans(contractor: scope) }
+        let plans = try await store.handedOverPlans(contractor: scope)
         var r = Report_ExecutionControlResponse()
         r.consistentAsOfMs = t
         r.items = Figures.control(plans, contractor: scope, staleDays: request.staleDays == 0 ? 7 : Int(request.staleDays), now: t)
@@ -332,7 +315,7 @@ struct ReportAPI: Report_Service {
             throw ReportError.invalid(
                 "unknown dimension", [.init(field: "dimension", description: "unknown value \(request.dimension.rawValue)")])
         }
-        let c = try await guarded { try await store.counters(dim: dim, metricPrefixes: ["status:"], fromDay: f, toDay: t) }
+        let c = try await store.counters(dim: dim, metricPrefixes: ["status:"], fromDay: f, toDay: t)
         var r = Report_LeadReport()
         r.consistentAsOfMs = c.asOf
         r.rows = LeadLedger.rows(c.rows, period: request.period)
@@ -341,9 +324,7 @@ struct ReportAPI: Report_Service {
 
     func leadFunnel(_ request: Report_FunnelRequest, context: ServerContext) async throws -> Report_Funnel {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
-        let c = try await guarded {
-            try await store.counters(dim: "all", metricPrefixes: ["status:", "funnel:", "reaction:"], fromDay: f, toDay: t)
-        }
+        let c = try await store.counters(dim: "all", metricPrefixes: ["status:", "funnel:", "reaction:"], fromDay: f, toDay: t)
         func sum(_ metric: String) -> Int64 { c.rows.reduce(0) { $0 + ($1.metric == metric ? $1.n : 0) } }
         var r = Report_Funnel()
         r.consistentAsOfMs = c.asOf
@@ -360,7 +341,7 @@ struct ReportAPI: Report_Service {
 
     func employeeKpis(_ request: Report_KpiRequest, context: ServerContext) async throws -> Report_KpiReport {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
-        let c = try await guarded { try await store.counters(dim: "person", metricPrefixes: ["kpi:"], fromDay: f, toDay: t) }
+        let c = try await store.counters(dim: "person", metricPrefixes: ["kpi:"], fromDay: f, toDay: t)
         var byPerson = [String: (handled: Int64, onTime: Int64, ratings: Int64, sum: Int64)]()
         for row in c.rows {
             var k = byPerson[row.key] ?? (0, 0, 0, 0)
@@ -391,7 +372,7 @@ struct ReportAPI: Report_Service {
     func planFigures(_ request: Report_PlanReportRequest, context: ServerContext) async throws -> Report_PlanReport {
         let (f, t) = try Self.range(request.fromDate, request.toDate)
         let t0 = now()
-        var plans = try await guarded { try await store.handedOverPlans(contractor: request.contractorId) }
+        var plans = try await store.handedOverPlans(contractor: request.contractorId)
         if !request.planId.isEmpty { plans = plans.filter { $0.id == request.planId } }
         var r = Report_PlanReport()
         r.consistentAsOfMs = t0

@@ -13,16 +13,6 @@ struct RoutingAPI: Routing_Service {
     /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
     static let accessPolicy = AccessPolicy.routing.byPath
 
-    /// Storage failures are logged here and reach the caller as UNAVAILABLE without detail.
-    private func guarded<T>(_ body: () async throws -> T) async throws -> T {
-        do {
-            return try await body()
-        } catch let e as StoreError {
-            logger.error("store failure", metadata: ["error": "\(e)"])
-            throw RoutingError.storage("\(e)")
-        }
-    }
-
     private static func check(_ problems: [RPCError.FieldViolation], _ summary: String) throws {
         if !problems.isEmpty { throw RoutingError.invalid(summary, problems) }
     }
@@ -34,7 +24,7 @@ struct RoutingAPI: Routing_Service {
             throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")])
         }
         try Self.check(RoutingModel.personProblems(p), "the person record is not valid")
-        return try await guarded { try await store.createPerson(p, now: now()) }
+        return try await store.createPerson(p, now: now())
     }
 
     func updatePerson(_ request: Routing_UpdatePersonRequest, context: ServerContext) async throws -> Routing_Person {
@@ -42,7 +32,7 @@ struct RoutingAPI: Routing_Service {
             throw RoutingError.invalid("no person given", [.init(field: "person", description: "required")])
         }
         try Self.check(RoutingModel.personProblems(p), "the person record is not valid")
-        return try await guarded { try await store.updatePerson(p, now: now()) }
+        return try await store.updatePerson(p, now: now())
     }
 
     func getPerson(_ request: Routing_GetPersonRequest, context: ServerContext) async throws -> Routing_Person {
@@ -78,7 +68,7 @@ struct RoutingAPI: Routing_Service {
     func putRole(_ request: Routing_PutRoleRequest, context: ServerContext) async throws -> Routing_Role {
         guard let role = request.role else { throw RoutingError.invalid("no role given", [.init(field: "role", description: "required")]) }
         try Self.check(RoutingModel.roleProblems(role), "the role is not valid")
-        return try await guarded { try await store.putRole(role) }
+        return try await store.putRole(role)
     }
 
     func getRole(_ request: Routing_GetRoleRequest, context: ServerContext) async throws -> Routing_Role {
@@ -99,7 +89,7 @@ struct RoutingAPI: Routing_Service {
         try Self.check(
             RoutingModel.ruleProblems(rs).map { .init(field: "rules." + $0.field, description: $0.description) },
             "the rule set is not valid")
-        return try await guarded { try await store.setRules(rs, expectedVersion: request.expectedVersion, now: now()) }
+        return try await store.setRules(rs, expectedVersion: request.expectedVersion, now: now())
     }
 
     func getRules(_ request: Routing_GetRulesRequest, context: ServerContext) async throws -> Routing_RuleSet {
@@ -111,11 +101,11 @@ struct RoutingAPI: Routing_Service {
     func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> Routing_Assignment {
         guard let lead = request.lead else { throw RoutingError.invalid("no lead given", [.init(field: "lead", description: "required")]) }
         try Self.check(RoutingModel.leadProblems(lead), "the lead summary is not valid")
-        return try await guarded { try await store.route(lead, actor: Caller.name(or: request.actor), now: now()) }
+        return try await store.route(lead, actor: Caller.name(or: request.actor), now: now())
     }
 
     func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> Routing_Assignment {
-        guard let a = try await guarded({ try await store.assignment(request.leadId) }) else {
+        guard let a = try await store.assignment(request.leadId) else {
             throw RoutingError.notFound("no assignment for lead \(request.leadId)")
         }
         return a
@@ -134,9 +124,7 @@ struct RoutingAPI: Routing_Service {
                 ])
         }
         var r = Routing_ListOwnerChangesResponse()
-        r.changes = try await guarded {
-            try await store.ownerChanges(after: request.afterSeq, limit: request.limit == 0 ? 100 : Int(request.limit))
-        }
+        r.changes = try await store.ownerChanges(after: request.afterSeq, limit: request.limit == 0 ? 100 : Int(request.limit))
         return r
     }
 
@@ -148,18 +136,16 @@ struct RoutingAPI: Routing_Service {
             problems.append(.init(field: "reason", description: "required: the history keeps why a lead moved"))
         }
         try Self.check(problems, "the reassignment is not complete")
-        return try await guarded {
-            try await store.reassign(
-                request.leadId, to: request.personId, reason: request.reason, actor: Caller.name(or: request.actor), now: now())
-        }
+        return try await store.reassign(
+            request.leadId, to: request.personId, reason: request.reason, actor: Caller.name(or: request.actor), now: now())
     }
 
     func release(_ request: Routing_ReleaseRequest, context: ServerContext) async throws -> Routing_Assignment {
-        try await guarded { try await store.release(request.leadId, actor: Caller.name(or: request.actor), note: request.note, now: now()) }
+        try await store.release(request.leadId, actor: Caller.name(or: request.actor), note: request.note, now: now())
     }
 
     func markDecided(_ request: Routing_MarkDecidedRequest, context: ServerContext) async throws -> Routing_Assignment {
-        try await guarded { try await store.markDecided(request.leadId, actor: Caller.name(or: request.actor), now: now()) }
+        try await store.markDecided(request.leadId, actor: Caller.name(or: request.actor), now: now())
     }
 
     func simulate(_ request: Routing_SimulateRequest, context: ServerContext) async throws -> Routing_SimulateResponse {
@@ -195,7 +181,7 @@ struct RoutingAPI: Routing_Service {
 
     func escalate(_ request: Routing_EscalateRequest, context: ServerContext) async throws -> Routing_EscalateResponse {
         var r = Routing_EscalateResponse()
-        r.escalations = try await guarded { try await store.escalate(now: now(), record: !request.dryRun) }
+        r.escalations = try await store.escalate(now: now(), record: !request.dryRun)
         for e in r.escalations where !request.dryRun {
             logger.notice(
                 "lead escalated",

@@ -8,6 +8,12 @@ public struct StoreError: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var sql: String?
 
+    public init(code: Int32, message: String, sql: String?) {
+        self.code = code
+        self.message = message
+        self.sql = sql
+    }
+
     public var isConstraintViolation: Bool { code & 0xFF == SQLITE_CONSTRAINT }
     public var isBusy: Bool { code & 0xFF == SQLITE_BUSY }
     /// The file is damaged or not a database: only a restore helps.

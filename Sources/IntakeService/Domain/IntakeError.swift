@@ -14,7 +14,6 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
     case intakeClosed(reason: String, since: Int64)
     case missingInDirectory(field: String, value: String)
     case routingUnavailable(String)
-    case storage(String)
 
     var rpcError: RPCError {
         switch self {
@@ -63,9 +62,6 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
             return e
         case .routingUnavailable(let why):
             return RPCError(.unavailable, why)
-        case .storage:
-            // The detail goes to the log, not to the caller.
-            return RPCError(.unavailable, "the lead store is unavailable; retry with the same idempotency key")
         }
     }
 }

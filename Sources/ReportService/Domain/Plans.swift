@@ -8,7 +8,6 @@ enum ReportError: Error, RPCErrorConvertible, Equatable {
     case wrongState(plan: String, state: Report_PlanState, action: String, allowedIn: [Report_PlanState])
     case staleVersion(plan: String, expected: Int32, actual: Int32)
     case precondition(type: String, subject: String, message: String)
-    case storage(String)
 
     var rpcError: RPCError {
         switch self {
@@ -27,8 +26,6 @@ enum ReportError: Error, RPCErrorConvertible, Equatable {
                 violations: [.init(type: "STALE_VERSION", subject: "plan:\(plan)", description: "current version \(actual)")])
         case .precondition(let type, let subject, let message):
             return .failedPrecondition(message, violations: [.init(type: type, subject: subject, description: message)])
-        case .storage:
-            return RPCError(.unavailable, "the report store is unavailable; retry")
         }
     }
 }

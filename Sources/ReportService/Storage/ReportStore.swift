@@ -468,33 +468,24 @@ final class ReportStore: Sendable {
     }
 }
 
-/// Fans changed handed-over plans out to FollowWorkPlans streams, each seeing its own lines only.
-final class PlanHub: Sendable {
-    private let followers = NIOLockedValueBox<[Int: (contractor: String, continuation: AsyncStream<Report_WorkPlanUpdate>.Continuation)]>(
-        [:])
-    private let nextID = NIOLockedValueBox(0)
+/// Work-plan updates for FollowWorkPlans streams, one per contractor (each sees its own view).
+typealias PlanHub = Broadcast<Report_WorkPlanUpdate, String>
+
+extension Broadcast where Element == Report_WorkPlanUpdate, Interest == String {
+    convenience init() { self.init(buffering: 256) }
 
     /// `only`: the contractor whose view changed (a signature, progress or an act changes nobody
     /// else's lines); nil for a hand-over, which concerns every contractor of the plan.
     func publish(_ kind: String, _ plan: Report_Plan, only: String? = nil) {
-        for (_, f) in followers.withLockedValue({ $0 }) {
-            if let only, f.contractor != only { continue }
-            guard let view = PlanMachine.view(plan, for: f.contractor) else { continue }
-            var u = Report_WorkPlanUpdate()
-            u.kind = kind
-            u.plan = view
-            f.continuation.yield(u)
+        publish { contractor in
+            if let only, contractor != only { return nil }
+            guard let view = PlanMachine.view(plan, for: contractor) else { return nil }
+            var update = Report_WorkPlanUpdate()
+            update.kind = kind
+            update.plan = view
+            return update
         }
     }
 
-    func follow(_ contractor: String) -> AsyncStream<Report_WorkPlanUpdate> {
-        let (stream, continuation) = AsyncStream<Report_WorkPlanUpdate>.makeStream(bufferingPolicy: .bufferingNewest(256))
-        let id = nextID.withLockedValue { n in
-            defer { n += 1 }
-            return n
-        }
-        followers.withLockedValue { $0[id] = (contractor, continuation) }
-        continuation.onTermination = { [weak self] _ in self?.followers.withLockedValue { _ = $0.removeValue(forKey: id) } }
-        return stream
-    }
+    func follow(_ contractor: String) -> AsyncStream<Report_WorkPlanUpdate> { subscribe(contractor) }
 }

@@ -9,7 +9,6 @@ enum RoutingError: Error, RPCErrorConvertible, Equatable {
     case loginTaken(login: String, holder: String, name: String)
     case staleRules(expected: Int64, actual: Int64)
     case released(lead: String)
-    case storage(String)
 
     var rpcError: RPCError {
         switch self {
@@ -30,8 +29,6 @@ enum RoutingError: Error, RPCErrorConvertible, Equatable {
             return .failedPrecondition(
                 "lead \(lead) was already released (finished); a finished lead cannot be reassigned",
                 violations: [.init(type: "LEAD_RELEASED", subject: "lead:\(lead)", description: "released")])
-        case .storage:
-            return RPCError(.unavailable, "the routing store is unavailable; retry (routing is idempotent by lead id)")
         }
     }
 }

@@ -135,6 +135,8 @@ public struct FinishedCall: Sendable {
     public var durationNanos: UInt64
     public var principal: String?
     public var peer: String
+    /// The failure underneath the status (`RPCError.cause`), for the log; never sent.
+    public var cause: (any Error)? = nil
 }
 
 /// The request messages of a client- or bidirectional-streaming call.

@@ -232,9 +232,6 @@ final class ServerCall: @unchecked Sendable {
                 outcome = nil
             } catch {
                 outcome = RPCError.from(error)
-                if outcome!.code == .unknown, !(error is RPCError) {
-                    connection.core.logger.debug("handler failed", metadata: ["method": "\(self.path ?? "")", "error": "\(error)"])
-                }
             }
             complete(outcome)
         }
@@ -334,7 +331,7 @@ final class ServerCall: @unchecked Sendable {
     func finish(_ error: RPCError?) {
         guard !finished, !closed else { return }
         finished = true
-        observe(error?.code ?? .ok, error?.message ?? "")
+        observe(error?.code ?? .ok, error?.message ?? "", cause: error?.cause)
         deadlineTimer?.cancel()
         let code = error?.code ?? .ok
         if headersSent, error == nil, trailingMetadata.isEmpty {
@@ -402,15 +399,23 @@ final class ServerCall: @unchecked Sendable {
         connection.scheduleFlush()
     }
 
-    /// Tells the server's observer (if any) how the call ended, once.
-    private func observe(_ code: StatusCode, _ message: String) {
-        guard !observed, let observer = connection.core.configuration.observer else { return }
+    /// Tells the server's observer how the call ended, once; without an observer, a failure's cause
+    /// still reaches the server's log.
+    private func observe(_ code: StatusCode, _ message: String, cause: (any Error)? = nil) {
+        guard !observed else { return }
         observed = true
+        guard let observer = connection.core.configuration.observer else {
+            if let cause {
+                connection.core.logger.error(
+                    "call failed", metadata: ["method": "\(path ?? "")", "status": "\(code)", "cause": "\(cause)"])
+            }
+            return
+        }
         observer.callFinished(
             FinishedCall(
                 method: path ?? "", code: code, message: message,
                 durationNanos: NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds,
-                principal: principal, peer: connection.peer))
+                principal: principal, peer: connection.peer, cause: cause))
     }
 
     /// Called when the handler returns or throws; hops to the loop if needed.

@@ -7,21 +7,22 @@ public typealias ServingStatus = Grpc_Health_V1_HealthCheckResponse.ServingStatu
 public final class HealthProvider: Sendable {
     private struct State {
         var statuses: [String: ServingStatus] = [:]
-        var watchers: [Int: (service: String, continuation: AsyncStream<ServingStatus>.Continuation)] = [:]
-        var nextWatcher = 0
         var shuttingDown = false
     }
 
     private let state = NIOLockedValueBox(State())
+    /// Watchers, by the service name they watch.
+    private let changes = Broadcast<ServingStatus, String>(buffering: 8)
 
     public init() {}
 
     public func setStatus(_ status: ServingStatus, for service: String) {
-        state.withLockedValue { s in
-            guard !s.shuttingDown else { return }
+        let changed = state.withLockedValue { s in
+            guard !s.shuttingDown else { return false }
             s.statuses[service] = status
-            for (_, w) in s.watchers where w.service == service { w.continuation.yield(status) }
+            return true
         }
+        if changed { changes.publish { $0 == service ? status : nil } }
     }
 
     /// Every registered service (and the server as a whole) to `status`.
@@ -38,35 +39,18 @@ public final class HealthProvider: Sendable {
 
     /// Every service NOT_SERVING, for good; watchers hear it, then their streams end.
     func enterShutdown() {
-        let watchers = state.withLockedValue { s in
+        state.withLockedValue { s in
             for k in s.statuses.keys { s.statuses[k] = .notServing }
             s.shuttingDown = true
-            defer { s.watchers.removeAll() }
-            return s.watchers.values.map(\.continuation)
         }
-        // Outside the lock: finish() runs onTermination, which takes the lock.
-        for c in watchers {
-            c.yield(.notServing)
-            c.finish()
-        }
+        changes.finish { _ in .notServing }
     }
 
-    /// The current status (SERVICE_UNKNOWN for an unknown name), then each change.
+    /// The current status (SERVICE_UNKNOWN for an unknown name), then each change. A change made
+    /// while the watch starts may arrive twice (never not at all); Watch sends a status only when
+    /// it differs from the last.
     func watch(_ service: String) -> AsyncStream<ServingStatus> {
-        let (stream, continuation) = AsyncStream<ServingStatus>.makeStream(bufferingPolicy: .bufferingNewest(8))
-        let open = state.withLockedValue { s in
-            continuation.yield(s.statuses[service] ?? .serviceUnknown)
-            if s.shuttingDown { return false }
-            let id = s.nextWatcher
-            s.nextWatcher += 1
-            s.watchers[id] = (service, continuation)
-            continuation.onTermination = { [weak self] _ in
-                self?.state.withLockedValue { _ = $0.watchers.removeValue(forKey: id) }
-            }
-            return true
-        }
-        if !open { continuation.finish() }
-        return stream
+        changes.subscribe(service, first: status(for: service) ?? .serviceUnknown)
     }
 }
 
