@@ -10,8 +10,10 @@ final class ClientStream: @unchecked Sendable {
     let path: String
     let options: CallOptions
 
+    /// Where the call is (see StreamStateMachine): the handler performs what it answers.
+    private var stream = StreamStateMachine(role: .client)
+
     // Response headers and trailers.
-    private var headersDone = false
     private var httpStatus: Int?
     private var contentTypeOK = false
     private var responseEncodingGzip = false
@@ -28,13 +30,11 @@ final class ClientStream: @unchecked Sendable {
     private var inbound = CircularBuffer<MessageDeframer.Message>()
     private var uncredited = 0
     private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
-    /// Set once the call has ended; `nil` means OK.
-    private var outcome: RPCError??
+    /// The call's status once settled; `nil` means OK.
+    private var outcome: RPCError?
 
     // Outbound.
     private var pending = ByteBuffer()
-    private var endRequested = false
-    private var bodyDeferred = false
     private var sender: CheckedContinuation<Void, any Error>?
     private static let highWater = 64 * 1024
 
@@ -47,7 +47,7 @@ final class ClientStream: @unchecked Sendable {
         self.deframer = MessageDeframer(maxMessageSize: options.maxReceiveMessageSize)
     }
 
-    var isDone: Bool { outcome != nil }
+    var isDone: Bool { stream.settled }
 
     func requestHeaders(authority: String, scheme: String) -> HeaderBlock {
         var h = HeaderBlock()
@@ -70,6 +70,8 @@ final class ClientStream: @unchecked Sendable {
     /// Called on the loop once the stream exists.
     func started(streamID: Int32) {
         self.streamID = streamID
+        // The request headers went out with the stream's creation.
+        _ = stream.send()
         if let t = options.timeout {
             deadlineTimer = loop.scheduleTask(in: t) { [self] in
                 guard !isDone else { return }
@@ -108,8 +110,9 @@ final class ClientStream: @unchecked Sendable {
     }
 
     func headersComplete(endStream: Bool) {
-        if !headersDone {
-            headersDone = true
+        let first = !stream.receivedHeaders
+        stream.receivedHeaders(endStream: endStream)
+        if first {
             initialMetadata = headerMetadata
             headerMetadata = Metadata()
             for w in initialMetadataWaiters { w.resume(returning: initialMetadata) }
@@ -161,7 +164,7 @@ final class ClientStream: @unchecked Sendable {
 
     func data(_ bytes: UnsafeRawBufferPointer) {
         uncredited += bytes.count
-        guard !isDone else {
+        guard stream.acceptsMessages else {
             credit()
             return
         }
@@ -202,6 +205,7 @@ final class ClientStream: @unchecked Sendable {
             connection?.session?.consumeConnection(uncredited)
             uncredited = 0
         }
+        defer { stream.streamClosed() }
         guard !isDone else { return }
         switch errorCode {
         case NGHTTP2_NO_ERROR.rawValue:
@@ -219,10 +223,16 @@ final class ClientStream: @unchecked Sendable {
 
     /// The call is over: wake everyone waiting.
     func end(_ error: RPCError?) {
-        guard outcome == nil else { return }
-        outcome = .some(error)
+        let (first, action) = stream.settle()
+        guard first else { return }
+        outcome = error
+        if action == .resumeBody {
+            // The request half ends with what is buffered, so the stream closes on both sides.
+            connection?.resume(self)
+            connection?.scheduleFlush()
+        }
         deadlineTimer?.cancel()
-        if !headersDone {
+        if !stream.receivedHeaders {
             for w in initialMetadataWaiters { w.resume(returning: Metadata()) }
             initialMetadataWaiters.removeAll()
         }
@@ -242,16 +252,16 @@ final class ClientStream: @unchecked Sendable {
             sender = nil
             s.resume()
         }
-        if pending.readableBytes == 0 && (endRequested || isDone) {
+        switch stream.bodyRequested(moved: n, remaining: pending.readableBytes) {
+        case .submitEnd:
             eof = true
             endStream = true
             return n
-        }
-        if n == 0 {
-            bodyDeferred = true
+        case .pauseBody:
             return nil
+        default:
+            return n
         }
-        return n
     }
 
     // MARK: Caller side
@@ -273,18 +283,19 @@ final class ClientStream: @unchecked Sendable {
 
     func send(_ framed: ByteBuffer, end: Bool) async throws {
         try await onLoop { (cont: CheckedContinuation<Void, any Error>) in
-            if let o = self.outcome {
-                return cont.resume(throwing: o ?? RPCError(.failedPrecondition, "the call has already ended"))
+            if self.stream.settled {
+                return cont.resume(throwing: self.outcome ?? RPCError(.failedPrecondition, "the call has already ended"))
             }
-            if self.endRequested {
+            switch self.stream.send() {
+            case .refuse(.sendAfterEnd):
                 return cont.resume(throwing: RPCError(.failedPrecondition, "the request stream was already closed"))
-            }
-            var f = framed
-            self.pending.writeBuffer(&f)
-            if end { self.endRequested = true }
-            if self.bodyDeferred {
-                self.bodyDeferred = false
-                self.connection?.resume(self)
+            case .refuse:
+                return cont.resume(throwing: RPCError(.failedPrecondition, "the call has already ended"))
+            case let action:
+                var f = framed
+                self.pending.writeBuffer(&f)
+                let ending = end ? self.stream.sendEnd() : .none
+                if action == .resumeBody || ending == .resumeBody { self.connection?.resume(self) }
             }
             self.connection?.scheduleFlush()
             if self.pending.readableBytes <= Self.highWater { cont.resume() } else { self.sender = cont }
@@ -301,8 +312,8 @@ final class ClientStream: @unchecked Sendable {
                 if self.inbound.isEmpty { self.credit() }
                 return cont.resume(returning: m)
             }
-            if let o = self.outcome {
-                if let e = o { return cont.resume(throwing: e) }
+            if self.stream.settled {
+                if let e = self.outcome { return cont.resume(throwing: e) }
                 return cont.resume(returning: nil)
             }
             self.receiver = cont
@@ -311,7 +322,7 @@ final class ClientStream: @unchecked Sendable {
 
     func waitForInitialMetadata() async throws -> Metadata {
         try await onLoop { (cont: CheckedContinuation<Metadata, any Error>) in
-            if self.headersDone || self.isDone { return cont.resume(returning: self.initialMetadata) }
+            if self.stream.receivedHeaders || self.isDone { return cont.resume(returning: self.initialMetadata) }
             self.initialMetadataWaiters.append(cont)
         }
     }

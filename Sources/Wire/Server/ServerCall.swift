@@ -27,7 +27,12 @@ final class ServerCall: @unchecked Sendable {
     var metadata = Metadata()
     var headerListSize = 0
     var badMetadata: String?
-    var headersDone = false
+
+    /// Where the call is: which halves of the stream are open, whether its status is settled. Every
+    /// decision about what may be sent or received next is the machine's.
+    private(set) var stream = StreamStateMachine(role: .server)
+    /// Whether the request's header block is complete (later blocks are the client's trailers).
+    var headersDone: Bool { stream.receivedHeaders }
 
     var method: ServerMethod?
     var context: ServerContext { ServerContext(call: self) }
@@ -46,21 +51,15 @@ final class ServerCall: @unchecked Sendable {
     private var deframer: MessageDeframer
     private var inbound = InboundQueue()
     private var messagesReceived = 0
-    private var remoteClosed = false
     /// Bytes received but not yet credited back to the peer's flow-control windows.
     private(set) var uncredited = 0
     private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
 
     // Outbound.
     private var pending: ByteBuffer
-    private var headersSent = false
-    private var bodyDeferred = false
-    private(set) var finished = false
-    /// Trailers to send once the body drains; nil with `trailersReady` means the plain OK trailer.
+    /// Trailers to send once the body drains; nil means the plain OK trailer.
     private var trailers: HeaderBlock?
-    private var trailersReady = false
     private var sender: CheckedContinuation<Void, any Error>?
-    private(set) var closed = false
 
     private var task: Task<Void, Never>?
     private var deadlineTimer: Scheduled<Void>?
@@ -91,7 +90,7 @@ final class ServerCall: @unchecked Sendable {
 
     /// The request headers are complete: refuse the call or start it.
     func headersComplete(endStream: Bool, method: ServerMethod?, registry: [String: ServerMethod]) {
-        headersDone = true
+        stream.receivedHeaders(endStream: endStream)
         if !isPost {
             return refuseHTTP(status: 405, message: "gRPC requires POST")
         }
@@ -125,7 +124,6 @@ final class ServerCall: @unchecked Sendable {
             deadline = .now() + .nanoseconds(t)
             deadlineTimer = loop.scheduleTask(in: .nanoseconds(t)) { [self] in deadlineExpired() }
         }
-        if endStream { remoteClosed = true }
         if !method.takesSingleRequest {
             startHandler()
         } else if endStream {
@@ -161,7 +159,7 @@ final class ServerCall: @unchecked Sendable {
     /// `slice`, when given, holds the same bytes without a copy (see ServerConnection.slice(of:)).
     func data(_ bytes: UnsafeRawBufferPointer, slice: ByteBuffer?) {
         uncredited += bytes.count
-        guard method != nil, !finished else {
+        guard method != nil, stream.acceptsMessages else {
             // Nobody will read these: give the window back at once.
             creditAll()
             return
@@ -193,8 +191,8 @@ final class ServerCall: @unchecked Sendable {
     }
 
     func endStream() {
-        remoteClosed = true
-        guard let method, !finished else { return }
+        stream.receivedEnd()
+        guard let method, !stream.settled else { return }
         if deframer.hasPartialMessage {
             return finish(RPCError(.internal, "the request stream ended in the middle of a message"))
         }
@@ -255,7 +253,7 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func deadlineExpired() {
-        guard !finished, !closed else { return }
+        guard !stream.settled, !stream.isClosed else { return }
         task?.cancel()
         // The trailers carry DEADLINE_EXCEEDED; the RST_STREAM that follows them is NO_ERROR (as
         // grpc-go does), since a CANCEL would make clients report CANCELLED instead.
@@ -264,8 +262,7 @@ final class ServerCall: @unchecked Sendable {
 
     /// The stream is gone: normally, or because the client reset it (a cancellation).
     func streamClosed(errorCode: UInt32) {
-        if !finished { observe(.cancelled, "the client cancelled the call or the connection closed") }
-        closed = true
+        if stream.streamClosed() { observe(.cancelled, "the client cancelled the call or the connection closed") }
         if pending.readableBytes > 0 { connection.addUnread(-pending.readableBytes) }
         connection.recycle(&pending)
         deadlineTimer?.cancel()
@@ -294,8 +291,8 @@ final class ServerCall: @unchecked Sendable {
             sender = nil
             s.resume()
         }
-        if pending.readableBytes == 0, finished, trailersReady {
-            trailersReady = false
+        switch stream.bodyRequested(moved: n, remaining: pending.readableBytes) {
+        case .submitEnd:
             eof = true
             endStream = false
             if let t = trailers {
@@ -305,41 +302,41 @@ final class ServerCall: @unchecked Sendable {
                 _ = session.submitTrailers(stream: streamID, headers: Self.okTrailers)
             }
             return n
-        }
-        if n == 0 {
-            bodyDeferred = true
+        case .pauseBody:
             return nil
+        default:
+            return n
         }
-        return n
+    }
+
+    /// Performs what the state machine asked for that needs no more than the session.
+    private func perform(_ action: StreamStateMachine.Action) {
+        if action == .resumeBody { session.resumeData(stream: streamID) }
     }
 
     // MARK: Ending the call
 
     private func refuseHTTP(status: Int, message: String) {
-        finished = true
+        guard stream.sendEnd() == .submitTrailersOnly else { return }
         var h = HeaderBlock()
         h.add(":status", String(status))
         h.add("content-type", "text/plain")
         h.add("grpc-status", String(StatusCode.internal.rawValue))
         h.add("grpc-message", PercentEncoding.encode(message))
-        headersSent = true
         _ = session.submitResponse(stream: streamID, headers: h, withBody: false)
         connection.scheduleFlush()
     }
 
     /// Decides the call's status and queues the trailers (or a Trailers-Only response).
     func finish(_ error: RPCError?) {
-        guard !finished, !closed else { return }
-        finished = true
+        guard !stream.settled, !stream.isClosed else { return }
+        let headersSent = stream.sentHeaders
+        let action = stream.sendEnd()
         observe(error?.code ?? .ok, error?.message ?? "", cause: error?.cause)
         deadlineTimer?.cancel()
         let code = error?.code ?? .ok
         if headersSent, error == nil, trailingMetadata.isEmpty {
-            trailersReady = true
-            if bodyDeferred {
-                bodyDeferred = false
-                session.resumeData(stream: streamID)
-            }
+            perform(action)
             connection.scheduleFlush()
             return
         }
@@ -381,16 +378,11 @@ final class ServerCall: @unchecked Sendable {
             }
         }
         if let details { t.add("grpc-status-details-bin", details) }
-        if !headersSent {
-            headersSent = true
+        if action == .submitTrailersOnly {
             _ = session.submitResponse(stream: streamID, headers: t, withBody: false)
         } else {
             trailers = t
-            trailersReady = true
-            if bodyDeferred {
-                bodyDeferred = false
-                session.resumeData(stream: streamID)
-            }
+            perform(action)
         }
         if let r = receiver {
             receiver = nil
@@ -436,12 +428,12 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func poll() throws -> Poll {
-        if closed { throw RPCError(.cancelled, "the client cancelled the call") }
+        if stream.isClosed { throw RPCError(.cancelled, "the client cancelled the call") }
         if let m = inbound.pop() {
             if inbound.isEmpty { creditAll() }
             return .message(m)
         }
-        if remoteClosed || finished { return .end }
+        if stream.inbound == .ended || stream.settled { return .end }
         return .wait
     }
 
@@ -572,8 +564,8 @@ final class ServerCall: @unchecked Sendable {
     }
 
     private func checkOpen() throws {
-        if closed { throw RPCError(.cancelled, "the client cancelled the call") }
-        if finished { throw RPCError(.cancelled, "the call has already ended") }
+        if stream.isClosed { throw RPCError(.cancelled, "the client cancelled the call") }
+        if stream.settled { throw RPCError(.cancelled, "the call has already ended") }
     }
 
     private func enqueue(_ framed: ByteBuffer?) throws {
@@ -583,8 +575,8 @@ final class ServerCall: @unchecked Sendable {
             connection.addUnread(f.readableBytes)
             pending.writeBuffer(&f)
         }
-        if !headersSent {
-            headersSent = true
+        switch stream.send() {
+        case .submitHeaders:
             let compress = compressResponses && acceptsGzip
             if !compress && responseMetadata.isEmpty {
                 _ = session.submitResponse(stream: streamID, headers: Self.plainResponseHeaders, withBody: true)
@@ -597,9 +589,8 @@ final class ServerCall: @unchecked Sendable {
                 h.add(responseMetadata)
                 _ = session.submitResponse(stream: streamID, headers: h, withBody: true)
             }
-        } else if bodyDeferred, pending.readableBytes > 0 {
-            bodyDeferred = false
-            session.resumeData(stream: streamID)
+        case let action:
+            perform(action)
         }
         connection.scheduleFlush()
     }
