@@ -63,11 +63,13 @@ let package = Package(
             dependencies: ["CSQLite", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             swiftSettings: crossModule
         ),
-        // Signed tokens (HMAC-SHA256 JWTs via swift-crypto), roles and the per-method access check.
+        // Signed tokens (HMAC-SHA256 JWTs via swift-crypto), roles and the per-method access check (typed by
+        // the generated method enums of LeadwireAPI).
         .target(
             name: "Auth",
             dependencies: [
-                "Wire", .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                "Wire", "LeadwireAPI", .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             ]
         ),
         // What the three services share to be run: logs and metrics per RPC, the Prometheus endpoint,
@@ -142,7 +144,7 @@ let package = Package(
             swiftSettings: crossModule
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
-        .testTarget(name: "AuthTests", dependencies: ["Auth", "Wire"]),
+        .testTarget(name: "AuthTests", dependencies: ["Auth", "LeadwireAPI", "Wire"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire", "Auth", "Observability"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),
         .testTarget(name: "ReportTests", dependencies: ["ReportService", "LeadwireAPI", "Store", "Wire"]),

@@ -225,7 +225,7 @@ class SwiftFile:
     def gen_enum(self, e, swift_name, path, indent):
         short = swift_name.split(".")[-1]
         self.doc(path, indent)
-        self.w("%spublic struct %s: RawRepresentable, Hashable, Sendable, CustomStringConvertible {" % (indent, short))
+        self.w("%spublic struct %s: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {" % (indent, short))
         self.w("%s    public var rawValue: Int32" % indent)
         self.w("%s    public init(rawValue: Int32) { self.rawValue = rawValue }" % indent)
         for i, v in enumerate(e.value):
@@ -240,6 +240,56 @@ class SwiftFile:
             seen.add(v.number)
             self.w('%s        case %d: return "%s"' % (indent, v.number, v.name))
         self.w('%s        default: return "%s(\\(rawValue))"' % (indent, e.name))
+        self.w("%s        }" % indent)
+        self.w("%s    }" % indent)
+        # Names as the proto spells them, and short forms without the enum's prefix: logs, report's
+        # dimensions and leadctl write `web_form`, never strip "CHANNEL_" by hand.
+        prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", e.name).upper() + "_"
+        def short_name(v):
+            n = v.name[len(prefix):] if v.name.startswith(prefix) and len(v.name) > len(prefix) else v.name
+            return n.lower()
+        firsts = []
+        seen = set()
+        for v in e.value:
+            if v.number not in seen:
+                seen.add(v.number)
+                firsts.append(enum_case_name(e.name, v.name))
+        self.w("%s    /// Every value the proto declares (the first name of each number), in proto order." % indent)
+        self.w("%s    public static let allCases: [%s] = [%s]" % (indent, short, ", ".join("." + c for c in firsts)))
+        self.w("%s    /// The value's name in the proto; nil for a number this build does not know." % indent)
+        self.w("%s    public var protoName: String? {" % indent)
+        self.w("%s        switch rawValue {" % indent)
+        seen = set()
+        for v in e.value:
+            if v.number in seen:
+                continue
+            seen.add(v.number)
+            self.w('%s        case %d: "%s"' % (indent, v.number, v.name))
+        self.w("%s        default: nil" % indent)
+        self.w("%s        }" % indent)
+        self.w("%s    }" % indent)
+        self.w('%s    /// The name without the enum\'s prefix, in lower case (`%s`); nil for an unknown number.' % (indent, short_name(e.value[-1])))
+        self.w("%s    public var shortName: String? {" % indent)
+        self.w("%s        switch rawValue {" % indent)
+        seen = set()
+        for v in e.value:
+            if v.number in seen:
+                continue
+            seen.add(v.number)
+            self.w('%s        case %d: "%s"' % (indent, v.number, short_name(v)))
+        self.w("%s        default: nil" % indent)
+        self.w("%s        }" % indent)
+        self.w("%s    }" % indent)
+        self.w("%s    /// The value named `name`, as the proto spells it or in its short form (any case)." % indent)
+        self.w("%s    public init?(protoName name: String) {" % indent)
+        self.w("%s        switch name.uppercased() {" % indent)
+        for v in e.value:
+            alts = ['"%s"' % v.name]
+            sn = short_name(v).upper()
+            if sn != v.name:
+                alts.append('"%s"' % sn)
+            self.w("%s        case %s: self.init(rawValue: %d)" % (indent, ", ".join(alts), v.number))
+        self.w("%s        default: return nil" % indent)
         self.w("%s        }" % indent)
         self.w("%s    }" % indent)
         self.w("%s}" % indent)
@@ -370,13 +420,30 @@ class SwiftFile:
                 self.w("    func %s(requests: RequestStream<%s>, responses: ResponseWriter<%s>, context: ServerContext) async throws" % (fn, req, resp))
         self.w("}")
         self.w("")
-        self.w("extension %s_Service {" % base)
+        # One descriptor per method: code names an RPC by a case, so renaming one in the proto
+        # fails to compile wherever it is used (the access policy included), not at run time.
+        self.w("/// The methods of %s, in proto order." % full)
+        self.w("public enum %s_Method: String, WireMethod {" % base)
+        for meth in s.method:
+            self.w('    case %s = "%s"' % (ident(camel(meth.name, False)), meth.name))
+        self.w("")
         self.w('    public static var serviceName: String { "%s" }' % full)
+        self.w("    /// `/package.Service/Method`, as the `:path` header carries it.")
+        self.w("    public var path: String {")
+        self.w("        switch self {")
+        for meth in s.method:
+            self.w('        case .%s: "/%s/%s"' % (ident(camel(meth.name, False)), full, meth.name))
+        self.w("        }")
+        self.w("    }")
+        self.w("}")
+        self.w("")
+        self.w("extension %s_Service {" % base)
+        self.w('    public static var serviceName: String { %s_Method.serviceName }' % base)
         self.w("    public var methods: [ServerMethod] {")
         self.w("        [")
         for meth in s.method:
             fn = ident(camel(meth.name, False))
-            p = '"/%s/%s"' % (full, meth.name)
+            p = "%s_Method.%s.path" % (base, fn)
             if not meth.client_streaming and not meth.server_streaming:
                 self.w("            .unary(%s) { try await self.%s($0, context: $1) }," % (p, fn))
             elif not meth.client_streaming:
@@ -397,7 +464,7 @@ class SwiftFile:
             req = self.t.swift[meth.input_type]
             resp = self.t.swift[meth.output_type]
             fn = ident(camel(meth.name, False))
-            p = '"/%s/%s"' % (full, meth.name)
+            p = "%s_Method.%s.path" % (base, fn)
             self.doc(path + [2, mi], "    ")
             if not meth.client_streaming and not meth.server_streaming:
                 self.w("    public func %s(_ request: %s, options: CallOptions = CallOptions()) async throws -> %s {" % (fn, req, resp))

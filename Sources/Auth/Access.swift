@@ -90,7 +90,7 @@ public enum Caller {
 /// permission each method needs (a method without an entry is refused: deny by default).
 public struct AuthInterceptor: ServerInterceptor {
     let key: SigningKey
-    let policy: [String: String]
+    let policy: [String: AccessPolicy.Rule]
     /// A verified token's claims and what its roles grant: a busy caller costs one HMAC and one
     /// permission lookup per distinct token, not per call.
     struct Verified {
@@ -99,7 +99,7 @@ public struct AuthInterceptor: ServerInterceptor {
     }
     private let cache = NIOLockedValueBox<[String: Verified]>([:])
 
-    public init(key: SigningKey, policy: [String: String]) {
+    public init(key: SigningKey, policy: [String: AccessPolicy.Rule]) {
         self.key = key
         self.policy = policy
     }
@@ -117,12 +117,10 @@ public struct AuthInterceptor: ServerInterceptor {
         guard let needed = policy[method] else {
             throw RPCError(.permissionDenied, "\(method) has no access rule; refused by default")
         }
-        let granted = verified.granted
-        // "a|b": either permission will do.
-        guard granted.contains(Permission.all) || needed.split(separator: "|").contains(where: { granted.contains(String($0)) }) else {
+        guard AccessPolicy.allows(granted: verified.granted, needed) else {
+            let needs = needed.permissions.map { "\"\($0)\"" }.joined(separator: " or ")
             throw RPCError(
-                .permissionDenied,
-                "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \"\(needed)\", which \(method) needs")
+                .permissionDenied, "\(claims.sub) (roles: \(claims.roles.joined(separator: ", "))) lacks \(needs), which \(method) needs")
         }
         try await Caller.$current.withValue(claims) { try await next() }
     }

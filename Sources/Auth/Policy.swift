@@ -1,3 +1,6 @@
+import LeadwireAPI
+import Wire
+
 /// What each RPC of the three services needs: the one source of truth for access. The services
 /// enforce it (AuthInterceptor), `leadctl access-table` prints it, and the access table in
 /// docs/rpc-catalogue.md is generated from it (a test fails when the two differ).
@@ -5,114 +8,85 @@
 /// A rule lists permissions of which any one will do. Health and reflection are open; a method
 /// missing here is refused (deny by default).
 public enum AccessPolicy {
-    public struct Service: Sendable {
-        public let name: String
-        public let prefix: String
-        /// Method name -> permissions, any of which grants the call; in proto order.
-        public let rules: KeyValuePairs<String, [String]>
-        /// Checks the handler makes beyond the method's rule, by method name.
-        public let notes: [String: String]
+    /// What a method needs: any one of `permissions`; `note` names what the handler checks beyond it.
+    public struct Rule: Sendable, Hashable {
+        public let permissions: [String]
+        public let note: String?
 
-        /// Path -> "a|b" (the form AuthInterceptor takes).
-        public var byPath: [String: String] {
-            Dictionary(uniqueKeysWithValues: rules.map { (prefix + $0.key, $0.value.joined(separator: "|")) })
+        init(_ permissions: String..., note: String? = nil) {
+            self.permissions = permissions
+            self.note = note
         }
     }
 
-    public static let intake = Service(
-        name: "Intake", prefix: "/leadwire.intake.v1.Intake/",
-        rules: [
-            "CreateSource": [Permission.sourcesWrite],
-            "UpdateSource": [Permission.sourcesWrite],
-            "GetSource": [Permission.leadsRead],
-            "ListSources": [Permission.leadsRead],
-            "SetSourceEnabled": [Permission.sourcesWrite],
-            "SubmitLead": [Permission.leadsWrite],
-            "ImportLeads": [Permission.leadsWrite],
-            "SubmitEmail": [Permission.leadsWrite],
-            "GetLead": [Permission.leadsRead],
-            "LookupStatus": [Permission.leadsRead],
-            "ListLeads": [Permission.leadsRead],
-            "WatchLeads": [Permission.leadsRead],
-            "AcceptLead": [Permission.leadsWrite],
-            "DeferLead": [Permission.leadsWrite],
-            "RejectLead": [Permission.leadsWrite],
-            "CompleteLead": [Permission.leadsWrite],
-            "AddComment": [Permission.leadsWrite],
-            "SetClientDebt": [Permission.clientsWrite],
-            "GetClient": [Permission.leadsRead],
-            "RateLead": [Permission.leadsWrite],
-            "TakeReplies": [Permission.repliesSend],
-            "ConfirmReplies": [Permission.repliesSend],
-            "SetIntakeOpen": [Permission.intakeAdmin],
-            "GetIntakeSettings": [Permission.leadsRead],
-        ],
-        notes: [:])
+    public struct Service: Sendable {
+        public let name: String
+        /// Every method of the service in proto order, with its rule.
+        public let methods: [(name: String, path: String, rule: Rule)]
 
-    public static let routing = Service(
-        name: "Routing", prefix: "/leadwire.routing.v1.Routing/",
-        rules: [
-            "CreatePerson": [Permission.directoryWrite],
-            "UpdatePerson": [Permission.directoryWrite],
-            "GetPerson": [Permission.routingRead],
-            "ListPeople": [Permission.routingRead],
-            "SearchPeople": [Permission.routingRead],
-            "PutRole": [Permission.directoryWrite],
-            "GetRole": [Permission.routingRead],
-            "ListRoles": [Permission.routingRead],
-            "SetRules": [Permission.directoryWrite],
-            "GetRules": [Permission.routingRead],
-            "RouteLead": [Permission.routingWrite],
-            "GetAssignment": [Permission.routingRead],
-            "Reassign": [Permission.routingWrite],
-            "Release": [Permission.routingWrite],
-            "MarkDecided": [Permission.routingWrite],
-            "Simulate": [Permission.routingRead],
-            "Escalate": [Permission.routingWrite],
-            "ListOwnerChanges": [Permission.routingRead],
-        ],
-        notes: [:])
+        /// One rule per method: `rule` switches over the generated method enum, so a method added
+        /// to or renamed in the proto does not compile until it has a rule here.
+        init<M: WireMethod>(_ name: String, _ type: M.Type, rule: (M) -> Rule) {
+            self.name = name
+            methods = M.allCases.map { ($0.rawValue, $0.path, rule($0)) }
+        }
 
-    public static let report = Service(
-        name: "Report", prefix: "/leadwire.report.v1.Report/",
-        rules: [
-            "IngestEvents": [Permission.eventsWrite],
-            "CreatePlan": [Permission.plansWrite],
-            "UpdatePlan": [Permission.plansWrite],
-            "GetPlan": [Permission.plansRead],
-            "ListPlans": [Permission.plansRead],
-            "ActOnPlan": [Permission.plansWrite, Permission.plansApproveHead, Permission.plansApproveManagement],
-            "ComparePlan": [Permission.plansRead],
-            "ListWorkPlans": [Permission.contractorSelf, Permission.plansRead],
-            "GetWorkPlan": [Permission.contractorSelf, Permission.plansRead],
-            "FollowWorkPlans": [Permission.contractorSelf, Permission.plansRead],
-            "Acknowledge": [Permission.contractorSelf],
-            "ReportProgress": [Permission.contractorSelf],
-            "SubmitAct": [Permission.contractorSelf],
-            "ExecutionControl": [Permission.reportsRead, Permission.plansRead],
-            "LeadSummary": [Permission.reportsRead],
-            "LeadFunnel": [Permission.reportsRead],
-            "EmployeeKpis": [Permission.reportsRead],
-            "PlanFigures": [Permission.reportsRead],
-            "ExportCsv": [Permission.reportsRead],
-        ],
-        notes: [
-            "ActOnPlan":
-                "each action checks its own permission: approve as head `plans.approve.head`, as management `plans.approve.management`, return either, the rest `plans.write`",
-            "ListWorkPlans": "a contractor token sees only its own contractor's plans",
-            "GetWorkPlan": "a contractor token sees only its own contractor's plans",
-            "FollowWorkPlans": "a contractor token sees only its own contractor's plans",
-            "Acknowledge": "only for the token's own contractor",
-            "ReportProgress": "only for the token's own contractor",
-            "SubmitAct": "only for the token's own contractor",
-        ])
+        /// Path -> rule, the form AuthInterceptor looks methods up in.
+        public var byPath: [String: Rule] { Dictionary(uniqueKeysWithValues: methods.map { ($0.path, $0.rule) }) }
+    }
+
+    public static let intake = Service("Intake", Intake_Method.self) { method in
+        switch method {
+        case .createSource, .updateSource, .setSourceEnabled: Rule(Permission.sourcesWrite)
+        case .getSource, .listSources, .getLead, .lookupStatus, .listLeads, .watchLeads, .getClient, .getIntakeSettings:
+            Rule(Permission.leadsRead)
+        case .submitLead, .importLeads, .submitEmail, .acceptLead, .deferLead, .rejectLead, .completeLead, .addComment, .rateLead:
+            Rule(Permission.leadsWrite)
+        case .setClientDebt: Rule(Permission.clientsWrite)
+        case .takeReplies, .confirmReplies: Rule(Permission.repliesSend)
+        case .setIntakeOpen: Rule(Permission.intakeAdmin)
+        }
+    }
+
+    public static let routing = Service("Routing", Routing_Method.self) { method in
+        switch method {
+        case .createPerson, .updatePerson, .putRole, .setRules: Rule(Permission.directoryWrite)
+        case .getPerson, .listPeople, .searchPeople, .getRole, .listRoles, .getRules, .getAssignment, .simulate, .listOwnerChanges:
+            Rule(Permission.routingRead)
+        case .routeLead, .reassign, .release, .markDecided, .escalate: Rule(Permission.routingWrite)
+        }
+    }
+
+    public static let report = Service("Report", Report_Method.self) { method in
+        let ownContractor = "only for the token's own contractor"
+        let ownPlans = "a contractor token sees only its own contractor's plans"
+        switch method {
+        case .ingestEvents: return Rule(Permission.eventsWrite)
+        case .createPlan, .updatePlan: return Rule(Permission.plansWrite)
+        case .getPlan, .listPlans, .comparePlan: return Rule(Permission.plansRead)
+        case .actOnPlan:
+            return Rule(
+                Permission.plansWrite, Permission.plansApproveHead, Permission.plansApproveManagement,
+                note:
+                    "each action checks its own permission: approve as head `plans.approve.head`, as management `plans.approve.management`, return either, the rest `plans.write`"
+            )
+        case .listWorkPlans, .getWorkPlan, .followWorkPlans: return Rule(Permission.contractorSelf, Permission.plansRead, note: ownPlans)
+        case .acknowledge, .reportProgress, .submitAct: return Rule(Permission.contractorSelf, note: ownContractor)
+        case .executionControl: return Rule(Permission.reportsRead, Permission.plansRead)
+        case .leadSummary, .leadFunnel, .employeeKpis, .planFigures, .exportCsv: return Rule(Permission.reportsRead)
+        }
+    }
 
     public static let services = [intake, routing, report]
 
     /// Whether a token with `roles` passes the method's rule (before any check the handler makes).
-    public static func allows(_ roles: [String], _ rule: [String]) -> Bool {
-        let granted = Roles.permissions(roles)
-        return granted.contains(Permission.all) || rule.contains { granted.contains($0) }
+    public static func allows(_ roles: [String], _ rule: Rule) -> Bool {
+        allows(granted: Roles.permissions(roles), rule)
+    }
+
+    /// Whether these permissions pass the rule.
+    public static func allows(granted: Set<String>, _ rule: Rule) -> Bool {
+        granted.contains(Permission.all) || rule.permissions.contains { granted.contains($0) }
     }
 
     /// Roles in the order the table shows them.
@@ -132,9 +106,9 @@ public enum AccessPolicy {
         out += "\n| method | needs (any of) | " + roleOrder.map { "`\($0)`" }.joined(separator: " | ") + " |\n"
         out += "|---|---|" + String(repeating: ":-:|", count: roleOrder.count) + "\n"
         for s in services {
-            for (method, rule) in s.rules {
+            for (method, _, rule) in s.methods {
                 let cells = roleOrder.map { allows([$0], rule) ? "✓" : "" }
-                let needs = rule.map { "`\($0)`" }.joined(separator: ", ") + (s.notes[method].map { " (\($0))" } ?? "")
+                let needs = rule.permissions.map { "`\($0)`" }.joined(separator: ", ") + (rule.note.map { " (\($0))" } ?? "")
                 out += "| \(s.name).\(method) | \(needs) | " + cells.joined(separator: " | ") + " |\n"
             }
         }

@@ -273,7 +273,7 @@ struct SourceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a source.")
         @OptionGroup var c: Connection
         @Option(help: "The source's name, e.g. \"Site form\".") var name: String
-        @Option(help: "web_form, email, phone, in_person, social, messenger, mobile_app, import.")
+        @Option(help: "\(Intake_Channel.allCases.dropFirst().compactMap(\.shortName).joined(separator: ", ")).")
         var channel: String = "web_form"
         @Option(name: .customLong("default-role"), help: "The role whose members receive its leads, e.g. \"Sales manager\".")
         var defaultRole: String = ""
@@ -290,7 +290,7 @@ struct SourceCommand: AsyncParsableCommand {
         func run() async throws {
             var s = Intake_Source()
             s.name = name
-            s.channel = Intake_Channel(rawValue: Self.channels.firstIndex(of: channel).map { Int32($0 + 1) } ?? 0)
+            s.channel = try enumValue(Intake_Channel.self, channel, flag: "--channel")
             s.defaultRole = defaultRole
             s.defaultOwnerId = defaultOwner
             s.enabled = true
@@ -302,9 +302,7 @@ struct SourceCommand: AsyncParsableCommand {
                 guard parts.count >= 2 else { throw ValidationError("--field takes NAME:TYPE[:values], got \"\(f)\"") }
                 var d = Intake_FieldDefinition()
                 d.name = parts[0]
-                d.type = Intake_FieldType(
-                    rawValue: ["string", "integer", "decimal", "boolean", "date", "enum"].firstIndex(of: parts[1]).map { Int32($0 + 1) }
-                        ?? 0)
+                d.type = try enumValue(Intake_FieldType.self, parts[1], flag: "--field \(parts[0]):TYPE")
                 if parts.count == 3 { d.allowedValues = parts[2].split(separator: ",").map(String.init) }
                 s.fields.append(d)
             }
@@ -322,7 +320,6 @@ struct SourceCommand: AsyncParsableCommand {
             print(made.id)
         }
 
-        static let channels = ["web_form", "email", "phone", "in_person", "social", "messenger", "mobile_app", "import"]
     }
 
     struct List: AsyncParsableCommand {
@@ -340,7 +337,7 @@ struct SourceCommand: AsyncParsableCommand {
                 ["id", "name", "channel", "default", "enabled"],
                 r.sources.map {
                     [
-                        $0.id, $0.name, short($0.channel.description, "CHANNEL_"),
+                        $0.id, $0.name, short($0.channel),
                         $0.defaultOwnerId.isEmpty ? $0.defaultRole : people.label($0.defaultOwnerId), $0.enabled ? "yes" : "no",
                     ]
                 }, csv: csv)
@@ -414,13 +411,7 @@ struct LeadCommand: AsyncParsableCommand {
 
         func run() async throws {
             var req = Intake_ListLeadsRequest()
-            let statuses = ["new", "accepted", "deferred", "rejected", "processed"]
-            if !status.isEmpty {
-                guard let i = statuses.firstIndex(of: status) else {
-                    throw ValidationError("--status is one of \(statuses.joined(separator: ", "))")
-                }
-                req.status = Intake_LeadStatus(rawValue: Int32(i + 1))
-            }
+            if !status.isEmpty { req.status = try enumValue(Intake_LeadStatus.self, status, flag: "--status") }
             req.sourceId = source
             req.ownerId = owner
             req.pageSize = limit
@@ -431,7 +422,7 @@ struct LeadCommand: AsyncParsableCommand {
                 ["number", "id", "status", "owner", "received", "subject"],
                 r.leads.map {
                     [
-                        $0.registrationNumber, $0.id, short($0.status.description, "LEAD_STATUS_"), people.label($0.ownerId),
+                        $0.registrationNumber, $0.id, short($0.status), people.label($0.ownerId),
                         when($0.receivedAtMs), $0.subject,
                     ]
                 }, csv: csv)
@@ -449,15 +440,15 @@ struct LeadCommand: AsyncParsableCommand {
             let client = try c.intakeClient()
             let d = try await call { try await client.getLead(req, options: c.options) }
             let l = d.lead ?? Intake_Lead()
-            print("\(l.registrationNumber) (\(l.id)) — \(short(l.status.description, "LEAD_STATUS_"))")
-            print("source \(l.sourceId), channel \(short(l.channel.description, "CHANNEL_")), category \(l.category)")
+            print("\(l.registrationNumber) (\(l.id)) — \(short(l.status))")
+            print("source \(l.sourceId), channel \(short(l.channel)), category \(l.category)")
             print(
                 "applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(formattedPhone(l.applicant?.phone ?? ""))  client \(l.clientId)"
             )
             print("subject: \(l.subject)")
             if !l.ownerId.isEmpty || l.routing != .unspecified {
                 let owner = l.ownerId.isEmpty ? "-" : await PeopleNames.load(c).label(l.ownerId)
-                print("owner: \(owner) (\(short(l.routing.description, "ROUTING_STATE_"))) \(l.routingExplanation)")
+                print("owner: \(owner) (\(short(l.routing))) \(l.routingExplanation)")
             }
             print("received \(when(l.receivedAtMs)), reply due \(when(l.replyDueAtMs))")
             for f in l.fields { print("  \(f.name): \(f.value)") }

@@ -25,7 +25,7 @@ struct PlanCommand: AsyncParsableCommand {
         return l
     }
 
-    static func state(_ s: Report_PlanState) -> String { short(s.description, "PLAN_STATE_").replacingUnderscores }
+    static func state(_ s: Report_PlanState) -> String { short(s).replacingUnderscores }
 
     static func printPlan(_ p: Report_Plan) {
         print("\(p.id) \"\(p.title)\" — \(state(p.state)), version \(p.version), \(p.periodStart)..\(p.periodEnd)")

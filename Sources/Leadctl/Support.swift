@@ -133,9 +133,26 @@ func when(_ ms: Int64) -> String {
     return "\(CalendarDate.format(day: day)) \(two(rem / 60)):\(two(rem % 60))"
 }
 
-/// "LEAD_STATUS_NEW" -> "new", for any of our enums.
-func short(_ enumName: String, _ prefix: String) -> String {
-    (enumName.hasPrefix(prefix) ? String(enumName.dropFirst(prefix.count)) : enumName).lowercased()
+/// Protocol enums as people type and read them: `web_form`, not `CHANNEL_WEB_FORM` or 1.
+protocol ProtoEnum: CaseIterable, RawRepresentable<Int32>, CustomStringConvertible {
+    var shortName: String? { get }
+    init?(protoName: String)
+}
+
+extension Intake_Channel: ProtoEnum {}
+extension Intake_FieldType: ProtoEnum {}
+extension Intake_LeadStatus: ProtoEnum {}
+extension Intake_RoutingState: ProtoEnum {}
+extension Report_PlanState: ProtoEnum {}
+
+/// "new" for LEAD_STATUS_NEW; a number this build does not know as the number.
+func short<E: ProtoEnum>(_ value: E) -> String { value.shortName ?? "\(value.rawValue)" }
+
+/// The value a flag names (short or proto spelling, any case); UNSPECIFIED is not a choice.
+func enumValue<E: ProtoEnum>(_ type: E.Type, _ text: String, flag: String) throws -> E {
+    if let v = E(protoName: text), v.rawValue != 0 { return v }
+    let choices = E.allCases.filter { $0.rawValue != 0 }.compactMap(\.shortName)
+    throw ValidationError("\(flag) is one of \(choices.joined(separator: ", ")), not \"\(text)\"")
 }
 
 /// "Region=North" -> ("Region", "North").

@@ -29,7 +29,7 @@ public struct ServiceHost: Sendable {
     /// Serves until SIGTERM/SIGINT; `background` services (outbox delivery, sweeps) run alongside
     /// and stop first.
     public func serve(
-        _ services: [any WireService], policy: [String: String], auth: Bool, host: String, port: Int, metricsPort: Int,
+        _ services: [any WireService], policy: [String: AccessPolicy.Rule], auth: Bool, host: String, port: Int, metricsPort: Int,
         options: ServiceOptions, databases: [Database] = [], background: [any Service] = []
     ) async throws {
         let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)

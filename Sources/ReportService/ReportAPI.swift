@@ -37,19 +37,12 @@ struct IntakeLeadChecker: LeadChecker {
         do {
             let s = try await intake.lookupStatus(req, options: options())
             return s.status == .accepted || s.status == .processed
-                ? .usable : .notAccepted(status: s.status.description.replacingLeadStatusPrefix)
+                ? .usable : .notAccepted(status: s.status.shortName ?? "\(s.status)")
         } catch let e as RPCError where e.code == .notFound || e.code == .invalidArgument {
             return .unknown
         } catch let e as RPCError {
             throw RPCError(.unavailable, "cannot check lead \(registrationNumber) with the intake service (\(e.code): \(e.message)); retry")
         }
-    }
-}
-
-extension String {
-    /// "LEAD_STATUS_NEW" -> "new".
-    fileprivate var replacingLeadStatusPrefix: String {
-        (hasPrefix("LEAD_STATUS_") ? String(dropFirst(12)) : self).lowercased()
     }
 }
 

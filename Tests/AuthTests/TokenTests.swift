@@ -1,4 +1,5 @@
 import Foundation
+import LeadwireAPI
 import Testing
 import Wire
 
@@ -43,7 +44,7 @@ import Wire
     }
 
     @Test func interceptorRefusesWithThePreciseStatus() throws {
-        let auth = AuthInterceptor(key: key, policy: ["/x.S/M": Permission.leadsWrite])
+        let auth = AuthInterceptor(key: key, policy: ["/x.S/M": AccessPolicy.intake.byPath[Intake_Method.submitLead.path]!])
         #expect(throws: RPCError.self) { try auth.authenticate([]) }
         do {
             _ = try auth.authenticate(header("Basic abc"))
@@ -130,12 +131,21 @@ import Wire
         #expect(String(doc[start..<stop]) == AccessPolicy.markdownTable(), "run scripts/gen-access-table and commit docs/rpc-catalogue.md")
     }
 
+    /// The policy and the services are built from the same generated method enums: every method
+    /// served has a rule, and no rule names a method that is not served.
+    @Test func thePolicyCoversExactlyTheMethodsServed() {
+        #expect(Set(AccessPolicy.intake.byPath.keys) == Set(Intake_Method.allCases.map(\.path)))
+        #expect(Set(AccessPolicy.routing.byPath.keys) == Set(Routing_Method.allCases.map(\.path)))
+        #expect(Set(AccessPolicy.report.byPath.keys) == Set(Report_Method.allCases.map(\.path)))
+        #expect(AccessPolicy.intake.byPath[Intake_Method.setIntakeOpen.path]?.permissions == [Permission.intakeAdmin])
+    }
+
     @Test func everyRoleIsInTheTableAndEveryRuleNamesKnownPermissions() {
         #expect(Set(AccessPolicy.roleOrder) == Set(Roles.grants.keys))
         let known = Set(Roles.grants.values.flatMap { $0 })
         for s in AccessPolicy.services {
-            for (method, rule) in s.rules {
-                #expect(!rule.isEmpty && rule.allSatisfy { known.contains($0) }, "\(s.name).\(method)")
+            for (method, _, rule) in s.methods {
+                #expect(!rule.permissions.isEmpty && rule.permissions.allSatisfy { known.contains($0) }, "\(s.name).\(method)")
             }
         }
     }

@@ -2,11 +2,8 @@ import LeadwireAPI
 
 /// Translations from Intake's records to what the routing and report services take (pure).
 enum Bridge {
-    /// "CHANNEL_WEB_FORM" -> "web_form": the channel names routing rules and reports use.
-    static func channelName(_ c: Intake_Channel) -> String {
-        let d = c.description
-        return d.hasPrefix("CHANNEL_") ? String(d.dropFirst(8)).lowercased() : d.lowercased()
-    }
+    /// "web_form": the channel names routing rules and reports use.
+    static func channelName(_ c: Intake_Channel) -> String { c.shortName ?? "channel_\(c.rawValue)" }
 
     static func summary(_ lead: Intake_Lead, source: Intake_Source) -> Routing_LeadSummary {
         var s = Routing_LeadSummary()

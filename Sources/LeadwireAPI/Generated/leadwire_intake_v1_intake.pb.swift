@@ -2,7 +2,7 @@
 import Wire
 
 /// How a request reached us.
-public struct Intake_Channel: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Intake_Channel: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public static let unspecified = Intake_Channel(rawValue: 0)
@@ -28,12 +28,59 @@ public struct Intake_Channel: RawRepresentable, Hashable, Sendable, CustomString
         default: return "Channel(\(rawValue))"
         }
     }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Intake_Channel] = [.unspecified, .webForm, .email, .phone, .inPerson, .social, .messenger, .mobileApp, .`import`]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "CHANNEL_UNSPECIFIED"
+        case 1: "CHANNEL_WEB_FORM"
+        case 2: "CHANNEL_EMAIL"
+        case 3: "CHANNEL_PHONE"
+        case 4: "CHANNEL_IN_PERSON"
+        case 5: "CHANNEL_SOCIAL"
+        case 6: "CHANNEL_MESSENGER"
+        case 7: "CHANNEL_MOBILE_APP"
+        case 8: "CHANNEL_IMPORT"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`import`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unspecified"
+        case 1: "web_form"
+        case 2: "email"
+        case 3: "phone"
+        case 4: "in_person"
+        case 5: "social"
+        case 6: "messenger"
+        case 7: "mobile_app"
+        case 8: "import"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "CHANNEL_UNSPECIFIED", "UNSPECIFIED": self.init(rawValue: 0)
+        case "CHANNEL_WEB_FORM", "WEB_FORM": self.init(rawValue: 1)
+        case "CHANNEL_EMAIL", "EMAIL": self.init(rawValue: 2)
+        case "CHANNEL_PHONE", "PHONE": self.init(rawValue: 3)
+        case "CHANNEL_IN_PERSON", "IN_PERSON": self.init(rawValue: 4)
+        case "CHANNEL_SOCIAL", "SOCIAL": self.init(rawValue: 5)
+        case "CHANNEL_MESSENGER", "MESSENGER": self.init(rawValue: 6)
+        case "CHANNEL_MOBILE_APP", "MOBILE_APP": self.init(rawValue: 7)
+        case "CHANNEL_IMPORT", "IMPORT": self.init(rawValue: 8)
+        default: return nil
+        }
+    }
 }
 
 /// The type of a source's additional field. Values always travel as strings and are checked
 /// against the type: INTEGER "42", DECIMAL "12.50", BOOLEAN "true"/"false", DATE "2026-03-31",
 /// ENUM one of the field's allowed values.
-public struct Intake_FieldType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Intake_FieldType: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public static let unspecified = Intake_FieldType(rawValue: 0)
@@ -55,9 +102,50 @@ public struct Intake_FieldType: RawRepresentable, Hashable, Sendable, CustomStri
         default: return "FieldType(\(rawValue))"
         }
     }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Intake_FieldType] = [.unspecified, .string, .integer, .decimal, .boolean, .date, .`enum`]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "FIELD_TYPE_UNSPECIFIED"
+        case 1: "FIELD_TYPE_STRING"
+        case 2: "FIELD_TYPE_INTEGER"
+        case 3: "FIELD_TYPE_DECIMAL"
+        case 4: "FIELD_TYPE_BOOLEAN"
+        case 5: "FIELD_TYPE_DATE"
+        case 6: "FIELD_TYPE_ENUM"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`enum`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unspecified"
+        case 1: "string"
+        case 2: "integer"
+        case 3: "decimal"
+        case 4: "boolean"
+        case 5: "date"
+        case 6: "enum"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "FIELD_TYPE_UNSPECIFIED", "UNSPECIFIED": self.init(rawValue: 0)
+        case "FIELD_TYPE_STRING", "STRING": self.init(rawValue: 1)
+        case "FIELD_TYPE_INTEGER", "INTEGER": self.init(rawValue: 2)
+        case "FIELD_TYPE_DECIMAL", "DECIMAL": self.init(rawValue: 3)
+        case "FIELD_TYPE_BOOLEAN", "BOOLEAN": self.init(rawValue: 4)
+        case "FIELD_TYPE_DATE", "DATE": self.init(rawValue: 5)
+        case "FIELD_TYPE_ENUM", "ENUM": self.init(rawValue: 6)
+        default: return nil
+        }
+    }
 }
 
-public struct Intake_LeadStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Intake_LeadStatus: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public static let unspecified = Intake_LeadStatus(rawValue: 0)
@@ -78,9 +166,47 @@ public struct Intake_LeadStatus: RawRepresentable, Hashable, Sendable, CustomStr
         default: return "LeadStatus(\(rawValue))"
         }
     }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Intake_LeadStatus] = [.unspecified, .new, .accepted, .deferred, .rejected, .processed]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "LEAD_STATUS_UNSPECIFIED"
+        case 1: "LEAD_STATUS_NEW"
+        case 2: "LEAD_STATUS_ACCEPTED"
+        case 3: "LEAD_STATUS_DEFERRED"
+        case 4: "LEAD_STATUS_REJECTED"
+        case 5: "LEAD_STATUS_PROCESSED"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`processed`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unspecified"
+        case 1: "new"
+        case 2: "accepted"
+        case 3: "deferred"
+        case 4: "rejected"
+        case 5: "processed"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "LEAD_STATUS_UNSPECIFIED", "UNSPECIFIED": self.init(rawValue: 0)
+        case "LEAD_STATUS_NEW", "NEW": self.init(rawValue: 1)
+        case "LEAD_STATUS_ACCEPTED", "ACCEPTED": self.init(rawValue: 2)
+        case "LEAD_STATUS_DEFERRED", "DEFERRED": self.init(rawValue: 3)
+        case "LEAD_STATUS_REJECTED", "REJECTED": self.init(rawValue: 4)
+        case "LEAD_STATUS_PROCESSED", "PROCESSED": self.init(rawValue: 5)
+        default: return nil
+        }
+    }
 }
 
-public struct Intake_OutcomeKind: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Intake_OutcomeKind: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public static let unspecified = Intake_OutcomeKind(rawValue: 0)
@@ -94,9 +220,38 @@ public struct Intake_OutcomeKind: RawRepresentable, Hashable, Sendable, CustomSt
         default: return "OutcomeKind(\(rawValue))"
         }
     }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Intake_OutcomeKind] = [.unspecified, .businessProcess, .customerInterest]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "OUTCOME_KIND_UNSPECIFIED"
+        case 1: "OUTCOME_KIND_BUSINESS_PROCESS"
+        case 2: "OUTCOME_KIND_CUSTOMER_INTEREST"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`customer_interest`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unspecified"
+        case 1: "business_process"
+        case 2: "customer_interest"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "OUTCOME_KIND_UNSPECIFIED", "UNSPECIFIED": self.init(rawValue: 0)
+        case "OUTCOME_KIND_BUSINESS_PROCESS", "BUSINESS_PROCESS": self.init(rawValue: 1)
+        case "OUTCOME_KIND_CUSTOMER_INTEREST", "CUSTOMER_INTEREST": self.init(rawValue: 2)
+        default: return nil
+        }
+    }
 }
 
-public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     public static let unspecified = Intake_RoutingState(rawValue: 0)
@@ -113,6 +268,38 @@ public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CustomS
         case 2: return "ROUTING_STATE_ASSIGNED"
         case 3: return "ROUTING_STATE_QUEUED"
         default: return "RoutingState(\(rawValue))"
+        }
+    }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Intake_RoutingState] = [.unspecified, .pending, .assigned, .queued]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "ROUTING_STATE_UNSPECIFIED"
+        case 1: "ROUTING_STATE_PENDING"
+        case 2: "ROUTING_STATE_ASSIGNED"
+        case 3: "ROUTING_STATE_QUEUED"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`queued`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unspecified"
+        case 1: "pending"
+        case 2: "assigned"
+        case 3: "queued"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "ROUTING_STATE_UNSPECIFIED", "UNSPECIFIED": self.init(rawValue: 0)
+        case "ROUTING_STATE_PENDING", "PENDING": self.init(rawValue: 1)
+        case "ROUTING_STATE_ASSIGNED", "ASSIGNED": self.init(rawValue: 2)
+        case "ROUTING_STATE_QUEUED", "QUEUED": self.init(rawValue: 3)
+        default: return nil
         }
     }
 }
@@ -1238,34 +1425,93 @@ public protocol Intake_Service: WireService {
     func getIntakeSettings(_ request: Intake_GetIntakeSettingsRequest, context: ServerContext) async throws -> Intake_IntakeSettings
 }
 
-extension Intake_Service {
+/// The methods of leadwire.intake.v1.Intake, in proto order.
+public enum Intake_Method: String, WireMethod {
+    case createSource = "CreateSource"
+    case updateSource = "UpdateSource"
+    case getSource = "GetSource"
+    case listSources = "ListSources"
+    case setSourceEnabled = "SetSourceEnabled"
+    case submitLead = "SubmitLead"
+    case importLeads = "ImportLeads"
+    case submitEmail = "SubmitEmail"
+    case getLead = "GetLead"
+    case lookupStatus = "LookupStatus"
+    case listLeads = "ListLeads"
+    case watchLeads = "WatchLeads"
+    case acceptLead = "AcceptLead"
+    case deferLead = "DeferLead"
+    case rejectLead = "RejectLead"
+    case completeLead = "CompleteLead"
+    case addComment = "AddComment"
+    case setClientDebt = "SetClientDebt"
+    case getClient = "GetClient"
+    case rateLead = "RateLead"
+    case takeReplies = "TakeReplies"
+    case confirmReplies = "ConfirmReplies"
+    case setIntakeOpen = "SetIntakeOpen"
+    case getIntakeSettings = "GetIntakeSettings"
+
     public static var serviceName: String { "leadwire.intake.v1.Intake" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .createSource: "/leadwire.intake.v1.Intake/CreateSource"
+        case .updateSource: "/leadwire.intake.v1.Intake/UpdateSource"
+        case .getSource: "/leadwire.intake.v1.Intake/GetSource"
+        case .listSources: "/leadwire.intake.v1.Intake/ListSources"
+        case .setSourceEnabled: "/leadwire.intake.v1.Intake/SetSourceEnabled"
+        case .submitLead: "/leadwire.intake.v1.Intake/SubmitLead"
+        case .importLeads: "/leadwire.intake.v1.Intake/ImportLeads"
+        case .submitEmail: "/leadwire.intake.v1.Intake/SubmitEmail"
+        case .getLead: "/leadwire.intake.v1.Intake/GetLead"
+        case .lookupStatus: "/leadwire.intake.v1.Intake/LookupStatus"
+        case .listLeads: "/leadwire.intake.v1.Intake/ListLeads"
+        case .watchLeads: "/leadwire.intake.v1.Intake/WatchLeads"
+        case .acceptLead: "/leadwire.intake.v1.Intake/AcceptLead"
+        case .deferLead: "/leadwire.intake.v1.Intake/DeferLead"
+        case .rejectLead: "/leadwire.intake.v1.Intake/RejectLead"
+        case .completeLead: "/leadwire.intake.v1.Intake/CompleteLead"
+        case .addComment: "/leadwire.intake.v1.Intake/AddComment"
+        case .setClientDebt: "/leadwire.intake.v1.Intake/SetClientDebt"
+        case .getClient: "/leadwire.intake.v1.Intake/GetClient"
+        case .rateLead: "/leadwire.intake.v1.Intake/RateLead"
+        case .takeReplies: "/leadwire.intake.v1.Intake/TakeReplies"
+        case .confirmReplies: "/leadwire.intake.v1.Intake/ConfirmReplies"
+        case .setIntakeOpen: "/leadwire.intake.v1.Intake/SetIntakeOpen"
+        case .getIntakeSettings: "/leadwire.intake.v1.Intake/GetIntakeSettings"
+        }
+    }
+}
+
+extension Intake_Service {
+    public static var serviceName: String { Intake_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/leadwire.intake.v1.Intake/CreateSource") { try await self.createSource($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/UpdateSource") { try await self.updateSource($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/GetSource") { try await self.getSource($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/ListSources") { try await self.listSources($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/SetSourceEnabled") { try await self.setSourceEnabled($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/SubmitLead") { try await self.submitLead($0, context: $1) },
-            .clientStreaming("/leadwire.intake.v1.Intake/ImportLeads") { try await self.importLeads(requests: $0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/SubmitEmail") { try await self.submitEmail($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/GetLead") { try await self.getLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/LookupStatus") { try await self.lookupStatus($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/ListLeads") { try await self.listLeads($0, context: $1) },
-            .serverStreaming("/leadwire.intake.v1.Intake/WatchLeads") { try await self.watchLeads($0, responses: $1, context: $2) },
-            .unary("/leadwire.intake.v1.Intake/AcceptLead") { try await self.acceptLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/DeferLead") { try await self.deferLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/RejectLead") { try await self.rejectLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/CompleteLead") { try await self.completeLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/AddComment") { try await self.addComment($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/SetClientDebt") { try await self.setClientDebt($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/GetClient") { try await self.getClient($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/RateLead") { try await self.rateLead($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/TakeReplies") { try await self.takeReplies($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/ConfirmReplies") { try await self.confirmReplies($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/SetIntakeOpen") { try await self.setIntakeOpen($0, context: $1) },
-            .unary("/leadwire.intake.v1.Intake/GetIntakeSettings") { try await self.getIntakeSettings($0, context: $1) },
+            .unary(Intake_Method.createSource.path) { try await self.createSource($0, context: $1) },
+            .unary(Intake_Method.updateSource.path) { try await self.updateSource($0, context: $1) },
+            .unary(Intake_Method.getSource.path) { try await self.getSource($0, context: $1) },
+            .unary(Intake_Method.listSources.path) { try await self.listSources($0, context: $1) },
+            .unary(Intake_Method.setSourceEnabled.path) { try await self.setSourceEnabled($0, context: $1) },
+            .unary(Intake_Method.submitLead.path) { try await self.submitLead($0, context: $1) },
+            .clientStreaming(Intake_Method.importLeads.path) { try await self.importLeads(requests: $0, context: $1) },
+            .unary(Intake_Method.submitEmail.path) { try await self.submitEmail($0, context: $1) },
+            .unary(Intake_Method.getLead.path) { try await self.getLead($0, context: $1) },
+            .unary(Intake_Method.lookupStatus.path) { try await self.lookupStatus($0, context: $1) },
+            .unary(Intake_Method.listLeads.path) { try await self.listLeads($0, context: $1) },
+            .serverStreaming(Intake_Method.watchLeads.path) { try await self.watchLeads($0, responses: $1, context: $2) },
+            .unary(Intake_Method.acceptLead.path) { try await self.acceptLead($0, context: $1) },
+            .unary(Intake_Method.deferLead.path) { try await self.deferLead($0, context: $1) },
+            .unary(Intake_Method.rejectLead.path) { try await self.rejectLead($0, context: $1) },
+            .unary(Intake_Method.completeLead.path) { try await self.completeLead($0, context: $1) },
+            .unary(Intake_Method.addComment.path) { try await self.addComment($0, context: $1) },
+            .unary(Intake_Method.setClientDebt.path) { try await self.setClientDebt($0, context: $1) },
+            .unary(Intake_Method.getClient.path) { try await self.getClient($0, context: $1) },
+            .unary(Intake_Method.rateLead.path) { try await self.rateLead($0, context: $1) },
+            .unary(Intake_Method.takeReplies.path) { try await self.takeReplies($0, context: $1) },
+            .unary(Intake_Method.confirmReplies.path) { try await self.confirmReplies($0, context: $1) },
+            .unary(Intake_Method.setIntakeOpen.path) { try await self.setIntakeOpen($0, context: $1) },
+            .unary(Intake_Method.getIntakeSettings.path) { try await self.getIntakeSettings($0, context: $1) },
         ]
     }
 }
@@ -1277,21 +1523,21 @@ public struct Intake_ServiceClient: Sendable {
     public init(channel: WireChannel) { self.channel = channel }
     /// Creates a source. INVALID_ARGUMENT lists every problem with the definition.
     public func createSource(_ request: Intake_CreateSourceRequest, options: CallOptions = CallOptions()) async throws -> Intake_Source {
-        try await channel.unary("/leadwire.intake.v1.Intake/CreateSource", request: request, options: options)
+        try await channel.unary(Intake_Method.createSource.path, request: request, options: options)
     }
     /// Replaces a source's definition. NOT_FOUND for an unknown id.
     public func updateSource(_ request: Intake_UpdateSourceRequest, options: CallOptions = CallOptions()) async throws -> Intake_Source {
-        try await channel.unary("/leadwire.intake.v1.Intake/UpdateSource", request: request, options: options)
+        try await channel.unary(Intake_Method.updateSource.path, request: request, options: options)
     }
     public func getSource(_ request: Intake_GetSourceRequest, options: CallOptions = CallOptions()) async throws -> Intake_Source {
-        try await channel.unary("/leadwire.intake.v1.Intake/GetSource", request: request, options: options)
+        try await channel.unary(Intake_Method.getSource.path, request: request, options: options)
     }
     public func listSources(_ request: Intake_ListSourcesRequest, options: CallOptions = CallOptions()) async throws -> Intake_ListSourcesResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/ListSources", request: request, options: options)
+        try await channel.unary(Intake_Method.listSources.path, request: request, options: options)
     }
     /// Switches a source on or off; a disabled source refuses new leads.
     public func setSourceEnabled(_ request: Intake_SetSourceEnabledRequest, options: CallOptions = CallOptions()) async throws -> Intake_Source {
-        try await channel.unary("/leadwire.intake.v1.Intake/SetSourceEnabled", request: request, options: options)
+        try await channel.unary(Intake_Method.setSourceEnabled.path, request: request, options: options)
     }
     /// Registers one lead: validated against its source (defaults applied first), matched to a client
     /// (by e-mail, else phone, else tax id; a new client otherwise), numbered, and acknowledged to the
@@ -1299,78 +1545,78 @@ public struct Intake_ServiceClient: Sendable {
     /// does not accept is FAILED_PRECONDITION; a reused idempotency key with other content is
     /// ALREADY_EXISTS.
     public func submitLead(_ request: Intake_SubmitLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_SubmitLeadResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/SubmitLead", request: request, options: options)
+        try await channel.unary(Intake_Method.submitLead.path, request: request, options: options)
     }
     /// Registers many leads; one bad item never stops the rest. Answers with a result per item.
     public func importLeads<R: Sendable>(options: CallOptions = CallOptions(), _ body: (StreamingCall<Intake_SubmitLeadRequest, Intake_ImportLeadsResponse>) async throws -> R) async throws -> R {
-        try await channel.streaming("/leadwire.intake.v1.Intake/ImportLeads", options: options, body)
+        try await channel.streaming(Intake_Method.importLeads.path, options: options, body)
     }
     /// Registers a lead from an e-mail, or attaches a reply (subject carrying a registration number)
     /// to its lead as a public comment.
     public func submitEmail(_ request: Intake_SubmitEmailRequest, options: CallOptions = CallOptions()) async throws -> Intake_SubmitEmailResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/SubmitEmail", request: request, options: options)
+        try await channel.unary(Intake_Method.submitEmail.path, request: request, options: options)
     }
     public func getLead(_ request: Intake_GetLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_LeadDetails {
-        try await channel.unary("/leadwire.intake.v1.Intake/GetLead", request: request, options: options)
+        try await channel.unary(Intake_Method.getLead.path, request: request, options: options)
     }
     /// What a client may hear on the phone, by registration number.
     public func lookupStatus(_ request: Intake_LookupStatusRequest, options: CallOptions = CallOptions()) async throws -> Intake_PublicStatus {
-        try await channel.unary("/leadwire.intake.v1.Intake/LookupStatus", request: request, options: options)
+        try await channel.unary(Intake_Method.lookupStatus.path, request: request, options: options)
     }
     /// Newest first, with filters and page tokens.
     public func listLeads(_ request: Intake_ListLeadsRequest, options: CallOptions = CallOptions()) async throws -> Intake_ListLeadsResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/ListLeads", request: request, options: options)
+        try await channel.unary(Intake_Method.listLeads.path, request: request, options: options)
     }
     /// Every change to matching leads from now on, for CRM front ends.
     public func watchLeads<R: Sendable>(_ request: Intake_WatchLeadsRequest, options: CallOptions = CallOptions(), _ body: (StreamingCall<Intake_WatchLeadsRequest, Intake_LeadChange>) async throws -> R) async throws -> R {
-        try await channel.serverStreaming("/leadwire.intake.v1.Intake/WatchLeads", request: request, options: options, body)
+        try await channel.serverStreaming(Intake_Method.watchLeads.path, request: request, options: options, body)
     }
     /// new|deferred -> accepted. Refused (FAILED_PRECONDITION) while the client has debt.
     public func acceptLead(_ request: Intake_AcceptLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
-        try await channel.unary("/leadwire.intake.v1.Intake/AcceptLead", request: request, options: options)
+        try await channel.unary(Intake_Method.acceptLead.path, request: request, options: options)
     }
     /// new -> deferred, with a reason and a revisit date.
     public func deferLead(_ request: Intake_DeferLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
-        try await channel.unary("/leadwire.intake.v1.Intake/DeferLead", request: request, options: options)
+        try await channel.unary(Intake_Method.deferLead.path, request: request, options: options)
     }
     /// new|deferred -> rejected, with a reason.
     public func rejectLead(_ request: Intake_RejectLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
-        try await channel.unary("/leadwire.intake.v1.Intake/RejectLead", request: request, options: options)
+        try await channel.unary(Intake_Method.rejectLead.path, request: request, options: options)
     }
     /// accepted -> processed, with the outcome and its reference.
     public func completeLead(_ request: Intake_CompleteLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
-        try await channel.unary("/leadwire.intake.v1.Intake/CompleteLead", request: request, options: options)
+        try await channel.unary(Intake_Method.completeLead.path, request: request, options: options)
     }
     public func addComment(_ request: Intake_AddCommentRequest, options: CallOptions = CallOptions()) async throws -> Intake_Comment {
-        try await channel.unary("/leadwire.intake.v1.Intake/AddComment", request: request, options: options)
+        try await channel.unary(Intake_Method.addComment.path, request: request, options: options)
     }
     /// Sets a client's debt balance (as accounting would).
     public func setClientDebt(_ request: Intake_SetClientDebtRequest, options: CallOptions = CallOptions()) async throws -> Intake_Client {
-        try await channel.unary("/leadwire.intake.v1.Intake/SetClientDebt", request: request, options: options)
+        try await channel.unary(Intake_Method.setClientDebt.path, request: request, options: options)
     }
     public func getClient(_ request: Intake_GetClientRequest, options: CallOptions = CallOptions()) async throws -> Intake_Client {
-        try await channel.unary("/leadwire.intake.v1.Intake/GetClient", request: request, options: options)
+        try await channel.unary(Intake_Method.getClient.path, request: request, options: options)
     }
     /// The applicant's rating of how their lead was handled, once it has a decision
     /// (FAILED_PRECONDITION while it is new).
     public func rateLead(_ request: Intake_RateLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
-        try await channel.unary("/leadwire.intake.v1.Intake/RateLead", request: request, options: options)
+        try await channel.unary(Intake_Method.rateLead.path, request: request, options: options)
     }
     /// Replies owed to applicants, oldest first, for a mail/SMS gateway. A reply keeps coming back
     /// until it is confirmed (at-least-once: the gateway confirms after sending).
     public func takeReplies(_ request: Intake_TakeRepliesRequest, options: CallOptions = CallOptions()) async throws -> Intake_TakeRepliesResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/TakeReplies", request: request, options: options)
+        try await channel.unary(Intake_Method.takeReplies.path, request: request, options: options)
     }
     public func confirmReplies(_ request: Intake_ConfirmRepliesRequest, options: CallOptions = CallOptions()) async throws -> Intake_ConfirmRepliesResponse {
-        try await channel.unary("/leadwire.intake.v1.Intake/ConfirmReplies", request: request, options: options)
+        try await channel.unary(Intake_Method.confirmReplies.path, request: request, options: options)
     }
     /// The intake-wide switch ("use requests"): while off, every new lead (SubmitLead, ImportLeads,
     /// a SubmitEmail that is not a reply to a known lead) is refused with FAILED_PRECONDITION
     /// (PreconditionFailure type INTAKE_OFF) and the reason given; reads and processing go on.
     public func setIntakeOpen(_ request: Intake_SetIntakeOpenRequest, options: CallOptions = CallOptions()) async throws -> Intake_IntakeSettings {
-        try await channel.unary("/leadwire.intake.v1.Intake/SetIntakeOpen", request: request, options: options)
+        try await channel.unary(Intake_Method.setIntakeOpen.path, request: request, options: options)
     }
     public func getIntakeSettings(_ request: Intake_GetIntakeSettingsRequest, options: CallOptions = CallOptions()) async throws -> Intake_IntakeSettings {
-        try await channel.unary("/leadwire.intake.v1.Intake/GetIntakeSettings", request: request, options: options)
+        try await channel.unary(Intake_Method.getIntakeSettings.path, request: request, options: options)
     }
 }

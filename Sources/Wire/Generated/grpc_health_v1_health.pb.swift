@@ -22,7 +22,7 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage, Hashable {
     public func write(to w: inout ProtoWriter) {
         w.enumValue(1, self.status.rawValue)
     }
-    public struct ServingStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public struct ServingStatus: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
         public var rawValue: Int32
         public init(rawValue: Int32) { self.rawValue = rawValue }
         public static let unknown = ServingStatus(rawValue: 0)
@@ -36,6 +36,38 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage, Hashable {
             case 2: return "NOT_SERVING"
             case 3: return "SERVICE_UNKNOWN"
             default: return "ServingStatus(\(rawValue))"
+            }
+        }
+        /// Every value the proto declares (the first name of each number), in proto order.
+        public static let allCases: [ServingStatus] = [.unknown, .serving, .notServing, .serviceUnknown]
+        /// The value's name in the proto; nil for a number this build does not know.
+        public var protoName: String? {
+            switch rawValue {
+            case 0: "UNKNOWN"
+            case 1: "SERVING"
+            case 2: "NOT_SERVING"
+            case 3: "SERVICE_UNKNOWN"
+            default: nil
+            }
+        }
+        /// The name without the enum's prefix, in lower case (`service_unknown`); nil for an unknown number.
+        public var shortName: String? {
+            switch rawValue {
+            case 0: "unknown"
+            case 1: "serving"
+            case 2: "not_serving"
+            case 3: "service_unknown"
+            default: nil
+            }
+        }
+        /// The value named `name`, as the proto spells it or in its short form (any case).
+        public init?(protoName name: String) {
+            switch name.uppercased() {
+            case "UNKNOWN": self.init(rawValue: 0)
+            case "SERVING": self.init(rawValue: 1)
+            case "NOT_SERVING": self.init(rawValue: 2)
+            case "SERVICE_UNKNOWN": self.init(rawValue: 3)
+            default: return nil
             }
         }
     }
@@ -63,12 +95,27 @@ public protocol Grpc_Health_V1_Health_Service: WireService {
     func watch(_ request: Grpc_Health_V1_HealthCheckRequest, responses: ResponseWriter<Grpc_Health_V1_HealthCheckResponse>, context: ServerContext) async throws
 }
 
-extension Grpc_Health_V1_Health_Service {
+/// The methods of grpc.health.v1.Health, in proto order.
+public enum Grpc_Health_V1_Health_Method: String, WireMethod {
+    case check = "Check"
+    case watch = "Watch"
+
     public static var serviceName: String { "grpc.health.v1.Health" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .check: "/grpc.health.v1.Health/Check"
+        case .watch: "/grpc.health.v1.Health/Watch"
+        }
+    }
+}
+
+extension Grpc_Health_V1_Health_Service {
+    public static var serviceName: String { Grpc_Health_V1_Health_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.health.v1.Health/Check") { try await self.check($0, context: $1) },
-            .serverStreaming("/grpc.health.v1.Health/Watch") { try await self.watch($0, responses: $1, context: $2) },
+            .unary(Grpc_Health_V1_Health_Method.check.path) { try await self.check($0, context: $1) },
+            .serverStreaming(Grpc_Health_V1_Health_Method.watch.path) { try await self.watch($0, responses: $1, context: $2) },
         ]
     }
 }
@@ -79,7 +126,7 @@ public struct Grpc_Health_V1_Health_Client: Sendable {
     /// If the requested service is unknown, the call will fail with status
     /// NOT_FOUND.
     public func check(_ request: Grpc_Health_V1_HealthCheckRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Health_V1_HealthCheckResponse {
-        try await channel.unary("/grpc.health.v1.Health/Check", request: request, options: options)
+        try await channel.unary(Grpc_Health_V1_Health_Method.check.path, request: request, options: options)
     }
     /// Performs a watch for the serving status of the requested service.
     /// The server will immediately send back a message indicating the current
@@ -97,6 +144,6 @@ public struct Grpc_Health_V1_Health_Client: Sendable {
     /// call.  If the call terminates with any other status (including OK),
     /// clients should retry the call with appropriate exponential backoff.
     public func watch<R: Sendable>(_ request: Grpc_Health_V1_HealthCheckRequest, options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Health_V1_HealthCheckRequest, Grpc_Health_V1_HealthCheckResponse>) async throws -> R) async throws -> R {
-        try await channel.serverStreaming("/grpc.health.v1.Health/Watch", request: request, options: options, body)
+        try await channel.serverStreaming(Grpc_Health_V1_Health_Method.watch.path, request: request, options: options, body)
     }
 }

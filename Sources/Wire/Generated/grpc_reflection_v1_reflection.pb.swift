@@ -207,11 +207,24 @@ public protocol Grpc_Reflection_V1_ServerReflection_Service: WireService {
     func serverReflectionInfo(requests: RequestStream<Grpc_Reflection_V1_ServerReflectionRequest>, responses: ResponseWriter<Grpc_Reflection_V1_ServerReflectionResponse>, context: ServerContext) async throws
 }
 
-extension Grpc_Reflection_V1_ServerReflection_Service {
+/// The methods of grpc.reflection.v1.ServerReflection, in proto order.
+public enum Grpc_Reflection_V1_ServerReflection_Method: String, WireMethod {
+    case serverReflectionInfo = "ServerReflectionInfo"
+
     public static var serviceName: String { "grpc.reflection.v1.ServerReflection" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .serverReflectionInfo: "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        }
+    }
+}
+
+extension Grpc_Reflection_V1_ServerReflection_Service {
+    public static var serviceName: String { Grpc_Reflection_V1_ServerReflection_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .bidirectionalStreaming("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo") { try await self.serverReflectionInfo(requests: $0, responses: $1, context: $2) },
+            .bidirectionalStreaming(Grpc_Reflection_V1_ServerReflection_Method.serverReflectionInfo.path) { try await self.serverReflectionInfo(requests: $0, responses: $1, context: $2) },
         ]
     }
 }
@@ -222,6 +235,6 @@ public struct Grpc_Reflection_V1_ServerReflection_Client: Sendable {
     /// The reflection service is structured as a bidirectional stream, ensuring
     /// all related requests go to a single server.
     public func serverReflectionInfo<R: Sendable>(options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Reflection_V1_ServerReflectionRequest, Grpc_Reflection_V1_ServerReflectionResponse>) async throws -> R) async throws -> R {
-        try await channel.streaming("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", options: options, body)
+        try await channel.streaming(Grpc_Reflection_V1_ServerReflection_Method.serverReflectionInfo.path, options: options, body)
     }
 }

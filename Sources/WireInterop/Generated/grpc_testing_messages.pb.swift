@@ -2,7 +2,7 @@
 import Wire
 
 /// The type of payload that should be returned.
-public struct Grpc_Testing_PayloadType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Grpc_Testing_PayloadType: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     /// Compressable text format.
@@ -13,6 +13,29 @@ public struct Grpc_Testing_PayloadType: RawRepresentable, Hashable, Sendable, Cu
         default: return "PayloadType(\(rawValue))"
         }
     }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Grpc_Testing_PayloadType] = [.compressable]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "COMPRESSABLE"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`compressable`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "compressable"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "COMPRESSABLE": self.init(rawValue: 0)
+        default: return nil
+        }
+    }
 }
 
 /// The type of route that a client took to reach a server w.r.t. gRPCLB.
@@ -21,7 +44,7 @@ public struct Grpc_Testing_PayloadType: RawRepresentable, Hashable, Sendable, Cu
 /// that the RPC reached the server via "gRPCLB backend" path (i.e. if it got
 /// the address of this server from the gRPCLB server BalanceLoad RPC). Exactly
 /// how this detection is done is context and server dependent.
-public struct Grpc_Testing_GrpclbRouteType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+public struct Grpc_Testing_GrpclbRouteType: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
     public var rawValue: Int32
     public init(rawValue: Int32) { self.rawValue = rawValue }
     /// Server didn't detect the route that a client took to reach it.
@@ -36,6 +59,35 @@ public struct Grpc_Testing_GrpclbRouteType: RawRepresentable, Hashable, Sendable
         case 1: return "GRPCLB_ROUTE_TYPE_FALLBACK"
         case 2: return "GRPCLB_ROUTE_TYPE_BACKEND"
         default: return "GrpclbRouteType(\(rawValue))"
+        }
+    }
+    /// Every value the proto declares (the first name of each number), in proto order.
+    public static let allCases: [Grpc_Testing_GrpclbRouteType] = [.unknown, .fallback, .backend]
+    /// The value's name in the proto; nil for a number this build does not know.
+    public var protoName: String? {
+        switch rawValue {
+        case 0: "GRPCLB_ROUTE_TYPE_UNKNOWN"
+        case 1: "GRPCLB_ROUTE_TYPE_FALLBACK"
+        case 2: "GRPCLB_ROUTE_TYPE_BACKEND"
+        default: nil
+        }
+    }
+    /// The name without the enum's prefix, in lower case (`backend`); nil for an unknown number.
+    public var shortName: String? {
+        switch rawValue {
+        case 0: "unknown"
+        case 1: "fallback"
+        case 2: "backend"
+        default: nil
+        }
+    }
+    /// The value named `name`, as the proto spells it or in its short form (any case).
+    public init?(protoName name: String) {
+        switch name.uppercased() {
+        case "GRPCLB_ROUTE_TYPE_UNKNOWN", "UNKNOWN": self.init(rawValue: 0)
+        case "GRPCLB_ROUTE_TYPE_FALLBACK", "FALLBACK": self.init(rawValue: 1)
+        case "GRPCLB_ROUTE_TYPE_BACKEND", "BACKEND": self.init(rawValue: 2)
+        default: return nil
         }
     }
 }
@@ -587,7 +639,7 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage, Hashable {
         }
     }
     /// Type of RPCs to send.
-    public struct RpcType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public struct RpcType: RawRepresentable, Hashable, Sendable, CaseIterable, CustomStringConvertible {
         public var rawValue: Int32
         public init(rawValue: Int32) { self.rawValue = rawValue }
         public static let emptyCall = RpcType(rawValue: 0)
@@ -597,6 +649,32 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage, Hashable {
             case 0: return "EMPTY_CALL"
             case 1: return "UNARY_CALL"
             default: return "RpcType(\(rawValue))"
+            }
+        }
+        /// Every value the proto declares (the first name of each number), in proto order.
+        public static let allCases: [RpcType] = [.emptyCall, .unaryCall]
+        /// The value's name in the proto; nil for a number this build does not know.
+        public var protoName: String? {
+            switch rawValue {
+            case 0: "EMPTY_CALL"
+            case 1: "UNARY_CALL"
+            default: nil
+            }
+        }
+        /// The name without the enum's prefix, in lower case (`unary_call`); nil for an unknown number.
+        public var shortName: String? {
+            switch rawValue {
+            case 0: "empty_call"
+            case 1: "unary_call"
+            default: nil
+            }
+        }
+        /// The value named `name`, as the proto spells it or in its short form (any case).
+        public init?(protoName name: String) {
+            switch name.uppercased() {
+            case "EMPTY_CALL": self.init(rawValue: 0)
+            case "UNARY_CALL": self.init(rawValue: 1)
+            default: return nil
             }
         }
     }

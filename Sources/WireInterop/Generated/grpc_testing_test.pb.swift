@@ -32,18 +32,45 @@ public protocol Grpc_Testing_TestService_Service: WireService {
     func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
 }
 
-extension Grpc_Testing_TestService_Service {
+/// The methods of grpc.testing.TestService, in proto order.
+public enum Grpc_Testing_TestService_Method: String, WireMethod {
+    case emptyCall = "EmptyCall"
+    case unaryCall = "UnaryCall"
+    case cacheableUnaryCall = "CacheableUnaryCall"
+    case streamingOutputCall = "StreamingOutputCall"
+    case streamingInputCall = "StreamingInputCall"
+    case fullDuplexCall = "FullDuplexCall"
+    case halfDuplexCall = "HalfDuplexCall"
+    case unimplementedCall = "UnimplementedCall"
+
     public static var serviceName: String { "grpc.testing.TestService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .emptyCall: "/grpc.testing.TestService/EmptyCall"
+        case .unaryCall: "/grpc.testing.TestService/UnaryCall"
+        case .cacheableUnaryCall: "/grpc.testing.TestService/CacheableUnaryCall"
+        case .streamingOutputCall: "/grpc.testing.TestService/StreamingOutputCall"
+        case .streamingInputCall: "/grpc.testing.TestService/StreamingInputCall"
+        case .fullDuplexCall: "/grpc.testing.TestService/FullDuplexCall"
+        case .halfDuplexCall: "/grpc.testing.TestService/HalfDuplexCall"
+        case .unimplementedCall: "/grpc.testing.TestService/UnimplementedCall"
+        }
+    }
+}
+
+extension Grpc_Testing_TestService_Service {
+    public static var serviceName: String { Grpc_Testing_TestService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.TestService/EmptyCall") { try await self.emptyCall($0, context: $1) },
-            .unary("/grpc.testing.TestService/UnaryCall") { try await self.unaryCall($0, context: $1) },
-            .unary("/grpc.testing.TestService/CacheableUnaryCall") { try await self.cacheableUnaryCall($0, context: $1) },
-            .serverStreaming("/grpc.testing.TestService/StreamingOutputCall") { try await self.streamingOutputCall($0, responses: $1, context: $2) },
-            .clientStreaming("/grpc.testing.TestService/StreamingInputCall") { try await self.streamingInputCall(requests: $0, context: $1) },
-            .bidirectionalStreaming("/grpc.testing.TestService/FullDuplexCall") { try await self.fullDuplexCall(requests: $0, responses: $1, context: $2) },
-            .bidirectionalStreaming("/grpc.testing.TestService/HalfDuplexCall") { try await self.halfDuplexCall(requests: $0, responses: $1, context: $2) },
-            .unary("/grpc.testing.TestService/UnimplementedCall") { try await self.unimplementedCall($0, context: $1) },
+            .unary(Grpc_Testing_TestService_Method.emptyCall.path) { try await self.emptyCall($0, context: $1) },
+            .unary(Grpc_Testing_TestService_Method.unaryCall.path) { try await self.unaryCall($0, context: $1) },
+            .unary(Grpc_Testing_TestService_Method.cacheableUnaryCall.path) { try await self.cacheableUnaryCall($0, context: $1) },
+            .serverStreaming(Grpc_Testing_TestService_Method.streamingOutputCall.path) { try await self.streamingOutputCall($0, responses: $1, context: $2) },
+            .clientStreaming(Grpc_Testing_TestService_Method.streamingInputCall.path) { try await self.streamingInputCall(requests: $0, context: $1) },
+            .bidirectionalStreaming(Grpc_Testing_TestService_Method.fullDuplexCall.path) { try await self.fullDuplexCall(requests: $0, responses: $1, context: $2) },
+            .bidirectionalStreaming(Grpc_Testing_TestService_Method.halfDuplexCall.path) { try await self.halfDuplexCall(requests: $0, responses: $1, context: $2) },
+            .unary(Grpc_Testing_TestService_Method.unimplementedCall.path) { try await self.unimplementedCall($0, context: $1) },
         ]
     }
 }
@@ -55,45 +82,45 @@ public struct Grpc_Testing_TestService_Client: Sendable {
     public init(channel: WireChannel) { self.channel = channel }
     /// One empty request followed by one empty response.
     public func emptyCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.TestService/EmptyCall", request: request, options: options)
+        try await channel.unary(Grpc_Testing_TestService_Method.emptyCall.path, request: request, options: options)
     }
     /// One request followed by one response.
     public func unaryCall(_ request: Grpc_Testing_SimpleRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_SimpleResponse {
-        try await channel.unary("/grpc.testing.TestService/UnaryCall", request: request, options: options)
+        try await channel.unary(Grpc_Testing_TestService_Method.unaryCall.path, request: request, options: options)
     }
     /// One request followed by one response. Response has cache control
     /// headers set such that a caching HTTP proxy (such as GFE) can
     /// satisfy subsequent requests.
     public func cacheableUnaryCall(_ request: Grpc_Testing_SimpleRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_SimpleResponse {
-        try await channel.unary("/grpc.testing.TestService/CacheableUnaryCall", request: request, options: options)
+        try await channel.unary(Grpc_Testing_TestService_Method.cacheableUnaryCall.path, request: request, options: options)
     }
     /// One request followed by a sequence of responses (streamed download).
     /// The server returns the payload with client desired type and sizes.
     public func streamingOutputCall<R: Sendable>(_ request: Grpc_Testing_StreamingOutputCallRequest, options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Testing_StreamingOutputCallRequest, Grpc_Testing_StreamingOutputCallResponse>) async throws -> R) async throws -> R {
-        try await channel.serverStreaming("/grpc.testing.TestService/StreamingOutputCall", request: request, options: options, body)
+        try await channel.serverStreaming(Grpc_Testing_TestService_Method.streamingOutputCall.path, request: request, options: options, body)
     }
     /// A sequence of requests followed by one response (streamed upload).
     /// The server returns the aggregated size of client payload as the result.
     public func streamingInputCall<R: Sendable>(options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Testing_StreamingInputCallRequest, Grpc_Testing_StreamingInputCallResponse>) async throws -> R) async throws -> R {
-        try await channel.streaming("/grpc.testing.TestService/StreamingInputCall", options: options, body)
+        try await channel.streaming(Grpc_Testing_TestService_Method.streamingInputCall.path, options: options, body)
     }
     /// A sequence of requests with each request served by the server immediately.
     /// As one request could lead to multiple responses, this interface
     /// demonstrates the idea of full duplexing.
     public func fullDuplexCall<R: Sendable>(options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Testing_StreamingOutputCallRequest, Grpc_Testing_StreamingOutputCallResponse>) async throws -> R) async throws -> R {
-        try await channel.streaming("/grpc.testing.TestService/FullDuplexCall", options: options, body)
+        try await channel.streaming(Grpc_Testing_TestService_Method.fullDuplexCall.path, options: options, body)
     }
     /// A sequence of requests followed by a sequence of responses.
     /// The server buffers all the client requests and then serves them in order. A
     /// stream of responses are returned to the client when the server starts with
     /// first request.
     public func halfDuplexCall<R: Sendable>(options: CallOptions = CallOptions(), _ body: (StreamingCall<Grpc_Testing_StreamingOutputCallRequest, Grpc_Testing_StreamingOutputCallResponse>) async throws -> R) async throws -> R {
-        try await channel.streaming("/grpc.testing.TestService/HalfDuplexCall", options: options, body)
+        try await channel.streaming(Grpc_Testing_TestService_Method.halfDuplexCall.path, options: options, body)
     }
     /// The test server will not implement this method. It will be used
     /// to test the behavior when clients call unimplemented methods.
     public func unimplementedCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.TestService/UnimplementedCall", request: request, options: options)
+        try await channel.unary(Grpc_Testing_TestService_Method.unimplementedCall.path, request: request, options: options)
     }
 }
 
@@ -104,11 +131,24 @@ public protocol Grpc_Testing_UnimplementedService_Service: WireService {
     func unimplementedCall(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
 }
 
-extension Grpc_Testing_UnimplementedService_Service {
+/// The methods of grpc.testing.UnimplementedService, in proto order.
+public enum Grpc_Testing_UnimplementedService_Method: String, WireMethod {
+    case unimplementedCall = "UnimplementedCall"
+
     public static var serviceName: String { "grpc.testing.UnimplementedService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .unimplementedCall: "/grpc.testing.UnimplementedService/UnimplementedCall"
+        }
+    }
+}
+
+extension Grpc_Testing_UnimplementedService_Service {
+    public static var serviceName: String { Grpc_Testing_UnimplementedService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.UnimplementedService/UnimplementedCall") { try await self.unimplementedCall($0, context: $1) },
+            .unary(Grpc_Testing_UnimplementedService_Method.unimplementedCall.path) { try await self.unimplementedCall($0, context: $1) },
         ]
     }
 }
@@ -120,7 +160,7 @@ public struct Grpc_Testing_UnimplementedService_Client: Sendable {
     public init(channel: WireChannel) { self.channel = channel }
     /// A call that no server should implement
     public func unimplementedCall(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.UnimplementedService/UnimplementedCall", request: request, options: options)
+        try await channel.unary(Grpc_Testing_UnimplementedService_Method.unimplementedCall.path, request: request, options: options)
     }
 }
 
@@ -130,12 +170,27 @@ public protocol Grpc_Testing_ReconnectService_Service: WireService {
     func stop(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_ReconnectInfo
 }
 
-extension Grpc_Testing_ReconnectService_Service {
+/// The methods of grpc.testing.ReconnectService, in proto order.
+public enum Grpc_Testing_ReconnectService_Method: String, WireMethod {
+    case start = "Start"
+    case stop = "Stop"
+
     public static var serviceName: String { "grpc.testing.ReconnectService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .start: "/grpc.testing.ReconnectService/Start"
+        case .stop: "/grpc.testing.ReconnectService/Stop"
+        }
+    }
+}
+
+extension Grpc_Testing_ReconnectService_Service {
+    public static var serviceName: String { Grpc_Testing_ReconnectService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.ReconnectService/Start") { try await self.start($0, context: $1) },
-            .unary("/grpc.testing.ReconnectService/Stop") { try await self.stop($0, context: $1) },
+            .unary(Grpc_Testing_ReconnectService_Method.start.path) { try await self.start($0, context: $1) },
+            .unary(Grpc_Testing_ReconnectService_Method.stop.path) { try await self.stop($0, context: $1) },
         ]
     }
 }
@@ -145,10 +200,10 @@ public struct Grpc_Testing_ReconnectService_Client: Sendable {
     public let channel: WireChannel
     public init(channel: WireChannel) { self.channel = channel }
     public func start(_ request: Grpc_Testing_ReconnectParams, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.ReconnectService/Start", request: request, options: options)
+        try await channel.unary(Grpc_Testing_ReconnectService_Method.start.path, request: request, options: options)
     }
     public func stop(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_ReconnectInfo {
-        try await channel.unary("/grpc.testing.ReconnectService/Stop", request: request, options: options)
+        try await channel.unary(Grpc_Testing_ReconnectService_Method.stop.path, request: request, options: options)
     }
 }
 
@@ -160,12 +215,27 @@ public protocol Grpc_Testing_LoadBalancerStatsService_Service: WireService {
     func getClientAccumulatedStats(_ request: Grpc_Testing_LoadBalancerAccumulatedStatsRequest, context: ServerContext) async throws -> Grpc_Testing_LoadBalancerAccumulatedStatsResponse
 }
 
-extension Grpc_Testing_LoadBalancerStatsService_Service {
+/// The methods of grpc.testing.LoadBalancerStatsService, in proto order.
+public enum Grpc_Testing_LoadBalancerStatsService_Method: String, WireMethod {
+    case getClientStats = "GetClientStats"
+    case getClientAccumulatedStats = "GetClientAccumulatedStats"
+
     public static var serviceName: String { "grpc.testing.LoadBalancerStatsService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .getClientStats: "/grpc.testing.LoadBalancerStatsService/GetClientStats"
+        case .getClientAccumulatedStats: "/grpc.testing.LoadBalancerStatsService/GetClientAccumulatedStats"
+        }
+    }
+}
+
+extension Grpc_Testing_LoadBalancerStatsService_Service {
+    public static var serviceName: String { Grpc_Testing_LoadBalancerStatsService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.LoadBalancerStatsService/GetClientStats") { try await self.getClientStats($0, context: $1) },
-            .unary("/grpc.testing.LoadBalancerStatsService/GetClientAccumulatedStats") { try await self.getClientAccumulatedStats($0, context: $1) },
+            .unary(Grpc_Testing_LoadBalancerStatsService_Method.getClientStats.path) { try await self.getClientStats($0, context: $1) },
+            .unary(Grpc_Testing_LoadBalancerStatsService_Method.getClientAccumulatedStats.path) { try await self.getClientAccumulatedStats($0, context: $1) },
         ]
     }
 }
@@ -176,11 +246,11 @@ public struct Grpc_Testing_LoadBalancerStatsService_Client: Sendable {
     public init(channel: WireChannel) { self.channel = channel }
     /// Gets the backend distribution for RPCs sent by a test client.
     public func getClientStats(_ request: Grpc_Testing_LoadBalancerStatsRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_LoadBalancerStatsResponse {
-        try await channel.unary("/grpc.testing.LoadBalancerStatsService/GetClientStats", request: request, options: options)
+        try await channel.unary(Grpc_Testing_LoadBalancerStatsService_Method.getClientStats.path, request: request, options: options)
     }
     /// Gets the accumulated stats for RPCs sent by a test client.
     public func getClientAccumulatedStats(_ request: Grpc_Testing_LoadBalancerAccumulatedStatsRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_LoadBalancerAccumulatedStatsResponse {
-        try await channel.unary("/grpc.testing.LoadBalancerStatsService/GetClientAccumulatedStats", request: request, options: options)
+        try await channel.unary(Grpc_Testing_LoadBalancerStatsService_Method.getClientAccumulatedStats.path, request: request, options: options)
     }
 }
 
@@ -190,12 +260,27 @@ public protocol Grpc_Testing_XdsUpdateHealthService_Service: WireService {
     func setNotServing(_ request: Grpc_Testing_Empty, context: ServerContext) async throws -> Grpc_Testing_Empty
 }
 
-extension Grpc_Testing_XdsUpdateHealthService_Service {
+/// The methods of grpc.testing.XdsUpdateHealthService, in proto order.
+public enum Grpc_Testing_XdsUpdateHealthService_Method: String, WireMethod {
+    case setServing = "SetServing"
+    case setNotServing = "SetNotServing"
+
     public static var serviceName: String { "grpc.testing.XdsUpdateHealthService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .setServing: "/grpc.testing.XdsUpdateHealthService/SetServing"
+        case .setNotServing: "/grpc.testing.XdsUpdateHealthService/SetNotServing"
+        }
+    }
+}
+
+extension Grpc_Testing_XdsUpdateHealthService_Service {
+    public static var serviceName: String { Grpc_Testing_XdsUpdateHealthService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.XdsUpdateHealthService/SetServing") { try await self.setServing($0, context: $1) },
-            .unary("/grpc.testing.XdsUpdateHealthService/SetNotServing") { try await self.setNotServing($0, context: $1) },
+            .unary(Grpc_Testing_XdsUpdateHealthService_Method.setServing.path) { try await self.setServing($0, context: $1) },
+            .unary(Grpc_Testing_XdsUpdateHealthService_Method.setNotServing.path) { try await self.setNotServing($0, context: $1) },
         ]
     }
 }
@@ -205,10 +290,10 @@ public struct Grpc_Testing_XdsUpdateHealthService_Client: Sendable {
     public let channel: WireChannel
     public init(channel: WireChannel) { self.channel = channel }
     public func setServing(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.XdsUpdateHealthService/SetServing", request: request, options: options)
+        try await channel.unary(Grpc_Testing_XdsUpdateHealthService_Method.setServing.path, request: request, options: options)
     }
     public func setNotServing(_ request: Grpc_Testing_Empty, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_Empty {
-        try await channel.unary("/grpc.testing.XdsUpdateHealthService/SetNotServing", request: request, options: options)
+        try await channel.unary(Grpc_Testing_XdsUpdateHealthService_Method.setNotServing.path, request: request, options: options)
     }
 }
 
@@ -218,11 +303,24 @@ public protocol Grpc_Testing_XdsUpdateClientConfigureService_Service: WireServic
     func configure(_ request: Grpc_Testing_ClientConfigureRequest, context: ServerContext) async throws -> Grpc_Testing_ClientConfigureResponse
 }
 
-extension Grpc_Testing_XdsUpdateClientConfigureService_Service {
+/// The methods of grpc.testing.XdsUpdateClientConfigureService, in proto order.
+public enum Grpc_Testing_XdsUpdateClientConfigureService_Method: String, WireMethod {
+    case configure = "Configure"
+
     public static var serviceName: String { "grpc.testing.XdsUpdateClientConfigureService" }
+    /// `/package.Service/Method`, as the `:path` header carries it.
+    public var path: String {
+        switch self {
+        case .configure: "/grpc.testing.XdsUpdateClientConfigureService/Configure"
+        }
+    }
+}
+
+extension Grpc_Testing_XdsUpdateClientConfigureService_Service {
+    public static var serviceName: String { Grpc_Testing_XdsUpdateClientConfigureService_Method.serviceName }
     public var methods: [ServerMethod] {
         [
-            .unary("/grpc.testing.XdsUpdateClientConfigureService/Configure") { try await self.configure($0, context: $1) },
+            .unary(Grpc_Testing_XdsUpdateClientConfigureService_Method.configure.path) { try await self.configure($0, context: $1) },
         ]
     }
 }
@@ -233,6 +331,6 @@ public struct Grpc_Testing_XdsUpdateClientConfigureService_Client: Sendable {
     public init(channel: WireChannel) { self.channel = channel }
     /// Update the tes client's configuration.
     public func configure(_ request: Grpc_Testing_ClientConfigureRequest, options: CallOptions = CallOptions()) async throws -> Grpc_Testing_ClientConfigureResponse {
-        try await channel.unary("/grpc.testing.XdsUpdateClientConfigureService/Configure", request: request, options: options)
+        try await channel.unary(Grpc_Testing_XdsUpdateClientConfigureService_Method.configure.path, request: request, options: options)
     }
 }
