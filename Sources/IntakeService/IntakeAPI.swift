@@ -43,9 +43,6 @@ struct IntakeAPI: Intake_Service {
     /// The intake-wide switch, read on every new lead (kept in memory, stored on change).
     var intakeSwitch = IntakeSwitch()
 
-    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
-    static let accessPolicy = AccessPolicy.intake.byPath
-
     /// Who did it: the authenticated principal, else what the request says, else "api".
     private static func actor(_ requested: String) -> String {
         Caller.name(or: requested.isEmpty ? "api" : requested)

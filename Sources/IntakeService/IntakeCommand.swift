@@ -1,4 +1,5 @@
 import ArgumentParser
+import Auth
 import CoreMetrics
 import LeadwireAPI
 import Logging
@@ -79,10 +80,8 @@ struct IntakeCommand: AsyncParsableCommand {
             return o
         }
         try await host.serve(
-            [api], policy: IntakeAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9451, env: "LEADWIRE_INTAKE_METRICS_PORT"), options: common,
-            databases: [store.db],
+            [api], policy: AccessPolicy.intake, port: port, defaultMetricsPort: 9451, options: common, databases: [store.db],
             background: routingClient == nil && reportClient == nil ? [] : [relay])
-        await store.db.flush()
+        await store.db.close()
     }
 }

@@ -13,7 +13,8 @@ public final class MetricsEndpoint: Service, Sendable {
     public let registry: PrometheusCollectorRegistry
     private let host: String
     private let port: Int
-    private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    /// The process's shared event loops (the gRPC server's too): one set of threads per process.
+    private let group = MultiThreadedEventLoopGroup.singleton
 
     /// Installs swift-metrics' backend; once per process, before any metric is made (a metric made
     /// earlier would stay a no-op).
@@ -57,7 +58,6 @@ public final class MetricsEndpoint: Service, Sendable {
     public func run() async throws {
         try? await gracefulShutdown()
         if let c = channel.withLockedValue({ $0 }) { try? await c.close() }
-        try? await group.shutdownGracefully()
     }
 }
 

@@ -28,10 +28,23 @@ public struct ServiceHost: Sendable {
 
     /// Serves until SIGTERM/SIGINT; `background` services (outbox delivery, sweeps) run alongside
     /// and stop first.
+    ///
+    /// - Parameters:
+    ///   - services: What the gRPC port serves (health and reflection are added).
+    ///   - policy: Who may call what (checked unless `--auth off`).
+    ///   - port: The gRPC port (0 picks a free one and prints it).
+    ///   - defaultMetricsPort: The metrics endpoint's port unless `--metrics-port` or
+    ///     `LEADWIRE_<SERVICE>_METRICS_PORT` says otherwise (a free one when `port` is 0).
+    ///   - options: The flags every service takes (host, auth, limits, TLS).
+    ///   - databases: Watched while serving: damage turns health NOT_SERVING.
     public func serve(
-        _ services: [any WireService], policy: [String: AccessPolicy.Rule], auth: Bool, host: String, port: Int, metricsPort: Int,
-        options: ServiceOptions, databases: [Database] = [], background: [any Service] = []
+        _ services: [any WireService], policy: AccessPolicy.Service, port: Int, defaultMetricsPort: Int, options: ServiceOptions,
+        databases: [Database] = [], background: [any Service] = []
     ) async throws {
+        let host = options.host
+        let serviceName = name.hasSuffix("-service") ? String(name.dropLast(8)) : name
+        let metricsPort = try options.metricsPort(
+            servicePort: port, defaultPort: defaultMetricsPort, env: "LEADWIRE_\(serviceName.uppercased())_METRICS_PORT")
         let metrics = MetricsEndpoint(registry: registry, host: host, port: metricsPort)
         var config = WireServer.Configuration(host: host, port: port)
         options.applyLimits(to: &config)
@@ -45,8 +58,8 @@ public struct ServiceHost: Sendable {
                 "--max-connections lowered to fit the open file limit", metadata: ["max_connections": "\(config.maxConnections)"])
         }
         config.observer = RPCObserver(logger: logger, methods: Set(services.flatMap { $0.methods.map(\.path) }))
-        if auth {
-            config.interceptor = AuthInterceptor(key: key, policy: policy)
+        if options.authOn {
+            config.interceptor = AuthInterceptor(key: key, policy: policy.byPath)
         } else {
             logger.warning("authentication is OFF: every caller may call every method (--auth off)")
         }

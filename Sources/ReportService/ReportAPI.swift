@@ -54,9 +54,6 @@ struct ReportAPI: Report_Service {
     let now: Clock
     let logger: Logger
 
-    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
-    static let accessPolicy = AccessPolicy.report.byPath
-
     /// The contractor a call acts for. A contractor's token acts only for its own contractor id
     /// (another one is PERMISSION_DENIED); staff and admins name one in the request.
     private static func contractor(_ requested: String) throws -> String {

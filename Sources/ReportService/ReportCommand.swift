@@ -1,4 +1,5 @@
 import ArgumentParser
+import Auth
 import CoreMetrics
 import LeadwireAPI
 import Logging
@@ -43,9 +44,7 @@ struct ReportCommand: AsyncParsableCommand {
         }
         let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
         try await host.serve(
-            [api], policy: ReportAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9453, env: "LEADWIRE_REPORT_METRICS_PORT"), options: common,
-            databases: [store.db])
-        await store.db.flush()
+            [api], policy: AccessPolicy.report, port: port, defaultMetricsPort: 9453, options: common, databases: [store.db])
+        await store.db.close()
     }
 }

@@ -10,9 +10,6 @@ struct RoutingAPI: Routing_Service {
     let now: Clock
     let logger: Logger
 
-    /// What each RPC needs: Auth.AccessPolicy, the one place access is decided.
-    static let accessPolicy = AccessPolicy.routing.byPath
-
     private static func check(_ problems: [RPCError.FieldViolation], _ summary: String) throws {
         if !problems.isEmpty { throw RoutingError.invalid(summary, problems) }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Auth
 import CoreMetrics
 import LeadwireAPI
 import Logging
@@ -30,12 +31,9 @@ struct RoutingCommand: AsyncParsableCommand {
             integrityCheckSeconds: common.integrityCheckSeconds)
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
-            [api], policy: RoutingAPI.accessPolicy, auth: common.authOn, host: common.host, port: port,
-            metricsPort: try common.metricsPort(servicePort: port, defaultPort: 9452, env: "LEADWIRE_ROUTING_METRICS_PORT"),
-            options: common,
-            databases: [store.db],
+            [api], policy: AccessPolicy.routing, port: port, defaultMetricsPort: 9452, options: common, databases: [store.db],
             background: [EscalationSweep(api: api, every: escalateEvery)])
-        await store.db.flush()
+        await store.db.close()
     }
 }
 

@@ -289,6 +289,20 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// At shutdown: waits for the queued writes, then checkpoints the WAL into the database file and
+    /// truncates it, so the file alone holds everything (what an operator copies or inspects after a
+    /// stop is complete, whatever else the process still holds when it exits).
+    public func close() async {
+        await flush()
+        await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
+            writerQueue.async {
+                // A failure leaves the WAL in place, which SQLite replays on the next open: nothing is lost.
+                try? self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                cont.resume()
+            }
+        }
+    }
+
     /// Waits until every write queued so far is committed (for orderly shutdown).
     public func flush() async {
         await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Wire
 import WireInterop
 
@@ -76,6 +77,8 @@ struct WireInteropServer: AsyncParsableCommand {
         let bound = try await server.start()
         // Tests read this line to learn the port.
         printLine("listening on \(host):\(bound)")
-        try await ServiceRunner.run(server)
+        // SIGTERM or SIGINT: health turns NOT_SERVING, GOAWAY, calls in flight finish.
+        let logger = Logger(label: "wire-interop-server")
+        try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
     }
 }

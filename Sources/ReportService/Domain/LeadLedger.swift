@@ -44,21 +44,28 @@ struct CounterDelta: Sendable, Hashable {
 
 enum LeadLedger {
     static let statuses = ["new", "accepted", "deferred", "rejected", "processed"]
-    static let eventKinds: Set<String> = ["created", "assigned", "state_changed", "commented", "rated"]
+    /// What an event says happened (`Report_LeadEvent.kind`, a string on the wire).
+    enum EventKind: String, CaseIterable, Sendable {
+        case created, assigned, commented, rated
+        case stateChanged = "state_changed"
+    }
 
     /// What is wrong with an event, by field (empty when it can be applied).
     static func problems(_ e: Report_LeadEvent, path: String) -> [(String, String)] {
         var out = [(String, String)]()
         if e.eventId.isEmpty { out.append(("\(path).event_id", "required: ingestion is idempotent by it")) }
         if e.leadId.isEmpty { out.append(("\(path).lead_id", "required")) }
-        if !eventKinds.contains(e.kind) {
-            out.append(("\(path).kind", "\"\(e.kind)\" is not one of created, assigned, state_changed, commented, rated"))
+        if EventKind(rawValue: e.kind) == nil {
+            let kinds = EventKind.allCases.map(\.rawValue).joined(separator: ", ")
+            out.append(("\(path).kind", "\"\(e.kind)\" is not one of \(kinds)"))
         }
         if !e.status.isEmpty && !statuses.contains(e.status) {
             out.append(("\(path).status", "\"\(e.status)\" is not one of \(statuses.joined(separator: ", "))"))
         }
         if e.atMs <= 0 { out.append(("\(path).at_ms", "required")) }
-        if e.kind == "rated" && !(1...5).contains(e.rating) { out.append(("\(path).rating", "1 to 5, got \(e.rating)")) }
+        if EventKind(rawValue: e.kind) == .rated && !(1...5).contains(e.rating) {
+            out.append(("\(path).rating", "1 to 5, got \(e.rating)"))
+        }
         return out
     }
 
@@ -92,7 +99,8 @@ enum LeadLedger {
             deltas.append(.init(dim: "all", key: "", day: day, metric: "funnel:processed", delta: 1))
         }
 
-        let isReaction = (e.kind == "state_changed" && e.status != "new" && !e.status.isEmpty) || (e.kind == "commented" && e.publicComment)
+        let kind = EventKind(rawValue: e.kind)
+        let isReaction = (kind == .stateChanged && e.status != "new" && !e.status.isEmpty) || (kind == .commented && e.publicComment)
         if isReaction && r.reactedAt == nil {
             r.reactedAt = e.atMs
             r.reactor = !e.ownerId.isEmpty ? e.ownerId : r.owner
@@ -106,7 +114,7 @@ enum LeadLedger {
             }
         }
 
-        if e.kind == "rated" && (1...5).contains(e.rating) {
+        if kind == .rated && (1...5).contains(e.rating) {
             let person = r.reactor.isEmpty ? r.owner : r.reactor
             if !person.isEmpty {
                 if r.rating == 0 {

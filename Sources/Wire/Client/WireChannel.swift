@@ -32,7 +32,6 @@ public final class WireChannel: Sendable {
     public let host: String
     public let port: Int
     private let group: any EventLoopGroup
-    private let ownsGroup: Bool
     private let state = NIOLockedValueBox<ConnectionState>(.idle)
     /// TLS to the server (nil = plaintext); its context is made on the first dial.
     public let tls: WireTLS.Client?
@@ -49,20 +48,14 @@ public final class WireChannel: Sendable {
     /// A channel to `host:port`; nothing is dialled until the first call.
     ///
     /// - Parameters:
-    ///   - group: The event loops to run the connection on; nil makes (and `close` shuts down) a
-    ///     one-thread group of its own.
+    ///   - group: The event loops to run the connection on; nil runs it on the process's shared
+    ///     group (`MultiThreadedEventLoopGroup.singleton`), as servers do by default.
     ///   - tls: TLS settings (CA, client certificate, server name); nil speaks plaintext HTTP/2.
     public init(host: String, port: Int, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
         self.host = host
         self.port = port
         self.tls = tls
-        if let group {
-            self.group = group
-            self.ownsGroup = false
-        } else {
-            self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-            self.ownsGroup = true
-        }
+        self.group = group ?? MultiThreadedEventLoopGroup.singleton
     }
 
     /// A channel to "host:port" (as flags and environment variables give it; `[::1]:50051` for IPv6).
@@ -77,8 +70,7 @@ public final class WireChannel: Sendable {
         self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group, tls: tls)
     }
 
-    /// Closes the connection (calls in flight end UNAVAILABLE) and the channel's own event-loop
-    /// group, if it made one. The channel is not usable afterwards.
+    /// Closes the connection (calls in flight end UNAVAILABLE). The channel is not usable afterwards.
     public func close() async {
         let s = state.withLockedValue { s in
             defer { s = .idle }
@@ -89,7 +81,6 @@ public final class WireChannel: Sendable {
         case .connecting(let f): try? await f.get().channel?.close()
         case .idle: break
         }
-        if ownsGroup { try? await group.shutdownGracefully() }
     }
 
     private func connection() async throws -> ClientConnection {

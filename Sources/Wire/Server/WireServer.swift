@@ -30,7 +30,10 @@ public final class WireServer: Service, Sendable {
         public var minPingInterval: TimeAmount = .minutes(5)
         /// How long in-flight calls may run after a graceful shutdown starts.
         public var shutdownGracePeriod: TimeAmount = .seconds(10)
-        public var eventLoopThreads = System.coreCount
+        /// Event-loop threads of a group of the server's own; nil (the default) runs on the process's
+        /// shared group (`MultiThreadedEventLoopGroup.singleton`, one thread per core), which the
+        /// service's clients and metrics endpoint share too: one set of loops per process.
+        public var eventLoopThreads: Int? = nil
         /// A connection that has not sent the HTTP/2 preface and its SETTINGS by then is closed.
         public var handshakeTimeout: TimeAmount = .seconds(5)
         /// A connection with no call in progress for this long gets GOAWAY and is closed; nil = never.
@@ -63,6 +66,8 @@ public final class WireServer: Service, Sendable {
     let core: ServerCore
     public let health: HealthProvider
     private let group: MultiThreadedEventLoopGroup
+    /// Whether `group` is the server's own (shut down with it) rather than the process's.
+    private let ownsGroup: Bool
     private let state = NIOLockedValueBox<State>(.idle)
     private let tls = NIOLockedValueBox<TLSContextBox?>(nil)
 
@@ -93,7 +98,13 @@ public final class WireServer: Service, Sendable {
         health.setStatus(.serving, for: "")
         self.health = health
         self.core = ServerCore(configuration: configuration, methods: methods, logger: logger)
-        self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.eventLoopThreads))
+        if let threads = configuration.eventLoopThreads {
+            self.group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
+            self.ownsGroup = true
+        } else {
+            self.group = MultiThreadedEventLoopGroup.singleton
+            self.ownsGroup = false
+        }
     }
 
     /// Binds and starts accepting connections. Returns once the socket is listening.
@@ -180,7 +191,7 @@ public final class WireServer: Service, Sendable {
             c.loop.execute { c.beginGracefulShutdown(grace: grace) }
         }
         await core.waitForConnectionsToClose(timeout: grace + .seconds(2))
-        try? await group.shutdownGracefully()
+        if ownsGroup { try? await group.shutdownGracefully() }
         state.withLockedValue { $0 = .stopped }
     }
 

@@ -1,0 +1,346 @@
+import LeadwireAPI
+import NIOConcurrencyHelpers
+import Store
+import Wire
+
+/// Leads: registration (with the client match and the outbox messages it owes), reads, the
+/// lifecycle's transitions, ratings and comments.
+extension IntakeStore {
+    // MARK: Leads
+
+    struct Submitted: Sendable {
+        var lead: Intake_Lead
+        var duplicate: Bool
+        /// The routing request written to the outbox with a new lead (nil for a duplicate, or
+        /// without routing): SubmitLead sends it at once, the relay if that fails.
+        var route: Routing_RouteLeadRequest? = nil
+    }
+
+    /// Registers a validated lead in one transaction: idempotency check, client match or creation,
+    /// registration number, the lead, its history entry, the reply to the applicant and the lead
+    /// event in the outbox. `canonical` is the caller's request as sent, given with an idempotency key.
+    func submit(_ req: Intake_SubmitLeadRequest, canonical: [UInt8]?, source: Intake_Source, actor: String, now: Int64) async throws
+        -> Submitted
+    {
+        try await db.write { db in
+            let key = req.idempotencyKey.trimmingSpaces
+            if !key.isEmpty {
+                let existing = try db.first("SELECT request, body FROM leads WHERE idempotency_key = ?", key) { ($0.blob(0), $0.blob(1)) }
+                if let (request, body) = existing {
+                    let lead = try ProtoCodec.decode(Intake_Lead.self, from: body)
+                    guard request == canonical else {
+                        throw IntakeError.idempotencyConflict(key: key, registrationNumber: lead.registrationNumber)
+                    }
+                    return Submitted(lead: lead, duplicate: true)
+                }
+            }
+            let clientID = try Self.matchOrCreateClient(db, req.applicant ?? Intake_Applicant(), now: now)
+            let year = CalendarDate.year(ofMillis: now)
+            try db.run(
+                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = last + 1", year)
+            let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
+
+            var lead = Intake_Lead()
+            lead.registrationNumber = RegistrationNumber.format(year: year, sequence: seq)
+            lead.sourceId = source.id
+            lead.channel = source.channel
+            lead.channelDetails = req.channelDetails
+            lead.applicant = req.applicant
+            lead.clientId = Self.clientID(clientID)
+            lead.subject = req.subject
+            lead.description = req.description
+            lead.category = req.category.trimmingSpaces
+            lead.orderLines = req.orderLines
+            lead.orderTotal = LeadValidation.orderTotal(req.orderLines)
+            lead.fields = req.fields
+            lead.idempotencyKey = key
+            lead.status = .new
+            lead.receivedAtMs = now
+            lead.replyDueAtMs = now + Int64(source.replyDays > 0 ? source.replyDays : 5) * 86_400_000
+            lead.updatedAtMs = now
+            if self.routing { lead.routing = .pending }
+            // One writer: the next id is known before the insert, so the row is written once, with
+            // its own id inside the stored message.
+            let rowID = try Self.nextID(db, "leads")
+            lead.id = Self.leadID(rowID)
+            try db.run(
+                """
+                INSERT INTO leads(id, registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
+                VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?)
+                """,
+                rowID, lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
+                key.isEmpty ? nil : key, key.isEmpty ? nil : canonical, ProtoCodec.encode(lead))
+            try Self.appendHistory(
+                db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
+            // The acknowledgement a mail sender will deliver: what the applicant is told (number,
+            // reply deadline, their request's subject), not the whole lead.
+            var told = Intake_Lead()
+            told.id = lead.id
+            told.registrationNumber = lead.registrationNumber
+            told.applicant = lead.applicant
+            told.subject = lead.subject
+            told.receivedAtMs = lead.receivedAtMs
+            told.replyDueAtMs = lead.replyDueAtMs
+            var reply = Intake_LeadChange()
+            reply.kind = "reply"
+            reply.lead = told
+            reply.atMs = now
+            try db.run(
+                "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
+            try Self.appendEvent(db, rowID, kind: .registered, lead: lead, now: now)
+            var route: Routing_RouteLeadRequest?
+            if self.routing {
+                var r = Routing_RouteLeadRequest()
+                r.lead = Bridge.summary(lead, source: source)
+                r.actor = "intake-service"
+                try db.run(
+                    "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
+                route = r
+            }
+            return Submitted(lead: lead, duplicate: false, route: route)
+        }
+    }
+
+    /// E-mail, else phone, else tax id; a first-time client is created from the applicant.
+    static func matchOrCreateClient(_ db: Connection, _ a: Intake_Applicant, now: Int64) throws -> Int64 {
+        let email = ClientKeys.email(a.email)
+        let phone = ClientKeys.phone(a.phone)
+        let tax = ClientKeys.taxID(a.taxId)
+        if let email, let id = try db.first("SELECT id FROM clients WHERE email = ? ORDER BY id LIMIT 1", email, map: { $0.int(0) }) {
+            return id
+        }
+        if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) }) {
+            return id
+        }
+        if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) {
+            return id
+        }
+        let name =
+            a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
+        try db.run(
+            "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
+        return db.lastInsertRowID
+    }
+
+    /// The id the next row of `table` gets; valid because all writes run on the one writer.
+    static func nextID(_ db: Connection, _ table: StaticString) throws -> Int64 {
+        try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM \(table)") { $0.int(0) } ?? 1
+    }
+
+    static func appendHistory(
+        _ db: Connection, _ leadRow: Int64, actor: String, action: String, from: Intake_LeadStatus, to: Intake_LeadStatus, note: String,
+        now: Int64
+    ) throws {
+        var h = Intake_HistoryEntry()
+        h.atMs = now
+        h.actor = actor.isEmpty ? "unknown" : actor
+        h.action = action
+        h.fromStatus = from
+        h.toStatus = to
+        h.note = note
+        try db.run("INSERT INTO lead_history(lead_id, body) VALUES (?, ?)", leadRow, ProtoCodec.encode(h))
+    }
+
+    static func appendEvent(
+        _ db: Connection, _ leadRow: Int64, kind: LeadEventKind, lead: Intake_Lead, now: Int64, publicComment: Bool = false
+    ) throws {
+        var e = Intake_LeadChange()
+        e.kind = kind.rawValue
+        e.lead = Bridge.eventView(lead)
+        e.atMs = now
+        e.publicComment = publicComment
+        try db.run("INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('event', ?, ?, ?)", leadRow, ProtoCodec.encode(e), now)
+    }
+
+    /// A lead named the way people and programs name it: its id (`lead-17`) or the registration
+    /// number the applicant was told (`L-2026-000017`, any case, surrounding spaces ignored).
+    static func leadRecord(_ db: Connection, _ reference: String) throws -> (row: Int64, lead: Intake_Lead)? {
+        let decode: (Row) throws -> (Int64, Intake_Lead) = { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) }
+        if let n = Self.number(reference, prefix: "lead") {
+            return try db.first("SELECT id, body FROM leads WHERE id = ?", n, map: decode)
+        }
+        let number = reference.trimmingSpaces.uppercased()
+        guard number.hasPrefix("L-") else { return nil }
+        return try db.first("SELECT id, body FROM leads WHERE registration_number = ?", number, map: decode)
+    }
+
+    static func noLead(_ reference: String) -> IntakeError {
+        .notFound("no lead with id or registration number \"\(Clip.value(reference))\"")
+    }
+
+    func lead(_ id: String) async throws -> Intake_LeadDetails? {
+        try await db.read { db in
+            guard let (n, lead) = try Self.leadRecord(db, id) else { return nil }
+            var d = Intake_LeadDetails()
+            d.lead = lead
+            d.comments = try db.query("SELECT body FROM comments WHERE lead_id = ? ORDER BY id", n) {
+                try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0))
+            }
+            d.history = try db.query("SELECT body FROM lead_history WHERE lead_id = ? ORDER BY id", n) {
+                try ProtoCodec.decode(Intake_HistoryEntry.self, from: $0.blob(0))
+            }
+            return d
+        }
+    }
+
+    func lead(registrationNumber: String) async throws -> (Intake_Lead, [Intake_Comment])? {
+        try await db.read { db in
+            guard
+                let (row, lead) = try db.first(
+                    "SELECT id, body FROM leads WHERE registration_number = ?", registrationNumber.uppercased(),
+                    map: { ($0.int(0), try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(1))) })
+            else { return nil }
+            let comments = try db.query("SELECT body FROM comments WHERE lead_id = ? AND public = 1 ORDER BY id", row) {
+                try ProtoCodec.decode(Intake_Comment.self, from: $0.blob(0))
+            }
+            return (lead, comments)
+        }
+    }
+
+    struct LeadFilter: Sendable {
+        var status: Intake_LeadStatus = .unspecified
+        var sourceRow: Int64?
+        var ownerID = ""
+        var clientRow: Int64?
+        var receivedFrom: Int64 = 0
+        var receivedTo: Int64 = 0
+    }
+
+    /// Newest first. The cursor is the (received_at, id) of the last lead of the previous page.
+    func leads(_ f: LeadFilter, limit: Int, after cursor: (Int64, Int64)?) async throws -> [Intake_Lead] {
+        var conditions = [String]()
+        var values = [SQLValue]()
+        if f.status != .unspecified {
+            conditions.append("status = ?")
+            values.append(.integer(Int64(f.status.rawValue)))
+        }
+        if let s = f.sourceRow {
+            conditions.append("source_id = ?")
+            values.append(.integer(s))
+        }
+        if !f.ownerID.isEmpty {
+            conditions.append("owner_id = ?")
+            values.append(.text(f.ownerID))
+        }
+        if let c = f.clientRow {
+            conditions.append("client_id = ?")
+            values.append(.integer(c))
+        }
+        if f.receivedFrom > 0 {
+            conditions.append("received_at >= ?")
+            values.append(.integer(f.receivedFrom))
+        }
+        if f.receivedTo > 0 {
+            conditions.append("received_at < ?")
+            values.append(.integer(f.receivedTo))
+        }
+        if let (at, id) = cursor {
+            conditions.append("(received_at, id) < (?, ?)")
+            values += [.integer(at), .integer(id)]
+        }
+        let sql =
+            "SELECT body FROM leads" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY received_at DESC, id DESC LIMIT ?"
+        values.append(.integer(Int64(limit)))
+        let v = values
+        return try await db.read { db in try db.query(sql, values: v) { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) } }
+    }
+
+    /// Applies a lifecycle action in one transaction (state check, debt check, history, event).
+    func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, now: Int64) async throws -> Intake_Lead {
+        try await db.write { db in
+            guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
+            var lead = stored
+            let from = lead.status
+            let to = try LeadLifecycle.next(from: from, action, lead: lead.registrationNumber).get()
+            var note = ""
+            switch action {
+            case .accept:
+                if let c = Self.number(lead.clientId, prefix: "client"),
+                    let debt = try db.first("SELECT debt_cents FROM clients WHERE id = ?", c, map: { $0.int(0) }), debt > 0
+                {
+                    throw IntakeError.clientHasDebt(clientID: lead.clientId, debt: FixedPoint.format(debt, places: 2))
+                }
+                let dueDays =
+                    try db.first(
+                        "SELECT definition FROM sources WHERE id = ?", Self.number(lead.sourceId, prefix: "src"),
+                        map: { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)).dueDays }) ?? 0
+                lead.dueAtMs = now + Int64(dueDays > 0 ? dueDays : 14) * 86_400_000
+            case .defer(let reason, let date):
+                lead.deferReason = reason
+                lead.revisitDate = date
+                note = "\(reason) (revisit \(date))"
+            case .reject(let reason):
+                lead.rejectReason = reason
+                note = reason
+            case .complete(let outcome, let reference):
+                lead.outcome = outcome
+                lead.outcomeReference = reference
+                note = reference
+            }
+            lead.status = to
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
+            try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
+            try Self.appendEvent(db, n, kind: LeadEventKind(status: to), lead: lead, now: now)
+            if self.routing {
+                // Routing stops the escalation clock at the first decision, and frees the person's
+                // capacity when the lead is finished.
+                if from == .new {
+                    var d = Routing_MarkDecidedRequest()
+                    d.leadId = lead.id
+                    d.actor = actor
+                    try db.run(
+                        "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('decided', ?, ?, ?)", n, ProtoCodec.encode(d), now)
+                }
+                if to == .rejected || to == .processed {
+                    var r = Routing_ReleaseRequest()
+                    r.leadId = lead.id
+                    r.actor = actor
+                    r.note = LeadLifecycle.name(to)
+                    try db.run(
+                        "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('release', ?, ?, ?)", n, ProtoCodec.encode(r), now)
+                }
+            }
+            return lead
+        }
+    }
+
+    /// The applicant's rating, once the lead has a decision.
+    func rate(_ id: String, rating: Int32, actor: String, now: Int64) async throws -> Intake_Lead {
+        try await db.write { db in
+            guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
+            var lead = stored
+            guard lead.status != .new else {
+                throw IntakeError.illegalTransition(
+                    lead: lead.registrationNumber, current: .new, action: "rating",
+                    allowedFrom: [.accepted, .deferred, .rejected, .processed])
+            }
+            lead.rating = rating
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), n)
+            try Self.appendHistory(
+                db, n, actor: actor, action: "rated", from: lead.status, to: lead.status, note: "\(rating) of 5", now: now)
+            try Self.appendEvent(db, n, kind: .rated, lead: lead, now: now)
+            return lead
+        }
+    }
+
+    func addComment(_ c: Intake_Comment, now: Int64) async throws -> (Intake_Comment, Intake_Lead) {
+        try await db.write { db in
+            guard let (n, lead) = try Self.leadRecord(db, c.leadId) else { throw Self.noLead(c.leadId) }
+            var comment = c
+            comment.leadId = lead.id
+            comment.createdAtMs = now
+            let row = try Self.nextID(db, "comments")
+            comment.id = Self.commentID(row)
+            try db.run("INSERT INTO comments(id, lead_id, public, body) VALUES (?, ?, ?, ?)", row, n, c.public, ProtoCodec.encode(comment))
+            try Self.appendHistory(
+                db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private",
+                now: now)
+            try Self.appendEvent(db, n, kind: .commented, lead: lead, now: now, publicComment: c.public)
+            return (comment, lead)
+        }
+    }
+}
