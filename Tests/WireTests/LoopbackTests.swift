@@ -143,6 +143,29 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
         }
     }
 
+    /// A response stream larger than the client's flow-control window: the client's reader credits
+    /// the window outside any read, and that WINDOW_UPDATE must be sent at once (it once waited for
+    /// the next read, which never came: the call hung about one time in two).
+    @Test func aResponseStreamLargerThanTheWindowNeverStalls() async throws {
+        try await withServer { _, channel in
+            let client = Grpc_Testing_TestService_Client(channel: channel)
+            var so = Grpc_Testing_StreamingOutputCallRequest()
+            so.responseParameters = (0..<40).map { _ in
+                var p = Grpc_Testing_ResponseParameters()
+                p.size = 50_000
+                return p
+            }
+            for _ in 0..<5 {
+                let count = try await client.streamingOutputCall(so, options: CallOptions(timeout: .seconds(20))) { call in
+                    var n = 0
+                    for try await _ in call { n += 1 }
+                    return n
+                }
+                #expect(count == 40)
+            }
+        }
+    }
+
     @Test func metadataBothWaysIncludingBinary() async throws {
         try await withServer { _, channel in
             var md = Metadata()

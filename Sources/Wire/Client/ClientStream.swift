@@ -184,12 +184,7 @@ final class ClientStream: @unchecked Sendable {
             }
         } catch {
             connection?.reset(self, code: NGHTTP2_CANCEL.rawValue)
-            switch error {
-            case .tooLarge(let declared, let limit):
-                end(RPCError(.resourceExhausted, "response message is \(declared) bytes; the limit is \(limit)"))
-            case .badFlag(let flag):
-                end(RPCError(.internal, "response message compressed-flag byte is \(flag); only 0 and 1 are valid"))
-            }
+            end(error.rpcError("response message"))
         }
         if inbound.isEmpty { credit() }
     }
@@ -309,7 +304,12 @@ final class ClientStream: @unchecked Sendable {
     func receiveRaw() async throws -> MessageDeframer.Message? {
         try await onLoop { (cont: CheckedContinuation<MessageDeframer.Message?, any Error>) in
             if let m = self.inbound.popFirst() {
-                if self.inbound.isEmpty { self.credit() }
+                if self.inbound.isEmpty {
+                    // The WINDOW_UPDATE must go out now: outside a read there is no flush to carry
+                    // it, and a server that used up the window would wait for it for ever.
+                    self.credit()
+                    self.connection?.scheduleFlush()
+                }
                 return cont.resume(returning: m)
             }
             if self.stream.settled {

@@ -36,6 +36,8 @@ public final class WireChannel: Sendable {
     /// TLS to the server (nil = plaintext); its context is made on the first dial.
     public let tls: WireTLS.Client?
     private let tlsContext = NIOLockedValueBox<NIOSSLContext?>(nil)
+    /// How a connection is made when not by TCP to host:port (the in-memory test harness).
+    private let dialer: (@Sendable (any EventLoopGroup) -> EventLoopFuture<ClientConnection>)?
 
     /// idle -> connecting -> ready; back to idle (via a failed connect, or a ready connection that
     /// became unusable) so the next call dials again.
@@ -55,6 +57,7 @@ public final class WireChannel: Sendable {
         self.host = host
         self.port = port
         self.tls = tls
+        self.dialer = nil
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
     }
 
@@ -120,7 +123,20 @@ public final class WireChannel: Sendable {
         }
     }
 
+    /// A channel whose one connection `dialer` makes (WireServer.connectedInMemory).
+    init(
+        host: String, port: Int, group: any EventLoopGroup,
+        dialer: @escaping @Sendable (any EventLoopGroup) -> EventLoopFuture<ClientConnection>
+    ) {
+        self.host = host
+        self.port = port
+        self.tls = nil
+        self.group = group
+        self.dialer = dialer
+    }
+
     private func dial() -> EventLoopFuture<ClientConnection> {
+        if let dialer { return dialer(group) }
         let authority = "\(host):\(port)"
         let ssl: NIOSSLContext?
         do {

@@ -9,6 +9,16 @@ struct MessageDeframer {
         case tooLarge(declared: Int, limit: Int)
         /// The compressed flag is neither 0 nor 1.
         case badFlag(UInt8)
+
+        /// The status for it; `what` names the message ("request message", "response message").
+        func rpcError(_ what: String) -> RPCError {
+            switch self {
+            case .tooLarge(let declared, let limit):
+                RPCError(.resourceExhausted, "\(what) is \(declared) bytes; the limit is \(limit)")
+            case .badFlag(let flag):
+                RPCError(.internal, "\(what) compressed-flag byte is \(flag); only 0 and 1 are valid")
+            }
+        }
     }
 
     struct Message {

@@ -178,12 +178,7 @@ final class ServerCall: @unchecked Sendable {
                 deliver(m)
             }
         } catch {
-            switch error {
-            case .tooLarge(let declared, let limit):
-                finish(RPCError(.resourceExhausted, "request message is \(declared) bytes; the limit is \(limit)"))
-            case .badFlag(let flag):
-                finish(RPCError(.internal, "message compressed-flag byte is \(flag); only 0 and 1 are valid"))
-            }
+            finish(error.rpcError("request message"))
         }
         // Bytes that only extend a partial message, with nothing queued for the handler, are credited
         // now; queued messages are credited as the handler takes them (see take()).
@@ -430,7 +425,12 @@ final class ServerCall: @unchecked Sendable {
     private func poll() throws -> Poll {
         if stream.isClosed { throw RPCError(.cancelled, "the client cancelled the call") }
         if let m = inbound.pop() {
-            if inbound.isEmpty { creditAll() }
+            if inbound.isEmpty {
+                // Outside a read cycle nothing else would send the WINDOW_UPDATE (within one, the
+                // flush at the end of the read carries it).
+                creditAll()
+                connection.scheduleFlush()
+            }
             return .message(m)
         }
         if stream.inbound == .ended || stream.settled { return .end }

@@ -126,14 +126,7 @@ public final class WireServer: Service, Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let connection = ServerConnection(core: core, loop: channel.eventLoop)
-                    connection.refusal = core.admit(connection, peer: channel.remoteAddress?.ipAddress ?? "unknown")
-                    if let box = tls.withLockedValue({ $0 }) {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: box.context))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(connection)
-                }
+                channel.eventLoop.makeCompletedFuture { try Self.serve(channel, core: core, tls: tls.withLockedValue { $0 }) }
             }
             .bind(host: core.configuration.host, port: core.configuration.port)
             .get()
@@ -147,6 +140,52 @@ public final class WireServer: Service, Sendable {
         core.startSweeping(on: group.next())
         core.logger.info("listening", metadata: ["address": "\(core.configuration.host):\(channel.localAddress?.port ?? 0)"])
         return channel.localAddress?.port ?? 0
+    }
+
+    /// Makes `channel` one of this server's connections (on the channel's event loop).
+    private static func serve(_ channel: any Channel, core: ServerCore, tls: TLSContextBox?) throws {
+        let connection = ServerConnection(core: core, loop: channel.eventLoop)
+        connection.refusal = core.admit(connection, peer: channel.remoteAddress?.ipAddress ?? "unknown")
+        if let tls {
+            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.context))
+        }
+        try channel.pipeline.syncOperations.addHandler(connection)
+    }
+
+    /// A client connected to this server through an in-process socket pair, for tests: the same
+    /// handlers on both ends as over TCP, with the bytes going through two kernel buffers instead of
+    /// a listening socket (no port, no accept; `start` need not have been called).
+    func connectedInMemory() async throws -> WireChannel {
+        var fds: [CInt] = [0, 0]
+        guard socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0, &fds) == 0 else {
+            throw RPCError(.unavailable, "socketpair failed: errno \(errno)")
+        }
+        let core = self.core
+        let tls = self.tls.withLockedValue { $0 }
+        _ = try await ClientBootstrap(group: group)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try Self.serve(channel, core: core, tls: tls) } }
+            .withConnectedSocket(fds[0]).get()
+        let clientFD = fds[1]
+        // The socket can make one connection: once it is gone the channel cannot dial again (the
+        // descriptor may by then be another file's).
+        let used = NIOLockedValueBox(false)
+        return WireChannel(host: "in-memory", port: 1, group: group) { group in
+            if used.withLockedValue({ u in
+                defer { u = true }
+                return u
+            }) {
+                return group.next().makeFailedFuture(RPCError(.unavailable, "the in-memory connection is closed"))
+            }
+            return ClientBootstrap(group: group)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClientConnection(loop: channel.eventLoop, authority: "in-memory", scheme: "http"))
+                    }
+                }
+                .withConnectedSocket(clientFD)
+                .flatMapThrowing { channel in try channel.pipeline.syncOperations.handler(type: ClientConnection.self) }
+        }
     }
 
     /// Reads the TLS certificate and key (and client CA) again: connections accepted from now on use
