@@ -231,55 +231,38 @@ class SwiftFile:
         for i, v in enumerate(e.value):
             self.doc(path + [2, i], indent + "    ")
             self.w("%s    public static let %s = %s(rawValue: %d)" % (indent, enum_case_name(e.name, v.name), short, v.number))
-        self.w("%s    public var description: String {" % indent)
-        self.w("%s        switch rawValue {" % indent)
-        seen = set()
+        # Each number once (aliases share one): what the switches below and allCases list.
+        firsts = []
         for v in e.value:
-            if v.number in seen:
-                continue
-            seen.add(v.number)
-            self.w('%s        case %d: return "%s"' % (indent, v.number, v.name))
-        self.w('%s        default: return "%s(\\(rawValue))"' % (indent, e.name))
-        self.w("%s        }" % indent)
-        self.w("%s    }" % indent)
+            if all(f.number != v.number for f in firsts):
+                firsts.append(v)
         # Names as the proto spells them, and short forms without the enum's prefix: logs, report's
         # dimensions and leadctl write `web_form`, never strip "CHANNEL_" by hand.
         prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", e.name).upper() + "_"
+
         def short_name(v):
             n = v.name[len(prefix):] if v.name.startswith(prefix) and len(v.name) > len(prefix) else v.name
             return n.lower()
-        firsts = []
-        seen = set()
-        for v in e.value:
-            if v.number not in seen:
-                seen.add(v.number)
-                firsts.append(enum_case_name(e.name, v.name))
+
+        def by_number(doc, decl, value_of, default):
+            if doc:
+                self.w("%s    /// %s" % (indent, doc))
+            self.w("%s    %s {" % (indent, decl))
+            self.w("%s        switch rawValue {" % indent)
+            for v in firsts:
+                self.w('%s        case %d: "%s"' % (indent, v.number, value_of(v)))
+            self.w("%s        default: %s" % (indent, default))
+            self.w("%s        }" % indent)
+            self.w("%s    }" % indent)
+
+        by_number(None, "public var description: String", lambda v: v.name, '"%s(\\(rawValue))"' % e.name)
         self.w("%s    /// Every value the proto declares (the first name of each number), in proto order." % indent)
-        self.w("%s    public static let allCases: [%s] = [%s]" % (indent, short, ", ".join("." + c for c in firsts)))
-        self.w("%s    /// The value's name in the proto; nil for a number this build does not know." % indent)
-        self.w("%s    public var protoName: String? {" % indent)
-        self.w("%s        switch rawValue {" % indent)
-        seen = set()
-        for v in e.value:
-            if v.number in seen:
-                continue
-            seen.add(v.number)
-            self.w('%s        case %d: "%s"' % (indent, v.number, v.name))
-        self.w("%s        default: nil" % indent)
-        self.w("%s        }" % indent)
-        self.w("%s    }" % indent)
-        self.w('%s    /// The name without the enum\'s prefix, in lower case (`%s`); nil for an unknown number.' % (indent, short_name(e.value[-1])))
-        self.w("%s    public var shortName: String? {" % indent)
-        self.w("%s        switch rawValue {" % indent)
-        seen = set()
-        for v in e.value:
-            if v.number in seen:
-                continue
-            seen.add(v.number)
-            self.w('%s        case %d: "%s"' % (indent, v.number, short_name(v)))
-        self.w("%s        default: nil" % indent)
-        self.w("%s        }" % indent)
-        self.w("%s    }" % indent)
+        self.w("%s    public static let allCases: [%s] = [%s]" % (
+            indent, short, ", ".join("." + enum_case_name(e.name, v.name) for v in firsts)))
+        by_number("The value's name in the proto; nil for a number this build does not know.",
+                  "public var protoName: String?", lambda v: v.name, "nil")
+        by_number("The name without the enum's prefix, in lower case (`%s`); nil for an unknown number." % short_name(e.value[-1]),
+                  "public var shortName: String?", short_name, "nil")
         self.w("%s    /// The value named `name`, as the proto spells it or in its short form (any case)." % indent)
         self.w("%s    public init?(protoName name: String) {" % indent)
         self.w("%s        switch name.uppercased() {" % indent)

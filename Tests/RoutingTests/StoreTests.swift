@@ -22,15 +22,21 @@ import Testing
         return l
     }
 
-    @Test func aQueueIsHandedOnWhenTheOnlyMemberComesBackAndTheFeedSaysSo() async throws {
-        let s = try await store()
+    /// A role, and a person in it (not yet created: the test may change it first).
+    func role(_ name: String, in s: RoutingStore, member login: String) async throws -> Routing_Person {
         var role = Routing_Role()
-        role.name = "Аварийная"
+        role.name = name
         _ = try await s.putRole(role)
         var p = Routing_Person()
-        p.name = "Дежурный"
-        p.login = "duty"
-        p.roles = ["Аварийная"]
+        p.name = login.capitalized
+        p.login = login
+        p.roles = [name]
+        return p
+    }
+
+    @Test func aQueueIsHandedOnWhenTheOnlyMemberComesBackAndTheFeedSaysSo() async throws {
+        let s = try await store()
+        var p = try await role("Аварийная", in: s, member: "duty")
         var away = Routing_Absence()
         away.fromMs = now - hour
         away.untilMs = now + hour
@@ -99,14 +105,7 @@ import Testing
     /// behind: the next write and every reader work from what the database holds.
     @Test func aStorageFailureMidWriteLeavesNoTraceInMemory() async throws {
         let s = try await store()
-        var role = Routing_Role()
-        role.name = "Сервис"
-        _ = try await s.putRole(role)
-        var p = Routing_Person()
-        p.name = "Вера"
-        p.login = "vera"
-        p.roles = ["Сервис"]
-        let vera = try await s.createPerson(p, now: now)
+        let vera = try await s.createPerson(try await role("Сервис", in: s, member: "vera"), now: now)
         // A trigger makes the assignment's INSERT fail after the decision changed the working state.
         try await s.db.write { c in
             try c.execute(

@@ -16,16 +16,16 @@ public struct Intake_Channel: RawRepresentable, Hashable, Sendable, CaseIterable
     public static let `import` = Intake_Channel(rawValue: 8)
     public var description: String {
         switch rawValue {
-        case 0: return "CHANNEL_UNSPECIFIED"
-        case 1: return "CHANNEL_WEB_FORM"
-        case 2: return "CHANNEL_EMAIL"
-        case 3: return "CHANNEL_PHONE"
-        case 4: return "CHANNEL_IN_PERSON"
-        case 5: return "CHANNEL_SOCIAL"
-        case 6: return "CHANNEL_MESSENGER"
-        case 7: return "CHANNEL_MOBILE_APP"
-        case 8: return "CHANNEL_IMPORT"
-        default: return "Channel(\(rawValue))"
+        case 0: "CHANNEL_UNSPECIFIED"
+        case 1: "CHANNEL_WEB_FORM"
+        case 2: "CHANNEL_EMAIL"
+        case 3: "CHANNEL_PHONE"
+        case 4: "CHANNEL_IN_PERSON"
+        case 5: "CHANNEL_SOCIAL"
+        case 6: "CHANNEL_MESSENGER"
+        case 7: "CHANNEL_MOBILE_APP"
+        case 8: "CHANNEL_IMPORT"
+        default: "Channel(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -92,14 +92,14 @@ public struct Intake_FieldType: RawRepresentable, Hashable, Sendable, CaseIterab
     public static let `enum` = Intake_FieldType(rawValue: 6)
     public var description: String {
         switch rawValue {
-        case 0: return "FIELD_TYPE_UNSPECIFIED"
-        case 1: return "FIELD_TYPE_STRING"
-        case 2: return "FIELD_TYPE_INTEGER"
-        case 3: return "FIELD_TYPE_DECIMAL"
-        case 4: return "FIELD_TYPE_BOOLEAN"
-        case 5: return "FIELD_TYPE_DATE"
-        case 6: return "FIELD_TYPE_ENUM"
-        default: return "FieldType(\(rawValue))"
+        case 0: "FIELD_TYPE_UNSPECIFIED"
+        case 1: "FIELD_TYPE_STRING"
+        case 2: "FIELD_TYPE_INTEGER"
+        case 3: "FIELD_TYPE_DECIMAL"
+        case 4: "FIELD_TYPE_BOOLEAN"
+        case 5: "FIELD_TYPE_DATE"
+        case 6: "FIELD_TYPE_ENUM"
+        default: "FieldType(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -157,13 +157,13 @@ public struct Intake_LeadStatus: RawRepresentable, Hashable, Sendable, CaseItera
     public static let processed = Intake_LeadStatus(rawValue: 5)
     public var description: String {
         switch rawValue {
-        case 0: return "LEAD_STATUS_UNSPECIFIED"
-        case 1: return "LEAD_STATUS_NEW"
-        case 2: return "LEAD_STATUS_ACCEPTED"
-        case 3: return "LEAD_STATUS_DEFERRED"
-        case 4: return "LEAD_STATUS_REJECTED"
-        case 5: return "LEAD_STATUS_PROCESSED"
-        default: return "LeadStatus(\(rawValue))"
+        case 0: "LEAD_STATUS_UNSPECIFIED"
+        case 1: "LEAD_STATUS_NEW"
+        case 2: "LEAD_STATUS_ACCEPTED"
+        case 3: "LEAD_STATUS_DEFERRED"
+        case 4: "LEAD_STATUS_REJECTED"
+        case 5: "LEAD_STATUS_PROCESSED"
+        default: "LeadStatus(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -214,10 +214,10 @@ public struct Intake_OutcomeKind: RawRepresentable, Hashable, Sendable, CaseIter
     public static let customerInterest = Intake_OutcomeKind(rawValue: 2)
     public var description: String {
         switch rawValue {
-        case 0: return "OUTCOME_KIND_UNSPECIFIED"
-        case 1: return "OUTCOME_KIND_BUSINESS_PROCESS"
-        case 2: return "OUTCOME_KIND_CUSTOMER_INTEREST"
-        default: return "OutcomeKind(\(rawValue))"
+        case 0: "OUTCOME_KIND_UNSPECIFIED"
+        case 1: "OUTCOME_KIND_BUSINESS_PROCESS"
+        case 2: "OUTCOME_KIND_CUSTOMER_INTEREST"
+        default: "OutcomeKind(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -263,11 +263,11 @@ public struct Intake_RoutingState: RawRepresentable, Hashable, Sendable, CaseIte
     public static let queued = Intake_RoutingState(rawValue: 3)
     public var description: String {
         switch rawValue {
-        case 0: return "ROUTING_STATE_UNSPECIFIED"
-        case 1: return "ROUTING_STATE_PENDING"
-        case 2: return "ROUTING_STATE_ASSIGNED"
-        case 3: return "ROUTING_STATE_QUEUED"
-        default: return "RoutingState(\(rawValue))"
+        case 0: "ROUTING_STATE_UNSPECIFIED"
+        case 1: "ROUTING_STATE_PENDING"
+        case 2: "ROUTING_STATE_ASSIGNED"
+        case 3: "ROUTING_STATE_QUEUED"
+        default: "RoutingState(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.

@@ -17,13 +17,13 @@ public struct Report_PlanState: RawRepresentable, Hashable, Sendable, CaseIterab
     public static let handedOver = Report_PlanState(rawValue: 5)
     public var description: String {
         switch rawValue {
-        case 0: return "PLAN_STATE_UNSPECIFIED"
-        case 1: return "PLAN_STATE_DRAFT"
-        case 2: return "PLAN_STATE_SUBMITTED"
-        case 3: return "PLAN_STATE_HEAD_APPROVED"
-        case 4: return "PLAN_STATE_FINAL"
-        case 5: return "PLAN_STATE_HANDED_OVER"
-        default: return "PlanState(\(rawValue))"
+        case 0: "PLAN_STATE_UNSPECIFIED"
+        case 1: "PLAN_STATE_DRAFT"
+        case 2: "PLAN_STATE_SUBMITTED"
+        case 3: "PLAN_STATE_HEAD_APPROVED"
+        case 4: "PLAN_STATE_FINAL"
+        case 5: "PLAN_STATE_HANDED_OVER"
+        default: "PlanState(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -78,13 +78,13 @@ public struct Report_PlanAction: RawRepresentable, Hashable, Sendable, CaseItera
     public static let handOver = Report_PlanAction(rawValue: 5)
     public var description: String {
         switch rawValue {
-        case 0: return "PLAN_ACTION_UNSPECIFIED"
-        case 1: return "PLAN_ACTION_SUBMIT"
-        case 2: return "PLAN_ACTION_APPROVE_AS_HEAD"
-        case 3: return "PLAN_ACTION_APPROVE_AS_MANAGEMENT"
-        case 4: return "PLAN_ACTION_RETURN"
-        case 5: return "PLAN_ACTION_HAND_OVER"
-        default: return "PlanAction(\(rawValue))"
+        case 0: "PLAN_ACTION_UNSPECIFIED"
+        case 1: "PLAN_ACTION_SUBMIT"
+        case 2: "PLAN_ACTION_APPROVE_AS_HEAD"
+        case 3: "PLAN_ACTION_APPROVE_AS_MANAGEMENT"
+        case 4: "PLAN_ACTION_RETURN"
+        case 5: "PLAN_ACTION_HAND_OVER"
+        default: "PlanAction(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -139,13 +139,13 @@ public struct Report_Period: RawRepresentable, Hashable, Sendable, CaseIterable,
     public static let all = Report_Period(rawValue: 5)
     public var description: String {
         switch rawValue {
-        case 0: return "PERIOD_UNSPECIFIED"
-        case 1: return "PERIOD_DAY"
-        case 2: return "PERIOD_WEEK"
-        case 3: return "PERIOD_MONTH"
-        case 4: return "PERIOD_QUARTER"
-        case 5: return "PERIOD_ALL"
-        default: return "Period(\(rawValue))"
+        case 0: "PERIOD_UNSPECIFIED"
+        case 1: "PERIOD_DAY"
+        case 2: "PERIOD_WEEK"
+        case 3: "PERIOD_MONTH"
+        case 4: "PERIOD_QUARTER"
+        case 5: "PERIOD_ALL"
+        default: "Period(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -201,13 +201,13 @@ public struct Report_Dimension: RawRepresentable, Hashable, Sendable, CaseIterab
     public static let field = Report_Dimension(rawValue: 5)
     public var description: String {
         switch rawValue {
-        case 0: return "DIMENSION_UNSPECIFIED"
-        case 1: return "DIMENSION_SOURCE"
-        case 2: return "DIMENSION_CHANNEL"
-        case 3: return "DIMENSION_OWNER"
-        case 4: return "DIMENSION_CATEGORY"
-        case 5: return "DIMENSION_FIELD"
-        default: return "Dimension(\(rawValue))"
+        case 0: "DIMENSION_UNSPECIFIED"
+        case 1: "DIMENSION_SOURCE"
+        case 2: "DIMENSION_CHANNEL"
+        case 3: "DIMENSION_OWNER"
+        case 4: "DIMENSION_CATEGORY"
+        case 5: "DIMENSION_FIELD"
+        default: "Dimension(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.

@@ -12,10 +12,10 @@ public struct Routing_Strategy: RawRepresentable, Hashable, Sendable, CaseIterab
     public static let leastLoaded = Routing_Strategy(rawValue: 2)
     public var description: String {
         switch rawValue {
-        case 0: return "STRATEGY_UNSPECIFIED"
-        case 1: return "STRATEGY_ROUND_ROBIN"
-        case 2: return "STRATEGY_LEAST_LOADED"
-        default: return "Strategy(\(rawValue))"
+        case 0: "STRATEGY_UNSPECIFIED"
+        case 1: "STRATEGY_ROUND_ROBIN"
+        case 2: "STRATEGY_LEAST_LOADED"
+        default: "Strategy(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -69,15 +69,15 @@ public struct Routing_Reason: RawRepresentable, Hashable, Sendable, CaseIterable
     public static let manual = Routing_Reason(rawValue: 7)
     public var description: String {
         switch rawValue {
-        case 0: return "REASON_UNSPECIFIED"
-        case 1: return "REASON_SOURCE_DEFAULT_OWNER"
-        case 2: return "REASON_SUBSTITUTE"
-        case 3: return "REASON_RULE"
-        case 4: return "REASON_SOURCE_DEFAULT_ROLE"
-        case 5: return "REASON_DEFAULT_ROLE"
-        case 6: return "REASON_QUEUED"
-        case 7: return "REASON_MANUAL"
-        default: return "Reason(\(rawValue))"
+        case 0: "REASON_UNSPECIFIED"
+        case 1: "REASON_SOURCE_DEFAULT_OWNER"
+        case 2: "REASON_SUBSTITUTE"
+        case 3: "REASON_RULE"
+        case 4: "REASON_SOURCE_DEFAULT_ROLE"
+        case 5: "REASON_DEFAULT_ROLE"
+        case 6: "REASON_QUEUED"
+        case 7: "REASON_MANUAL"
+        default: "Reason(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.

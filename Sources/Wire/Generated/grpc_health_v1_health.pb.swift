@@ -31,11 +31,11 @@ public struct Grpc_Health_V1_HealthCheckResponse: WireMessage, Hashable {
         public static let serviceUnknown = ServingStatus(rawValue: 3)
         public var description: String {
             switch rawValue {
-            case 0: return "UNKNOWN"
-            case 1: return "SERVING"
-            case 2: return "NOT_SERVING"
-            case 3: return "SERVICE_UNKNOWN"
-            default: return "ServingStatus(\(rawValue))"
+            case 0: "UNKNOWN"
+            case 1: "SERVING"
+            case 2: "NOT_SERVING"
+            case 3: "SERVICE_UNKNOWN"
+            default: "ServingStatus(\(rawValue))"
             }
         }
         /// Every value the proto declares (the first name of each number), in proto order.

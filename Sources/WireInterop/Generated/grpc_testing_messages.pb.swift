@@ -9,8 +9,8 @@ public struct Grpc_Testing_PayloadType: RawRepresentable, Hashable, Sendable, Ca
     public static let compressable = Grpc_Testing_PayloadType(rawValue: 0)
     public var description: String {
         switch rawValue {
-        case 0: return "COMPRESSABLE"
-        default: return "PayloadType(\(rawValue))"
+        case 0: "COMPRESSABLE"
+        default: "PayloadType(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -55,10 +55,10 @@ public struct Grpc_Testing_GrpclbRouteType: RawRepresentable, Hashable, Sendable
     public static let backend = Grpc_Testing_GrpclbRouteType(rawValue: 2)
     public var description: String {
         switch rawValue {
-        case 0: return "GRPCLB_ROUTE_TYPE_UNKNOWN"
-        case 1: return "GRPCLB_ROUTE_TYPE_FALLBACK"
-        case 2: return "GRPCLB_ROUTE_TYPE_BACKEND"
-        default: return "GrpclbRouteType(\(rawValue))"
+        case 0: "GRPCLB_ROUTE_TYPE_UNKNOWN"
+        case 1: "GRPCLB_ROUTE_TYPE_FALLBACK"
+        case 2: "GRPCLB_ROUTE_TYPE_BACKEND"
+        default: "GrpclbRouteType(\(rawValue))"
         }
     }
     /// Every value the proto declares (the first name of each number), in proto order.
@@ -646,9 +646,9 @@ public struct Grpc_Testing_ClientConfigureRequest: WireMessage, Hashable {
         public static let unaryCall = RpcType(rawValue: 1)
         public var description: String {
             switch rawValue {
-            case 0: return "EMPTY_CALL"
-            case 1: return "UNARY_CALL"
-            default: return "RpcType(\(rawValue))"
+            case 0: "EMPTY_CALL"
+            case 1: "UNARY_CALL"
+            default: "RpcType(\(rawValue))"
             }
         }
         /// Every value the proto declares (the first name of each number), in proto order.
