@@ -89,6 +89,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // What people are told: templates (ru/en), the message queue both intake and report keep in
+        // their databases, MIME encoding and the SMTP client (NIO + NIOSSL for STARTTLS) that delivers it.
+        .target(
+            name: "Messaging",
+            dependencies: [
+                "Wire", "LeadwireAPI", "Store", "Auth",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "WireInteropServer",
             dependencies: [
@@ -102,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "IntakeService",
             dependencies: [
-                "Wire", "LeadwireAPI", "Store", "Auth", "Observability",
+                "Wire", "LeadwireAPI", "Store", "Auth", "Observability", "Messaging",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -122,7 +138,7 @@ let package = Package(
         .executableTarget(
             name: "ReportService",
             dependencies: [
-                "Wire", "LeadwireAPI", "Store", "Auth", "Observability",
+                "Wire", "LeadwireAPI", "Store", "Auth", "Observability", "Messaging",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,6 +161,13 @@ let package = Package(
             swiftSettings: crossModule
         ),
         .testTarget(name: "StoreTests", dependencies: ["Store"]),
+        .testTarget(
+            name: "MessagingTests",
+            dependencies: [
+                "Messaging", "LeadwireAPI", "Store", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "AuthTests", dependencies: ["Auth", "LeadwireAPI", "Wire"]),
         .testTarget(name: "IntakeTests", dependencies: ["IntakeService", "LeadwireAPI", "Store", "Wire", "Auth", "Observability"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "Wire"]),

@@ -46,6 +46,7 @@ OUR_SWIFT_MODULES = {
     "leadwire.intake.v1": "Sources/LeadwireAPI/Generated",
     "leadwire.routing.v1": "Sources/LeadwireAPI/Generated",
     "leadwire.report.v1": "Sources/LeadwireAPI/Generated",
+    "leadwire.messages.v1": "Sources/LeadwireAPI/Generated",
 }
 
 # Short Swift prefixes for our packages (default: every package component capitalised).
@@ -53,6 +54,7 @@ SWIFT_PREFIXES = {
     "leadwire.intake.v1": "Intake_",
     "leadwire.routing.v1": "Routing_",
     "leadwire.report.v1": "Report_",
+    "leadwire.messages.v1": "Messages_",
 }
 
 SWIFT_KEYWORDS = {

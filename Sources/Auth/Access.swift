@@ -22,6 +22,10 @@ public enum Permission {
     public static let reportsRead = "reports.read"
     /// The intake-wide switch that opens and closes intake to new leads.
     public static let intakeAdmin = "intake.admin"
+    /// Read message templates and the message queue.
+    public static let messagesRead = "messages.read"
+    /// Change message templates; queue a set-aside message again.
+    public static let messagesAdmin = "messages.admin"
     /// A contractor's own plans (the token's contractor id).
     public static let contractorSelf = "contractor.self"
 }
@@ -37,12 +41,13 @@ public enum Roles {
         "Head of sales": [
             Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
             Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead,
-            Permission.intakeAdmin,
+            Permission.intakeAdmin, Permission.messagesRead, Permission.messagesAdmin,
         ],
-        "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend],
-        "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead],
+        "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend, Permission.messagesRead],
+        "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead, Permission.messagesRead],
         "department-head": [
             Permission.plansRead, Permission.plansWrite, Permission.plansApproveHead, Permission.reportsRead, Permission.leadsRead,
+            Permission.messagesRead, Permission.messagesAdmin,
         ],
         "management": [Permission.plansRead, Permission.plansApproveManagement, Permission.reportsRead, Permission.leadsRead],
         "accounting": [Permission.clientsWrite, Permission.leadsRead],

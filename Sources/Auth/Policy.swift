@@ -40,7 +40,8 @@ public enum AccessPolicy {
         case .createSource, .updateSource, .setSourceEnabled: Rule(Permission.sourcesWrite)
         case .getSource, .listSources, .getLead, .lookupStatus, .listLeads, .watchLeads, .getClient, .getIntakeSettings:
             Rule(Permission.leadsRead)
-        case .submitLead, .importLeads, .submitEmail, .acceptLead, .deferLead, .rejectLead, .completeLead, .addComment, .rateLead:
+        case .submitLead, .importLeads, .submitEmail, .acceptLead, .deferLead, .rejectLead, .completeLead, .requireInspection, .addComment,
+            .rateLead:
             Rule(Permission.leadsWrite)
         case .setClientDebt: Rule(Permission.clientsWrite)
         case .takeReplies, .confirmReplies: Rule(Permission.repliesSend)
@@ -73,11 +74,21 @@ public enum AccessPolicy {
         case .listWorkPlans, .getWorkPlan, .followWorkPlans: return Rule(Permission.contractorSelf, Permission.plansRead, note: ownPlans)
         case .acknowledge, .reportProgress, .submitAct: return Rule(Permission.contractorSelf, note: ownContractor)
         case .executionControl: return Rule(Permission.reportsRead, Permission.plansRead)
+        case .requestProgress, .putContractor: return Rule(Permission.plansWrite)
+        case .getContractor: return Rule(Permission.plansRead)
         case .leadSummary, .leadFunnel, .employeeKpis, .planFigures, .exportCsv: return Rule(Permission.reportsRead)
         }
     }
 
-    public static let services = [intake, routing, report]
+    /// Served by intake (applicant and staff messages) and report (contractor messages).
+    public static let messages = Service("Messages", Messages_Method.self) { method in
+        switch method {
+        case .listTemplates, .getTemplate, .previewTemplate, .listMessages: Rule(Permission.messagesRead)
+        case .putTemplate, .resetTemplate, .retryMessage: Rule(Permission.messagesAdmin)
+        }
+    }
+
+    public static let services = [intake, routing, report, messages]
 
     /// Whether a token with `roles` passes the method's rule (before any check the handler makes).
     public static func allows(_ roles: [String], _ rule: Rule) -> Bool {

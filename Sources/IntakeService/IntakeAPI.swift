@@ -42,6 +42,8 @@ struct IntakeAPI: Intake_Service {
     var phoneCountry: PhoneCountry = .russia
     /// The intake-wide switch, read on every new lead (kept in memory, stored on change).
     var intakeSwitch = IntakeSwitch()
+    /// E-mail goes to an SMTP relay of our own (--smtp-host): TakeReplies hands out the rest only.
+    var smtpDelivery = false
 
     /// Who did it: the authenticated principal, else what the request says, else "api".
     private static func actor(_ requested: String) -> String {
@@ -233,7 +235,7 @@ struct IntakeAPI: Intake_Service {
             c.text = mail.body
             c.public = true
             c.mentions = Mentions.find(in: mail.body)
-            let (comment, current) = try await store.addComment(c, now: now())
+            let (comment, current) = try await store.addComment(c, fromApplicant: true, now: now())
             hub.publish(.commented, current, at: comment.createdAtMs)
             response.lead = current
             response.attachedAsComment = true
@@ -358,6 +360,27 @@ struct IntakeAPI: Intake_Service {
         try await transition(request.id, .complete(outcome: request.outcome, reference: request.reference), actor: request.actor)
     }
 
+    func requireInspection(_ request: Intake_RequireInspectionRequest, context: ServerContext) async throws -> Intake_Lead {
+        var v = [RPCError.FieldViolation]()
+        let today = CalendarDate.day(ofMillis: now())
+        if let d = CalendarDate.parse(request.answerBy.trimmingSpaces) {
+            if CalendarDate.dayNumber(d.year, d.month, d.day) <= today {
+                v.append(
+                    .init(
+                        field: "answer_by", description: "must be after today (\(CalendarDate.format(day: today))), got \(request.answerBy)"
+                    ))
+            }
+        } else {
+            v.append(.init(field: "answer_by", description: "a date \"YYYY-MM-DD\", got \"\(Clip.value(request.answerBy))\""))
+        }
+        if request.note.count > 2000 { v.append(.init(field: "note", description: "at most 2,000 characters, got \(request.note.count)")) }
+        guard v.isEmpty else { throw IntakeError.invalid("cannot ask for an inspection", v) }
+        let lead = try await store.requireInspection(
+            request.id, answerBy: request.answerBy.trimmingSpaces, note: request.note.trimmingSpaces, actor: Self.actor(request.actor),
+            now: now())
+        return lead
+    }
+
     func addComment(_ request: Intake_AddCommentRequest, context: ServerContext) async throws -> Intake_Comment {
         var v = [RPCError.FieldViolation]()
         let author = request.author.trimmingSpaces.isEmpty ? (Caller.current?.sub ?? "") : request.author
@@ -372,7 +395,9 @@ struct IntakeAPI: Intake_Service {
         c.attachments = request.attachments
         c.mentions = Mentions.find(in: request.text)
         c.mentionedPersonIds = await resolve(c.mentions)
-        let (comment, lead) = try await store.addComment(c, now: now())
+        // The author as a person, so they are not told of their own comment.
+        let authorPerson = await resolve([author.trimmingSpaces.lowercased()]).first ?? ""
+        let (comment, lead) = try await store.addComment(c, authorPersonID: authorPerson, now: now())
         hub.publish(.commented, lead, at: comment.createdAtMs)
         return comment
     }
@@ -431,16 +456,34 @@ struct IntakeAPI: Intake_Service {
         intakeSwitch.current
     }
 
+    /// Messages for a gateway: SMS always, e-mail too when this service has no SMTP relay.
     func takeReplies(_ request: Intake_TakeRepliesRequest, context: ServerContext) async throws -> Intake_TakeRepliesResponse {
         guard (0...1000).contains(request.limit) else {
             throw IntakeError.invalid(
                 "limit out of range", [.init(field: "limit", description: "0 (default 100) to 1000, got \(request.limit)")])
         }
-        let rows = try await store.pendingOutbox(kinds: [.reply], limit: request.limit == 0 ? 100 : Int(request.limit))
+        let rows = try await store.gatewayMessages(includeEmail: !smtpDelivery, limit: request.limit == 0 ? 100 : Int(request.limit))
         var r = Intake_TakeRepliesResponse()
-        for row in rows {
-            guard let change = try? ProtoCodec.decode(Intake_LeadChange.self, from: row.payload), let lead = change.lead else { continue }
-            r.replies.append(ReplyText.reply(id: row.id, lead: lead, createdAt: row.createdAt))
+        r.replies = rows.map { m in
+            var o = Intake_OutgoingReply()
+            o.id = m.row
+            o.leadId = m.leadID
+            o.registrationNumber = m.registrationNumber
+            o.toName = m.recipientName
+            o.toEmail = m.email
+            o.toPhone = m.phone
+            o.subject = m.about
+            o.replyDueAtMs = m.answerDueAt
+            o.createdAtMs = m.createdAt
+            o.text = m.body
+            o.channel = m.channel
+            o.recipient = m.recipient
+            o.messageSubject = m.subject
+            o.kind = m.kind
+            o.messageId = m.messageID
+            o.inReplyTo = m.inReplyTo
+            o.locale = m.locale
+            return o
         }
         return r
     }
@@ -451,7 +494,7 @@ struct IntakeAPI: Intake_Service {
                 "no replies named", [.init(field: "ids", description: "1 to 1000 ids from TakeReplies, got \(request.ids.count)")])
         }
         var r = Intake_ConfirmRepliesResponse()
-        r.confirmed = Int32(try await store.confirmReplies(request.ids, now: now()))
+        r.confirmed = Int32(try await store.messages.confirm(request.ids, now: now()))
         return r
     }
 

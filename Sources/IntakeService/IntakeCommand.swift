@@ -3,6 +3,7 @@ import Auth
 import CoreMetrics
 import LeadwireAPI
 import Logging
+import Messaging
 import Observability
 import Wire
 
@@ -17,6 +18,8 @@ struct IntakeCommand: AsyncParsableCommand {
     var port: Int = ProcessInfoEnv.int("LEADWIRE_INTAKE_PORT", default: 50051)
 
     @OptionGroup var common: ServiceOptions
+
+    @OptionGroup var messaging: MessagingOptions
 
     @Option(help: "The routing service, host:port; empty = leads are not routed (env LEADWIRE_ROUTING_ADDR).")
     var routing: String = ProcessInfoEnv.value("LEADWIRE_ROUTING_ADDR") ?? ""
@@ -48,7 +51,9 @@ struct IntakeCommand: AsyncParsableCommand {
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
         let store = try IntakeStore(
             path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) },
-            integrityCheckSeconds: common.integrityCheckSeconds)
+            integrityCheckSeconds: common.integrityCheckSeconds, locale: messaging.defaultLocale, messageDomain: messaging.messageDomain)
+        let adopted = try await store.adoptQueuedReplies(now: systemClock())
+        if adopted > 0 { host.logger.notice("registration replies moved to the message queue", metadata: ["count": "\(adopted)"]) }
         for d in try await store.normalisePhones(country: PhoneCountry.named(phoneCountry)!, now: systemClock()) {
             host.logger.warning(
                 "two clients have the same phone number; not merged (see client_duplicates)",
@@ -79,9 +84,35 @@ struct IntakeCommand: AsyncParsableCommand {
             o.timeout = .milliseconds(Int64(budget))
             return o
         }
+        let smtp = try messaging.smtp()
+        api.smtpDelivery = smtp != nil
+        var lookUp: (@Sendable (String) async throws -> PersonAddress?)? = nil
+        if let routingClient { lookUp = Self.directoryLookUp(routingClient, token: token) }
+        let mailer = Mailer(
+            queue: store.messages, smtp: smtp, retry: messaging.retry, lookUp: lookUp, now: systemClock, logger: host.logger)
+        let messagesAPI = MessagesAPI(
+            queue: store.messages, audiences: [.applicant, .staff], now: systemClock, onQueued: { mailer.wake() })
         try await host.serve(
-            [api], policy: AccessPolicy.intake, port: port, defaultMetricsPort: 9451, options: common, databases: [store.db],
-            background: routingClient == nil && reportClient == nil ? [] : [relay])
+            [api, messagesAPI], policies: [AccessPolicy.intake, AccessPolicy.messages], port: port, defaultMetricsPort: 9451,
+            options: common, databases: [store.db],
+            background: (routingClient == nil && reportClient == nil ? [] : [relay]) + [mailer])
         await store.db.close()
+    }
+
+    /// Staff addresses for the mailer: routing's GetPerson (nil for a person not in the directory).
+    static func directoryLookUp(_ routing: Routing_ServiceClient, token: ServiceToken) -> @Sendable (String) async throws -> PersonAddress?
+    {
+        { id in
+            var req = Routing_GetPersonRequest()
+            req.id = id
+            var o = token.options
+            o.timeout = .seconds(5)
+            do {
+                let p = try await routing.getPerson(req, options: o)
+                return PersonAddress(name: p.name, email: p.email, phone: p.phone)
+            } catch let e as RPCError where e.code == .notFound {
+                return nil
+            }
+        }
     }
 }

@@ -24,7 +24,7 @@ struct Leadctl: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, HealthCommand.self, AccessCommand.self, IntakeSwitchCommand.self, SourceCommand.self, LeadCommand.self,
             PersonCommand.self, RoleCommand.self, RulesCommand.self,
-            PlanCommand.self, ContractorCommand.self, ReportCommand.self,
+            PlanCommand.self, ContractorCommand.self, ReportCommand.self, MessagesCommand.self, TemplateCommand.self,
         ])
 
     /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a
@@ -350,7 +350,9 @@ struct SourceCommand: AsyncParsableCommand {
 struct LeadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lead", abstract: "Register and process leads.",
-        subcommands: [Submit.self, List.self, Show.self, Accept.self, Defer.self, Reject.self, Complete.self, Comment.self, Rate.self])
+        subcommands: [
+            Submit.self, List.self, Show.self, Accept.self, Defer.self, Reject.self, Complete.self, Inspect.self, Comment.self, Rate.self,
+        ])
 
     struct Submit: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a lead (manual entry needs the leads.write permission).")
@@ -539,6 +541,24 @@ struct LeadCommand: AsyncParsableCommand {
             let client = try c.intakeClient()
             let cm = try await call { try await client.addComment(req, options: c.options) }
             print(cm.id + (cm.mentions.isEmpty ? "" : "  mentions: " + cm.mentions.joined(separator: ", ")))
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "A new lead needs an inspection first: the applicant is told the date of the answer.")
+        @OptionGroup var c: Connection
+        @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(name: .customLong("answer-by"), help: "The date of the answer, YYYY-MM-DD.") var answerBy: String
+        @Option(help: "What the applicant is told about the inspection.") var note: String = ""
+        func run() async throws {
+            var req = Intake_RequireInspectionRequest()
+            req.id = id
+            req.answerBy = answerBy
+            req.note = note
+            let client = try c.intakeClient()
+            let l = try await call { try await client.requireInspection(req, options: c.options) }
+            print("\(l.registrationNumber): inspection first, answer by \(when(l.replyDueAtMs))")
         }
     }
 

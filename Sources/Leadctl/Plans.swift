@@ -5,7 +5,30 @@ import Wire
 struct PlanCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plan", abstract: "Service plans: build, approve, hand over.",
-        subcommands: [Create.self, List.self, Show.self, Step.self, Diff.self])
+        subcommands: [Create.self, List.self, Show.self, Step.self, Diff.self, AskProgress.self])
+
+    struct AskProgress: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ask-progress",
+            abstract: "Ask a contractor how lines of a handed-over plan stand (sent on their stream and by e-mail).")
+        @OptionGroup var c: Connection
+        @Argument(help: "The plan (plan-3).") var plan: String
+        @Option(help: "The contractor asked.") var contractor: String
+        @Option(name: .customLong("line"), help: "A line id (repeatable); none = all the contractor's open lines.") var lines: [String] = []
+        @Option(help: "The answer is due by this date, YYYY-MM-DD.") var due: String
+        @Option(help: "A note for the contractor.") var note: String = ""
+        func run() async throws {
+            var req = Report_RequestProgressRequest()
+            req.planId = plan
+            req.contractorId = contractor
+            req.lineIds = lines
+            req.dueDate = due
+            req.note = note
+            let client = try c.reportClient()
+            let r = try await call { try await client.requestProgress(req, options: c.options) }
+            print("\(r.id): \(r.lineIds.joined(separator: ", ")) of \(r.planId) asked of \(r.contractorId), due \(r.dueDate)")
+        }
+    }
 
     /// "NUMBER;ADDRESS;WORK;VOLUME;UNIT;DEADLINE;CONTRACTOR[;CLIENT]".
     static func line(_ s: String) throws -> Report_PlanLine {
@@ -147,7 +170,28 @@ extension String {
 struct ContractorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "contractor", abstract: "What contractors do: read plans, sign, report progress, submit acts.",
-        subcommands: [Plans.self, Ack.self, Progress.self, Act.self])
+        subcommands: [Plans.self, Ack.self, Progress.self, Act.self, Set.self])
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "A contractor's name, e-mail, phone and language for messages.")
+        @OptionGroup var c: Connection
+        @Argument(help: "The contractor id.") var id: String
+        @Option(help: "The name letters are addressed to.") var name: String = ""
+        @Option(help: "Where progress requests are mailed.") var email: String = ""
+        @Option(help: "Phone (E.164).") var phone: String = ""
+        @Option(help: "ru or en; empty = the deployment's.") var locale: String = ""
+        func run() async throws {
+            var req = Report_Contractor()
+            req.id = id
+            req.name = name
+            req.email = email
+            req.phone = phone
+            req.locale = locale
+            let client = try c.reportClient()
+            let r = try await call { try await client.putContractor(req, options: c.options) }
+            print("\(r.id) stored\(r.email.isEmpty ? "" : ", mail to \(r.email)")")
+        }
+    }
 
     struct Plans: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The plans handed over to a contractor, with their lines.")

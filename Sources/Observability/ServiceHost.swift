@@ -38,7 +38,7 @@ public struct ServiceHost: Sendable {
     ///   - options: The flags every service takes (host, auth, limits, TLS).
     ///   - databases: Watched while serving: damage turns health NOT_SERVING.
     public func serve(
-        _ services: [any WireService], policy: AccessPolicy.Service, port: Int, defaultMetricsPort: Int, options: ServiceOptions,
+        _ services: [any WireService], policies: [AccessPolicy.Service], port: Int, defaultMetricsPort: Int, options: ServiceOptions,
         databases: [Database] = [], background: [any Service] = []
     ) async throws {
         let host = options.host
@@ -59,7 +59,7 @@ public struct ServiceHost: Sendable {
         }
         config.observer = RPCObserver(logger: logger, methods: Set(services.flatMap { $0.methods.map(\.path) }))
         if options.authOn {
-            config.interceptor = AuthInterceptor(key: key, policy: policy.byPath)
+            config.interceptor = AuthInterceptor(key: key, policy: policies.reduce(into: [:]) { $0.merge($1.byPath) { a, _ in a } })
         } else {
             logger.warning("authentication is OFF: every caller may call every method (--auth off)")
         }

@@ -1,6 +1,7 @@
 import Auth
 import LeadwireAPI
 import Logging
+import Messaging
 import Store
 import Wire
 
@@ -53,6 +54,8 @@ struct ReportAPI: Report_Service {
     let leads: any LeadChecker
     let now: Clock
     let logger: Logger
+    /// A message was queued (a progress request): deliver it now.
+    var onMessage: @Sendable () -> Void = {}
 
     /// The contractor a call acts for. A contractor's token acts only for its own contractor id
     /// (another one is PERMISSION_DENIED); staff and admins name one in the request.
@@ -223,6 +226,15 @@ struct ReportAPI: Report_Service {
             u.plan = plan
             try await responses.write(u)
         }
+        // Requests still waiting for an answer, so a contractor that reconnects sees them again.
+        let plans = try await store.workPlans(contractor: contractor)
+        for r in try await store.openProgressRequests(contractor: contractor, today: today) {
+            var u = Report_WorkPlanUpdate()
+            u.kind = "progress_requested"
+            if let p = plans.first(where: { $0.plan?.id == r.planId }) { u.plan = p }
+            u.progressRequest = r
+            try await responses.write(u)
+        }
         try await responses.sendHeaders()
         for await u in updates {
             try await responses.write(u)
@@ -270,7 +282,56 @@ struct ReportAPI: Report_Service {
         var r = Report_ExecutionControlResponse()
         r.consistentAsOfMs = t
         r.items = Figures.control(plans, contractor: scope, staleDays: request.staleDays == 0 ? 7 : Int(request.staleDays), now: t)
+        r.openRequests = try await store.openProgressRequests(contractor: scope, today: CalendarDate.day(ofMillis: t))
         return r
+    }
+
+    func requestProgress(_ request: Report_RequestProgressRequest, context: ServerContext) async throws -> Report_ProgressRequest {
+        var v = [RPCError.FieldViolation]()
+        if request.planId.trimmingSpaces.isEmpty { v.append(.init(field: "plan_id", description: "required")) }
+        if request.contractorId.trimmingSpaces.isEmpty { v.append(.init(field: "contractor_id", description: "required")) }
+        if let d = CalendarDate.dayNumber(request.dueDate.trimmingSpaces) {
+            if d < today { v.append(.init(field: "due_date", description: "today or later, got \(request.dueDate)")) }
+        } else {
+            v.append(.init(field: "due_date", description: "a date YYYY-MM-DD, got \"\(request.dueDate)\""))
+        }
+        if request.note.count > 2000 { v.append(.init(field: "note", description: "at most 2,000 characters, got \(request.note.count)")) }
+        guard v.isEmpty else { throw ReportError.invalid("cannot ask for progress", v) }
+        let actor = Caller.name(or: request.actor.isEmpty ? "execution control" : request.actor)
+        let (r, plan) = try await store.requestProgress(
+            plan: request.planId, contractor: request.contractorId.trimmingSpaces, lines: request.lineIds,
+            dueDate: request.dueDate.trimmingSpaces, note: request.note.trimmingSpaces, actor: actor, now: now())
+        onMessage()
+        hub.publish { contractor in
+            guard contractor == r.contractorId, let view = PlanMachine.view(plan, for: contractor) else { return nil }
+            var u = Report_WorkPlanUpdate()
+            u.kind = "progress_requested"
+            u.plan = view
+            u.progressRequest = r
+            return u
+        }
+        return r
+    }
+
+    func putContractor(_ request: Report_Contractor, context: ServerContext) async throws -> Report_Contractor {
+        var v = [RPCError.FieldViolation]()
+        if request.id.trimmingSpaces.isEmpty { v.append(.init(field: "id", description: "required")) }
+        if !request.email.isEmpty && !request.email.contains("@") {
+            v.append(.init(field: "email", description: "\"\(request.email)\" is not an e-mail address"))
+        }
+        if !request.locale.isEmpty && MessageLocale(code: request.locale) == nil {
+            v.append(.init(field: "locale", description: "\"\(request.locale)\" is not one of: ru, en"))
+        }
+        guard v.isEmpty else { throw ReportError.invalid("cannot store the contractor", v) }
+        var c = request
+        c.id = c.id.trimmingSpaces
+        c.email = c.email.trimmingSpaces
+        return try await store.putContractor(c, now: now())
+    }
+
+    func getContractor(_ request: Report_GetContractorRequest, context: ServerContext) async throws -> Report_Contractor {
+        guard let c = try await store.contractor(request.id) else { throw ReportError.notFound("no contractor \(request.id)") }
+        return c
     }
 
     // MARK: Reports

@@ -3,6 +3,7 @@ import Auth
 import CoreMetrics
 import LeadwireAPI
 import Logging
+import Messaging
 import Observability
 import Wire
 
@@ -17,6 +18,8 @@ struct ReportCommand: AsyncParsableCommand {
 
     @OptionGroup var common: ServiceOptions
 
+    @OptionGroup var messaging: MessagingOptions
+
     @Option(
         help:
             "The intake service, host:port, asked whether a plan line's lead is accepted; empty = judge by the lead events received (env LEADWIRE_INTAKE_ADDR)."
@@ -28,7 +31,8 @@ struct ReportCommand: AsyncParsableCommand {
             name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
         let store = try ReportStore(
-            path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds)
+            path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds,
+            locale: messaging.defaultLocale, messageDomain: messaging.messageDomain)
         let checker: any LeadChecker
         if intake.isEmpty {
             checker = EventLeadChecker(store: store)
@@ -42,9 +46,14 @@ struct ReportCommand: AsyncParsableCommand {
                     return o
                 })
         }
-        let api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
+        let mailer = Mailer(
+            queue: store.messages, smtp: try messaging.smtp(), retry: messaging.retry, lookUp: nil, now: systemClock, logger: host.logger)
+        var api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
+        api.onMessage = { mailer.wake() }
+        let messagesAPI = MessagesAPI(queue: store.messages, audiences: [.contractor], now: systemClock, onQueued: { mailer.wake() })
         try await host.serve(
-            [api], policy: AccessPolicy.report, port: port, defaultMetricsPort: 9453, options: common, databases: [store.db])
+            [api, messagesAPI], policies: [AccessPolicy.report, AccessPolicy.messages], port: port, defaultMetricsPort: 9453,
+            options: common, databases: [store.db], background: [mailer])
         await store.db.close()
     }
 }

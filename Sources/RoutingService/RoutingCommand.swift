@@ -31,7 +31,7 @@ struct RoutingCommand: AsyncParsableCommand {
             integrityCheckSeconds: common.integrityCheckSeconds)
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(
-            [api], policy: AccessPolicy.routing, port: port, defaultMetricsPort: 9452, options: common, databases: [store.db],
+            [api], policies: [AccessPolicy.routing], port: port, defaultMetricsPort: 9452, options: common, databases: [store.db],
             background: [EscalationSweep(api: api, every: escalateEvery)])
         await store.db.close()
     }

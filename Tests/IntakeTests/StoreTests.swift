@@ -78,7 +78,13 @@ func submit(
         let lead = try await submit(store, source, email: "o@x.com").lead
         _ = try await store.transition(lead.id, .accept, actor: "m", now: 2)
         let kinds = try await store.db.read { try $0.query("SELECT kind FROM outbox ORDER BY id") { $0.string(0) } }
-        #expect(kinds == ["reply", "event", "event"])
+        #expect(kinds == ["event", "event"])
+        // The applicant's messages are queued in the same transactions: registration, acceptance.
+        let messages = try await store.messages.list(.init(), limit: 10)
+        #expect(messages.map(\.kind).reversed() == ["lead_registered", "lead_accepted"])
+        #expect(messages.allSatisfy { $0.recipient == "o@x.com" && $0.channel == "email" && $0.state == .queued })
+        #expect(messages[0].inReplyTo == messages[1].messageID)
+        #expect(messages[1].subject == "Заявка \(lead.registrationNumber) зарегистрирована")
         let d = try await store.lead(lead.id)!
         #expect(d.history.map(\.action) == ["registered", "accepted"])
         #expect(d.history.map(\.actor) == ["test", "m"])

@@ -40,7 +40,8 @@ def _generate_stubs():
     if protoc.main(args) != 0:
         raise RuntimeError("grpc_tools.protoc failed")
     # Our own API, straight from proto/ (its package path cannot shadow anything).
-    ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto", "leadwire/report/v1/report.proto"]
+    ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto", "leadwire/report/v1/report.proto",
+            "leadwire/messages/v1/messages.proto"]
     if protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir, *ours]) != 0:
         raise RuntimeError("grpc_tools.protoc failed for proto/leadwire")
     sys.path.insert(0, _stub_dir)

@@ -1762,6 +1762,51 @@ void   leadwire__intake__v1__complete_lead_request__free_unpacked
   assert(message->base.descriptor == &leadwire__intake__v1__complete_lead_request__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__intake__v1__require_inspection_request__init
+                     (Leadwire__Intake__V1__RequireInspectionRequest         *message)
+{
+  static const Leadwire__Intake__V1__RequireInspectionRequest init_value = LEADWIRE__INTAKE__V1__REQUIRE_INSPECTION_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__intake__v1__require_inspection_request__get_packed_size
+                     (const Leadwire__Intake__V1__RequireInspectionRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__require_inspection_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__intake__v1__require_inspection_request__pack
+                     (const Leadwire__Intake__V1__RequireInspectionRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__require_inspection_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__intake__v1__require_inspection_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__RequireInspectionRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__intake__v1__require_inspection_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Intake__V1__RequireInspectionRequest *
+       leadwire__intake__v1__require_inspection_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Intake__V1__RequireInspectionRequest *)
+     protobuf_c_message_unpack (&leadwire__intake__v1__require_inspection_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__intake__v1__require_inspection_request__free_unpacked
+                     (Leadwire__Intake__V1__RequireInspectionRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__intake__v1__require_inspection_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   leadwire__intake__v1__add_comment_request__init
                      (Leadwire__Intake__V1__AddCommentRequest         *message)
 {
@@ -2147,7 +2192,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__field_value__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__field_value__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descriptors[16] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descriptors[17] =
 {
   {
     "id",
@@ -2341,6 +2386,18 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__source__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "locale",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Source, locale),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
   8,   /* field[8] = categories */
@@ -2353,6 +2410,7 @@ static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
   9,   /* field[9] = enabled */
   5,   /* field[5] = fields */
   0,   /* field[0] = id */
+  16,   /* field[16] = locale */
   12,   /* field[12] = mailbox */
   1,   /* field[1] = name */
   15,   /* field[15] = phone_country */
@@ -2363,7 +2421,7 @@ static const unsigned leadwire__intake__v1__source__field_indices_by_name[] = {
 static const ProtobufCIntRange leadwire__intake__v1__source__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 16 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor =
 {
@@ -2373,7 +2431,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor =
   "Leadwire__Intake__V1__Source",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Source),
-  16,
+  17,
   leadwire__intake__v1__source__field_descriptors,
   leadwire__intake__v1__source__field_indices_by_name,
   1,  leadwire__intake__v1__source__number_ranges,
@@ -4642,7 +4700,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__lead_change__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__lead_change__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__outgoing_reply__field_descriptors[10] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__outgoing_reply__field_descriptors[17] =
 {
   {
     "id",
@@ -4764,11 +4822,102 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__outgoing_reply__fiel
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "channel",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, channel),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "recipient",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, recipient),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_subject",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, message_subject),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "kind",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, kind),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "message_id",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, message_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "in_reply_to",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, in_reply_to),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "locale",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OutgoingReply, locale),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__outgoing_reply__field_indices_by_name[] = {
+  10,   /* field[10] = channel */
   8,   /* field[8] = created_at_ms */
   0,   /* field[0] = id */
+  15,   /* field[15] = in_reply_to */
+  13,   /* field[13] = kind */
   1,   /* field[1] = lead_id */
+  16,   /* field[16] = locale */
+  14,   /* field[14] = message_id */
+  12,   /* field[12] = message_subject */
+  11,   /* field[11] = recipient */
   2,   /* field[2] = registration_number */
   7,   /* field[7] = reply_due_at_ms */
   6,   /* field[6] = subject */
@@ -4780,7 +4929,7 @@ static const unsigned leadwire__intake__v1__outgoing_reply__field_indices_by_nam
 static const ProtobufCIntRange leadwire__intake__v1__outgoing_reply__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 17 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__outgoing_reply__descriptor =
 {
@@ -4790,7 +4939,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__outgoing_reply__descripto
   "Leadwire__Intake__V1__OutgoingReply",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__OutgoingReply),
-  10,
+  17,
   leadwire__intake__v1__outgoing_reply__field_descriptors,
   leadwire__intake__v1__outgoing_reply__field_indices_by_name,
   1,  leadwire__intake__v1__outgoing_reply__number_ranges,
@@ -5280,6 +5429,83 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__complete_lead_request__de
   leadwire__intake__v1__complete_lead_request__field_indices_by_name,
   1,  leadwire__intake__v1__complete_lead_request__number_ranges,
   (ProtobufCMessageInit) leadwire__intake__v1__complete_lead_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__intake__v1__require_inspection_request__field_descriptors[4] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RequireInspectionRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RequireInspectionRequest, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answer_by",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RequireInspectionRequest, answer_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "note",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__RequireInspectionRequest, note),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__intake__v1__require_inspection_request__field_indices_by_name[] = {
+  1,   /* field[1] = actor */
+  2,   /* field[2] = answer_by */
+  0,   /* field[0] = id */
+  3,   /* field[3] = note */
+};
+static const ProtobufCIntRange leadwire__intake__v1__require_inspection_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor leadwire__intake__v1__require_inspection_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.intake.v1.RequireInspectionRequest",
+  "RequireInspectionRequest",
+  "Leadwire__Intake__V1__RequireInspectionRequest",
+  "leadwire.intake.v1",
+  sizeof(Leadwire__Intake__V1__RequireInspectionRequest),
+  4,
+  leadwire__intake__v1__require_inspection_request__field_descriptors,
+  leadwire__intake__v1__require_inspection_request__field_indices_by_name,
+  1,  leadwire__intake__v1__require_inspection_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__intake__v1__require_inspection_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor leadwire__intake__v1__add_comment_request__field_descriptors[5] =
@@ -5798,7 +6024,7 @@ const ProtobufCEnumDescriptor leadwire__intake__v1__routing_state__descriptor =
   leadwire__intake__v1__routing_state__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[24] =
+static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_descriptors[25] =
 {
   { "CreateSource", &leadwire__intake__v1__create_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
   { "UpdateSource", &leadwire__intake__v1__update_source_request__descriptor, &leadwire__intake__v1__source__descriptor },
@@ -5816,6 +6042,7 @@ static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_desc
   { "DeferLead", &leadwire__intake__v1__defer_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
   { "RejectLead", &leadwire__intake__v1__reject_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
   { "CompleteLead", &leadwire__intake__v1__complete_lead_request__descriptor, &leadwire__intake__v1__lead__descriptor },
+  { "RequireInspection", &leadwire__intake__v1__require_inspection_request__descriptor, &leadwire__intake__v1__lead__descriptor },
   { "AddComment", &leadwire__intake__v1__add_comment_request__descriptor, &leadwire__intake__v1__comment__descriptor },
   { "SetClientDebt", &leadwire__intake__v1__set_client_debt_request__descriptor, &leadwire__intake__v1__client__descriptor },
   { "GetClient", &leadwire__intake__v1__get_client_request__descriptor, &leadwire__intake__v1__client__descriptor },
@@ -5827,27 +6054,28 @@ static const ProtobufCMethodDescriptor leadwire__intake__v1__intake__method_desc
 };
 const unsigned leadwire__intake__v1__intake__method_indices_by_name[] = {
   12,        /* AcceptLead */
-  16,        /* AddComment */
+  17,        /* AddComment */
   15,        /* CompleteLead */
-  21,        /* ConfirmReplies */
+  22,        /* ConfirmReplies */
   0,        /* CreateSource */
   13,        /* DeferLead */
-  18,        /* GetClient */
-  23,        /* GetIntakeSettings */
+  19,        /* GetClient */
+  24,        /* GetIntakeSettings */
   8,        /* GetLead */
   2,        /* GetSource */
   6,        /* ImportLeads */
   10,        /* ListLeads */
   3,        /* ListSources */
   9,        /* LookupStatus */
-  19,        /* RateLead */
+  20,        /* RateLead */
   14,        /* RejectLead */
-  17,        /* SetClientDebt */
-  22,        /* SetIntakeOpen */
+  16,        /* RequireInspection */
+  18,        /* SetClientDebt */
+  23,        /* SetIntakeOpen */
   4,        /* SetSourceEnabled */
   7,        /* SubmitEmail */
   5,        /* SubmitLead */
-  20,        /* TakeReplies */
+  21,        /* TakeReplies */
   1,        /* UpdateSource */
   11         /* WatchLeads */
 };
@@ -5858,7 +6086,7 @@ const ProtobufCServiceDescriptor leadwire__intake__v1__intake__descriptor =
   "Intake",
   "Leadwire__Intake__V1__Intake",
   "leadwire.intake.v1",
-  24,
+  25,
   leadwire__intake__v1__intake__method_descriptors,
   leadwire__intake__v1__intake__method_indices_by_name
 };
@@ -5990,13 +6218,21 @@ void leadwire__intake__v1__intake__complete_lead(ProtobufCService *service,
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
   service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void leadwire__intake__v1__intake__require_inspection(ProtobufCService *service,
+                                                      const Leadwire__Intake__V1__RequireInspectionRequest *input,
+                                                      Leadwire__Intake__V1__Lead_Closure closure,
+                                                      void *closure_data)
+{
+  assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void leadwire__intake__v1__intake__add_comment(ProtobufCService *service,
                                                const Leadwire__Intake__V1__AddCommentRequest *input,
                                                Leadwire__Intake__V1__Comment_Closure closure,
                                                void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__set_client_debt(ProtobufCService *service,
                                                    const Leadwire__Intake__V1__SetClientDebtRequest *input,
@@ -6004,7 +6240,7 @@ void leadwire__intake__v1__intake__set_client_debt(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__get_client(ProtobufCService *service,
                                               const Leadwire__Intake__V1__GetClientRequest *input,
@@ -6012,7 +6248,7 @@ void leadwire__intake__v1__intake__get_client(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
                                              const Leadwire__Intake__V1__RateLeadRequest *input,
@@ -6020,7 +6256,7 @@ void leadwire__intake__v1__intake__rate_lead(ProtobufCService *service,
                                              void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__take_replies(ProtobufCService *service,
                                                 const Leadwire__Intake__V1__TakeRepliesRequest *input,
@@ -6028,7 +6264,7 @@ void leadwire__intake__v1__intake__take_replies(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
                                                    const Leadwire__Intake__V1__ConfirmRepliesRequest *input,
@@ -6036,7 +6272,7 @@ void leadwire__intake__v1__intake__confirm_replies(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__set_intake_open(ProtobufCService *service,
                                                    const Leadwire__Intake__V1__SetIntakeOpenRequest *input,
@@ -6044,7 +6280,7 @@ void leadwire__intake__v1__intake__set_intake_open(ProtobufCService *service,
                                                    void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 22, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__get_intake_settings(ProtobufCService *service,
                                                        const Leadwire__Intake__V1__GetIntakeSettingsRequest *input,
@@ -6052,7 +6288,7 @@ void leadwire__intake__v1__intake__get_intake_settings(ProtobufCService *service
                                                        void *closure_data)
 {
   assert(service->descriptor == &leadwire__intake__v1__intake__descriptor);
-  service->invoke(service, 23, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 24, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *service,
                                          Leadwire__Intake__V1__Intake_ServiceDestroy destroy)

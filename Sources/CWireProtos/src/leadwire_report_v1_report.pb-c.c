@@ -1087,6 +1087,186 @@ void   leadwire__report__v1__work_plan_update__free_unpacked
   assert(message->base.descriptor == &leadwire__report__v1__work_plan_update__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   leadwire__report__v1__progress_request__init
+                     (Leadwire__Report__V1__ProgressRequest         *message)
+{
+  static const Leadwire__Report__V1__ProgressRequest init_value = LEADWIRE__REPORT__V1__PROGRESS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__report__v1__progress_request__get_packed_size
+                     (const Leadwire__Report__V1__ProgressRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__progress_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__report__v1__progress_request__pack
+                     (const Leadwire__Report__V1__ProgressRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__progress_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__report__v1__progress_request__pack_to_buffer
+                     (const Leadwire__Report__V1__ProgressRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__progress_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Report__V1__ProgressRequest *
+       leadwire__report__v1__progress_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Report__V1__ProgressRequest *)
+     protobuf_c_message_unpack (&leadwire__report__v1__progress_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__report__v1__progress_request__free_unpacked
+                     (Leadwire__Report__V1__ProgressRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__report__v1__progress_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__report__v1__request_progress_request__init
+                     (Leadwire__Report__V1__RequestProgressRequest         *message)
+{
+  static const Leadwire__Report__V1__RequestProgressRequest init_value = LEADWIRE__REPORT__V1__REQUEST_PROGRESS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__report__v1__request_progress_request__get_packed_size
+                     (const Leadwire__Report__V1__RequestProgressRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__request_progress_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__report__v1__request_progress_request__pack
+                     (const Leadwire__Report__V1__RequestProgressRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__request_progress_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__report__v1__request_progress_request__pack_to_buffer
+                     (const Leadwire__Report__V1__RequestProgressRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__request_progress_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Report__V1__RequestProgressRequest *
+       leadwire__report__v1__request_progress_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Report__V1__RequestProgressRequest *)
+     protobuf_c_message_unpack (&leadwire__report__v1__request_progress_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__report__v1__request_progress_request__free_unpacked
+                     (Leadwire__Report__V1__RequestProgressRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__report__v1__request_progress_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__report__v1__contractor__init
+                     (Leadwire__Report__V1__Contractor         *message)
+{
+  static const Leadwire__Report__V1__Contractor init_value = LEADWIRE__REPORT__V1__CONTRACTOR__INIT;
+  *message = init_value;
+}
+size_t leadwire__report__v1__contractor__get_packed_size
+                     (const Leadwire__Report__V1__Contractor *message)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__contractor__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__report__v1__contractor__pack
+                     (const Leadwire__Report__V1__Contractor *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__contractor__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__report__v1__contractor__pack_to_buffer
+                     (const Leadwire__Report__V1__Contractor *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__contractor__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Report__V1__Contractor *
+       leadwire__report__v1__contractor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Report__V1__Contractor *)
+     protobuf_c_message_unpack (&leadwire__report__v1__contractor__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__report__v1__contractor__free_unpacked
+                     (Leadwire__Report__V1__Contractor *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__report__v1__contractor__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   leadwire__report__v1__get_contractor_request__init
+                     (Leadwire__Report__V1__GetContractorRequest         *message)
+{
+  static const Leadwire__Report__V1__GetContractorRequest init_value = LEADWIRE__REPORT__V1__GET_CONTRACTOR_REQUEST__INIT;
+  *message = init_value;
+}
+size_t leadwire__report__v1__get_contractor_request__get_packed_size
+                     (const Leadwire__Report__V1__GetContractorRequest *message)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__get_contractor_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t leadwire__report__v1__get_contractor_request__pack
+                     (const Leadwire__Report__V1__GetContractorRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__get_contractor_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t leadwire__report__v1__get_contractor_request__pack_to_buffer
+                     (const Leadwire__Report__V1__GetContractorRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &leadwire__report__v1__get_contractor_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Leadwire__Report__V1__GetContractorRequest *
+       leadwire__report__v1__get_contractor_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Leadwire__Report__V1__GetContractorRequest *)
+     protobuf_c_message_unpack (&leadwire__report__v1__get_contractor_request__descriptor,
+                                allocator, len, data);
+}
+void   leadwire__report__v1__get_contractor_request__free_unpacked
+                     (Leadwire__Report__V1__GetContractorRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &leadwire__report__v1__get_contractor_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   leadwire__report__v1__acknowledge_request__init
                      (Leadwire__Report__V1__AcknowledgeRequest         *message)
 {
@@ -3869,7 +4049,7 @@ const ProtobufCMessageDescriptor leadwire__report__v1__get_work_plan_request__de
   (ProtobufCMessageInit) leadwire__report__v1__get_work_plan_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__report__v1__work_plan_update__field_descriptors[2] =
+static const ProtobufCFieldDescriptor leadwire__report__v1__work_plan_update__field_descriptors[3] =
 {
   {
     "kind",
@@ -3895,15 +4075,28 @@ static const ProtobufCFieldDescriptor leadwire__report__v1__work_plan_update__fi
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "progress_request",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__WorkPlanUpdate, progress_request),
+    &leadwire__report__v1__progress_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__report__v1__work_plan_update__field_indices_by_name[] = {
   0,   /* field[0] = kind */
   1,   /* field[1] = plan */
+  2,   /* field[2] = progress_request */
 };
 static const ProtobufCIntRange leadwire__report__v1__work_plan_update__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor leadwire__report__v1__work_plan_update__descriptor =
 {
@@ -3913,11 +4106,423 @@ const ProtobufCMessageDescriptor leadwire__report__v1__work_plan_update__descrip
   "Leadwire__Report__V1__WorkPlanUpdate",
   "leadwire.report.v1",
   sizeof(Leadwire__Report__V1__WorkPlanUpdate),
-  2,
+  3,
   leadwire__report__v1__work_plan_update__field_descriptors,
   leadwire__report__v1__work_plan_update__field_indices_by_name,
   1,  leadwire__report__v1__work_plan_update__number_ranges,
   (ProtobufCMessageInit) leadwire__report__v1__work_plan_update__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__report__v1__progress_request__field_descriptors[11] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contractor_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, contractor_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "line_ids",
+    4,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Leadwire__Report__V1__ProgressRequest, n_line_ids),
+    offsetof(Leadwire__Report__V1__ProgressRequest, line_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "due_date",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, due_date),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "note",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, note),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_by",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, requested_by),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested_at_ms",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, requested_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answered_line_ids",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Leadwire__Report__V1__ProgressRequest, n_answered_line_ids),
+    offsetof(Leadwire__Report__V1__ProgressRequest, answered_line_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "answered_at_ms",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, answered_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "overdue",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__ProgressRequest, overdue),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__report__v1__progress_request__field_indices_by_name[] = {
+  9,   /* field[9] = answered_at_ms */
+  8,   /* field[8] = answered_line_ids */
+  2,   /* field[2] = contractor_id */
+  4,   /* field[4] = due_date */
+  0,   /* field[0] = id */
+  3,   /* field[3] = line_ids */
+  5,   /* field[5] = note */
+  10,   /* field[10] = overdue */
+  1,   /* field[1] = plan_id */
+  7,   /* field[7] = requested_at_ms */
+  6,   /* field[6] = requested_by */
+};
+static const ProtobufCIntRange leadwire__report__v1__progress_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 11 }
+};
+const ProtobufCMessageDescriptor leadwire__report__v1__progress_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.report.v1.ProgressRequest",
+  "ProgressRequest",
+  "Leadwire__Report__V1__ProgressRequest",
+  "leadwire.report.v1",
+  sizeof(Leadwire__Report__V1__ProgressRequest),
+  11,
+  leadwire__report__v1__progress_request__field_descriptors,
+  leadwire__report__v1__progress_request__field_indices_by_name,
+  1,  leadwire__report__v1__progress_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__report__v1__progress_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__report__v1__request_progress_request__field_descriptors[6] =
+{
+  {
+    "plan_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, plan_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "contractor_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, contractor_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "line_ids",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, n_line_ids),
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, line_ids),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "due_date",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, due_date),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "note",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, note),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "actor",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__RequestProgressRequest, actor),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__report__v1__request_progress_request__field_indices_by_name[] = {
+  5,   /* field[5] = actor */
+  1,   /* field[1] = contractor_id */
+  3,   /* field[3] = due_date */
+  2,   /* field[2] = line_ids */
+  4,   /* field[4] = note */
+  0,   /* field[0] = plan_id */
+};
+static const ProtobufCIntRange leadwire__report__v1__request_progress_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor leadwire__report__v1__request_progress_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.report.v1.RequestProgressRequest",
+  "RequestProgressRequest",
+  "Leadwire__Report__V1__RequestProgressRequest",
+  "leadwire.report.v1",
+  sizeof(Leadwire__Report__V1__RequestProgressRequest),
+  6,
+  leadwire__report__v1__request_progress_request__field_descriptors,
+  leadwire__report__v1__request_progress_request__field_indices_by_name,
+  1,  leadwire__report__v1__request_progress_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__report__v1__request_progress_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__report__v1__contractor__field_descriptors[6] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "name",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, name),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "email",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, email),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "phone",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, phone),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "locale",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, locale),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "updated_at_ms",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__Contractor, updated_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__report__v1__contractor__field_indices_by_name[] = {
+  2,   /* field[2] = email */
+  0,   /* field[0] = id */
+  4,   /* field[4] = locale */
+  1,   /* field[1] = name */
+  3,   /* field[3] = phone */
+  5,   /* field[5] = updated_at_ms */
+};
+static const ProtobufCIntRange leadwire__report__v1__contractor__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor leadwire__report__v1__contractor__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.report.v1.Contractor",
+  "Contractor",
+  "Leadwire__Report__V1__Contractor",
+  "leadwire.report.v1",
+  sizeof(Leadwire__Report__V1__Contractor),
+  6,
+  leadwire__report__v1__contractor__field_descriptors,
+  leadwire__report__v1__contractor__field_indices_by_name,
+  1,  leadwire__report__v1__contractor__number_ranges,
+  (ProtobufCMessageInit) leadwire__report__v1__contractor__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor leadwire__report__v1__get_contractor_request__field_descriptors[1] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Report__V1__GetContractorRequest, id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned leadwire__report__v1__get_contractor_request__field_indices_by_name[] = {
+  0,   /* field[0] = id */
+};
+static const ProtobufCIntRange leadwire__report__v1__get_contractor_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor leadwire__report__v1__get_contractor_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "leadwire.report.v1.GetContractorRequest",
+  "GetContractorRequest",
+  "Leadwire__Report__V1__GetContractorRequest",
+  "leadwire.report.v1",
+  sizeof(Leadwire__Report__V1__GetContractorRequest),
+  1,
+  leadwire__report__v1__get_contractor_request__field_descriptors,
+  leadwire__report__v1__get_contractor_request__field_indices_by_name,
+  1,  leadwire__report__v1__get_contractor_request__number_ranges,
+  (ProtobufCMessageInit) leadwire__report__v1__get_contractor_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor leadwire__report__v1__acknowledge_request__field_descriptors[3] =
@@ -4266,7 +4871,7 @@ const ProtobufCMessageDescriptor leadwire__report__v1__control_item__descriptor 
   (ProtobufCMessageInit) leadwire__report__v1__control_item__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__report__v1__execution_control_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor leadwire__report__v1__execution_control_response__field_descriptors[3] =
 {
   {
     "consistent_as_of_ms",
@@ -4292,15 +4897,28 @@ static const ProtobufCFieldDescriptor leadwire__report__v1__execution_control_re
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "open_requests",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Leadwire__Report__V1__ExecutionControlResponse, n_open_requests),
+    offsetof(Leadwire__Report__V1__ExecutionControlResponse, open_requests),
+    &leadwire__report__v1__progress_request__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__report__v1__execution_control_response__field_indices_by_name[] = {
   0,   /* field[0] = consistent_as_of_ms */
   1,   /* field[1] = items */
+  2,   /* field[2] = open_requests */
 };
 static const ProtobufCIntRange leadwire__report__v1__execution_control_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor leadwire__report__v1__execution_control_response__descriptor =
 {
@@ -4310,7 +4928,7 @@ const ProtobufCMessageDescriptor leadwire__report__v1__execution_control_respons
   "Leadwire__Report__V1__ExecutionControlResponse",
   "leadwire.report.v1",
   sizeof(Leadwire__Report__V1__ExecutionControlResponse),
-  2,
+  3,
   leadwire__report__v1__execution_control_response__field_descriptors,
   leadwire__report__v1__execution_control_response__field_indices_by_name,
   1,  leadwire__report__v1__execution_control_response__number_ranges,
@@ -5501,7 +6119,7 @@ const ProtobufCEnumDescriptor leadwire__report__v1__dimension__descriptor =
   leadwire__report__v1__dimension__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCMethodDescriptor leadwire__report__v1__report__method_descriptors[19] =
+static const ProtobufCMethodDescriptor leadwire__report__v1__report__method_descriptors[22] =
 {
   { "IngestEvents", &leadwire__report__v1__ingest_events_request__descriptor, &leadwire__report__v1__ingest_events_response__descriptor },
   { "CreatePlan", &leadwire__report__v1__create_plan_request__descriptor, &leadwire__report__v1__plan__descriptor },
@@ -5517,6 +6135,9 @@ static const ProtobufCMethodDescriptor leadwire__report__v1__report__method_desc
   { "ReportProgress", &leadwire__report__v1__report_progress_request__descriptor, &leadwire__report__v1__plan_line__descriptor },
   { "SubmitAct", &leadwire__report__v1__submit_act_request__descriptor, &leadwire__report__v1__plan_line__descriptor },
   { "ExecutionControl", &leadwire__report__v1__execution_control_request__descriptor, &leadwire__report__v1__execution_control_response__descriptor },
+  { "RequestProgress", &leadwire__report__v1__request_progress_request__descriptor, &leadwire__report__v1__progress_request__descriptor },
+  { "PutContractor", &leadwire__report__v1__contractor__descriptor, &leadwire__report__v1__contractor__descriptor },
+  { "GetContractor", &leadwire__report__v1__get_contractor_request__descriptor, &leadwire__report__v1__contractor__descriptor },
   { "LeadSummary", &leadwire__report__v1__lead_report_request__descriptor, &leadwire__report__v1__lead_report__descriptor },
   { "LeadFunnel", &leadwire__report__v1__funnel_request__descriptor, &leadwire__report__v1__funnel__descriptor },
   { "EmployeeKpis", &leadwire__report__v1__kpi_request__descriptor, &leadwire__report__v1__kpi_report__descriptor },
@@ -5528,19 +6149,22 @@ const unsigned leadwire__report__v1__report__method_indices_by_name[] = {
   5,        /* ActOnPlan */
   6,        /* ComparePlan */
   1,        /* CreatePlan */
-  16,        /* EmployeeKpis */
+  19,        /* EmployeeKpis */
   13,        /* ExecutionControl */
-  18,        /* ExportCsv */
+  21,        /* ExportCsv */
   9,        /* FollowWorkPlans */
+  16,        /* GetContractor */
   3,        /* GetPlan */
   8,        /* GetWorkPlan */
   0,        /* IngestEvents */
-  15,        /* LeadFunnel */
-  14,        /* LeadSummary */
+  18,        /* LeadFunnel */
+  17,        /* LeadSummary */
   4,        /* ListPlans */
   7,        /* ListWorkPlans */
-  17,        /* PlanFigures */
+  20,        /* PlanFigures */
+  15,        /* PutContractor */
   11,        /* ReportProgress */
+  14,        /* RequestProgress */
   12,        /* SubmitAct */
   2         /* UpdatePlan */
 };
@@ -5551,7 +6175,7 @@ const ProtobufCServiceDescriptor leadwire__report__v1__report__descriptor =
   "Report",
   "Leadwire__Report__V1__Report",
   "leadwire.report.v1",
-  19,
+  22,
   leadwire__report__v1__report__method_descriptors,
   leadwire__report__v1__report__method_indices_by_name
 };
@@ -5667,13 +6291,37 @@ void leadwire__report__v1__report__execution_control(ProtobufCService *service,
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
   service->invoke(service, 13, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
+void leadwire__report__v1__report__request_progress(ProtobufCService *service,
+                                                    const Leadwire__Report__V1__RequestProgressRequest *input,
+                                                    Leadwire__Report__V1__ProgressRequest_Closure closure,
+                                                    void *closure_data)
+{
+  assert(service->descriptor == &leadwire__report__v1__report__descriptor);
+  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__report__v1__report__put_contractor(ProtobufCService *service,
+                                                  const Leadwire__Report__V1__Contractor *input,
+                                                  Leadwire__Report__V1__Contractor_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &leadwire__report__v1__report__descriptor);
+  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void leadwire__report__v1__report__get_contractor(ProtobufCService *service,
+                                                  const Leadwire__Report__V1__GetContractorRequest *input,
+                                                  Leadwire__Report__V1__Contractor_Closure closure,
+                                                  void *closure_data)
+{
+  assert(service->descriptor == &leadwire__report__v1__report__descriptor);
+  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
 void leadwire__report__v1__report__lead_summary(ProtobufCService *service,
                                                 const Leadwire__Report__V1__LeadReportRequest *input,
                                                 Leadwire__Report__V1__LeadReport_Closure closure,
                                                 void *closure_data)
 {
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
-  service->invoke(service, 14, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__report__v1__report__lead_funnel(ProtobufCService *service,
                                                const Leadwire__Report__V1__FunnelRequest *input,
@@ -5681,7 +6329,7 @@ void leadwire__report__v1__report__lead_funnel(ProtobufCService *service,
                                                void *closure_data)
 {
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
-  service->invoke(service, 15, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__report__v1__report__employee_kpis(ProtobufCService *service,
                                                  const Leadwire__Report__V1__KpiRequest *input,
@@ -5689,7 +6337,7 @@ void leadwire__report__v1__report__employee_kpis(ProtobufCService *service,
                                                  void *closure_data)
 {
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
-  service->invoke(service, 16, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 19, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__report__v1__report__plan_figures(ProtobufCService *service,
                                                 const Leadwire__Report__V1__PlanReportRequest *input,
@@ -5697,7 +6345,7 @@ void leadwire__report__v1__report__plan_figures(ProtobufCService *service,
                                                 void *closure_data)
 {
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
-  service->invoke(service, 17, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 20, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__report__v1__report__export_csv(ProtobufCService *service,
                                               const Leadwire__Report__V1__ExportCsvRequest *input,
@@ -5705,7 +6353,7 @@ void leadwire__report__v1__report__export_csv(ProtobufCService *service,
                                               void *closure_data)
 {
   assert(service->descriptor == &leadwire__report__v1__report__descriptor);
-  service->invoke(service, 18, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+  service->invoke(service, 21, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void leadwire__report__v1__report__init (Leadwire__Report__V1__Report_Service *service,
                                          Leadwire__Report__V1__Report_ServiceDestroy destroy)

@@ -1,4 +1,5 @@
 import LeadwireAPI
+import Messaging
 import Wire
 
 /// Checks a new lead against its source (MISSION §1–2): defaults first, then every field, all
@@ -199,6 +200,10 @@ enum LeadValidation {
             v.append(.init(field: "source.default_role", description: "give a default owner or a default role, not both"))
         }
         if s.replyDays < 0 { v.append(.init(field: "source.reply_days", description: "must be >= 0")) }
+        if !s.locale.isEmpty && MessageLocale(code: s.locale) == nil {
+            v.append(
+                .init(field: "source.locale", description: "\"\(Clip.value(s.locale))\" is not one of: ru, en (empty = the deployment's)"))
+        }
         if !s.phoneCountry.isEmpty && PhoneCountry.named(s.phoneCountry) == nil {
             v.append(
                 .init(

@@ -202,8 +202,8 @@ final class OutboxRelay: Service, Sendable {
     /// purges delivered messages older than a week once an hour.
     private func watchBacklog() async {
         var lastPurge: Int64 = 0
-        // Replies are taken by a mail gateway (TakeReplies): their lag says whether one is running.
-        var kinds: [IntakeStore.OutboxKind] = [.reply]
+        // Messages to people have their own queue and gauges (Messaging's Mailer).
+        var kinds: [IntakeStore.OutboxKind] = []
         if routing != nil { kinds += IntakeStore.OutboxKind.routing }
         if report != nil { kinds.append(.event) }
         let gauges = Dictionary(

@@ -1,4 +1,5 @@
 import LeadwireAPI
+import Messaging
 import NIOConcurrencyHelpers
 import Store
 import Wire
@@ -72,21 +73,8 @@ extension IntakeStore {
                 key.isEmpty ? nil : key, key.isEmpty ? nil : canonical, ProtoCodec.encode(lead))
             try Self.appendHistory(
                 db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
-            // The acknowledgement a mail sender will deliver: what the applicant is told (number,
-            // reply deadline, their request's subject), not the whole lead.
-            var told = Intake_Lead()
-            told.id = lead.id
-            told.registrationNumber = lead.registrationNumber
-            told.applicant = lead.applicant
-            told.subject = lead.subject
-            told.receivedAtMs = lead.receivedAtMs
-            told.replyDueAtMs = lead.replyDueAtMs
-            var reply = Intake_LeadChange()
-            reply.kind = "reply"
-            reply.lead = told
-            reply.atMs = now
-            try db.run(
-                "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('reply', ?, ?, ?)", rowID, ProtoCodec.encode(reply), now)
+            // The acknowledgement the applicant is owed: number and answer date.
+            try self.tellApplicant(db, .leadRegistered, lead, source: source, now: now)
             try Self.appendEvent(db, rowID, kind: .registered, lead: lead, now: now)
             var route: Routing_RouteLeadRequest?
             if self.routing {
@@ -284,6 +272,15 @@ extension IntakeStore {
             try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
             try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
             try Self.appendEvent(db, n, kind: LeadEventKind(status: to), lead: lead, now: now)
+            let locale = self.locale(of: try Self.sourceDefinition(db, lead.sourceId))
+            switch action {
+            case .accept: try self.tellApplicant(db, .leadAccepted, lead, now: now)
+            case .defer(let reason, let date):
+                try self.tellApplicant(
+                    db, .leadDeferred, lead, extra: ["reason": reason, "revisit_date": locale.date(iso: date)], now: now)
+            case .reject(let reason): try self.tellApplicant(db, .leadRejected, lead, extra: ["reason": reason], now: now)
+            case .complete: try self.tellApplicant(db, .leadProcessed, lead, now: now)
+            }
             if self.routing {
                 // Routing stops the escalation clock at the first decision, and frees the person's
                 // capacity when the lead is finished.
@@ -303,6 +300,30 @@ extension IntakeStore {
                         "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('release', ?, ?, ?)", n, ProtoCodec.encode(r), now)
                 }
             }
+            return lead
+        }
+    }
+
+    /// A new lead that needs an inspection before its decision: it stays new, its answer date
+    /// moves to the end of `answerBy` (UTC), and the applicant is told.
+    func requireInspection(_ id: String, answerBy: String, note: String, actor: String, now: Int64) async throws -> Intake_Lead {
+        try await db.write { db in
+            guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
+            var lead = stored
+            guard lead.status == .new else {
+                throw IntakeError.illegalTransition(
+                    lead: lead.registrationNumber, current: lead.status, action: "an inspection request", allowedFrom: [.new])
+            }
+            guard let d = CalendarDate.parse(answerBy) else {
+                throw IntakeError.invalid("bad date", [.init(field: "answer_by", description: "YYYY-MM-DD")])
+            }
+            lead.replyDueAtMs = Int64(CalendarDate.dayNumber(d.year, d.month, d.day) + 1) * 86_400_000 - 1
+            lead.updatedAtMs = now
+            try db.run("UPDATE leads SET body = ? WHERE id = ?", ProtoCodec.encode(lead), n)
+            try Self.appendHistory(
+                db, n, actor: actor, action: "inspection", from: lead.status, to: lead.status,
+                note: "answer by \(answerBy)" + (note.isEmpty ? "" : ": \(note)"), now: now)
+            try self.tellApplicant(db, .inspectionNeeded, lead, extra: ["note": note], now: now)
             return lead
         }
     }
@@ -327,7 +348,11 @@ extension IntakeStore {
         }
     }
 
-    func addComment(_ c: Intake_Comment, now: Int64) async throws -> (Intake_Comment, Intake_Lead) {
+    /// Stores a comment and queues what it owes: the applicant hears of a public one (unless it is
+    /// their own answer), mentioned people and the owner of someone else's.
+    func addComment(_ c: Intake_Comment, authorPersonID: String = "", fromApplicant: Bool = false, now: Int64) async throws -> (
+        Intake_Comment, Intake_Lead
+    ) {
         try await db.write { db in
             guard let (n, lead) = try Self.leadRecord(db, c.leadId) else { throw Self.noLead(c.leadId) }
             var comment = c
@@ -340,6 +365,7 @@ extension IntakeStore {
                 db, n, actor: c.author, action: "commented", from: lead.status, to: lead.status, note: c.public ? "public" : "private",
                 now: now)
             try Self.appendEvent(db, n, kind: .commented, lead: lead, now: now, publicComment: c.public)
+            try self.tellOfComment(db, comment, lead, authorPersonID: authorPersonID, fromApplicant: fromApplicant, now: now)
             return (comment, lead)
         }
     }

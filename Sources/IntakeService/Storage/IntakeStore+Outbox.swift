@@ -9,7 +9,7 @@ extension IntakeStore {
 
     /// What an outbox row carries, as stored in its `kind` column.
     enum OutboxKind: String, Sendable, CaseIterable {
-        /// The registration reply to the applicant, taken by a mail/SMS gateway (TakeReplies).
+        /// A registration reply from before migration 7; moved to the message queue at start.
         case reply
         /// A lead event for report (Intake_LeadChange).
         case event
@@ -47,15 +47,6 @@ extension IntakeStore {
         guard !ids.isEmpty else { return }
         try await db.write { db in
             for id in ids { try db.run("UPDATE outbox SET delivered_at = ?, failure = ? WHERE id = ?", now, failure, id) }
-        }
-    }
-
-    /// Marks replies sent; returns how many were still waiting.
-    func confirmReplies(_ ids: [Int64], now: Int64) async throws -> Int {
-        try await db.write { db in
-            try ids.reduce(0) { n, id in
-                n + (try db.run("UPDATE outbox SET delivered_at = ? WHERE id = ? AND kind = 'reply' AND delivered_at IS NULL", now, id))
-            }
         }
     }
 

@@ -25,7 +25,9 @@ extension IntakeStore {
             }
             // Pending: the first answer. Queued: routing has since handed the lead to someone.
             guard lead.routing == .pending || (lead.routing == .queued && !a.personId.isEmpty) else { return (lead, false) }
+            let previous = lead.ownerId
             try Self.setOwner(db, n, &lead, from: a, actor: "routing", note: a.explanation, now: now)
+            try self.tellOfAssignment(db, a, lead, previousOwner: previous, now: now)
             return (lead, true)
         }
     }
@@ -69,11 +71,13 @@ extension IntakeStore {
                     "SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
             else { return nil }
             guard lead.ownerId != a.personId else { return nil }
+            let previous = lead.ownerId
             let step = a.history.last
             let note = [step?.kind, step?.note].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
             try Self.setOwner(
                 db, n, &lead, from: a, actor: step?.actor.isEmpty == false ? step!.actor : "routing",
                 note: note.isEmpty ? a.explanation : note, now: now)
+            try self.tellOfAssignment(db, a, lead, previousOwner: previous, now: now)
             return lead
         }
     }

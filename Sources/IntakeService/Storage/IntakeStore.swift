@@ -1,4 +1,5 @@
 import LeadwireAPI
+import Messaging
 import NIOConcurrencyHelpers
 import Store
 import Wire
@@ -118,6 +119,7 @@ final class IntakeStore: Sendable {
             -- How far each feed from another service has been applied (routing's owner changes).
             CREATE TABLE feed_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             """),
+        Migration(7, "messages to applicants and staff, and their templates", MessageQueue.schema),
     ]
 
     func intakeSettings() async throws -> Intake_IntakeSettings {
@@ -178,12 +180,19 @@ final class IntakeStore: Sendable {
     /// Whether leads go to the routing service (through the outbox): set when one is configured.
     let routing: Bool
 
-    init(path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) throws {
+    /// Messages to applicants and staff, queued in the same transactions as the changes that owe them.
+    let messages: MessageQueue
+
+    init(
+        path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30,
+        locale: MessageLocale = .ru, messageDomain: String = "leadwire.localhost"
+    ) throws {
         var config = Database.Configuration(path: path)
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         self.routing = routing
         db = try Database(configuration: config, migrations: Self.migrations)
+        messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
     }
 
     // MARK: Ids: prefixed, so a lead id is never taken for a source id by mistake.

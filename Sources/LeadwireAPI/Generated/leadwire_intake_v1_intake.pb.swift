@@ -377,6 +377,9 @@ public struct Intake_Source: WireMessage, Hashable {
     /// How phone numbers written without "+" are read on this source: an ISO country code among RU,
     /// KZ, BY, UZ, AM, KG. Empty = the deployment's default (--phone-country, RU unless set).
     public var phoneCountry: String = ""
+    /// The language of messages to this source's applicants: "ru" or "en". Empty = the deployment's
+    /// default (--locale, "ru" unless set).
+    public var locale: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
@@ -395,6 +398,7 @@ public struct Intake_Source: WireMessage, Hashable {
         self.createdAtMs = r.scalar(14)
         self.updatedAtMs = r.scalar(15)
         self.phoneCountry = try r.string(16)
+        self.locale = try r.string(17)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
@@ -413,6 +417,7 @@ public struct Intake_Source: WireMessage, Hashable {
         w.scalar(14, self.createdAtMs)
         w.scalar(15, self.updatedAtMs)
         w.string(16, self.phoneCountry)
+        w.string(17, self.locale)
     }
 }
 
@@ -1074,8 +1079,9 @@ public struct Intake_LeadChange: WireMessage, Hashable {
     }
 }
 
-/// The acknowledgement an applicant is owed (number and reply deadline), waiting for a mail or SMS
-/// gateway to send it.
+/// A message waiting for a gateway (an SMS provider's adapter, or a mail sender when the service
+/// has no SMTP relay of its own): registration replies, decisions and public comments to applicants,
+/// notices to staff. Send `text` to `recipient` over `channel`, then ConfirmReplies with `id`.
 public struct Intake_OutgoingReply: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.OutgoingReply", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     /// The message's id: confirm it with this once sent.
@@ -1089,8 +1095,22 @@ public struct Intake_OutgoingReply: WireMessage, Hashable {
     public var subject: String = ""
     public var replyDueAtMs: Int64 = 0
     public var createdAtMs: Int64 = 0
-    /// A plain-text body the gateway may send as it is.
+    /// The body, plain text, ready to send as it is.
     public var text: String = ""
+    /// "email" or "sms".
+    public var channel: String = ""
+    /// The address or phone number (E.164) to send to.
+    public var recipient: String = ""
+    /// The message's own subject line (for e-mail).
+    public var messageSubject: String = ""
+    /// What it is: "lead_registered", "lead_accepted", "public_comment", "mentioned"... (Messages.ListTemplates).
+    public var kind: String = ""
+    /// Stable across attempts: deduplicate on it (and use it as the e-mail's Message-ID).
+    public var messageId: String = ""
+    /// The message it answers (e-mail In-Reply-To), for threading.
+    public var inReplyTo: String = ""
+    /// "ru" or "en".
+    public var locale: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = r.scalar(1)
@@ -1103,6 +1123,13 @@ public struct Intake_OutgoingReply: WireMessage, Hashable {
         self.replyDueAtMs = r.scalar(8)
         self.createdAtMs = r.scalar(9)
         self.text = try r.string(10)
+        self.channel = try r.string(11)
+        self.recipient = try r.string(12)
+        self.messageSubject = try r.string(13)
+        self.kind = try r.string(14)
+        self.messageId = try r.string(15)
+        self.inReplyTo = try r.string(16)
+        self.locale = try r.string(17)
     }
     public func write(to w: inout ProtoWriter) {
         w.scalar(1, self.id)
@@ -1115,6 +1142,13 @@ public struct Intake_OutgoingReply: WireMessage, Hashable {
         w.scalar(8, self.replyDueAtMs)
         w.scalar(9, self.createdAtMs)
         w.string(10, self.text)
+        w.string(11, self.channel)
+        w.string(12, self.recipient)
+        w.string(13, self.messageSubject)
+        w.string(14, self.kind)
+        w.string(15, self.messageId)
+        w.string(16, self.inReplyTo)
+        w.string(17, self.locale)
     }
 }
 
@@ -1266,6 +1300,29 @@ public struct Intake_CompleteLeadRequest: WireMessage, Hashable {
     }
 }
 
+public struct Intake_RequireInspectionRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.RequireInspectionRequest", limits: FieldLimits(maxCharacters: [4: 2000], maxItems: [:]))
+    public var id: String = ""
+    public var actor: String = ""
+    /// The date by which the applicant gets an answer, "YYYY-MM-DD", after today.
+    public var answerBy: String = ""
+    /// What the applicant is told about the inspection (when, who comes). At most 2,000 characters.
+    public var note: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = try r.string(1)
+        self.actor = try r.string(2)
+        self.answerBy = try r.string(3)
+        self.note = try r.string(4)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.id)
+        w.string(2, self.actor)
+        w.string(3, self.answerBy)
+        w.string(4, self.note)
+    }
+}
+
 public struct Intake_AddCommentRequest: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AddCommentRequest", limits: FieldLimits(maxCharacters: [3: 65536], maxItems: [5: 50]))
     public var leadId: String = ""
@@ -1407,6 +1464,9 @@ public protocol Intake_Service: WireService {
     func rejectLead(_ request: Intake_RejectLeadRequest, context: ServerContext) async throws -> Intake_Lead
     /// accepted -> processed, with the outcome and its reference.
     func completeLead(_ request: Intake_CompleteLeadRequest, context: ServerContext) async throws -> Intake_Lead
+    /// A new lead needs an inspection before the decision: it stays new, its reply deadline moves to
+    /// answer_by, and the applicant is told the date (MISSION §2's second reply form).
+    func requireInspection(_ request: Intake_RequireInspectionRequest, context: ServerContext) async throws -> Intake_Lead
     func addComment(_ request: Intake_AddCommentRequest, context: ServerContext) async throws -> Intake_Comment
     /// Sets a client's debt balance (as accounting would).
     func setClientDebt(_ request: Intake_SetClientDebtRequest, context: ServerContext) async throws -> Intake_Client
@@ -1443,6 +1503,7 @@ public enum Intake_Method: String, WireMethod {
     case deferLead = "DeferLead"
     case rejectLead = "RejectLead"
     case completeLead = "CompleteLead"
+    case requireInspection = "RequireInspection"
     case addComment = "AddComment"
     case setClientDebt = "SetClientDebt"
     case getClient = "GetClient"
@@ -1472,6 +1533,7 @@ public enum Intake_Method: String, WireMethod {
         case .deferLead: "/leadwire.intake.v1.Intake/DeferLead"
         case .rejectLead: "/leadwire.intake.v1.Intake/RejectLead"
         case .completeLead: "/leadwire.intake.v1.Intake/CompleteLead"
+        case .requireInspection: "/leadwire.intake.v1.Intake/RequireInspection"
         case .addComment: "/leadwire.intake.v1.Intake/AddComment"
         case .setClientDebt: "/leadwire.intake.v1.Intake/SetClientDebt"
         case .getClient: "/leadwire.intake.v1.Intake/GetClient"
@@ -1504,6 +1566,7 @@ extension Intake_Service {
             .unary(Intake_Method.deferLead.path) { try await self.deferLead($0, context: $1) },
             .unary(Intake_Method.rejectLead.path) { try await self.rejectLead($0, context: $1) },
             .unary(Intake_Method.completeLead.path) { try await self.completeLead($0, context: $1) },
+            .unary(Intake_Method.requireInspection.path) { try await self.requireInspection($0, context: $1) },
             .unary(Intake_Method.addComment.path) { try await self.addComment($0, context: $1) },
             .unary(Intake_Method.setClientDebt.path) { try await self.setClientDebt($0, context: $1) },
             .unary(Intake_Method.getClient.path) { try await self.getClient($0, context: $1) },
@@ -1586,6 +1649,11 @@ public struct Intake_ServiceClient: Sendable {
     /// accepted -> processed, with the outcome and its reference.
     public func completeLead(_ request: Intake_CompleteLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary(Intake_Method.completeLead.path, request: request, options: options)
+    }
+    /// A new lead needs an inspection before the decision: it stays new, its reply deadline moves to
+    /// answer_by, and the applicant is told the date (MISSION §2's second reply form).
+    public func requireInspection(_ request: Intake_RequireInspectionRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
+        try await channel.unary(Intake_Method.requireInspection.path, request: request, options: options)
     }
     public func addComment(_ request: Intake_AddCommentRequest, options: CallOptions = CallOptions()) async throws -> Intake_Comment {
         try await channel.unary(Intake_Method.addComment.path, request: request, options: options)

@@ -811,17 +811,140 @@ public struct Report_GetWorkPlanRequest: WireMessage, Hashable {
 
 public struct Report_WorkPlanUpdate: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.WorkPlanUpdate", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
-    /// "current" (sent first, one per plan), "handed_over", "changed".
+    /// "current" (sent first, one per plan), "handed_over", "changed", "progress_requested".
     public var kind: String = ""
     public var plan: Report_WorkPlan? = nil
+    /// For "progress_requested" (and with "current", each unanswered request).
+    public var progressRequest: Report_ProgressRequest? = nil
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.kind = try r.string(1)
         self.plan = try r.message(2, as: Report_WorkPlan.self)
+        self.progressRequest = try r.message(3, as: Report_ProgressRequest.self)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.kind)
         w.message(2, self.plan)
+        w.message(3, self.progressRequest)
+    }
+}
+
+/// Execution control asks a contractor how lines stand; each line is answered by ReportProgress.
+public struct Report_ProgressRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ProgressRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    /// "preq-1".
+    public var id: String = ""
+    public var planId: String = ""
+    public var contractorId: String = ""
+    public var lineIds: [String] = []
+    /// "YYYY-MM-DD": the answer is due by the end of this day.
+    public var dueDate: String = ""
+    public var note: String = ""
+    public var requestedBy: String = ""
+    public var requestedAtMs: Int64 = 0
+    /// Output only: lines answered since the request; the request is cleared when all are.
+    public var answeredLineIds: [String] = []
+    /// Output only: 0 until every line is answered.
+    public var answeredAtMs: Int64 = 0
+    /// Output only: unanswered and past its due date.
+    public var overdue: Bool = false
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = try r.string(1)
+        self.planId = try r.string(2)
+        self.contractorId = try r.string(3)
+        self.lineIds = try r.repeatedStrings(4)
+        self.dueDate = try r.string(5)
+        self.note = try r.string(6)
+        self.requestedBy = try r.string(7)
+        self.requestedAtMs = r.scalar(8)
+        self.answeredLineIds = try r.repeatedStrings(9)
+        self.answeredAtMs = r.scalar(10)
+        self.overdue = r.scalar(11)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.id)
+        w.string(2, self.planId)
+        w.string(3, self.contractorId)
+        w.repeatedStrings(4, self.lineIds)
+        w.string(5, self.dueDate)
+        w.string(6, self.note)
+        w.string(7, self.requestedBy)
+        w.scalar(8, self.requestedAtMs)
+        w.repeatedStrings(9, self.answeredLineIds)
+        w.scalar(10, self.answeredAtMs)
+        w.scalar(11, self.overdue)
+    }
+}
+
+public struct Report_RequestProgressRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.RequestProgressRequest", limits: FieldLimits(maxCharacters: [5: 2000], maxItems: [:]))
+    public var planId: String = ""
+    public var contractorId: String = ""
+    /// Lines of this contractor in the plan; empty = all of them not closed.
+    public var lineIds: [String] = []
+    /// "YYYY-MM-DD", today or later.
+    public var dueDate: String = ""
+    /// At most 2,000 characters.
+    public var note: String = ""
+    public var actor: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.planId = try r.string(1)
+        self.contractorId = try r.string(2)
+        self.lineIds = try r.repeatedStrings(3)
+        self.dueDate = try r.string(4)
+        self.note = try r.string(5)
+        self.actor = try r.string(6)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.planId)
+        w.string(2, self.contractorId)
+        w.repeatedStrings(3, self.lineIds)
+        w.string(4, self.dueDate)
+        w.string(5, self.note)
+        w.string(6, self.actor)
+    }
+}
+
+/// Who a contractor is for messages: where progress requests are mailed, in which language.
+public struct Report_Contractor: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.Contractor", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public var id: String = ""
+    public var name: String = ""
+    public var email: String = ""
+    public var phone: String = ""
+    /// "ru" or "en"; empty = the deployment's default.
+    public var locale: String = ""
+    public var updatedAtMs: Int64 = 0
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = try r.string(1)
+        self.name = try r.string(2)
+        self.email = try r.string(3)
+        self.phone = try r.string(4)
+        self.locale = try r.string(5)
+        self.updatedAtMs = r.scalar(6)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.id)
+        w.string(2, self.name)
+        w.string(3, self.email)
+        w.string(4, self.phone)
+        w.string(5, self.locale)
+        w.scalar(6, self.updatedAtMs)
+    }
+}
+
+public struct Report_GetContractorRequest: WireMessage, Hashable {
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.GetContractorRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public var id: String = ""
+    public init() {}
+    public init(reading r: ProtoReader) throws {
+        self.id = try r.string(1)
+    }
+    public func write(to w: inout ProtoWriter) {
+        w.string(1, self.id)
     }
 }
 
@@ -928,14 +1051,18 @@ public struct Report_ExecutionControlResponse: WireMessage, Hashable {
     public static let wireDescriptor = MessageDescriptor(named: "leadwire.report.v1.ExecutionControlResponse", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
     public var consistentAsOfMs: Int64 = 0
     public var items: [Report_ControlItem] = []
+    /// Progress requests not yet answered on every line, oldest first; `overdue` marks those past due.
+    public var openRequests: [Report_ProgressRequest] = []
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.consistentAsOfMs = r.scalar(1)
         self.items = try r.repeatedMessages(2, as: Report_ControlItem.self)
+        self.openRequests = try r.repeatedMessages(3, as: Report_ProgressRequest.self)
     }
     public func write(to w: inout ProtoWriter) {
         w.scalar(1, self.consistentAsOfMs)
         w.repeatedMessages(2, self.items)
+        w.repeatedMessages(3, self.openRequests)
     }
 }
 
@@ -1265,6 +1392,12 @@ public protocol Report_Service: WireService {
     func submitAct(_ request: Report_SubmitActRequest, context: ServerContext) async throws -> Report_PlanLine
     /// Lines overdue or without recent progress, per contractor.
     func executionControl(_ request: Report_ExecutionControlRequest, context: ServerContext) async throws -> Report_ExecutionControlResponse
+    /// Asks a contractor for progress on lines of a handed-over plan: recorded, sent on the
+    /// contractor's FollowWorkPlans streams and by e-mail to the contractor's address (PutContractor).
+    func requestProgress(_ request: Report_RequestProgressRequest, context: ServerContext) async throws -> Report_ProgressRequest
+    /// A contractor's name, e-mail, phone and language for messages.
+    func putContractor(_ request: Report_Contractor, context: ServerContext) async throws -> Report_Contractor
+    func getContractor(_ request: Report_GetContractorRequest, context: ServerContext) async throws -> Report_Contractor
     func leadSummary(_ request: Report_LeadReportRequest, context: ServerContext) async throws -> Report_LeadReport
     func leadFunnel(_ request: Report_FunnelRequest, context: ServerContext) async throws -> Report_Funnel
     func employeeKpis(_ request: Report_KpiRequest, context: ServerContext) async throws -> Report_KpiReport
@@ -1289,6 +1422,9 @@ public enum Report_Method: String, WireMethod {
     case reportProgress = "ReportProgress"
     case submitAct = "SubmitAct"
     case executionControl = "ExecutionControl"
+    case requestProgress = "RequestProgress"
+    case putContractor = "PutContractor"
+    case getContractor = "GetContractor"
     case leadSummary = "LeadSummary"
     case leadFunnel = "LeadFunnel"
     case employeeKpis = "EmployeeKpis"
@@ -1313,6 +1449,9 @@ public enum Report_Method: String, WireMethod {
         case .reportProgress: "/leadwire.report.v1.Report/ReportProgress"
         case .submitAct: "/leadwire.report.v1.Report/SubmitAct"
         case .executionControl: "/leadwire.report.v1.Report/ExecutionControl"
+        case .requestProgress: "/leadwire.report.v1.Report/RequestProgress"
+        case .putContractor: "/leadwire.report.v1.Report/PutContractor"
+        case .getContractor: "/leadwire.report.v1.Report/GetContractor"
         case .leadSummary: "/leadwire.report.v1.Report/LeadSummary"
         case .leadFunnel: "/leadwire.report.v1.Report/LeadFunnel"
         case .employeeKpis: "/leadwire.report.v1.Report/EmployeeKpis"
@@ -1340,6 +1479,9 @@ extension Report_Service {
             .unary(Report_Method.reportProgress.path) { try await self.reportProgress($0, context: $1) },
             .unary(Report_Method.submitAct.path) { try await self.submitAct($0, context: $1) },
             .unary(Report_Method.executionControl.path) { try await self.executionControl($0, context: $1) },
+            .unary(Report_Method.requestProgress.path) { try await self.requestProgress($0, context: $1) },
+            .unary(Report_Method.putContractor.path) { try await self.putContractor($0, context: $1) },
+            .unary(Report_Method.getContractor.path) { try await self.getContractor($0, context: $1) },
             .unary(Report_Method.leadSummary.path) { try await self.leadSummary($0, context: $1) },
             .unary(Report_Method.leadFunnel.path) { try await self.leadFunnel($0, context: $1) },
             .unary(Report_Method.employeeKpis.path) { try await self.employeeKpis($0, context: $1) },
@@ -1404,6 +1546,18 @@ public struct Report_ServiceClient: Sendable {
     /// Lines overdue or without recent progress, per contractor.
     public func executionControl(_ request: Report_ExecutionControlRequest, options: CallOptions = CallOptions()) async throws -> Report_ExecutionControlResponse {
         try await channel.unary(Report_Method.executionControl.path, request: request, options: options)
+    }
+    /// Asks a contractor for progress on lines of a handed-over plan: recorded, sent on the
+    /// contractor's FollowWorkPlans streams and by e-mail to the contractor's address (PutContractor).
+    public func requestProgress(_ request: Report_RequestProgressRequest, options: CallOptions = CallOptions()) async throws -> Report_ProgressRequest {
+        try await channel.unary(Report_Method.requestProgress.path, request: request, options: options)
+    }
+    /// A contractor's name, e-mail, phone and language for messages.
+    public func putContractor(_ request: Report_Contractor, options: CallOptions = CallOptions()) async throws -> Report_Contractor {
+        try await channel.unary(Report_Method.putContractor.path, request: request, options: options)
+    }
+    public func getContractor(_ request: Report_GetContractorRequest, options: CallOptions = CallOptions()) async throws -> Report_Contractor {
+        try await channel.unary(Report_Method.getContractor.path, request: request, options: options)
     }
     public func leadSummary(_ request: Report_LeadReportRequest, options: CallOptions = CallOptions()) async throws -> Report_LeadReport {
         try await channel.unary(Report_Method.leadSummary.path, request: request, options: options)

@@ -175,7 +175,8 @@ extension ReportStore {
     /// Changes a handed-over plan for one contractor's action; returns the whole plan (for
     /// followers) and the contractor's view of it.
     func contractorWrite<T: Sendable>(
-        contractor: String, plan id: String, _ body: @escaping @Sendable (inout Report_Plan) throws -> T
+        contractor: String, plan id: String, _ body: @escaping @Sendable (inout Report_Plan) throws -> T,
+        then: (@Sendable (Connection, Report_Plan) throws -> Void)? = nil
     ) async throws -> (T, Report_Plan) {
         try await db.write { c in
             guard let n = Self.planNumber(id), var p = try Self.plan(c, n), PlanMachine.view(p, for: contractor) != nil else {
@@ -183,6 +184,7 @@ extension ReportStore {
             }
             let result = try body(&p)
             try Self.save(c, n, p, newVersion: false)
+            try then?(c, p)
             return (result, p)
         }
     }
@@ -230,6 +232,9 @@ extension ReportStore {
             e.progressAtMs = now
             p.lines[i].execution = e
             return p.lines[i]
+        } then: { c, _ in
+            // The answer to any open progress request covering the line.
+            try Self.answerProgressRequests(c, plan: id, contractor: contractor, line: lineID, now: now)
         }
     }
 

@@ -1,4 +1,5 @@
 import LeadwireAPI
+import Messaging
 import NIOConcurrencyHelpers
 import Store
 import Wire
@@ -63,13 +64,37 @@ final class ReportStore: Sendable {
                 PRIMARY KEY (contractor_id, plan_id)
             ) WITHOUT ROWID;
             CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-            """)
+            """),
+        Migration(
+            2, "contractor messages: progress requests, contractors' addresses, the message queue",
+            MessageQueue.schema + """
+                CREATE TABLE contractors (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, phone TEXT NOT NULL, locale TEXT NOT NULL,
+                    updated_at INTEGER NOT NULL
+                );
+                -- One row per request; body is the ProgressRequest (with the lines answered so far).
+                CREATE TABLE progress_requests (
+                    id INTEGER PRIMARY KEY,
+                    plan_id TEXT NOT NULL,
+                    contractor_id TEXT NOT NULL,
+                    answered_at INTEGER NOT NULL DEFAULT 0,
+                    body BLOB NOT NULL
+                );
+                CREATE INDEX progress_requests_open ON progress_requests(contractor_id, plan_id) WHERE answered_at = 0;
+                """),
     ]
 
-    init(path: String, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) throws {
+    /// Messages to contractors (progress requests), queued in the transactions that owe them.
+    let messages: MessageQueue
+
+    init(
+        path: String, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30, locale: MessageLocale = .ru,
+        messageDomain: String = "leadwire.localhost"
+    ) throws {
         var config = Database.Configuration(path: path)
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
+        messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
     }
 }

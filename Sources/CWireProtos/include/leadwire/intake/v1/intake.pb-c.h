@@ -54,6 +54,7 @@ typedef struct Leadwire__Intake__V1__AcceptLeadRequest Leadwire__Intake__V1__Acc
 typedef struct Leadwire__Intake__V1__DeferLeadRequest Leadwire__Intake__V1__DeferLeadRequest;
 typedef struct Leadwire__Intake__V1__RejectLeadRequest Leadwire__Intake__V1__RejectLeadRequest;
 typedef struct Leadwire__Intake__V1__CompleteLeadRequest Leadwire__Intake__V1__CompleteLeadRequest;
+typedef struct Leadwire__Intake__V1__RequireInspectionRequest Leadwire__Intake__V1__RequireInspectionRequest;
 typedef struct Leadwire__Intake__V1__AddCommentRequest Leadwire__Intake__V1__AddCommentRequest;
 typedef struct Leadwire__Intake__V1__SetClientDebtRequest Leadwire__Intake__V1__SetClientDebtRequest;
 typedef struct Leadwire__Intake__V1__GetClientRequest Leadwire__Intake__V1__GetClientRequest;
@@ -234,10 +235,15 @@ struct  Leadwire__Intake__V1__Source
    * KZ, BY, UZ, AM, KG. Empty = the deployment's default (--phone-country, RU unless set).
    */
   char *phone_country;
+  /*
+   * The language of messages to this source's applicants: "ru" or "en". Empty = the deployment's
+   * default (--locale, "ru" unless set).
+   */
+  char *locale;
 };
 #define LEADWIRE__INTAKE__V1__SOURCE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__source__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__CHANNEL__CHANNEL_UNSPECIFIED, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0,NULL, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__Applicant
@@ -761,8 +767,9 @@ struct  Leadwire__Intake__V1__LeadChange
 
 
 /*
- * The acknowledgement an applicant is owed (number and reply deadline), waiting for a mail or SMS
- * gateway to send it.
+ * A message waiting for a gateway (an SMS provider's adapter, or a mail sender when the service
+ * has no SMTP relay of its own): registration replies, decisions and public comments to applicants,
+ * notices to staff. Send `text` to `recipient` over `channel`, then ConfirmReplies with `id`.
  */
 struct  Leadwire__Intake__V1__OutgoingReply
 {
@@ -783,13 +790,41 @@ struct  Leadwire__Intake__V1__OutgoingReply
   int64_t reply_due_at_ms;
   int64_t created_at_ms;
   /*
-   * A plain-text body the gateway may send as it is.
+   * The body, plain text, ready to send as it is.
    */
   char *text;
+  /*
+   * "email" or "sms".
+   */
+  char *channel;
+  /*
+   * The address or phone number (E.164) to send to.
+   */
+  char *recipient;
+  /*
+   * The message's own subject line (for e-mail).
+   */
+  char *message_subject;
+  /*
+   * What it is: "lead_registered", "lead_accepted", "public_comment", "mentioned"... (Messages.ListTemplates).
+   */
+  char *kind;
+  /*
+   * Stable across attempts: deduplicate on it (and use it as the e-mail's Message-ID).
+   */
+  char *message_id;
+  /*
+   * The message it answers (e-mail In-Reply-To), for threading.
+   */
+  char *in_reply_to;
+  /*
+   * "ru" or "en".
+   */
+  char *locale;
 };
 #define LEADWIRE__INTAKE__V1__OUTGOING_REPLY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__outgoing_reply__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__TakeRepliesRequest
@@ -914,6 +949,25 @@ struct  Leadwire__Intake__V1__CompleteLeadRequest
 #define LEADWIRE__INTAKE__V1__COMPLETE_LEAD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__complete_lead_request__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, LEADWIRE__INTAKE__V1__OUTCOME_KIND__OUTCOME_KIND_UNSPECIFIED, (char *)protobuf_c_empty_string }
+
+
+struct  Leadwire__Intake__V1__RequireInspectionRequest
+{
+  ProtobufCMessage base;
+  char *id;
+  char *actor;
+  /*
+   * The date by which the applicant gets an answer, "YYYY-MM-DD", after today.
+   */
+  char *answer_by;
+  /*
+   * What the applicant is told about the inspection (when, who comes). At most 2,000 characters.
+   */
+  char *note;
+};
+#define LEADWIRE__INTAKE__V1__REQUIRE_INSPECTION_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__require_inspection_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__AddCommentRequest
@@ -1742,6 +1796,25 @@ Leadwire__Intake__V1__CompleteLeadRequest *
 void   leadwire__intake__v1__complete_lead_request__free_unpacked
                      (Leadwire__Intake__V1__CompleteLeadRequest *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Intake__V1__RequireInspectionRequest methods */
+void   leadwire__intake__v1__require_inspection_request__init
+                     (Leadwire__Intake__V1__RequireInspectionRequest         *message);
+size_t leadwire__intake__v1__require_inspection_request__get_packed_size
+                     (const Leadwire__Intake__V1__RequireInspectionRequest   *message);
+size_t leadwire__intake__v1__require_inspection_request__pack
+                     (const Leadwire__Intake__V1__RequireInspectionRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__intake__v1__require_inspection_request__pack_to_buffer
+                     (const Leadwire__Intake__V1__RequireInspectionRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Intake__V1__RequireInspectionRequest *
+       leadwire__intake__v1__require_inspection_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__intake__v1__require_inspection_request__free_unpacked
+                     (Leadwire__Intake__V1__RequireInspectionRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Leadwire__Intake__V1__AddCommentRequest methods */
 void   leadwire__intake__v1__add_comment_request__init
                      (Leadwire__Intake__V1__AddCommentRequest         *message);
@@ -1975,6 +2048,9 @@ typedef void (*Leadwire__Intake__V1__RejectLeadRequest_Closure)
 typedef void (*Leadwire__Intake__V1__CompleteLeadRequest_Closure)
                  (const Leadwire__Intake__V1__CompleteLeadRequest *message,
                   void *closure_data);
+typedef void (*Leadwire__Intake__V1__RequireInspectionRequest_Closure)
+                 (const Leadwire__Intake__V1__RequireInspectionRequest *message,
+                  void *closure_data);
 typedef void (*Leadwire__Intake__V1__AddCommentRequest_Closure)
                  (const Leadwire__Intake__V1__AddCommentRequest *message,
                   void *closure_data);
@@ -2064,6 +2140,10 @@ struct Leadwire__Intake__V1__Intake_Service
                         const Leadwire__Intake__V1__CompleteLeadRequest *input,
                         Leadwire__Intake__V1__Lead_Closure closure,
                         void *closure_data);
+  void (*require_inspection)(Leadwire__Intake__V1__Intake_Service *service,
+                             const Leadwire__Intake__V1__RequireInspectionRequest *input,
+                             Leadwire__Intake__V1__Lead_Closure closure,
+                             void *closure_data);
   void (*add_comment)(Leadwire__Intake__V1__Intake_Service *service,
                       const Leadwire__Intake__V1__AddCommentRequest *input,
                       Leadwire__Intake__V1__Comment_Closure closure,
@@ -2120,6 +2200,7 @@ void leadwire__intake__v1__intake__init (Leadwire__Intake__V1__Intake_Service *s
       function_prefix__ ## defer_lead,\
       function_prefix__ ## reject_lead,\
       function_prefix__ ## complete_lead,\
+      function_prefix__ ## require_inspection,\
       function_prefix__ ## add_comment,\
       function_prefix__ ## set_client_debt,\
       function_prefix__ ## get_client,\
@@ -2192,6 +2273,10 @@ void leadwire__intake__v1__intake__complete_lead(ProtobufCService *service,
                                                  const Leadwire__Intake__V1__CompleteLeadRequest *input,
                                                  Leadwire__Intake__V1__Lead_Closure closure,
                                                  void *closure_data);
+void leadwire__intake__v1__intake__require_inspection(ProtobufCService *service,
+                                                      const Leadwire__Intake__V1__RequireInspectionRequest *input,
+                                                      Leadwire__Intake__V1__Lead_Closure closure,
+                                                      void *closure_data);
 void leadwire__intake__v1__intake__add_comment(ProtobufCService *service,
                                                const Leadwire__Intake__V1__AddCommentRequest *input,
                                                Leadwire__Intake__V1__Comment_Closure closure,
@@ -2271,6 +2356,7 @@ extern const ProtobufCMessageDescriptor leadwire__intake__v1__accept_lead_reques
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__defer_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__reject_lead_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__complete_lead_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__intake__v1__require_inspection_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__add_comment_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__set_client_debt_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__intake__v1__get_client_request__descriptor;

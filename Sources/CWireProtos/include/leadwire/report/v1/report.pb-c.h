@@ -39,6 +39,10 @@ typedef struct Leadwire__Report__V1__WorkPlan Leadwire__Report__V1__WorkPlan;
 typedef struct Leadwire__Report__V1__ListWorkPlansResponse Leadwire__Report__V1__ListWorkPlansResponse;
 typedef struct Leadwire__Report__V1__GetWorkPlanRequest Leadwire__Report__V1__GetWorkPlanRequest;
 typedef struct Leadwire__Report__V1__WorkPlanUpdate Leadwire__Report__V1__WorkPlanUpdate;
+typedef struct Leadwire__Report__V1__ProgressRequest Leadwire__Report__V1__ProgressRequest;
+typedef struct Leadwire__Report__V1__RequestProgressRequest Leadwire__Report__V1__RequestProgressRequest;
+typedef struct Leadwire__Report__V1__Contractor Leadwire__Report__V1__Contractor;
+typedef struct Leadwire__Report__V1__GetContractorRequest Leadwire__Report__V1__GetContractorRequest;
 typedef struct Leadwire__Report__V1__AcknowledgeRequest Leadwire__Report__V1__AcknowledgeRequest;
 typedef struct Leadwire__Report__V1__ReportProgressRequest Leadwire__Report__V1__ReportProgressRequest;
 typedef struct Leadwire__Report__V1__SubmitActRequest Leadwire__Report__V1__SubmitActRequest;
@@ -572,14 +576,114 @@ struct  Leadwire__Report__V1__WorkPlanUpdate
 {
   ProtobufCMessage base;
   /*
-   * "current" (sent first, one per plan), "handed_over", "changed".
+   * "current" (sent first, one per plan), "handed_over", "changed", "progress_requested".
    */
   char *kind;
   Leadwire__Report__V1__WorkPlan *plan;
+  /*
+   * For "progress_requested" (and with "current", each unanswered request).
+   */
+  Leadwire__Report__V1__ProgressRequest *progress_request;
 };
 #define LEADWIRE__REPORT__V1__WORK_PLAN_UPDATE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__work_plan_update__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL }
+    , (char *)protobuf_c_empty_string, NULL, NULL }
+
+
+/*
+ * Execution control asks a contractor how lines stand; each line is answered by ReportProgress.
+ */
+struct  Leadwire__Report__V1__ProgressRequest
+{
+  ProtobufCMessage base;
+  /*
+   * "preq-1".
+   */
+  char *id;
+  char *plan_id;
+  char *contractor_id;
+  size_t n_line_ids;
+  char **line_ids;
+  /*
+   * "YYYY-MM-DD": the answer is due by the end of this day.
+   */
+  char *due_date;
+  char *note;
+  char *requested_by;
+  int64_t requested_at_ms;
+  /*
+   * Output only: lines answered since the request; the request is cleared when all are.
+   */
+  size_t n_answered_line_ids;
+  char **answered_line_ids;
+  /*
+   * Output only: 0 until every line is answered.
+   */
+  int64_t answered_at_ms;
+  /*
+   * Output only: unanswered and past its due date.
+   */
+  protobuf_c_boolean overdue;
+};
+#define LEADWIRE__REPORT__V1__PROGRESS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__progress_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL, 0, 0 }
+
+
+struct  Leadwire__Report__V1__RequestProgressRequest
+{
+  ProtobufCMessage base;
+  char *plan_id;
+  char *contractor_id;
+  /*
+   * Lines of this contractor in the plan; empty = all of them not closed.
+   */
+  size_t n_line_ids;
+  char **line_ids;
+  /*
+   * "YYYY-MM-DD", today or later.
+   */
+  char *due_date;
+  /*
+   * At most 2,000 characters.
+   */
+  char *note;
+  char *actor;
+};
+#define LEADWIRE__REPORT__V1__REQUEST_PROGRESS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__request_progress_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+
+
+/*
+ * Who a contractor is for messages: where progress requests are mailed, in which language.
+ */
+struct  Leadwire__Report__V1__Contractor
+{
+  ProtobufCMessage base;
+  char *id;
+  char *name;
+  char *email;
+  char *phone;
+  /*
+   * "ru" or "en"; empty = the deployment's default.
+   */
+  char *locale;
+  int64_t updated_at_ms;
+};
+#define LEADWIRE__REPORT__V1__CONTRACTOR__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__contractor__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Leadwire__Report__V1__GetContractorRequest
+{
+  ProtobufCMessage base;
+  char *id;
+};
+#define LEADWIRE__REPORT__V1__GET_CONTRACTOR_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__get_contractor_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Report__V1__AcknowledgeRequest
@@ -659,10 +763,15 @@ struct  Leadwire__Report__V1__ExecutionControlResponse
   int64_t consistent_as_of_ms;
   size_t n_items;
   Leadwire__Report__V1__ControlItem **items;
+  /*
+   * Progress requests not yet answered on every line, oldest first; `overdue` marks those past due.
+   */
+  size_t n_open_requests;
+  Leadwire__Report__V1__ProgressRequest **open_requests;
 };
 #define LEADWIRE__REPORT__V1__EXECUTION_CONTROL_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__report__v1__execution_control_response__descriptor) \
-    , 0, 0,NULL }
+    , 0, 0,NULL, 0,NULL }
 
 
 struct  Leadwire__Report__V1__LeadReportRequest
@@ -1343,6 +1452,82 @@ Leadwire__Report__V1__WorkPlanUpdate *
 void   leadwire__report__v1__work_plan_update__free_unpacked
                      (Leadwire__Report__V1__WorkPlanUpdate *message,
                       ProtobufCAllocator *allocator);
+/* Leadwire__Report__V1__ProgressRequest methods */
+void   leadwire__report__v1__progress_request__init
+                     (Leadwire__Report__V1__ProgressRequest         *message);
+size_t leadwire__report__v1__progress_request__get_packed_size
+                     (const Leadwire__Report__V1__ProgressRequest   *message);
+size_t leadwire__report__v1__progress_request__pack
+                     (const Leadwire__Report__V1__ProgressRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__report__v1__progress_request__pack_to_buffer
+                     (const Leadwire__Report__V1__ProgressRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Report__V1__ProgressRequest *
+       leadwire__report__v1__progress_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__report__v1__progress_request__free_unpacked
+                     (Leadwire__Report__V1__ProgressRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Report__V1__RequestProgressRequest methods */
+void   leadwire__report__v1__request_progress_request__init
+                     (Leadwire__Report__V1__RequestProgressRequest         *message);
+size_t leadwire__report__v1__request_progress_request__get_packed_size
+                     (const Leadwire__Report__V1__RequestProgressRequest   *message);
+size_t leadwire__report__v1__request_progress_request__pack
+                     (const Leadwire__Report__V1__RequestProgressRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__report__v1__request_progress_request__pack_to_buffer
+                     (const Leadwire__Report__V1__RequestProgressRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Report__V1__RequestProgressRequest *
+       leadwire__report__v1__request_progress_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__report__v1__request_progress_request__free_unpacked
+                     (Leadwire__Report__V1__RequestProgressRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Report__V1__Contractor methods */
+void   leadwire__report__v1__contractor__init
+                     (Leadwire__Report__V1__Contractor         *message);
+size_t leadwire__report__v1__contractor__get_packed_size
+                     (const Leadwire__Report__V1__Contractor   *message);
+size_t leadwire__report__v1__contractor__pack
+                     (const Leadwire__Report__V1__Contractor   *message,
+                      uint8_t             *out);
+size_t leadwire__report__v1__contractor__pack_to_buffer
+                     (const Leadwire__Report__V1__Contractor   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Report__V1__Contractor *
+       leadwire__report__v1__contractor__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__report__v1__contractor__free_unpacked
+                     (Leadwire__Report__V1__Contractor *message,
+                      ProtobufCAllocator *allocator);
+/* Leadwire__Report__V1__GetContractorRequest methods */
+void   leadwire__report__v1__get_contractor_request__init
+                     (Leadwire__Report__V1__GetContractorRequest         *message);
+size_t leadwire__report__v1__get_contractor_request__get_packed_size
+                     (const Leadwire__Report__V1__GetContractorRequest   *message);
+size_t leadwire__report__v1__get_contractor_request__pack
+                     (const Leadwire__Report__V1__GetContractorRequest   *message,
+                      uint8_t             *out);
+size_t leadwire__report__v1__get_contractor_request__pack_to_buffer
+                     (const Leadwire__Report__V1__GetContractorRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Leadwire__Report__V1__GetContractorRequest *
+       leadwire__report__v1__get_contractor_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   leadwire__report__v1__get_contractor_request__free_unpacked
+                     (Leadwire__Report__V1__GetContractorRequest *message,
+                      ProtobufCAllocator *allocator);
 /* Leadwire__Report__V1__AcknowledgeRequest methods */
 void   leadwire__report__v1__acknowledge_request__init
                      (Leadwire__Report__V1__AcknowledgeRequest         *message);
@@ -1778,6 +1963,18 @@ typedef void (*Leadwire__Report__V1__GetWorkPlanRequest_Closure)
 typedef void (*Leadwire__Report__V1__WorkPlanUpdate_Closure)
                  (const Leadwire__Report__V1__WorkPlanUpdate *message,
                   void *closure_data);
+typedef void (*Leadwire__Report__V1__ProgressRequest_Closure)
+                 (const Leadwire__Report__V1__ProgressRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Report__V1__RequestProgressRequest_Closure)
+                 (const Leadwire__Report__V1__RequestProgressRequest *message,
+                  void *closure_data);
+typedef void (*Leadwire__Report__V1__Contractor_Closure)
+                 (const Leadwire__Report__V1__Contractor *message,
+                  void *closure_data);
+typedef void (*Leadwire__Report__V1__GetContractorRequest_Closure)
+                 (const Leadwire__Report__V1__GetContractorRequest *message,
+                  void *closure_data);
 typedef void (*Leadwire__Report__V1__AcknowledgeRequest_Closure)
                  (const Leadwire__Report__V1__AcknowledgeRequest *message,
                   void *closure_data);
@@ -1898,6 +2095,18 @@ struct Leadwire__Report__V1__Report_Service
                             const Leadwire__Report__V1__ExecutionControlRequest *input,
                             Leadwire__Report__V1__ExecutionControlResponse_Closure closure,
                             void *closure_data);
+  void (*request_progress)(Leadwire__Report__V1__Report_Service *service,
+                           const Leadwire__Report__V1__RequestProgressRequest *input,
+                           Leadwire__Report__V1__ProgressRequest_Closure closure,
+                           void *closure_data);
+  void (*put_contractor)(Leadwire__Report__V1__Report_Service *service,
+                         const Leadwire__Report__V1__Contractor *input,
+                         Leadwire__Report__V1__Contractor_Closure closure,
+                         void *closure_data);
+  void (*get_contractor)(Leadwire__Report__V1__Report_Service *service,
+                         const Leadwire__Report__V1__GetContractorRequest *input,
+                         Leadwire__Report__V1__Contractor_Closure closure,
+                         void *closure_data);
   void (*lead_summary)(Leadwire__Report__V1__Report_Service *service,
                        const Leadwire__Report__V1__LeadReportRequest *input,
                        Leadwire__Report__V1__LeadReport_Closure closure,
@@ -1940,6 +2149,9 @@ void leadwire__report__v1__report__init (Leadwire__Report__V1__Report_Service *s
       function_prefix__ ## report_progress,\
       function_prefix__ ## submit_act,\
       function_prefix__ ## execution_control,\
+      function_prefix__ ## request_progress,\
+      function_prefix__ ## put_contractor,\
+      function_prefix__ ## get_contractor,\
       function_prefix__ ## lead_summary,\
       function_prefix__ ## lead_funnel,\
       function_prefix__ ## employee_kpis,\
@@ -2001,6 +2213,18 @@ void leadwire__report__v1__report__execution_control(ProtobufCService *service,
                                                      const Leadwire__Report__V1__ExecutionControlRequest *input,
                                                      Leadwire__Report__V1__ExecutionControlResponse_Closure closure,
                                                      void *closure_data);
+void leadwire__report__v1__report__request_progress(ProtobufCService *service,
+                                                    const Leadwire__Report__V1__RequestProgressRequest *input,
+                                                    Leadwire__Report__V1__ProgressRequest_Closure closure,
+                                                    void *closure_data);
+void leadwire__report__v1__report__put_contractor(ProtobufCService *service,
+                                                  const Leadwire__Report__V1__Contractor *input,
+                                                  Leadwire__Report__V1__Contractor_Closure closure,
+                                                  void *closure_data);
+void leadwire__report__v1__report__get_contractor(ProtobufCService *service,
+                                                  const Leadwire__Report__V1__GetContractorRequest *input,
+                                                  Leadwire__Report__V1__Contractor_Closure closure,
+                                                  void *closure_data);
 void leadwire__report__v1__report__lead_summary(ProtobufCService *service,
                                                 const Leadwire__Report__V1__LeadReportRequest *input,
                                                 Leadwire__Report__V1__LeadReport_Closure closure,
@@ -2052,6 +2276,10 @@ extern const ProtobufCMessageDescriptor leadwire__report__v1__work_plan__descrip
 extern const ProtobufCMessageDescriptor leadwire__report__v1__list_work_plans_response__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__report__v1__get_work_plan_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__report__v1__work_plan_update__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__report__v1__progress_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__report__v1__request_progress_request__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__report__v1__contractor__descriptor;
+extern const ProtobufCMessageDescriptor leadwire__report__v1__get_contractor_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__report__v1__acknowledge_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__report__v1__report_progress_request__descriptor;
 extern const ProtobufCMessageDescriptor leadwire__report__v1__submit_act_request__descriptor;

@@ -1,0 +1,481 @@
+import LeadwireAPI
+import Store
+
+/// A message owed to someone, as the change that owes it describes it; rendered from the template
+/// in force and queued in the caller's transaction (`MessageQueue.enqueue`).
+public struct OutgoingMessage: Sendable {
+    public var kind: MessageKind
+    public var locale: MessageLocale
+    public var recipientName: String
+    /// What is known of where to reach the recipient; staff are reached through `personID`
+    /// (routing's directory) when both are empty.
+    public var email: String = ""
+    public var phone: String = ""
+    /// Prefer SMS to e-mail (an applicant who came by phone or a messenger).
+    public var preferPhone = false
+    public var personID: String = ""
+    public var leadID: String = ""
+    public var registrationNumber: String = ""
+    public var planID: String = ""
+    public var contractorID: String = ""
+    /// The applicant's own subject and the answer deadline, for the gateway hand-off.
+    public var about: String = ""
+    public var answerDueAt: Int64 = 0
+    /// Template scopes to look in, most specific first ("source:src-1"); "" is always last.
+    public var scopes: [String] = []
+    /// Placeholder values; greeting is made from recipientName when not given.
+    public var values: [String: String]
+
+    public init(kind: MessageKind, locale: MessageLocale, recipientName: String, values: [String: String]) {
+        self.kind = kind
+        self.locale = locale
+        self.recipientName = recipientName
+        self.values = values
+    }
+}
+
+/// One queued (or sent, or set-aside) message: a row of `messages`.
+public struct QueuedMessage: Sendable, Equatable {
+    public enum State: Int64, Sendable {
+        case queued = 1
+        case sent = 2
+        case failed = 3
+    }
+
+    public var row: Int64
+    public var messageID: String
+    public var kind: String
+    public var audience: String
+    public var channel: String
+    public var recipientName: String
+    public var recipient: String
+    public var email: String
+    public var phone: String
+    public var personID: String
+    public var leadID: String
+    public var registrationNumber: String
+    public var planID: String
+    public var contractorID: String
+    public var subject: String
+    public var body: String
+    public var locale: String
+    public var inReplyTo: String
+    public var about: String
+    public var answerDueAt: Int64
+    public var state: State
+    public var attempts: Int
+    public var lastError: String
+    public var createdAt: Int64
+    public var nextAttemptAt: Int64
+    public var sentAt: Int64
+
+    public var id: String { "msg-\(row)" }
+
+    static let columns = """
+        id, message_id, kind, audience, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number,
+        plan_id, contractor_id, subject, body, locale, in_reply_to, about, answer_due_at, state, attempts, last_error, created_at,
+        next_attempt_at, sent_at
+        """
+
+    init(_ r: Row) {
+        row = r.int(0)
+        messageID = r.string(1)
+        kind = r.string(2)
+        audience = r.string(3)
+        channel = r.string(4)
+        recipientName = r.string(5)
+        recipient = r.string(6)
+        email = r.string(7)
+        phone = r.string(8)
+        personID = r.string(9)
+        leadID = r.string(10)
+        registrationNumber = r.string(11)
+        planID = r.string(12)
+        contractorID = r.string(13)
+        subject = r.string(14)
+        body = r.string(15)
+        locale = r.string(16)
+        inReplyTo = r.string(17)
+        about = r.string(18)
+        answerDueAt = r.int(19)
+        state = State(rawValue: r.int(20)) ?? .queued
+        attempts = Int(r.int(21))
+        lastError = r.string(22)
+        createdAt = r.int(23)
+        nextAttemptAt = r.int(24)
+        sentAt = r.int(25)
+    }
+
+    public var proto: Messages_Message {
+        var m = Messages_Message()
+        m.id = id
+        m.messageId = messageID
+        m.kind = kind
+        m.audience = audience
+        m.channel = channel
+        m.recipientName = recipientName
+        m.recipient = recipient
+        m.personId = personID
+        m.leadId = leadID
+        m.registrationNumber = registrationNumber
+        m.subject = subject
+        m.body = body
+        m.locale = locale
+        m.state = state == .queued ? .queued : state == .sent ? .sent : .failed
+        m.attempts = Int32(attempts)
+        m.lastError = lastError
+        m.createdAtMs = createdAt
+        m.sentAtMs = sentAt
+        m.nextAttemptAtMs = state == .queued ? nextAttemptAt : 0
+        m.inReplyTo = inReplyTo
+        m.planId = planID
+        m.contractorId = contractorID
+        return m
+    }
+}
+
+/// The messages and templates tables, shared by the services that send messages (intake and
+/// report each keep their own in their own database). All of Messaging's SQL is here.
+public struct MessageQueue: Sendable {
+    public let db: Database
+    /// The right-hand side of Message-IDs (the From address's domain).
+    public let domain: String
+    /// The language when neither the source nor the contractor names one.
+    public let defaultLocale: MessageLocale
+
+    public init(db: Database, domain: String, defaultLocale: MessageLocale) {
+        self.db = db
+        self.domain = domain
+        self.defaultLocale = defaultLocale
+    }
+
+    /// The tables, for the owning service's migration list.
+    public static let schema = """
+        -- Messages owed to people, written in the same transaction as the change that owes them.
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            message_id TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            audience TEXT NOT NULL,
+            -- 'email' or 'sms'; '' while a person's address is not looked up yet.
+            channel TEXT NOT NULL,
+            recipient_name TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            email TEXT NOT NULL,
+            phone TEXT NOT NULL,
+            person_id TEXT NOT NULL,
+            lead_id TEXT NOT NULL,
+            registration_number TEXT NOT NULL,
+            plan_id TEXT NOT NULL,
+            contractor_id TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            locale TEXT NOT NULL,
+            in_reply_to TEXT NOT NULL,
+            about TEXT NOT NULL,
+            answer_due_at INTEGER NOT NULL,
+            -- 1 queued, 2 sent, 3 set aside (failed for good).
+            state INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            sent_at INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX messages_due ON messages(next_attempt_at, id) WHERE state = 1;
+        CREATE INDEX messages_by_lead ON messages(lead_id, id);
+        CREATE TABLE message_templates (
+            kind TEXT NOT NULL,
+            locale TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            body TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (kind, locale, scope)
+        );
+        """
+
+    // MARK: Writing, inside the caller's transaction
+
+    /// Renders `m` with the template in force and queues it. Returns nil when the recipient has
+    /// no address of any kind (nothing can be sent; a walk-in applicant who left none, say).
+    @discardableResult
+    public func enqueue(_ db: Connection, _ m: OutgoingMessage, now: Int64) throws -> Int64? {
+        let email = m.email.trimmingSpaces
+        let phone = m.phone.trimmingSpaces
+        let channel: String
+        let recipient: String
+        if !phone.isEmpty && (m.preferPhone || email.isEmpty) {
+            (channel, recipient) = ("sms", phone)
+        } else if !email.isEmpty {
+            (channel, recipient) = ("email", email)
+        } else if !m.personID.isEmpty {
+            (channel, recipient) = ("", "")
+        } else {
+            return nil
+        }
+        let template = try Self.template(db, kind: m.kind, locale: m.locale, scopes: m.scopes)
+        var values = m.values
+        if values["greeting"] == nil { values["greeting"] = m.locale.greeting(m.recipientName) }
+        if values["name"] == nil { values["name"] = m.recipientName }
+        let subject = Self.oneLine(template.subject.render(values))
+        let body = Self.tidy(template.body.render(values))
+        // The lead's first message to the applicant starts the thread; later ones answer it.
+        var inReplyTo = ""
+        if m.kind.audience == .applicant, !m.leadID.isEmpty {
+            inReplyTo =
+                try db.first(
+                    "SELECT message_id FROM messages WHERE lead_id = ? AND audience = 'applicant' ORDER BY id LIMIT 1", m.leadID
+                ) { $0.string(0) } ?? ""
+        }
+        let row = (try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM messages") { $0.int(0) }) ?? 1
+        let about = m.registrationNumber.isEmpty ? (m.planID.isEmpty ? "leadwire" : m.planID) : m.registrationNumber
+        let messageID = "msg-\(row).\(about)@\(domain)"
+        _ = try db.run(
+            """
+            INSERT INTO messages(id, message_id, kind, audience, channel, recipient_name, recipient, email, phone, person_id, lead_id,
+                registration_number, plan_id, contractor_id, subject, body, locale, in_reply_to, about, answer_due_at, state,
+                created_at, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+            """,
+            row, messageID, m.kind.rawValue, m.kind.audience.rawValue, channel, m.recipientName, recipient, email, phone, m.personID,
+            m.leadID, m.registrationNumber, m.planID, m.contractorID, subject, body, m.locale.rawValue, inReplyTo, m.about,
+            m.answerDueAt, now, now)
+        return row
+    }
+
+    /// Subjects are one line (a header).
+    static func oneLine(_ s: String) -> String {
+        String(s.unicodeScalars.map { $0 == "\n" || $0 == "\r" || $0 == "\t" ? " " : Character($0) }).trimmingSpaces
+    }
+
+    /// An empty placeholder leaves no run of blank lines or trailing spaces behind.
+    static func tidy(_ s: String) -> String {
+        var lines = s.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
+            var l = line
+            while l.last == " " || l.last == "\r" { l = l.dropLast() }
+            return l
+        }
+        var out = [Substring]()
+        for l in lines where !(l.isEmpty && out.last?.isEmpty == true) { out.append(l) }
+        while out.first?.isEmpty == true { out.removeFirst() }
+        while out.last?.isEmpty == true { out.removeLast() }
+        lines = out
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    // MARK: Templates
+
+    public struct StoredTemplate: Sendable {
+        public var subject: Template
+        public var body: Template
+        public var subjectText: String
+        public var bodyText: String
+        public var scope: String
+        public var updatedBy: String
+        public var updatedAt: Int64
+        /// No text stored: the stock one.
+        public var stock: Bool { updatedAt == 0 && updatedBy.isEmpty && scope == "-" }
+    }
+
+    /// The template in force: the first scope with a stored text, else the stock one.
+    static func template(_ db: Connection, kind: MessageKind, locale: MessageLocale, scopes: [String]) throws -> StoredTemplate {
+        for scope in scopes + [""] {
+            if let t = try db.first(
+                "SELECT subject, body, updated_by, updated_at FROM message_templates WHERE kind = ? AND locale = ? AND scope = ?",
+                kind.rawValue, locale.rawValue, scope, map: { ($0.string(0), $0.string(1), $0.string(2), $0.int(3)) })
+            {
+                // Stored texts were checked when stored; one that no longer parses (a placeholder
+                // retired since) falls back to the stock text rather than failing the change.
+                if let checked = try? Self.check(kind: kind, subject: t.0, body: t.1) {
+                    return StoredTemplate(
+                        subject: checked.subject, body: checked.body, subjectText: t.0, bodyText: t.1, scope: scope, updatedBy: t.2,
+                        updatedAt: t.3)
+                }
+            }
+        }
+        let stock = kind.stock(locale)
+        let checked = try! Self.check(kind: kind, subject: stock.subject, body: stock.body)
+        return StoredTemplate(
+            subject: checked.subject, body: checked.body, subjectText: stock.subject, bodyText: stock.body, scope: "-", updatedBy: "",
+            updatedAt: 0)
+    }
+
+    /// A problem with one of the two texts, named by field.
+    public struct TemplateProblem: Error, Sendable, Equatable {
+        public var field: String
+        public var problem: String
+    }
+
+    /// Parses both texts against the kind's placeholders. An applicant's subject must carry the
+    /// number: an answer by e-mail finds its lead by the number in the subject.
+    public static func check(kind: MessageKind, subject: String, body: String) throws(TemplateProblem) -> (
+        subject: Template, body: Template
+    ) {
+        let allowed = Set(kind.placeholders)
+        let s: Template
+        let b: Template
+        do { s = try Template(subject, allowed: allowed) } catch {
+            throw TemplateProblem(field: "template.subject", problem: error.description)
+        }
+        do { b = try Template(body, allowed: allowed) } catch { throw TemplateProblem(field: "template.body", problem: error.description) }
+        if subject.trimmingSpaces.isEmpty { throw TemplateProblem(field: "template.subject", problem: "must not be empty") }
+        if subject.contains("\n") { throw TemplateProblem(field: "template.subject", problem: "must be one line") }
+        if subject.count > 500 { throw TemplateProblem(field: "template.subject", problem: "at most 500 characters, got \(subject.count)") }
+        if body.trimmingSpaces.isEmpty { throw TemplateProblem(field: "template.body", problem: "must not be empty") }
+        if body.count > 20_000 { throw TemplateProblem(field: "template.body", problem: "at most 20,000 characters, got \(body.count)") }
+        if kind.audience == .applicant && !s.placeholders.contains("number") {
+            throw TemplateProblem(
+                field: "template.subject", problem: "must contain {number}: an applicant's answer by e-mail finds its lead by it")
+        }
+        return (s, b)
+    }
+
+    public func template(kind: MessageKind, locale: MessageLocale, scope: String) async throws -> StoredTemplate {
+        try await db.read { db in try Self.template(db, kind: kind, locale: locale, scopes: scope.isEmpty ? [] : [scope]) }
+    }
+
+    public func putTemplate(
+        kind: MessageKind, locale: MessageLocale, scope: String, subject: String, body: String, actor: String, now: Int64
+    )
+        async throws
+    {
+        try await db.write { db in
+            _ = try db.run(
+                """
+                INSERT INTO message_templates(kind, locale, scope, subject, body, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(kind, locale, scope) DO UPDATE SET subject = excluded.subject, body = excluded.body,
+                    updated_by = excluded.updated_by, updated_at = excluded.updated_at
+                """, kind.rawValue, locale.rawValue, scope, subject, body, actor, now)
+        }
+    }
+
+    /// Returns whether a stored text was removed.
+    public func resetTemplate(kind: MessageKind, locale: MessageLocale, scope: String) async throws -> Bool {
+        try await db.write { db in
+            try db.run(
+                "DELETE FROM message_templates WHERE kind = ? AND locale = ? AND scope = ?", kind.rawValue, locale.rawValue, scope) > 0
+        }
+    }
+
+    // MARK: Delivery
+
+    /// Queued messages due now on these channels ("" = a person's address still to be looked up),
+    /// oldest first.
+    public func due(channels: [String], now: Int64, limit: Int) async throws -> [QueuedMessage] {
+        let marks = channels.map { _ in "?" }.joined(separator: ", ")
+        let values: [SQLValue] = [.integer(now)] + channels.map { .text($0) } + [.integer(Int64(limit))]
+        return try await db.read { db in
+            try db.query(
+                "SELECT \(QueuedMessage.columns) FROM messages WHERE state = 1 AND next_attempt_at <= ? AND channel IN (\(marks)) ORDER BY id LIMIT ?",
+                values: values, map: QueuedMessage.init)
+        }
+    }
+
+    /// A person's address, looked up once: the message goes by e-mail, or by SMS through the gateway.
+    public func address(_ row: Int64, channel: String, recipient: String, name: String) async throws {
+        try await db.write { db in
+            _ = try db.run(
+                "UPDATE messages SET channel = ?, recipient = ?, recipient_name = CASE WHEN ? = '' THEN recipient_name ELSE ? END WHERE id = ?",
+                channel, recipient, name, name, row)
+        }
+    }
+
+    public func markSent(_ row: Int64, now: Int64) async throws {
+        try await db.write { db in
+            _ = try db.run(
+                "UPDATE messages SET state = 2, sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ? AND state = 1", now, row)
+        }
+    }
+
+    public func markRetry(_ row: Int64, error: String, nextAttemptAt: Int64) async throws {
+        try await db.write { db in
+            _ = try db.run(
+                "UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 1", error,
+                nextAttemptAt, row)
+        }
+    }
+
+    public func markFailed(_ row: Int64, error: String, now: Int64) async throws {
+        try await db.write { db in
+            _ = try db.run(
+                "UPDATE messages SET state = 3, attempts = attempts + 1, last_error = ?, sent_at = 0, next_attempt_at = ? WHERE id = ? AND state = 1",
+                error, now, row)
+        }
+    }
+
+    /// Gateway confirmations: queued messages marked sent; returns how many were still queued.
+    public func confirm(_ rows: [Int64], now: Int64) async throws -> Int {
+        try await db.write { db in
+            try rows.reduce(0) { n, row in
+                n + (try db.run("UPDATE messages SET state = 2, sent_at = ? WHERE id = ? AND state = 1", now, row))
+            }
+        }
+    }
+
+    /// A set-aside message queued again; nil when there is no such message.
+    public func retry(_ row: Int64, now: Int64) async throws -> QueuedMessage? {
+        try await db.write { db in
+            _ = try db.run("UPDATE messages SET state = 1, next_attempt_at = ? WHERE id = ? AND state = 3", now, row)
+            return try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: QueuedMessage.init)
+        }
+    }
+
+    public func message(_ row: Int64) async throws -> QueuedMessage? {
+        try await db.read { db in try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: QueuedMessage.init) }
+    }
+
+    public struct Filter: Sendable {
+        public var leadID = ""
+        public var registrationNumber = ""
+        public var state: QueuedMessage.State?
+        public var kind = ""
+        public var before: Int64?
+        public init() {}
+    }
+
+    /// Newest first.
+    public func list(_ f: Filter, limit: Int) async throws -> [QueuedMessage] {
+        var conditions = [String]()
+        var values = [SQLValue]()
+        if !f.leadID.isEmpty {
+            conditions.append("lead_id = ?")
+            values.append(.text(f.leadID))
+        }
+        if !f.registrationNumber.isEmpty {
+            conditions.append("registration_number = ?")
+            values.append(.text(f.registrationNumber))
+        }
+        if let s = f.state {
+            conditions.append("state = ?")
+            values.append(.integer(s.rawValue))
+        }
+        if !f.kind.isEmpty {
+            conditions.append("kind = ?")
+            values.append(.text(f.kind))
+        }
+        if let b = f.before {
+            conditions.append("id < ?")
+            values.append(.integer(b))
+        }
+        values.append(.integer(Int64(limit)))
+        let sql =
+            "SELECT \(QueuedMessage.columns) FROM messages" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
+            + " ORDER BY id DESC LIMIT ?"
+        let v = values
+        return try await db.read { db in try db.query(sql, values: v, map: QueuedMessage.init) }
+    }
+
+    /// Queued messages on these channels: how many, and the creation time of the oldest.
+    public func backlog(channels: [String]) async throws -> (count: Int, oldest: Int64?) {
+        let marks = channels.map { _ in "?" }.joined(separator: ", ")
+        let values: [SQLValue] = channels.map { .text($0) }
+        return try await db.read { db in
+            try db.query(
+                "SELECT COUNT(*), MIN(created_at) FROM messages WHERE state = 1 AND channel IN (\(marks))", values: values,
+                map: { (count: Int($0.int(0)), oldest: $0.optionalInt(1)) }
+            ).first ?? (0, nil)
+        }
+    }
+}
