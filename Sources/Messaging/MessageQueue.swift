@@ -1,4 +1,5 @@
 import LeadwireAPI
+import NIOConcurrencyHelpers
 import Store
 
 /// A message owed to someone, as the change that owes it describes it; rendered from the template
@@ -138,6 +139,9 @@ public struct QueuedMessage: Sendable, Equatable {
 /// report each keep their own in their own database). All of Messaging's SQL is here.
 public struct MessageQueue: Sendable {
     public let db: Database
+    /// Templates by (kind, locale, scope) as last read or stored: every queued message needs one,
+    /// and they change rarely and only through this queue (cleared on every change).
+    private let templates = NIOLockedValueBox<[String: StoredTemplate]>([:])
     /// The right-hand side of Message-IDs (the From address's domain).
     public let domain: String
     /// The language when neither the source nor the contractor names one.
@@ -215,7 +219,7 @@ public struct MessageQueue: Sendable {
         } else {
             return nil
         }
-        let template = try Self.template(db, kind: m.kind, locale: m.locale, scopes: m.scopes)
+        let template = try cachedTemplate(db, kind: m.kind, locale: m.locale, scopes: m.scopes)
         var values = m.values
         if values["greeting"] == nil { values["greeting"] = m.locale.greeting(m.recipientName) }
         if values["name"] == nil { values["name"] = m.recipientName }
@@ -223,7 +227,7 @@ public struct MessageQueue: Sendable {
         let body = Self.tidy(template.body.render(values))
         // The lead's first message to the applicant starts the thread; later ones answer it.
         var inReplyTo = ""
-        if m.kind.audience == .applicant, !m.leadID.isEmpty {
+        if m.kind.audience == .applicant, m.kind != .leadRegistered, !m.leadID.isEmpty {
             inReplyTo =
                 try db.first(
                     "SELECT message_id FROM messages WHERE lead_id = ? AND audience = 'applicant' ORDER BY id LIMIT 1", m.leadID
@@ -302,6 +306,14 @@ public struct MessageQueue: Sendable {
             updatedAt: 0)
     }
 
+    private func cachedTemplate(_ db: Connection, kind: MessageKind, locale: MessageLocale, scopes: [String]) throws -> StoredTemplate {
+        let key = "\(kind.rawValue)|\(locale.rawValue)|" + scopes.joined(separator: "|")
+        if let t = templates.withLockedValue({ $0[key] }) { return t }
+        let t = try Self.template(db, kind: kind, locale: locale, scopes: scopes)
+        templates.withLockedValue { $0[key] = t }
+        return t
+    }
+
     /// A problem with one of the two texts, named by field.
     public struct TemplateProblem: Error, Sendable, Equatable {
         public var field: String
@@ -349,14 +361,17 @@ public struct MessageQueue: Sendable {
                     updated_by = excluded.updated_by, updated_at = excluded.updated_at
                 """, kind.rawValue, locale.rawValue, scope, subject, body, actor, now)
         }
+        templates.withLockedValue { $0 = [:] }
     }
 
     /// Returns whether a stored text was removed.
     public func resetTemplate(kind: MessageKind, locale: MessageLocale, scope: String) async throws -> Bool {
-        try await db.write { db in
+        let removed = try await db.write { db in
             try db.run(
                 "DELETE FROM message_templates WHERE kind = ? AND locale = ? AND scope = ?", kind.rawValue, locale.rawValue, scope) > 0
         }
+        templates.withLockedValue { $0 = [:] }
+        return removed
     }
 
     // MARK: Delivery
@@ -374,11 +389,22 @@ public struct MessageQueue: Sendable {
     }
 
     /// A person's address, looked up once: the message goes by e-mail, or by SMS through the gateway.
+    /// A staff message is rendered before the person's name is known: a body that opens with the
+    /// nameless greeting gets the name now ("Здравствуйте!" becomes "Здравствуйте, Ирина Петрова!").
     public func address(_ row: Int64, channel: String, recipient: String, name: String) async throws {
         try await db.write { db in
+            guard
+                let (body, locale) = try db.first(
+                    "SELECT body, locale FROM messages WHERE id = ?", row, map: { ($0.string(0), $0.string(1)) })
+            else { return }
+            var named = body
+            if !name.trimmingSpaces.isEmpty, let l = MessageLocale(code: locale) {
+                let nameless = l.greeting("")
+                if body.hasPrefix(nameless) { named = l.greeting(name) + body.dropFirst(nameless.count) }
+            }
             _ = try db.run(
-                "UPDATE messages SET channel = ?, recipient = ?, recipient_name = CASE WHEN ? = '' THEN recipient_name ELSE ? END WHERE id = ?",
-                channel, recipient, name, name, row)
+                "UPDATE messages SET channel = ?, recipient = ?, recipient_name = CASE WHEN ? = '' THEN recipient_name ELSE ? END, body = ? WHERE id = ?",
+                channel, recipient, name, name, named, row)
         }
     }
 

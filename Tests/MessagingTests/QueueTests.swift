@@ -86,8 +86,11 @@ import Testing
         try await q.db.write { db in _ = try q.enqueue(db, person, now: 2) }
         let due = try await q.due(channels: [""], now: 2, limit: 10)
         #expect(due.map(\.personID) == ["person-3"])
+        #expect(due[0].body.hasPrefix("Здравствуйте!\n"))
         try await q.address(due[0].row, channel: "email", recipient: "irina@corp.test", name: "Ирина Петрова")
-        #expect(try await q.message(due[0].row)?.recipient == "irina@corp.test")
+        let addressed = try #require(try await q.message(due[0].row))
+        #expect((addressed.recipient, addressed.recipientName) == ("irina@corp.test", "Ирина Петрова"))
+        #expect(addressed.body.hasPrefix("Здравствуйте, Ирина Петрова!\n"), "the greeting names the person once known")
     }
 
     @Test func statesMoveOnlyForward() async throws {

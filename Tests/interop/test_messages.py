@@ -144,7 +144,10 @@ def test_the_seed_workflow_sends_each_message_once_in_russian(whole_set, mailbox
     assert "«Не работает отопление» зарегистрировано под номером %s" % number in text
     assert " г." in text and "Ответ вы получите не позднее" in text
     assert reg["From"].addresses[0].display_name == "Служба заявок"
-    assert mailbox.to("irina@corp.test")[0]["Subject"] == "Вам передана заявка %s" % number
+    assigned = mailbox.to("irina@corp.test")[0]
+    assert assigned["Subject"] == "Вам передана заявка %s" % number
+    assert body(assigned).startswith("Здравствуйте, Ирина Петрова!"), "staff are greeted by the name in routing's directory"
+    assert assigned["To"].addresses[0].display_name == "Ирина Петрова"
 
     # A public comment by the desk mentioning Олег: the applicant, Олег (mention) and Ирина (owner) hear of it.
     it.AddComment(pb.AddCommentRequest(lead_id=lead.id, author="desk", text="Мастер придёт завтра, @osidorov проверьте запчасти", public=True))
