@@ -249,24 +249,39 @@ public struct MessageQueue: Sendable {
         return row
     }
 
-    /// Subjects are one line (a header).
+    /// Subjects are one line (a header): breaks and tabs become spaces, the ends are trimmed.
     static func oneLine(_ s: String) -> String {
-        String(s.unicodeScalars.map { $0 == "\n" || $0 == "\r" || $0 == "\t" ? " " : Character($0) }).trimmingSpaces
+        var bytes = Array(s.utf8)
+        for i in bytes.indices where bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { bytes[i] = 0x20 }
+        return String(decoding: bytes, as: UTF8.self).trimmingSpaces
     }
 
-    /// An empty placeholder leaves no run of blank lines or trailing spaces behind.
+    /// An empty placeholder leaves no run of blank lines or trailing spaces behind: at most one
+    /// blank line in a row, none at the start or end, one newline at the end. Works on UTF-8
+    /// bytes (it runs for every message queued, inside the transaction).
     static func tidy(_ s: String) -> String {
-        var lines = s.split(separator: "\n", omittingEmptySubsequences: false).map { line -> Substring in
-            var l = line
-            while l.last == " " || l.last == "\r" { l = l.dropLast() }
-            return l
+        var out = [UInt8]()
+        out.reserveCapacity(s.utf8.count + 1)
+        var blankRun = 0
+        var line = [UInt8]()
+        func flush() {
+            while let last = line.last, last == 0x20 || last == 0x0D { line.removeLast() }
+            if line.isEmpty {
+                if !out.isEmpty { blankRun += 1 }
+            } else {
+                if blankRun > 0 { out.append(0x0A) }
+                blankRun = 0
+                out += line
+                out.append(0x0A)
+            }
+            line.removeAll(keepingCapacity: true)
         }
-        var out = [Substring]()
-        for l in lines where !(l.isEmpty && out.last?.isEmpty == true) { out.append(l) }
-        while out.first?.isEmpty == true { out.removeFirst() }
-        while out.last?.isEmpty == true { out.removeLast() }
-        lines = out
-        return lines.joined(separator: "\n") + "\n"
+        for b in s.utf8 {
+            if b == 0x0A { flush() } else { line.append(b) }
+        }
+        flush()
+        if out.isEmpty { out.append(0x0A) }
+        return String(decoding: out, as: UTF8.self)
     }
 
     // MARK: Templates

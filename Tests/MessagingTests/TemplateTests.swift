@@ -83,6 +83,8 @@ import Testing
 
     @Test func emptyPlaceholdersLeaveNoRunsOfBlankLines() {
         #expect(MessageQueue.tidy("a\n\n\n\nb  \n\n") == "a\n\nb\n")
+        #expect(MessageQueue.tidy("\n \nПривет  \r\nмир") == "Привет\nмир\n")
+        #expect(MessageQueue.tidy("") == "\n")
         #expect(MessageQueue.oneLine(" Заявка\nL-1 ") == "Заявка L-1")
     }
 
