@@ -153,7 +153,7 @@ public final class Mailer: Service, Sendable {
                     }
                     switch outcome {
                     case .sent:
-                        try await queue.markSent(m.row, now: now())
+                        try await queue.markSent(m, now: now())
                         sent.increment()
                         settled += 1
                     case .transient(let why):

@@ -72,39 +72,57 @@ public struct QueuedMessage: Sendable, Equatable {
 
     public var id: String { "msg-\(row)" }
 
+    /// The placeholder values it was queued with (rendered when read; see MessageQueue).
+    var values: [String: String] = [:]
+    /// The template scope it was queued for ("source:src-1"), "" for the deployment's.
+    var scope: String = ""
+
     static let columns = """
-        id, message_id, kind, audience, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number,
-        plan_id, contractor_id, subject, body, locale, in_reply_to, about, answer_due_at, state, attempts, last_error, created_at,
-        next_attempt_at, sent_at
+        id, kind, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number, plan_id, contractor_id,
+        locale, scope, vals, about, answer_due_at, state, attempts, last_error, created_at, next_attempt_at, sent_at, subject, body
         """
 
-    init(_ r: Row) {
+    /// A row as stored; `subject` and `body` are those sent (empty while queued: `MessageQueue`
+    /// renders them on reading).
+    init(_ r: Row, domain: String) {
         row = r.int(0)
-        messageID = r.string(1)
-        kind = r.string(2)
-        audience = r.string(3)
-        channel = r.string(4)
-        recipientName = r.string(5)
-        recipient = r.string(6)
-        email = r.string(7)
-        phone = r.string(8)
-        personID = r.string(9)
-        leadID = r.string(10)
-        registrationNumber = r.string(11)
-        planID = r.string(12)
-        contractorID = r.string(13)
-        subject = r.string(14)
-        body = r.string(15)
-        locale = r.string(16)
-        inReplyTo = r.string(17)
-        about = r.string(18)
-        answerDueAt = r.int(19)
-        state = State(rawValue: r.int(20)) ?? .queued
-        attempts = Int(r.int(21))
-        lastError = r.string(22)
-        createdAt = r.int(23)
-        nextAttemptAt = r.int(24)
-        sentAt = r.int(25)
+        kind = r.string(1)
+        audience = MessageKind(rawValue: kind)?.audience.rawValue ?? ""
+        channel = r.string(2)
+        recipientName = r.string(3)
+        recipient = r.string(4)
+        email = r.string(5)
+        phone = r.string(6)
+        personID = r.string(7)
+        leadID = r.string(8)
+        registrationNumber = r.string(9)
+        planID = r.string(10)
+        contractorID = r.string(11)
+        locale = r.string(12)
+        scope = r.string(13)
+        values = MessageValues.decode(r.blob(14))
+        about = r.string(15)
+        answerDueAt = r.int(16)
+        state = State(rawValue: r.int(17)) ?? .queued
+        attempts = Int(r.int(18))
+        lastError = r.string(19)
+        createdAt = r.int(20)
+        nextAttemptAt = r.int(21)
+        sentAt = r.int(22)
+        subject = r.optionalString(23) ?? ""
+        body = r.optionalString(24) ?? ""
+        // Ids are derived, not stored: the registration message of a lead is the thread every later
+        // message to the applicant answers, so its id is known without a look-up.
+        let kindValue = MessageKind(rawValue: kind)
+        if kindValue == .leadRegistered && !registrationNumber.isEmpty {
+            messageID = "registered.\(registrationNumber)@\(domain)"
+        } else {
+            let about = registrationNumber.isEmpty ? (planID.isEmpty ? "leadwire" : planID) : registrationNumber
+            messageID = "msg-\(row).\(about)@\(domain)"
+        }
+        inReplyTo =
+            kindValue?.audience == .applicant && kindValue != .leadRegistered && !registrationNumber.isEmpty
+            ? "registered.\(registrationNumber)@\(domain)" : ""
     }
 
     public var proto: Messages_Message {
@@ -158,9 +176,7 @@ public struct MessageQueue: Sendable {
         -- Messages owed to people, written in the same transaction as the change that owes them.
         CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
-            message_id TEXT NOT NULL UNIQUE,
             kind TEXT NOT NULL,
-            audience TEXT NOT NULL,
             -- 'email' or 'sms'; '' while a person's address is not looked up yet.
             channel TEXT NOT NULL,
             recipient_name TEXT NOT NULL,
@@ -172,10 +188,11 @@ public struct MessageQueue: Sendable {
             registration_number TEXT NOT NULL,
             plan_id TEXT NOT NULL,
             contractor_id TEXT NOT NULL,
-            subject TEXT NOT NULL,
-            body TEXT NOT NULL,
             locale TEXT NOT NULL,
-            in_reply_to TEXT NOT NULL,
+            -- The template scope and the placeholder values: the text is rendered when it is read
+            -- (sent, handed to a gateway, listed), not inside the transaction that queues it.
+            scope TEXT NOT NULL,
+            vals BLOB NOT NULL,
             about TEXT NOT NULL,
             answer_due_at INTEGER NOT NULL,
             -- 1 queued, 2 sent, 3 set aside (failed for good).
@@ -184,7 +201,10 @@ public struct MessageQueue: Sendable {
             last_error TEXT NOT NULL DEFAULT '',
             created_at INTEGER NOT NULL,
             next_attempt_at INTEGER NOT NULL,
-            sent_at INTEGER NOT NULL DEFAULT 0
+            sent_at INTEGER NOT NULL DEFAULT 0,
+            -- The text as it went out, kept once sent.
+            subject TEXT,
+            body TEXT
         );
         CREATE INDEX messages_due ON messages(next_attempt_at, id) WHERE state = 1;
         CREATE INDEX messages_by_lead ON messages(lead_id, id);
@@ -219,34 +239,36 @@ public struct MessageQueue: Sendable {
         } else {
             return nil
         }
-        let template = try cachedTemplate(db, kind: m.kind, locale: m.locale, scopes: m.scopes)
-        var values = m.values
-        if values["greeting"] == nil { values["greeting"] = m.locale.greeting(m.recipientName) }
-        if values["name"] == nil { values["name"] = m.recipientName }
-        let subject = Self.oneLine(template.subject.render(values))
-        let body = Self.tidy(template.body.render(values))
-        // The lead's first message to the applicant starts the thread; later ones answer it.
-        var inReplyTo = ""
-        if m.kind.audience == .applicant, m.kind != .leadRegistered, !m.leadID.isEmpty {
-            inReplyTo =
-                try db.first(
-                    "SELECT message_id FROM messages WHERE lead_id = ? AND audience = 'applicant' ORDER BY id LIMIT 1", m.leadID
-                ) { $0.string(0) } ?? ""
-        }
-        let row = (try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM messages") { $0.int(0) }) ?? 1
-        let about = m.registrationNumber.isEmpty ? (m.planID.isEmpty ? "leadwire" : m.planID) : m.registrationNumber
-        let messageID = "msg-\(row).\(about)@\(domain)"
+        // The most specific scope the message may have a text in; which text applies is decided
+        // when it is rendered (the template in force then), so queueing reads no template.
+        let scope = m.scopes.first ?? ""
         _ = try db.run(
             """
-            INSERT INTO messages(id, message_id, kind, audience, channel, recipient_name, recipient, email, phone, person_id, lead_id,
-                registration_number, plan_id, contractor_id, subject, body, locale, in_reply_to, about, answer_due_at, state,
-                created_at, next_attempt_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+            INSERT INTO messages(kind, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number, plan_id,
+                contractor_id, locale, scope, vals, about, answer_due_at, state, created_at, next_attempt_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
             """,
-            row, messageID, m.kind.rawValue, m.kind.audience.rawValue, channel, m.recipientName, recipient, email, phone, m.personID,
-            m.leadID, m.registrationNumber, m.planID, m.contractorID, subject, body, m.locale.rawValue, inReplyTo, m.about,
-            m.answerDueAt, now, now)
-        return row
+            m.kind.rawValue, channel, m.recipientName, recipient, email, phone, m.personID, m.leadID, m.registrationNumber, m.planID,
+            m.contractorID, m.locale.rawValue, scope, MessageValues.encode(m.values), m.about, m.answerDueAt, now, now)
+        return db.lastInsertRowID
+    }
+
+    /// A stored row with its text: as sent, or rendered now from the template in force.
+    func read(_ db: Connection, _ r: Row) throws -> QueuedMessage {
+        var m = QueuedMessage(r, domain: domain)
+        if m.subject.isEmpty && m.body.isEmpty { try render(db, &m) }
+        return m
+    }
+
+    func render(_ db: Connection, _ m: inout QueuedMessage) throws {
+        guard let kind = MessageKind(rawValue: m.kind) else { return }
+        let locale = MessageLocale(code: m.locale) ?? defaultLocale
+        let template = try cachedTemplate(db, kind: kind, locale: locale, scopes: m.scope.isEmpty ? [] : [m.scope])
+        var values = m.values
+        if values["name"] == nil { values["name"] = m.recipientName }
+        if values["greeting"] == nil { values["greeting"] = locale.greeting(m.recipientName) }
+        m.subject = Self.oneLine(template.subject.render(values))
+        m.body = Self.tidy(template.body.render(values))
     }
 
     /// Subjects are one line (a header): breaks and tabs become spaces, the ends are trimmed.
@@ -399,34 +421,26 @@ public struct MessageQueue: Sendable {
         return try await db.read { db in
             try db.query(
                 "SELECT \(QueuedMessage.columns) FROM messages WHERE state = 1 AND next_attempt_at <= ? AND channel IN (\(marks)) ORDER BY id LIMIT ?",
-                values: values, map: QueuedMessage.init)
+                values: values, map: { try self.read(db, $0) })
         }
     }
 
-    /// A person's address, looked up once: the message goes by e-mail, or by SMS through the gateway.
-    /// A staff message is rendered before the person's name is known: a body that opens with the
-    /// nameless greeting gets the name now ("Здравствуйте!" becomes "Здравствуйте, Ирина Петрова!").
+    /// A person's address, looked up once: the message goes by e-mail, or by SMS through the gateway
+    /// (and the greeting names them: the text is rendered when read).
     public func address(_ row: Int64, channel: String, recipient: String, name: String) async throws {
         try await db.write { db in
-            guard
-                let (body, locale) = try db.first(
-                    "SELECT body, locale FROM messages WHERE id = ?", row, map: { ($0.string(0), $0.string(1)) })
-            else { return }
-            var named = body
-            if !name.trimmingSpaces.isEmpty, let l = MessageLocale(code: locale) {
-                let nameless = l.greeting("")
-                if body.hasPrefix(nameless) { named = l.greeting(name) + body.dropFirst(nameless.count) }
-            }
             _ = try db.run(
-                "UPDATE messages SET channel = ?, recipient = ?, recipient_name = CASE WHEN ? = '' THEN recipient_name ELSE ? END, body = ? WHERE id = ?",
-                channel, recipient, name, name, named, row)
+                "UPDATE messages SET channel = ?, recipient = ?, recipient_name = CASE WHEN ? = '' THEN recipient_name ELSE ? END WHERE id = ?",
+                channel, recipient, name, name, row)
         }
     }
 
-    public func markSent(_ row: Int64, now: Int64) async throws {
+    /// Sent: the text as it went out is kept with it.
+    public func markSent(_ m: QueuedMessage, now: Int64) async throws {
         try await db.write { db in
             _ = try db.run(
-                "UPDATE messages SET state = 2, sent_at = ?, attempts = attempts + 1, last_error = '' WHERE id = ? AND state = 1", now, row)
+                "UPDATE messages SET state = 2, sent_at = ?, attempts = attempts + 1, last_error = '', subject = ?, body = ? WHERE id = ? AND state = 1",
+                now, m.subject, m.body, m.row)
         }
     }
 
@@ -441,7 +455,7 @@ public struct MessageQueue: Sendable {
     public func markFailed(_ row: Int64, error: String, now: Int64) async throws {
         try await db.write { db in
             _ = try db.run(
-                "UPDATE messages SET state = 3, attempts = attempts + 1, last_error = ?, sent_at = 0, next_attempt_at = ? WHERE id = ? AND state = 1",
+                "UPDATE messages SET state = 3, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 1",
                 error, now, row)
         }
     }
@@ -458,13 +472,16 @@ public struct MessageQueue: Sendable {
     /// A set-aside message queued again; nil when there is no such message.
     public func retry(_ row: Int64, now: Int64) async throws -> QueuedMessage? {
         try await db.write { db in
-            _ = try db.run("UPDATE messages SET state = 1, next_attempt_at = ? WHERE id = ? AND state = 3", now, row)
-            return try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: QueuedMessage.init)
+            _ = try db.run(
+                "UPDATE messages SET state = 1, next_attempt_at = ?, subject = NULL, body = NULL WHERE id = ? AND state = 3", now, row)
+            return try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: { try self.read(db, $0) })
         }
     }
 
     public func message(_ row: Int64) async throws -> QueuedMessage? {
-        try await db.read { db in try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: QueuedMessage.init) }
+        try await db.read { db in
+            try db.first("SELECT \(QueuedMessage.columns) FROM messages WHERE id = ?", row, map: { try self.read(db, $0) })
+        }
     }
 
     public struct Filter: Sendable {
@@ -505,7 +522,7 @@ public struct MessageQueue: Sendable {
             "SELECT \(QueuedMessage.columns) FROM messages" + (conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND "))
             + " ORDER BY id DESC LIMIT ?"
         let v = values
-        return try await db.read { db in try db.query(sql, values: v, map: QueuedMessage.init) }
+        return try await db.read { db in try db.query(sql, values: v, map: { try self.read(db, $0) }) }
     }
 
     /// Queued messages on these channels: how many, and the creation time of the oldest.
@@ -518,5 +535,49 @@ public struct MessageQueue: Sendable {
                 map: { (count: Int($0.int(0)), oldest: $0.optionalInt(1)) }
             ).first ?? (0, nil)
         }
+    }
+}
+
+/// Placeholder values in a row: each name and value as a varint length and UTF-8 bytes. Compact
+/// (the queue grows by one row per message) and safe for any text.
+enum MessageValues {
+    static func encode(_ values: [String: String]) -> [UInt8] {
+        var out = [UInt8]()
+        for (k, v) in values.sorted(by: { $0.key < $1.key }) {
+            for text in [k, v] {
+                var n = text.utf8.count
+                while n >= 0x80 {
+                    out.append(UInt8(n & 0x7F) | 0x80)
+                    n >>= 7
+                }
+                out.append(UInt8(n))
+                out += text.utf8
+            }
+        }
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [String: String] {
+        var out = [String: String]()
+        var i = 0
+        func next() -> String? {
+            var n = 0
+            var shift = 0
+            while i < bytes.count {
+                let b = bytes[i]
+                i += 1
+                n |= Int(b & 0x7F) << shift
+                if b < 0x80 {
+                    guard n <= bytes.count - i else { return nil }
+                    defer { i += n }
+                    return String(decoding: bytes[i..<(i + n)], as: UTF8.self)
+                }
+                shift += 7
+                if shift > 28 { return nil }
+            }
+            return nil
+        }
+        while i < bytes.count, let k = next(), let v = next() { out[k] = v }
+        return out
     }
 }

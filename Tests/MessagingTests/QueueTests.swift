@@ -44,7 +44,7 @@ import Testing
         #expect(first.subject == "Заявка L-2026-000001 зарегистрирована")
         #expect(
             first.body.hasPrefix("Здравствуйте, Зоя Крылова!\n\nВаше обращение «Отопление» зарегистрировано под номером L-2026-000001."))
-        #expect(first.messageID == "msg-1.L-2026-000001@example.com" && first.inReplyTo.isEmpty)
+        #expect(first.messageID == "registered.L-2026-000001@example.com" && first.inReplyTo.isEmpty)
         #expect(second.inReplyTo == first.messageID)
         #expect(second.body.contains("Срок выполнения — до 14 декабря 2026 г."))
         #expect((first.channel, first.recipient, first.state) == ("email", "zoya@example.com", .queued))
@@ -107,5 +107,16 @@ import Testing
         #expect(try await q.confirm([1], now: 160) == 0)
         let m = try #require(try await q.message(1))
         #expect((m.state, m.attempts, m.sentAt) == (.sent, 2, 150))
+    }
+}
+
+@Suite struct MessageValuesTests {
+    @Test func valuesRoundTripThroughTheirEncoding() {
+        let values = [
+            "comment": String(repeating: "Длинный комментарий. ", count: 40), "number": "L-2026-000001", "empty": "", "∑": "\u{0}\u{1F}",
+        ]
+        #expect(MessageValues.decode(MessageValues.encode(values)) == values)
+        #expect(MessageValues.decode([0x85]) == [:], "a truncated length is no value, not a crash")
+        #expect(MessageValues.decode([0x05, 0x61]) == [:])
     }
 }
