@@ -21,22 +21,41 @@ public enum FixedPoint {
     /// Parses "12", "12.5", "-0.25" into value × 10^places. Nil if malformed, with more decimal
     /// places than allowed, or out of range.
     public static func parse(_ text: String, places: Int) -> Int64? {
-        var s = Substring(text.trimmingSpaces)
+        // On UTF-8 bytes: it runs for every quantity and price of every order line.
+        var bytes = Substring(text.trimmingSpaces).utf8[...]
         var negative = false
-        if s.first == "-" {
+        if bytes.first == UInt8(ascii: "-") {
             negative = true
-            s = s.dropFirst()
+            bytes = bytes.dropFirst()
         }
-        let parts = s.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy(\.isASCIIDigit) else { return nil }
-        var fraction = parts.count == 2 ? parts[1] : ""
-        guard fraction.allSatisfy(\.isASCIIDigit), parts.count == 1 || !fraction.isEmpty else { return nil }
-        guard fraction.count <= places else { return nil }
-        fraction += String(repeating: "0", count: places - fraction.count)
-        guard whole.count <= 15, let w = Int64(whole), let f = Int64(fraction.isEmpty ? "0" : fraction) else { return nil }
+        var whole: Int64 = 0
+        var wholeDigits = 0
+        var fraction: Int64 = 0
+        var fractionDigits = 0
+        var seenPoint = false
+        for b in bytes {
+            if b == UInt8(ascii: ".") {
+                if seenPoint { return nil }
+                seenPoint = true
+                continue
+            }
+            guard b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") else { return nil }
+            let digit = Int64(b - UInt8(ascii: "0"))
+            if seenPoint {
+                fractionDigits += 1
+                guard fractionDigits <= places else { return nil }
+                fraction = fraction * 10 + digit
+            } else {
+                wholeDigits += 1
+                guard wholeDigits <= 15 else { return nil }
+                whole = whole * 10 + digit
+            }
+        }
+        guard wholeDigits > 0, !seenPoint || fractionDigits > 0 else { return nil }
         var scale: Int64 = 1
         for _ in 0..<places { scale *= 10 }
-        let v = w * scale + f
+        for _ in fractionDigits..<places { fraction *= 10 }
+        let v = whole * scale + fraction
         return negative ? -v : v
     }
 

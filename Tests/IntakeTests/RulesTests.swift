@@ -202,6 +202,43 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
 }
 
 @Suite struct ValueTests {
+    /// The byte-level parsers answer exactly as the Character-level ones they replaced (kept here
+    /// as the reference) on generated text: digits, signs, points, spaces, letters, Cyrillic, NBSP.
+    @Test func byteLevelParsersAgreeWithTheCharacterLevelReference() {
+        func referenceFixed(_ text: String, _ places: Int) -> Int64? {
+            var s = Substring(text.trimmingSpaces)
+            var negative = false
+            if s.first == "-" {
+                negative = true
+                s = s.dropFirst()
+            }
+            let parts = s.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            var fraction = parts.count == 2 ? parts[1] : ""
+            guard fraction.allSatisfy({ $0.isASCII && $0.isNumber }), parts.count == 1 || !fraction.isEmpty else { return nil }
+            guard fraction.count <= places else { return nil }
+            fraction += String(repeating: "0", count: places - fraction.count)
+            guard whole.count <= 15, let w = Int64(whole), let f = Int64(fraction.isEmpty ? "0" : fraction) else { return nil }
+            var scale: Int64 = 1
+            for _ in 0..<places { scale *= 10 }
+            return negative ? -(w * scale + f) : w * scale + f
+        }
+        func referenceEmail(_ s: String) -> Bool {
+            let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+            return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
+                && !parts[1].hasSuffix(".") && !s.contains(where: \.isWhitespace)
+        }
+        let pieces = ["1", "0", "9", "12", ".", "-", " ", "a", "@", "x.y", "е", "\u{A0}", "\t", "1234567890", "..", "ru", "\u{2028}"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let text = (0..<Int.random(in: 0...6, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            for places in 0...3 {
+                #expect(FixedPoint.parse(text, places: places) == referenceFixed(text, places), "\(text.debugDescription)")
+            }
+            #expect(LeadValidation.looksLikeEmail(text) == referenceEmail(text), "\(text.debugDescription)")
+        }
+    }
+
     @Test func fixedPoint() {
         #expect(FixedPoint.parse("12.5", places: 2) == 1250)
         #expect(FixedPoint.parse("-0.25", places: 2) == -25)

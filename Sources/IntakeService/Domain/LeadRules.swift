@@ -151,10 +151,21 @@ enum LeadValidation {
         }
     }
 
+    /// One "@" with something before it, a domain with an inner dot, no white space. On UTF-8
+    /// bytes (every lead's e-mail passes here); only text beyond ASCII is checked for Unicode spaces.
     static func looksLikeEmail(_ s: String) -> Bool {
-        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-        return parts.count == 2 && !parts[0].isEmpty && parts[1].contains(".") && !parts[1].hasPrefix(".")
-            && !parts[1].hasSuffix(".") && !s.contains(where: \.isWhitespace)
+        let bytes = s.utf8
+        guard let at = bytes.firstIndex(of: UInt8(ascii: "@")), at != bytes.startIndex else { return false }
+        let domain = bytes[bytes.index(after: at)...]
+        guard !domain.contains(UInt8(ascii: "@")), domain.contains(UInt8(ascii: ".")), domain.first != UInt8(ascii: "."),
+            domain.last != UInt8(ascii: ".")
+        else { return false }
+        var ascii = true
+        for b in bytes {
+            if b == 0x20 || (b >= 0x09 && b <= 0x0D) { return false }
+            if b >= 0x80 { ascii = false }
+        }
+        return ascii || !s.contains(where: \.isWhitespace)
     }
 
     static func standardValue(_ r: Intake_SubmitLeadRequest, _ name: String) -> String {
