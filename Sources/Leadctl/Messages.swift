@@ -2,10 +2,6 @@ import ArgumentParser
 import LeadwireAPI
 import Wire
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// Messages to people: the queue (what was sent, what waits, what was set aside and why) and the
 /// templates they are written from. Applicant and staff messages live in intake, contractor
 /// messages in report: --service picks which.
@@ -227,14 +223,6 @@ struct TemplateCommand: AsyncParsableCommand {
 }
 
 private func readText(_ path: String) throws -> String {
-    guard let f = fopen(path, "r") else { throw ValidationError("cannot read \(path)") }
-    defer { fclose(f) }
-    var bytes = [UInt8]()
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, f)
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
+    guard let text = TextFile.read(path) else { throw ValidationError("cannot read \(path)") }
+    return text
 }

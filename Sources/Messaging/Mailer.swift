@@ -182,7 +182,8 @@ public final class Mailer: Service, Sendable {
 
     private func connectionFailed(_ batch: [QueuedMessage], _ why: String) async throws -> Int {
         logger.warning("cannot reach the SMTP relay; the messages stay queued", metadata: ["error": "\(why)", "queued": "\(batch.count)"])
-        for m in batch where try await queue.message(m.row)?.state == .queued { try await postpone(m, why) }
+        // Messages the relay already took in this batch are sent; postponing them changes nothing.
+        for m in batch { try await postpone(m, why) }
         return 0
     }
 

@@ -1,10 +1,6 @@
 import ArgumentParser
 import Wire
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The command-line and environment settings for messages, the same in intake and report. SMTP is
 /// off until --smtp-host (LEADWIRE_SMTP_HOST) is given: messages then wait in the queue, visible in
 /// `leadctl messages`, for a gateway (TakeReplies).
@@ -76,7 +72,7 @@ public struct MessagingOptions: ParsableArguments {
         let security = SMTPConfiguration.Security(rawValue: smtpSecurity) ?? .starttls
         var password = ProcessInfoEnv.value("LEADWIRE_SMTP_PASSWORD")
         if !smtpPasswordFile.isEmpty {
-            guard let text = readFile(smtpPasswordFile) else {
+            guard let text = TextFile.read(smtpPasswordFile) else {
                 throw ValidationError("cannot read --smtp-password-file \(smtpPasswordFile)")
             }
             password = text.trimmingSpaces
@@ -92,17 +88,4 @@ public struct MessagingOptions: ParsableArguments {
         guard let at = smtpFrom.lastIndex(of: "@"), smtpFrom.index(after: at) < smtpFrom.endIndex else { return "leadwire.localhost" }
         return String(smtpFrom[smtpFrom.index(after: at)...])
     }
-}
-
-private func readFile(_ path: String) -> String? {
-    guard let f = fopen(path, "r") else { return nil }
-    defer { fclose(f) }
-    var bytes = [UInt8]()
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, f)
-        if n <= 0 { break }
-        bytes += chunk[0..<n]
-    }
-    return String(decoding: bytes, as: UTF8.self)
 }
