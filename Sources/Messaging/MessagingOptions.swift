@@ -15,8 +15,9 @@ public struct MessagingOptions: ParsableArguments {
         help: "SMTP relay to deliver e-mail to; empty = no e-mail delivery of our own (env LEADWIRE_SMTP_HOST).")
     public var smtpHost: String = ProcessInfoEnv.value("LEADWIRE_SMTP_HOST") ?? ""
 
-    @Option(name: .customLong("smtp-port"), help: "SMTP relay port (env LEADWIRE_SMTP_PORT; default 587, 465 with --smtp-security tls).")
-    public var smtpPort: Int? = ProcessInfoEnv.value("LEADWIRE_SMTP_PORT").flatMap(Int.init)
+    @Option(
+        name: .customLong("smtp-port"), help: "SMTP relay port; 0 = 587, or 465 with --smtp-security tls (env LEADWIRE_SMTP_PORT).")
+    public var smtpPort: Int = ProcessInfoEnv.value("LEADWIRE_SMTP_PORT").flatMap(Int.init) ?? 0
 
     @Option(
         name: .customLong("smtp-security"),
@@ -58,6 +59,9 @@ public struct MessagingOptions: ParsableArguments {
             throw ValidationError("--smtp-from must be an e-mail address when --smtp-host is set (got \"\(smtpFrom)\")")
         }
         guard smtpRetrySeconds > 0 else { throw ValidationError("--smtp-retry-seconds must be above 0") }
+        guard (0...65535).contains(smtpPort) else {
+            throw ValidationError("--smtp-port must be 1 to 65535 (0 = the default), not \(smtpPort)")
+        }
     }
 
     public var defaultLocale: MessageLocale { MessageLocale(code: locale) ?? .ru }
@@ -78,7 +82,7 @@ public struct MessagingOptions: ParsableArguments {
             password = text.trimmingSpaces
         }
         return SMTPConfiguration(
-            host: smtpHost, port: smtpPort ?? (security == .tls ? 465 : 587), security: security,
+            host: smtpHost, port: smtpPort > 0 ? smtpPort : (security == .tls ? 465 : 587), security: security,
             username: smtpUser.isEmpty ? nil : smtpUser, password: password, caPath: smtpCA.isEmpty ? nil : smtpCA,
             fromAddress: smtpFrom, fromName: smtpFromName)
     }
