@@ -195,7 +195,7 @@ public final class Mailer: Service, Sendable {
 
     /// Staff messages name a person: their e-mail (or phone) comes from routing's directory.
     private func resolveAddresses() async throws -> Int {
-        let waiting = try await queue.due(channels: [""], now: now(), limit: batchSize)
+        let waiting = try await queue.due(channels: [""], now: now(), limit: batchSize, rendered: false)
         guard !waiting.isEmpty else { return 0 }
         var settled = 0
         for m in waiting {

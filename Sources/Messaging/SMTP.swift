@@ -52,13 +52,6 @@ public struct SMTPConfiguration: Sendable {
         self.heloName = heloName
         self.commandTimeout = commandTimeout
     }
-
-    /// The domain of the From address, for Message-IDs.
-    public var domain: String {
-        guard let at = fromAddress.lastIndex(of: "@") else { return "leadwire.localhost" }
-        let d = fromAddress[fromAddress.index(after: at)...]
-        return d.isEmpty ? "leadwire.localhost" : String(d)
-    }
 }
 
 /// One reply: its code and text lines ("250-a", "250 b" -> 250, ["a", "b"]).
@@ -126,11 +119,6 @@ enum SMTPError: Error, CustomStringConvertible {
         case .insecure(let s): s
         case .transport(let s): "the connection to the relay failed: \(s)"
         }
-    }
-
-    var permanent: Bool {
-        if case .refused(let r, _) = self { return r.isPermanent }
-        return false
     }
 }
 

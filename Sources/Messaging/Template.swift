@@ -1,3 +1,5 @@
+import LeadwireAPI
+
 /// A message text with `{placeholder}`s, checked once when it is stored: every placeholder must be
 /// one the message kind offers, and braces must pair (`{{` and `}}` write a literal brace).
 /// Rendering a checked template cannot fail.
@@ -62,7 +64,7 @@ public struct Template: Sendable, Equatable {
                     throw Problem(
                         line: at.line, column: at.column, message: "\"{\" is not closed by \"}\" (write \"{{\" for a brace itself)")
                 }
-                let key = name.trimmingCharacters(in: " ")
+                let key = name.trimmingSpaces
                 guard !key.isEmpty else { throw Problem(line: at.line, column: at.column, message: "empty placeholder \"{}\"") }
                 guard allowed.contains(key) else {
                     throw Problem(
@@ -102,14 +104,5 @@ public struct Template: Sendable, Equatable {
         var seen = [String]()
         for case .placeholder(let k) in pieces where !seen.contains(k) { seen.append(k) }
         return seen
-    }
-}
-
-extension String {
-    fileprivate func trimmingCharacters(in set: Character) -> String {
-        var s = Substring(self)
-        while s.first == set { s = s.dropFirst() }
-        while s.last == set { s = s.dropLast() }
-        return String(s)
     }
 }

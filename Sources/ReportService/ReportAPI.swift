@@ -302,14 +302,7 @@ struct ReportAPI: Report_Service {
             plan: request.planId, contractor: request.contractorId.trimmingSpaces, lines: request.lineIds,
             dueDate: request.dueDate.trimmingSpaces, note: request.note.trimmingSpaces, actor: actor, now: now())
         onMessage()
-        hub.publish { contractor in
-            guard contractor == r.contractorId, let view = PlanMachine.view(plan, for: contractor) else { return nil }
-            var u = Report_WorkPlanUpdate()
-            u.kind = "progress_requested"
-            u.plan = view
-            u.progressRequest = r
-            return u
-        }
+        hub.publish("progress_requested", plan, only: r.contractorId, progressRequest: r)
         return r
     }
 

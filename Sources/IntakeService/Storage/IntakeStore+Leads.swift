@@ -242,6 +242,8 @@ extension IntakeStore {
             var lead = stored
             let from = lead.status
             let to = try LeadLifecycle.next(from: from, action, lead: lead.registrationNumber).get()
+            // Read once: acceptance needs its due days, every message its locale and template scope.
+            let source = try Self.sourceDefinition(db, lead.sourceId)
             var note = ""
             switch action {
             case .accept:
@@ -250,10 +252,7 @@ extension IntakeStore {
                 {
                     throw IntakeError.clientHasDebt(clientID: lead.clientId, debt: FixedPoint.format(debt, places: 2))
                 }
-                let dueDays =
-                    try db.first(
-                        "SELECT definition FROM sources WHERE id = ?", Self.number(lead.sourceId, prefix: "src"),
-                        map: { try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0)).dueDays }) ?? 0
+                let dueDays = source?.dueDays ?? 0
                 lead.dueAtMs = now + Int64(dueDays > 0 ? dueDays : 14) * 86_400_000
             case .defer(let reason, let date):
                 lead.deferReason = reason
@@ -272,14 +271,14 @@ extension IntakeStore {
             try db.run("UPDATE leads SET status = ?, body = ? WHERE id = ?", Int64(to.rawValue), ProtoCodec.encode(lead), n)
             try Self.appendHistory(db, n, actor: actor, action: LeadLifecycle.name(to), from: from, to: to, note: note, now: now)
             try Self.appendEvent(db, n, kind: LeadEventKind(status: to), lead: lead, now: now)
-            let locale = self.locale(of: try Self.sourceDefinition(db, lead.sourceId))
+            let locale = self.locale(of: source)
             switch action {
-            case .accept: try self.tellApplicant(db, .leadAccepted, lead, now: now)
+            case .accept: try self.tellApplicant(db, .leadAccepted, lead, source: source, now: now)
             case .defer(let reason, let date):
                 try self.tellApplicant(
-                    db, .leadDeferred, lead, extra: ["reason": reason, "revisit_date": locale.date(iso: date)], now: now)
-            case .reject(let reason): try self.tellApplicant(db, .leadRejected, lead, extra: ["reason": reason], now: now)
-            case .complete: try self.tellApplicant(db, .leadProcessed, lead, now: now)
+                    db, .leadDeferred, lead, source: source, extra: ["reason": reason, "revisit_date": locale.date(iso: date)], now: now)
+            case .reject(let reason): try self.tellApplicant(db, .leadRejected, lead, source: source, extra: ["reason": reason], now: now)
+            case .complete: try self.tellApplicant(db, .leadProcessed, lead, source: source, now: now)
             }
             if self.routing {
                 // Routing stops the escalation clock at the first decision, and frees the person's

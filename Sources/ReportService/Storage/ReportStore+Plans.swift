@@ -280,13 +280,14 @@ extension Broadcast where Element == Report_WorkPlanUpdate, Interest == String {
 
     /// `only`: the contractor whose view changed (a signature, progress or an act changes nobody
     /// else's lines); nil for a hand-over, which concerns every contractor of the plan.
-    func publish(_ kind: String, _ plan: Report_Plan, only: String? = nil) {
+    func publish(_ kind: String, _ plan: Report_Plan, only: String? = nil, progressRequest: Report_ProgressRequest? = nil) {
         publish { contractor in
             if let only, contractor != only { return nil }
             guard let view = PlanMachine.view(plan, for: contractor) else { return nil }
             var update = Report_WorkPlanUpdate()
             update.kind = kind
             update.plan = view
+            if let progressRequest { update.progressRequest = progressRequest }
             return update
         }
     }
