@@ -50,7 +50,7 @@ struct IntakeCommand: AsyncParsableCommand {
             name: "intake-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "intake")], aggregate: true)
         let store = try IntakeStore(
-            path: common.dataDir + "/intake.sqlite", routing: !routing.isEmpty, onCommit: { batches.record($0) },
+            path: common.databaseLocation(file: "intake.sqlite"), routing: !routing.isEmpty, onCommit: { batches.record($0) },
             integrityCheckSeconds: common.integrityCheckSeconds, locale: messaging.defaultLocale, messageDomain: messaging.messageDomain)
         let adopted = try await store.adoptQueuedReplies(now: systemClock())
         if adopted > 0 { host.logger.notice("registration replies moved to the message queue", metadata: ["count": "\(adopted)"]) }

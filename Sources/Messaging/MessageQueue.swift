@@ -250,7 +250,7 @@ public struct MessageQueue: Sendable {
             """,
             m.kind.rawValue, channel, m.recipientName, recipient, email, phone, m.personID, m.leadID, m.registrationNumber, m.planID,
             m.contractorID, m.locale.rawValue, scope, MessageValues.encode(m.values), m.about, m.answerDueAt, now, now)
-        return db.lastInsertRowID
+        return try db.lastInsertRowID()
     }
 
     /// A stored row with its text: as sent, or rendered now from the template in force.

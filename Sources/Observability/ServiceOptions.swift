@@ -9,6 +9,16 @@ public struct ServiceOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Directory for the service's database and the shared signing key (env LEADWIRE_DATA_DIR).")
     public var dataDir: String = ProcessInfoEnv.value("LEADWIRE_DATA_DIR") ?? "./var"
 
+    @Option(
+        name: .customLong("database"),
+        help:
+            "Where the service keeps its data: a PostgreSQL URL (postgres://user@host:port/db; several hosts with target_session_attrs=read-write find the primary; the service's tables live in a schema named after it), or a SQLite file. Default: a SQLite file in --data-dir (env LEADWIRE_DATABASE_URL)."
+    )
+    public var database: String? = ProcessInfoEnv.value("LEADWIRE_DATABASE_URL").flatMap { $0.isEmpty ? nil : $0 }
+
+    /// The service's database: --database, else `file` in the data directory.
+    public func databaseLocation(file: String) -> String { database ?? dataDir + "/" + file }
+
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error, critical (env LEADWIRE_LOG_LEVEL).")
     public var logLevel: String = ProcessInfoEnv.value("LEADWIRE_LOG_LEVEL") ?? "info"
 

@@ -31,7 +31,8 @@ struct ReportCommand: AsyncParsableCommand {
             name: "report-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "report")], aggregate: true)
         let store = try ReportStore(
-            path: common.dataDir + "/report.sqlite", onCommit: { batches.record($0) }, integrityCheckSeconds: common.integrityCheckSeconds,
+            path: common.databaseLocation(file: "report.sqlite"), onCommit: { batches.record($0) },
+            integrityCheckSeconds: common.integrityCheckSeconds,
             locale: messaging.defaultLocale, messageDomain: messaging.messageDomain)
         let checker: any LeadChecker
         if intake.isEmpty {

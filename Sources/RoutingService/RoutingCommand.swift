@@ -7,8 +7,8 @@ import Observability
 import ServiceLifecycle
 import Wire
 
-/// The routing service: people, roles, rules and the decisions they make, on its own SQLite
-/// database (`<data-dir>/routing.sqlite`). Migrations and the stock roles are in place before the
+/// The routing service: people, roles, rules and the decisions they make, in its own database
+/// (`<data-dir>/routing.sqlite`, or schema `routing` of `--database`'s PostgreSQL). Migrations and the stock roles are in place before the
 /// port opens.
 @main
 struct RoutingCommand: AsyncParsableCommand {
@@ -27,7 +27,7 @@ struct RoutingCommand: AsyncParsableCommand {
             name: "routing-service", logLevel: common.logLevel, dataDir: common.dataDir, allowSharedKey: common.allowSharedKey)
         let batches = Recorder(label: "leadwire_store_commit_batch_size", dimensions: [("db", "routing")], aggregate: true)
         let store = try await RoutingStore(
-            path: common.dataDir + "/routing.sqlite", now: systemClock(), onCommit: { batches.record($0) },
+            path: common.databaseLocation(file: "routing.sqlite"), now: systemClock(), onCommit: { batches.record($0) },
             integrityCheckSeconds: common.integrityCheckSeconds)
         let api = RoutingAPI(store: store, now: systemClock, logger: host.logger)
         try await host.serve(

@@ -15,18 +15,32 @@ public struct Migration: Sendable {
     }
 }
 
-/// A service's database: one SQLite file in WAL mode, one writer connection on its own serial queue,
-/// a few read-only connections on theirs. SQLite calls block, so none of them runs on an event loop
-/// or on the Swift concurrency pool.
+/// A service's database: one SQLite file in WAL mode (the embedded default), or a schema in a
+/// PostgreSQL database (`postgres://` URL). Either way one writer connection on its own serial queue
+/// and a few read-only connections on theirs. Both engines' calls block, so none of them runs on an
+/// event loop or on the Swift concurrency pool.
 ///
 /// Writes are group-committed: every write waiting when the writer becomes free runs in one
-/// transaction, each inside its own SAVEPOINT (so one failing write rolls back alone), and none is
-/// answered before the COMMIT returns. With `synchronous=FULL` in WAL mode, SQLite syncs the WAL on
-/// every COMMIT (sqlite.org/pragma.html#pragma_synchronous), so an answered write survives a crash
-/// or power loss. The fsync is shared by the whole batch, which is where the throughput comes from.
+/// transaction, and none is answered before the COMMIT returns; one failing write rolls back alone
+/// (see `commit`). With `synchronous=FULL` in WAL mode, SQLite syncs the WAL on every COMMIT
+/// (sqlite.org/pragma.html#pragma_synchronous), so an answered write survives a crash or power loss;
+/// PostgreSQL does the same with its default `synchronous_commit=on` (and, with a synchronous
+/// standby configured, waits for it too). The sync is shared by the whole batch, which is where
+/// the throughput comes from.
+///
+/// On PostgreSQL the writer holds a session advisory lock named after the schema: one process
+/// writes a service's tables at a time (a second one refuses to start, saying so), which keeps the
+/// stores' in-memory state (caches, id allocation, routing's rotation) true.
 public final class Database: @unchecked Sendable {
     public struct Configuration: Sendable {
+        /// A SQLite file's path, or a PostgreSQL URL (`postgres://` or `postgresql://`, libpq's
+        /// syntax: several hosts and `target_session_attrs=read-write` find the primary).
         public var path: String
+        /// PostgreSQL only: the schema holding the service's tables (created if missing), so the
+        /// three services can share one database.
+        public var schema = "public"
+        /// PostgreSQL only: how the connections name themselves in `pg_stat_activity`.
+        public var applicationName = "leadwire"
         public var readers = 2
         /// Upper bound on writes per transaction, to bound latency and memory.
         public var maxBatch = 512
@@ -48,7 +62,9 @@ public final class Database: @unchecked Sendable {
         public var largestBatch = 0
     }
 
+    /// The SQLite file, or the PostgreSQL URL without its password: for logs and messages.
     public let path: String
+    public let isPostgres: Bool
     private let writerQueue = DispatchQueue(label: "leadwire.store.writer")
     // Confined to writerQueue.
     nonisolated(unsafe) private let writer: Connection
@@ -85,33 +101,86 @@ public final class Database: @unchecked Sendable {
         corruption.withLockedValue { if $0 == nil { $0 = e } }
     }
 
+    /// Whether `location` names a PostgreSQL database rather than a SQLite file.
+    public static func isPostgresURL(_ location: String) -> Bool {
+        location.hasPrefix("postgres://") || location.hasPrefix("postgresql://")
+    }
+
     public init(configuration: Configuration, migrations: [Migration]) throws {
-        path = configuration.path
+        isPostgres = Database.isPostgresURL(configuration.path)
+        path = isPostgres ? Database.redacted(configuration.path) : configuration.path
         maxBatch = max(1, configuration.maxBatch)
         onCommit = configuration.onCommit
-        (writer, integrityChecked) = try Database.openWriter(path: path, checkSeconds: configuration.integrityCheckSeconds)
-        try writer.execute("PRAGMA synchronous=FULL")
-        try writer.execute("PRAGMA foreign_keys=ON")
-        // Each write of a group commit runs in its own savepoint (so one can fail alone), and a
-        // savepoint journals the original of every page it changes — about 16 pages for a new
-        // lead. In a temporary file (the default) that was 65 KB and 31 pwrite calls per lead;
-        // in memory it is a copy.
-        try writer.execute("PRAGMA temp_store=MEMORY")
-        try Database.migrate(writer, migrations)
         var readers = [(DispatchQueue, Connection)]()
-        for i in 0..<max(1, configuration.readers) {
-            let c = try Connection(path: configuration.path, readOnly: true)
-            try c.execute("PRAGMA foreign_keys=ON")
-            readers.append((DispatchQueue(label: "leadwire.store.reader.\(i)"), c))
+        if isPostgres {
+            let url = configuration.path
+            let schema = configuration.schema
+            let writer = try PostgresConnection(url: url, schema: schema, applicationName: configuration.applicationName)
+            let lockKey = Database.lockKey("leadwire.writer." + schema)
+            let shown = path
+            // Taken again on every reconnection: a replica that lost its connection (and so its lock)
+            // writes again only if no other process took the service's tables meanwhile.
+            writer.onConnect = { c in
+                let got = try Connection(.postgres(c)).first("SELECT pg_try_advisory_lock(?)", lockKey) { $0.bool(0) } ?? false
+                guard got else {
+                    throw StoreError(
+                        code: -1,
+                        message:
+                            "another process is already writing the tables of schema \(schema) in \(shown): run one process of each service per database (replicas sharing one database are not supported yet)",
+                        sql: nil, sqlstate: "55P03")
+                }
+            }
+            try writer.onConnect?(writer)
+            self.writer = Connection(.postgres(writer))
+            integrityChecked = true
+            try Database.migrate(self.writer, migrations, schema: schema)
+            for _ in 0..<max(1, configuration.readers) {
+                let c = try PostgresConnection(url: url, schema: schema, applicationName: configuration.applicationName)
+                readers.append((DispatchQueue(label: "leadwire.store.reader.\(readers.count)"), Connection(.postgres(c))))
+            }
+        } else {
+            let writer: SQLiteConnection
+            (writer, integrityChecked) = try Database.openWriter(path: path, checkSeconds: configuration.integrityCheckSeconds)
+            try writer.execute("PRAGMA synchronous=FULL")
+            try writer.execute("PRAGMA foreign_keys=ON")
+            // When a write of a group commit fails, the others run again each in its own savepoint, and
+            // a savepoint journals the original of every page it changes. In a temporary file (the
+            // default) that is a 4 KiB write per page; in memory it is a copy.
+            try writer.execute("PRAGMA temp_store=MEMORY")
+            self.writer = Connection(.sqlite(writer))
+            try Database.migrate(self.writer, migrations, schema: nil)
+            for i in 0..<max(1, configuration.readers) {
+                let c = try SQLiteConnection(path: configuration.path, readOnly: true)
+                try c.execute("PRAGMA foreign_keys=ON")
+                readers.append((DispatchQueue(label: "leadwire.store.reader.\(i)"), Connection(.sqlite(c))))
+            }
         }
         self.readers = readers
     }
 
+    /// A PostgreSQL URL without its password.
+    static func redacted(_ url: String) -> String {
+        guard let scheme = url.firstRange(of: "://"), let at = url[scheme.upperBound...].firstIndex(of: "@") else { return url }
+        let userInfo = url[scheme.upperBound..<at]
+        guard let colon = userInfo.firstIndex(of: ":") else { return url }
+        return String(url[..<colon]) + ":***" + String(url[at...])
+    }
+
+    /// A stable 64-bit key for a PostgreSQL advisory lock (FNV-1a of the name).
+    static func lockKey(_ name: String) -> Int64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x100_0000_01b3
+        }
+        return Int64(bitPattern: h)
+    }
+
     /// The writer connection in WAL mode, after `PRAGMA quick_check` (bounded by `checkSeconds`;
     /// 0 skips it). A damaged file refuses to open, naming itself and the restore procedure.
-    private static func openWriter(path: String, checkSeconds: Double) throws -> (Connection, Bool) {
+    private static func openWriter(path: String, checkSeconds: Double) throws -> (SQLiteConnection, Bool) {
         do {
-            let c = try Connection(path: path, readOnly: false)
+            let c = try SQLiteConnection(path: path, readOnly: false)
             try c.execute("PRAGMA journal_mode=WAL")
             guard checkSeconds > 0 else { return (c, false) }
             // nil: out of time (a large file); it serves unchecked, and run-time errors will tell.
@@ -141,30 +210,41 @@ public final class Database: @unchecked Sendable {
         try await read { db in try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0 }
     }
 
-    private static func migrate(_ db: Connection, _ migrations: [Migration]) throws {
-        try db.execute(
-            """
-            CREATE TABLE IF NOT EXISTS schema_migrations (
-                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-            )
-            """)
-        let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0
+    /// Runs the migrations the database has not seen, each in its own transaction. On PostgreSQL
+    /// each transaction first takes an advisory lock, so replicas starting together run each step
+    /// once (the others wait, then find it done); the SQL is rewritten by `PostgresDialect.schema`.
+    private static func migrate(_ db: Connection, _ migrations: [Migration], schema: String?) throws {
         let known = migrations.map(\.version).max() ?? 0
-        if current > known {
-            throw StoreError(
-                code: 1,
-                message:
-                    "the database is at schema version \(current) but this build knows only up to \(known): refusing to run an older build on newer data",
-                sql: nil)
-        }
-        for m in migrations.sorted(by: { $0.version < $1.version }) where m.version > current {
-            try db.execute("BEGIN IMMEDIATE")
+        while true {
+            try db.beginWrite()
             do {
-                try db.execute(m.sql)
+                if let schema {
+                    try db.run("SELECT pg_advisory_xact_lock(?)", lockKey("leadwire.migrations." + schema))
+                    try db.execute("CREATE SCHEMA IF NOT EXISTS \"\(schema)\"")
+                }
+                let create = """
+                    CREATE TABLE IF NOT EXISTS schema_migrations (
+                        version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+                    )
+                    """
+                try db.execute(db.isPostgres ? PostgresDialect.schema(create) : create)
+                let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0
+                if current > known {
+                    throw StoreError(
+                        code: 1,
+                        message:
+                            "the database is at schema version \(current) but this build knows only up to \(known): refusing to run an older build on newer data",
+                        sql: nil)
+                }
+                guard let m = migrations.sorted(by: { $0.version < $1.version }).first(where: { $0.version > current }) else {
+                    try db.commit()
+                    return
+                }
+                try db.execute(db.isPostgres ? PostgresDialect.schema(m.sql) : m.sql)
                 try db.run("INSERT INTO schema_migrations(version, name) VALUES (?, ?)", m.version, m.name)
-                try db.execute("COMMIT")
+                try db.commit()
             } catch {
-                try? db.execute("ROLLBACK")
+                db.rollback()
                 throw error
             }
         }
@@ -227,7 +307,7 @@ public final class Database: @unchecked Sendable {
         var outcomes = [(any Error)?](repeating: nil, count: batch.count)
         let observer = transactionObserver.withLockedValue { $0 }
         do {
-            try writer.run("BEGIN IMMEDIATE")
+            try writer.beginWrite()
         } catch {
             note(error)
             for j in batch { j.done(error) }
@@ -249,10 +329,10 @@ public final class Database: @unchecked Sendable {
             }
         }
         if let failed {
-            try? writer.execute("ROLLBACK")
+            writer.rollback()
             observer?(writer, .rolledBack)
             do {
-                try writer.run("BEGIN IMMEDIATE")
+                try writer.beginWrite()
             } catch {
                 note(error)
                 for (i, j) in batch.enumerated() { j.done(outcomes[i] ?? error) }
@@ -276,11 +356,11 @@ public final class Database: @unchecked Sendable {
             }
         }
         do {
-            try writer.run("COMMIT")
+            try writer.commit()
             observer?(writer, .committed)
         } catch {
             note(error)
-            try? writer.execute("ROLLBACK")
+            writer.rollback()
             outcomes = outcomes.map { $0 ?? error }
             observer?(writer, .rolledBack)
         }
@@ -307,20 +387,20 @@ public final class Database: @unchecked Sendable {
             queue.async {
                 // One read transaction: every query in `body` sees the same snapshot.
                 do {
-                    try c.run("BEGIN")
+                    try c.beginRead()
                     let r = try body(c)
-                    try c.run("COMMIT")
+                    try c.commit()
                     cont.resume(returning: r)
                 } catch {
                     self.note(error)
-                    try? c.execute("ROLLBACK")
+                    c.rollback()
                     cont.resume(throwing: error)
                 }
             }
         }
     }
 
-    /// At shutdown: waits for the queued writes, then checkpoints the WAL into the database file and
+    /// At shutdown: waits for the queued writes, then (SQLite) checkpoints the WAL into the database file and
     /// truncates it, so the file alone holds everything (what an operator copies or inspects after a
     /// stop is complete, whatever else the process still holds when it exits).
     public func close() async {
@@ -328,7 +408,7 @@ public final class Database: @unchecked Sendable {
         await withCheckedContinuation { (cont: CheckedContinuation<Void, Never>) in
             writerQueue.async {
                 // A failure leaves the WAL in place, which SQLite replays on the next open: nothing is lost.
-                try? self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if !self.isPostgres { try? self.writer.execute("PRAGMA wal_checkpoint(TRUNCATE)") }
                 cont.resume()
             }
         }

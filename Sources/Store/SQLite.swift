@@ -1,72 +1,13 @@
 import CSQLite
 import Dispatch
 
-/// The one error type of the storage layer. Carries SQLite's result code, its message and the SQL
-/// text, never the bound values (they may hold personal data).
-public struct StoreError: Error, CustomStringConvertible, Sendable {
-    public var code: Int32
-    public var message: String
-    public var sql: String?
-
-    public init(code: Int32, message: String, sql: String?) {
-        self.code = code
-        self.message = message
-        self.sql = sql
-    }
-
-    public var isConstraintViolation: Bool { code & 0xFF == SQLITE_CONSTRAINT }
-    public var isBusy: Bool { code & 0xFF == SQLITE_BUSY }
-    /// The file is damaged or not a database: only a restore helps.
-    public var isCorruption: Bool { code & 0xFF == SQLITE_CORRUPT || code & 0xFF == SQLITE_NOTADB }
-
-    public var description: String {
-        isDamage ? message : "SQLite error \(code): \(message)" + (sql.map { " (in: \($0))" } ?? "")
-    }
-
-    private var isDamage: Bool { isCorruption && sql == nil && message.hasPrefix("the database ") }
-
-    /// A damaged file, found at start: names the file and the way out.
-    static func damaged(path: String, _ problems: String) -> StoreError {
-        StoreError(
-            code: SQLITE_CORRUPT,
-            message:
-                "the database \(path) is damaged (\(problems)): stop the service and restore the file from a backup, as docs/operations.md \"Restoring from a backup\" describes (--skip-integrity-check starts without this check)",
-            sql: nil)
-    }
-}
-
-/// A value bound to or read from a statement.
-public enum SQLValue: Sendable, Hashable {
-    case null
-    case integer(Int64)
-    case real(Double)
-    case text(String)
-    case blob([UInt8])
-}
-
-public protocol SQLBindable {
-    var sqlValue: SQLValue { get }
-}
-
-extension Int: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
-extension Int64: SQLBindable { public var sqlValue: SQLValue { .integer(self) } }
-extension Int32: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
-extension Double: SQLBindable { public var sqlValue: SQLValue { .real(self) } }
-extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
-extension Bool: SQLBindable { public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
-extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
-extension Optional: SQLBindable where Wrapped: SQLBindable {
-    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
-}
-extension Array: SQLBindable where Element == UInt8 { public var sqlValue: SQLValue { .blob(self) } }
-
 /// SQLITE_TRANSIENT is a macro Swift cannot import: SQLite copies the bound bytes.
 private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 
 /// One prepared statement, finalized in `deinit`. Belongs to one connection.
-public final class Statement {
+final class Statement {
     let raw: OpaquePointer
-    public let sql: String
+    let sql: String
 
     init(connection: OpaquePointer, sql: String) throws {
         var stmt: OpaquePointer?
@@ -105,24 +46,21 @@ public final class Statement {
     }
 }
 
-/// A row being read: columns by index, valid until the next step.
-public struct Row {
+/// A row of a SQLite statement: columns by index, valid until the next step.
+struct SQLiteRow {
     let stmt: OpaquePointer
 
-    public func isNull(_ i: Int32) -> Bool { sqlite3_column_type(stmt, i) == SQLITE_NULL }
-    public func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
-    public func double(_ i: Int32) -> Double { sqlite3_column_double(stmt, i) }
-    public func bool(_ i: Int32) -> Bool { sqlite3_column_int64(stmt, i) != 0 }
+    func isNull(_ i: Int32) -> Bool { sqlite3_column_type(stmt, i) == SQLITE_NULL }
+    func int(_ i: Int32) -> Int64 { sqlite3_column_int64(stmt, i) }
+    func double(_ i: Int32) -> Double { sqlite3_column_double(stmt, i) }
+    func bool(_ i: Int32) -> Bool { sqlite3_column_int64(stmt, i) != 0 }
 
-    public func string(_ i: Int32) -> String {
+    func string(_ i: Int32) -> String {
         guard let p = sqlite3_column_text(stmt, i) else { return "" }
         return String(cString: p)
     }
 
-    public func optionalString(_ i: Int32) -> String? { isNull(i) ? nil : string(i) }
-    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
-
-    public func blob(_ i: Int32) -> [UInt8] {
+    func blob(_ i: Int32) -> [UInt8] {
         let n = Int(sqlite3_column_bytes(stmt, i))
         guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }
         return Array(UnsafeRawBufferPointer(start: p, count: n))
@@ -131,7 +69,7 @@ public struct Row {
 
 /// One SQLite connection with a statement cache. Not thread-safe: `Database` confines each
 /// connection to its own serial queue.
-public final class Connection {
+final class SQLiteConnection {
     let raw: OpaquePointer
     private var statements: [String: Statement] = [:]
 
@@ -156,7 +94,7 @@ public final class Connection {
     }
 
     /// Runs SQL without results (may hold several statements).
-    public func execute(_ sql: String) throws {
+    func execute(_ sql: String) throws {
         var err: UnsafeMutablePointer<CChar>?
         let rc = sqlite3_exec(raw, sql, nil, nil, &err)
         if rc != SQLITE_OK {
@@ -174,10 +112,9 @@ public final class Connection {
     }
 
     /// Runs one statement; returns the number of rows it changed.
-    @discardableResult
-    public func run(_ sql: String, _ values: any SQLBindable...) throws -> Int {
+    func run(_ sql: String, _ values: [SQLValue]) throws -> Int {
         let s = try statement(sql)
-        try s.bind(values.map(\.sqlValue))
+        try s.bind(values)
         defer { sqlite3_reset(s.raw) }
         var rc = sqlite3_step(s.raw)
         while rc == SQLITE_ROW { rc = sqlite3_step(s.raw) }
@@ -186,11 +123,7 @@ public final class Connection {
     }
 
     /// Runs a query, mapping each row.
-    public func query<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> [T] {
-        try query(sql, values: values.map(\.sqlValue), map: map)
-    }
-
-    public func query<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> [T] {
+    func query<T>(_ sql: String, values: [SQLValue], map: (SQLiteRow) throws -> T) throws -> [T] {
         let s = try statement(sql)
         try s.bind(values)
         defer { sqlite3_reset(s.raw) }
@@ -199,16 +132,12 @@ public final class Connection {
             let rc = sqlite3_step(s.raw)
             if rc == SQLITE_DONE { break }
             guard rc == SQLITE_ROW else { throw s.error(rc) }
-            out.append(try map(Row(stmt: s.raw)))
+            out.append(try map(SQLiteRow(stmt: s.raw)))
         }
         return out
     }
 
-    public func first<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> T? {
-        try query(sql, values: values.map(\.sqlValue), map: map).first
-    }
-
-    public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }
 
     /// `PRAGMA quick_check`, interrupted after `seconds`: the problems it lists (empty = none), or
     /// nil when it ran out of time.
@@ -228,7 +157,7 @@ public final class Connection {
             }, token.toOpaque())
         defer { sqlite3_progress_handler(raw, 0, nil, nil) }
         do {
-            let lines = try query("PRAGMA quick_check(20)") { $0.string(0) }
+            let lines = try query("PRAGMA quick_check(20)", values: []) { $0.string(0) }
             return lines == ["ok"] ? [] : lines
         } catch let e as StoreError where e.code & 0xFF == SQLITE_INTERRUPT {
             return nil

@@ -1,14 +1,14 @@
 import Foundation
 import LeadwireAPI
+import StoreTestSupport
 import Testing
 import Wire
 
 @testable import IntakeService
 
 func temporaryIntakeStore() throws -> IntakeStore {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("intake-test-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return try IntakeStore(path: dir.appendingPathComponent("intake.sqlite").path)
+    let db = ScratchDatabase("intake.sqlite")
+    return try IntakeStore(path: db.path, schema: db.schema)
 }
 
 func submit(

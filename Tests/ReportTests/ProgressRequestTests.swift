@@ -1,6 +1,7 @@
 import Foundation
 import LeadwireAPI
 import Messaging
+import StoreTestSupport
 import Testing
 
 @testable import ReportService
@@ -9,9 +10,8 @@ import Testing
 /// answered line by line, overdue after their day.
 @Suite struct ProgressRequestTests {
     func handedOverPlan() async throws -> (ReportStore, Report_Plan) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("report-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let store = try ReportStore(path: dir.appendingPathComponent("report.sqlite").path)
+        let db = ScratchDatabase("report.sqlite")
+        let store = try ReportStore(path: db.path, schema: db.schema)
         var plan = Report_Plan()
         plan.title = "Кровля"
         plan.periodStart = "2026-10-01"

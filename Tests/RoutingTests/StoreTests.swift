@@ -1,5 +1,6 @@
 import Foundation
 import LeadwireAPI
+import StoreTestSupport
 import Testing
 
 @testable import RoutingService
@@ -8,9 +9,8 @@ import Testing
 /// of owner recorded in the feed intake follows.
 @Suite struct RoutingStoreTests {
     func store() async throws -> RoutingStore {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("routing-store-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return try await RoutingStore(path: dir.appendingPathComponent("routing.sqlite").path, now: now)
+        let db = ScratchDatabase("routing.sqlite")
+        return try await RoutingStore(path: db.path, schema: db.schema, now: now)
     }
 
     func summary(_ id: String, role: String) -> Routing_LeadSummary {
@@ -108,8 +108,17 @@ import Testing
         let vera = try await s.createPerson(try await role("Сервис", in: s, member: "vera"), now: now)
         // A trigger makes the assignment's INSERT fail after the decision changed the working state.
         try await s.db.write { c in
-            try c.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON assignments WHEN NEW.lead_id = 'lead-x' BEGIN SELECT RAISE(ABORT, 'refused'); END")
+            if c.isPostgres {
+                try c.execute(
+                    """
+                    CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$;
+                    CREATE TRIGGER refuse BEFORE INSERT ON assignments FOR EACH ROW WHEN (NEW.lead_id = 'lead-x') EXECUTE FUNCTION refuse()
+                    """)
+            } else {
+                try c.execute(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON assignments WHEN NEW.lead_id = 'lead-x' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+                )
+            }
         }
         await #expect(throws: (any Error).self) { try await s.route(summary("lead-x", role: "Сервис"), actor: "t", now: now) }
         #expect(s.person(vera.id)?.openLeads == 0)

@@ -1,12 +1,15 @@
 import Foundation
+import StoreTestSupport
 import Testing
 
 @testable import Store
 
-func temporaryDatabasePath() -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("store-test-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir.appendingPathComponent("test.sqlite").path
+/// A fresh database: a SQLite file, or a new schema when the suite runs on PostgreSQL.
+func scratchConfiguration() -> Database.Configuration {
+    let scratch = ScratchDatabase()
+    var c = Database.Configuration(path: scratch.path)
+    c.schema = scratch.schema
+    return c
 }
 
 let itemsMigrations = [
@@ -16,13 +19,13 @@ let itemsMigrations = [
 
 @Suite struct DatabaseTests {
     @Test func migrationsRunOnceAndInOrder() async throws {
-        let path = temporaryDatabasePath()
+        let config = scratchConfiguration()
         do {
-            let db = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]])
+            let db = try Database(configuration: config, migrations: [itemsMigrations[0]])
             #expect(try await db.schemaVersion() == 1)
         }
         // Reopening with one more migration applies only the new one.
-        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        let db = try Database(configuration: config, migrations: itemsMigrations)
         #expect(try await db.schemaVersion() == 2)
         try await db.write { try $0.run("INSERT INTO items(name, qty, note) VALUES (?, ?, ?)", "a", 1, "n") }
         let applied = try await db.read {
@@ -32,22 +35,22 @@ let itemsMigrations = [
     }
 
     @Test func refusesToRunAnOlderSchemaOnNewerData() async throws {
-        let path = temporaryDatabasePath()
-        _ = try Database(configuration: .init(path: path), migrations: itemsMigrations)
-        #expect(throws: StoreError.self) { _ = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]]) }
+        let config = scratchConfiguration()
+        _ = try Database(configuration: config, migrations: itemsMigrations)
+        #expect(throws: StoreError.self) { _ = try Database(configuration: config, migrations: [itemsMigrations[0]]) }
     }
 
     @Test func aFailingMigrationLeavesTheVersionUnchanged() async throws {
-        let path = temporaryDatabasePath()
-        _ = try Database(configuration: .init(path: path), migrations: [itemsMigrations[0]])
+        let config = scratchConfiguration()
+        _ = try Database(configuration: config, migrations: [itemsMigrations[0]])
         let broken = [itemsMigrations[0], Migration(2, "broken", "ALTER TABLE items ADD COLUMN x TEXT; SELECT * FROM no_such_table")]
-        #expect(throws: StoreError.self) { _ = try Database(configuration: .init(path: path), migrations: broken) }
-        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        #expect(throws: StoreError.self) { _ = try Database(configuration: config, migrations: broken) }
+        let db = try Database(configuration: config, migrations: itemsMigrations)
         #expect(try await db.schemaVersion() == 2)
     }
 
     @Test func concurrentWritesAreGroupCommitted() async throws {
-        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
         let n = 500
         try await withThrowingTaskGroup(of: Void.self) { group in
             for i in 0..<n {
@@ -66,7 +69,7 @@ let itemsMigrations = [
     }
 
     @Test func aFailingWriteRollsBackAloneInItsBatch() async throws {
-        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
         try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES ('taken', 1)") }
         struct Refused: Error {}
         let results = await withTaskGroup(of: String.self) { group in
@@ -99,18 +102,18 @@ let itemsMigrations = [
     }
 
     @Test func answeredWritesSurviveReopening() async throws {
-        let path = temporaryDatabasePath()
+        let config = scratchConfiguration()
         do {
-            let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+            let db = try Database(configuration: config, migrations: itemsMigrations)
             for i in 0..<20 { try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "k\(i)", i) } }
         }
-        let db = try Database(configuration: .init(path: path), migrations: itemsMigrations)
+        let db = try Database(configuration: config, migrations: itemsMigrations)
         #expect(try await db.read { try $0.first("SELECT COUNT(*) FROM items") { $0.int(0) } } == 20)
     }
 
     @Test func valuesRoundTrip() async throws {
         let db = try Database(
-            configuration: .init(path: temporaryDatabasePath()),
+            configuration: scratchConfiguration(),
             migrations: [Migration(1, "t", "CREATE TABLE t (i INTEGER, r REAL, s TEXT, b BLOB, n TEXT)")])
         try await db.write {
             try $0.run("INSERT INTO t VALUES (?, ?, ?, ?, ?)", Int64.max, 2.5, "é ☺ 😈", [0, 1, 255] as [UInt8], nil as String?)
@@ -124,7 +127,7 @@ let itemsMigrations = [
     }
 
     @Test func errorsNameTheSQLButNotTheValues() async throws {
-        let db = try Database(configuration: .init(path: temporaryDatabasePath()), migrations: itemsMigrations)
+        let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
         try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "secret-value", 1) }
         do {
             try await db.write { try $0.run("INSERT INTO items(name, qty) VALUES (?, ?)", "secret-value", 2) }

@@ -50,8 +50,43 @@ def _generate_stubs():
 _generate_stubs()
 
 
+# LEADWIRE_TEST_POSTGRES=1 (scripts/test's PostgreSQL pass): every service the suite starts keeps
+# its data in a throwaway PostgreSQL cluster instead of SQLite files — one database per data
+# directory, each service in its own schema, as a deployment would have it.
+ON_POSTGRES = os.environ.get("LEADWIRE_TEST_POSTGRES") == "1"
+_pg = None
+
+
+def postgres_cluster():
+    global _pg
+    if _pg is None:
+        from pgcluster import Cluster
+        _pg = Cluster().init().start()
+    return _pg
+
+
+def database_for(data_dir):
+    """The PostgreSQL database of a data directory (made on first use)."""
+    import hashlib
+    name = "lw_" + hashlib.sha1(os.path.realpath(data_dir).encode()).hexdigest()[:16]
+    return postgres_cluster().create_database(name)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: reads or damages a service's SQLite file itself (not run on PostgreSQL)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_POSTGRES:
+        kept = [i for i in items if i.get_closest_marker("sqlite_only") is None]
+        config.hook.pytest_deselected(items=[i for i in items if i not in kept])
+        items[:] = kept
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_stub_dir, ignore_errors=True)
+    if _pg is not None:
+        _pg.remove()
 
 
 _servers = []
@@ -81,6 +116,11 @@ class ServerProcess:
         path = os.path.join(BIN_DIR, binary)
         if not os.path.exists(path):
             raise RuntimeError("%s not built: run swift build first" % path)
+        args = list(args)
+        if ON_POSTGRES and binary.endswith("-service") and "--database" not in args:
+            data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else (env or os.environ).get("LEADWIRE_DATA_DIR")
+            if data_dir:
+                args += ["--database", database_for(data_dir)]
         fd, self.log_path = tempfile.mkstemp(prefix=binary + "-", suffix=".log", dir=_stub_dir)
         with os.fdopen(fd, "w") as log:
             self.proc = subprocess.Popen([path, "--port", str(port), *args], stdout=subprocess.PIPE,

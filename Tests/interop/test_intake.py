@@ -401,6 +401,7 @@ def test_source_phone_country_reads_national_numbers(intake):
     assert lead.applicant.phone == "+375291234567"
 
 
+@pytest.mark.sqlite_only
 def test_migration_normalises_old_phones_and_reports_duplicates(tmp_path):
     """A database from before E.164: two clients whose phones are one number in two forms. The new
     build rewrites them and lists the pair in client_duplicates; it merges nothing."""

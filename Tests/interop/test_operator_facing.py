@@ -175,6 +175,7 @@ def _seed_routing(data):
         assert server.stop() == 0
 
 
+@pytest.mark.sqlite_only
 def test_damaged_database_refuses_to_start_naming_file_and_restore(tmp_path):
     _seed_routing(tmp_path)
     db = str(tmp_path / "routing.sqlite")
@@ -187,6 +188,7 @@ def test_damaged_database_refuses_to_start_naming_file_and_restore(tmp_path):
     assert "\n" not in proc.stderr.strip()
 
 
+@pytest.mark.sqlite_only
 def test_damage_found_while_serving_turns_health_not_serving(tmp_path):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -38,7 +38,8 @@ extension IntakeStore {
             let clientID = try Self.matchOrCreateClient(db, req.applicant ?? Intake_Applicant(), now: now)
             let year = CalendarDate.year(ofMillis: now)
             try db.run(
-                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = last + 1", year)
+                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = registration_counters.last + 1",
+                year)
             let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
 
             var lead = Intake_Lead()
@@ -108,7 +109,7 @@ extension IntakeStore {
         try db.run(
             "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
             name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
-        return db.lastInsertRowID
+        return try db.lastInsertRowID()
     }
 
     /// The id the next row of `table` gets; valid because all writes run on the one writer.

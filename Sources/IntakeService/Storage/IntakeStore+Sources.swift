@@ -19,8 +19,8 @@ extension IntakeStore {
             } catch let e as StoreError where e.isConstraintViolation {
                 throw IntakeError.sourceNameTaken(s.name)
             }
-            s.id = Self.sourceID(db.lastInsertRowID)
-            try db.run("UPDATE sources SET definition = ? WHERE id = ?", ProtoCodec.encode(s), db.lastInsertRowID)
+            s.id = Self.sourceID(try db.lastInsertRowID())
+            try db.run("UPDATE sources SET definition = ? WHERE id = ?", ProtoCodec.encode(s), try db.lastInsertRowID())
             return s
         }.cached(in: sourceCache)
     }
@@ -77,7 +77,7 @@ extension IntakeStore {
 
     func sources(includeDisabled: Bool) async throws -> [Intake_Source] {
         try await db.read { db in
-            try db.query("SELECT definition FROM sources WHERE enabled = 1 OR ? ORDER BY id", includeDisabled) {
+            try db.query("SELECT definition FROM sources WHERE enabled = 1 OR ? = 1 ORDER BY id", includeDisabled) {
                 try ProtoCodec.decode(Intake_Source.self, from: $0.blob(0))
             }
         }

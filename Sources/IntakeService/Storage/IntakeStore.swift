@@ -184,10 +184,12 @@ final class IntakeStore: Sendable {
     let messages: MessageQueue
 
     init(
-        path: String, routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30,
-        locale: MessageLocale = .ru, messageDomain: String = "leadwire.localhost"
+        path: String, schema: String = "intake", routing: Bool = false, onCommit: (@Sendable (Int) -> Void)? = nil,
+        integrityCheckSeconds: Double = 30, locale: MessageLocale = .ru, messageDomain: String = "leadwire.localhost"
     ) throws {
         var config = Database.Configuration(path: path)
+        config.schema = schema
+        config.applicationName = "intake-service"
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         self.routing = routing

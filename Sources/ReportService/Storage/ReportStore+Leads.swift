@@ -46,7 +46,7 @@ extension ReportStore {
             }
             for (k, n) in counters where n != 0 {
                 try c.run(
-                    "INSERT INTO counters(dim, metric, key, day, n) VALUES (?, ?, ?, ?, ?) ON CONFLICT(dim, metric, key, day) DO UPDATE SET n = n + excluded.n",
+                    "INSERT INTO counters(dim, metric, key, day, n) VALUES (?, ?, ?, ?, ?) ON CONFLICT(dim, metric, key, day) DO UPDATE SET n = counters.n + excluded.n",
                     k.dim, k.metric, k.key, k.day, n)
             }
             try Self.setMeta(c, "events_as_of", asOf)
@@ -99,7 +99,7 @@ extension ReportStore {
                               owner, fields, ever_accepted, ever_processed, reacted_at, reactor, rating)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(lead_id) DO UPDATE SET
-                registration_number = CASE WHEN excluded.registration_number <> '' THEN excluded.registration_number ELSE registration_number END,
+                registration_number = CASE WHEN excluded.registration_number <> '' THEN excluded.registration_number ELSE leads.registration_number END,
                 received_at = excluded.received_at, reply_deadline = excluded.reply_deadline, status = excluded.status,
                 last_event_at = excluded.last_event_at, source = excluded.source, channel = excluded.channel, category = excluded.category,
                 owner = excluded.owner, fields = excluded.fields, ever_accepted = excluded.ever_accepted,

@@ -65,7 +65,7 @@ extension ReportStore {
             try Self.assignLineIDs(c, &p.lines)
             p.history = [Self.step("created", actor: actor, from: .unspecified, to: .draft, comment: "", version: 1, at: now)]
             try c.run("INSERT INTO plans(state, version, body) VALUES (?, ?, ?)", p.state.rawValue, p.version, [UInt8]())
-            let n = c.lastInsertRowID
+            let n = try c.lastInsertRowID()
             p.id = Self.planID(n)
             try Self.save(c, n, p, newVersion: true)
             return p

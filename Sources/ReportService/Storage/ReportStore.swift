@@ -88,10 +88,12 @@ final class ReportStore: Sendable {
     let messages: MessageQueue
 
     init(
-        path: String, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30, locale: MessageLocale = .ru,
-        messageDomain: String = "leadwire.localhost"
+        path: String, schema: String = "report", onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30,
+        locale: MessageLocale = .ru, messageDomain: String = "leadwire.localhost"
     ) throws {
         var config = Database.Configuration(path: path)
+        config.schema = schema
+        config.applicationName = "report-service"
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)

@@ -76,8 +76,13 @@ final class RoutingStore: Sendable {
             """),
     ]
 
-    init(path: String, now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30) async throws {
+    /// `path`: the SQLite file, or a PostgreSQL URL whose schema `schema` holds the tables.
+    init(
+        path: String, schema: String = "routing", now: Int64, onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30
+    ) async throws {
         var config = Database.Configuration(path: path)
+        config.schema = schema
+        config.applicationName = "routing-service"
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
@@ -200,8 +205,8 @@ final class RoutingStore: Sendable {
             } catch let e as StoreError where e.isConstraintViolation {
                 throw Self.loginTaken(p.login, state)
             }
-            p.id = Self.personID(c.lastInsertRowID)
-            try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), c.lastInsertRowID)
+            p.id = Self.personID(try c.lastInsertRowID())
+            try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), try c.lastInsertRowID())
             state.people[p.id] = p
             state.directory.people[p.id] = RoutingModel.person(p)
             // A newcomer to a role takes the leads that waited in its queue for somebody.

@@ -1,0 +1,160 @@
+/// A connection to the service's database, on whichever engine it runs: what a store's read or
+/// write closure is handed. The SQL is written once, in SQLite's dialect; on PostgreSQL each
+/// statement is rewritten once when first prepared (`PostgresDialect`).
+public final class Connection {
+    enum Engine {
+        case sqlite(SQLiteConnection)
+        case postgres(PostgresConnection)
+    }
+
+    let engine: Engine
+
+    init(_ engine: Engine) {
+        self.engine = engine
+    }
+
+    public var isPostgres: Bool {
+        if case .postgres = engine { return true }
+        return false
+    }
+
+    /// Runs SQL without results (may hold several statements).
+    public func execute(_ sql: String) throws {
+        switch engine {
+        case .sqlite(let c): try c.execute(sql)
+        case .postgres(let c): try c.execute(sql)
+        }
+    }
+
+    /// Runs one statement; returns the number of rows it changed.
+    @discardableResult
+    public func run(_ sql: String, _ values: any SQLBindable...) throws -> Int {
+        try run(sql, values: values.map(\.sqlValue))
+    }
+
+    @discardableResult
+    public func run(_ sql: String, values: [SQLValue]) throws -> Int {
+        switch engine {
+        case .sqlite(let c): return try c.run(sql, values)
+        case .postgres(let c): return try c.run(sql, values) { PostgresConnection.changes($0) }
+        }
+    }
+
+    /// Runs a query, mapping each row.
+    public func query<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> [T] {
+        try query(sql, values: values.map(\.sqlValue), map: map)
+    }
+
+    public func query<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> [T] {
+        switch engine {
+        case .sqlite(let c):
+            return try c.query(sql, values: values) { try map(Row(.sqlite($0))) }
+        case .postgres(let c):
+            return try c.run(sql, values) { result in
+                let n = PostgresConnection.rows(result)
+                var out = [T]()
+                out.reserveCapacity(Int(n))
+                for i in 0..<n { out.append(try map(Row(.postgres(PostgresRow(result: result, row: i))))) }
+                return out
+            }
+        }
+    }
+
+    public func first<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> T? {
+        try query(sql, values: values.map(\.sqlValue), map: map).first
+    }
+
+    /// The id of the row the last INSERT made through this connection (an `INTEGER PRIMARY KEY`
+    /// without a value given).
+    public func lastInsertRowID() throws -> Int64 {
+        switch engine {
+        case .sqlite(let c): return c.lastInsertRowID
+        case .postgres: return try first("SELECT lastval()") { $0.int(0) } ?? 0
+        }
+    }
+
+    // MARK: Transactions (used by Database)
+
+    func beginWrite() throws {
+        switch engine {
+        case .sqlite(let c): _ = try c.run("BEGIN IMMEDIATE", [])
+        case .postgres(let c): try c.begin(readOnly: false)
+        }
+    }
+
+    func beginRead() throws {
+        switch engine {
+        case .sqlite(let c): _ = try c.run("BEGIN", [])
+        case .postgres(let c): try c.begin(readOnly: true)
+        }
+    }
+
+    func commit() throws {
+        switch engine {
+        case .sqlite(let c): _ = try c.run("COMMIT", [])
+        case .postgres(let c): try c.commit()
+        }
+    }
+
+    func rollback() {
+        switch engine {
+        case .sqlite(let c): try? c.execute("ROLLBACK")
+        case .postgres(let c): c.rollback()
+        }
+    }
+}
+
+/// A row being read: columns by index (in the order the SELECT names them), valid only inside the
+/// `map` closure it is handed to.
+public struct Row {
+    enum Source {
+        case sqlite(SQLiteRow)
+        case postgres(PostgresRow)
+    }
+
+    let source: Source
+
+    init(_ source: Source) {
+        self.source = source
+    }
+
+    public func isNull(_ i: Int32) -> Bool {
+        switch source {
+        case .sqlite(let r): return r.isNull(i)
+        case .postgres(let r): return r.isNull(i)
+        }
+    }
+
+    public func int(_ i: Int32) -> Int64 {
+        switch source {
+        case .sqlite(let r): return r.int(i)
+        case .postgres(let r): return r.int(i)
+        }
+    }
+
+    public func double(_ i: Int32) -> Double {
+        switch source {
+        case .sqlite(let r): return r.double(i)
+        case .postgres(let r): return r.double(i)
+        }
+    }
+
+    public func bool(_ i: Int32) -> Bool { int(i) != 0 }
+
+    public func string(_ i: Int32) -> String {
+        switch source {
+        case .sqlite(let r): return r.string(i)
+        case .postgres(let r): return r.text(i)
+        }
+    }
+
+    public func blob(_ i: Int32) -> [UInt8] {
+        switch source {
+        case .sqlite(let r): return r.blob(i)
+        case .postgres(let r): return r.blob(i)
+        }
+    }
+
+    public func optionalString(_ i: Int32) -> String? { isNull(i) ? nil : string(i) }
+    public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+}
