@@ -165,7 +165,8 @@ let package = Package(
         ),
         // A fresh database per test, on SQLite or (LEADWIRE_TEST_DATABASE_URL) PostgreSQL.
         .target(name: "StoreTestSupport", path: "Tests/StoreTestSupport"),
-        .testTarget(name: "StoreTests", dependencies: ["Store", "StoreTestSupport"]),
+        .testTarget(
+            name: "StoreTests", dependencies: ["Store", "StoreTestSupport", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]),
         .testTarget(
             name: "MessagingTests",
             dependencies: [

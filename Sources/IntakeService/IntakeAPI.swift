@@ -17,9 +17,13 @@ extension Broadcast where Element == Intake_LeadChange, Interest == Intake_Watch
         change.kind = kind.rawValue
         change.lead = lead
         change.atMs = at
+        publish(change)
+    }
+
+    func publish(_ change: Intake_LeadChange) {
         publish { filter in
-            if !filter.sourceId.isEmpty && filter.sourceId != lead.sourceId { return nil }
-            if !filter.ownerId.isEmpty && filter.ownerId != lead.ownerId { return nil }
+            if !filter.sourceId.isEmpty && filter.sourceId != (change.lead?.sourceId ?? "") { return nil }
+            if !filter.ownerId.isEmpty && filter.ownerId != (change.lead?.ownerId ?? "") { return nil }
             return change
         }
     }

@@ -72,7 +72,13 @@ struct IntakeCommand: AsyncParsableCommand {
             onAssigned: { hub.publish(.assigned, $0, at: $0.updatedAtMs) })
         api.relay = relay
         api.phoneCountry = PhoneCountry.named(phoneCountry)!
-        api.intakeSwitch = IntakeSwitch(try await store.intakeSettings())
+        store.intakeSwitch.set(try await store.intakeSettings())
+        api.intakeSwitch = store.intakeSwitch
+        store.otherReplicasChanged.withLockedValue { tell in
+            tell = { changes in
+                for c in changes { hub.publish(c) }
+            }
+        }
         if !api.intakeSwitch.current.open {
             host.logger.warning(
                 "intake is closed: new leads are refused until SetIntakeOpen (leadctl intake open)",

@@ -343,6 +343,11 @@ public struct MessageQueue: Sendable {
             updatedAt: 0)
     }
 
+    /// Drops the templates kept in memory (another replica may have changed them).
+    public func forgetTemplates() {
+        templates.withLockedValue { $0.removeAll() }
+    }
+
     private func cachedTemplate(_ db: Connection, kind: MessageKind, locale: MessageLocale, scopes: [String]) throws -> StoredTemplate {
         let key = "\(kind.rawValue)|\(locale.rawValue)|" + scopes.joined(separator: "|")
         if let t = templates.withLockedValue({ $0[key] }) { return t }

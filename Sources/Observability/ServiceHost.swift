@@ -75,7 +75,12 @@ public struct ServiceHost: Sendable {
                 "the database was not fully checked at start (PRAGMA quick_check ran out of time)", metadata: ["file": "\(db.path)"])
         }
         let watch = DatabaseWatch(databases: databases, health: server.health, logger: logger)
+        // Replicas on one PostgreSQL database take turns at the background work (see LeaderOnly).
+        let leading: [any Service] = background.map { service in
+            guard let db = databases.first, db.isPostgres else { return service }
+            return LeaderOnly(inner: service, name: String(describing: type(of: service)), database: db, logger: logger)
+        }
         try await ServiceRunner.run(
-            [server, metrics] + background + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
+            [server, metrics] + leading + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
     }
 }

@@ -28,9 +28,14 @@ public struct Migration: Sendable {
 /// standby configured, waits for it too). The sync is shared by the whole batch, which is where
 /// the throughput comes from.
 ///
-/// On PostgreSQL the writer holds a session advisory lock named after the schema: one process
-/// writes a service's tables at a time (a second one refuses to start, saying so), which keeps the
-/// stores' in-memory state (caches, id allocation, routing's rotation) true.
+/// On PostgreSQL several processes (replicas) may share a service's tables. Their transactions
+/// are serialised: each group commit first bumps the one row of `leadwire_writes`, and the row lock
+/// makes the next replica's transaction wait until this one commits. So every transaction sees all
+/// that committed before it — registration numbers, ids, idempotency keys and client matching stay
+/// as exact as on one SQLite writer. The version in that row also tells a replica that others wrote
+/// since its own last transaction: the store's `onOtherWriters` handler then reloads what it keeps in
+/// memory, inside the transaction, before any of its writes runs; a poll (every 200 ms) does the same
+/// for a replica that is only reading.
 public final class Database: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// A SQLite file's path, or a PostgreSQL URL (`postgres://` or `postgresql://`, libpq's
@@ -65,6 +70,9 @@ public final class Database: @unchecked Sendable {
     /// The SQLite file, or the PostgreSQL URL without its password: for logs and messages.
     public let path: String
     public let isPostgres: Bool
+    /// PostgreSQL: the URL as given (with its password) and the schema, for leases' connections.
+    private let url: String
+    private let schema: String
     private let writerQueue = DispatchQueue(label: "leadwire.store.writer")
     // Confined to writerQueue.
     nonisolated(unsafe) private let writer: Connection
@@ -77,7 +85,12 @@ public final class Database: @unchecked Sendable {
         var jobs: [WriteJob] = []
         var draining = false
         var stats = Stats()
+        /// PostgreSQL: `leadwire_writes.version` after this process's last committed transaction.
+        var knownVersion: Int64 = 0
     }
+    private let otherWriters = NIOLockedValueBox<(@Sendable (Connection) throws -> Void)?>(nil)
+    private let committing = NIOLockedValueBox<(@Sendable (Connection) throws -> Void)?>(nil)
+    private var follower: DispatchSourceTimer?
     private let pending = NIOLockedValueBox(Pending())
     private let corruption = NIOLockedValueBox<StoreError?>(nil)
     private let transactionObserver = NIOLockedValueBox<(@Sendable (Connection, TransactionOutcome) -> Void)?>(nil)
@@ -108,6 +121,8 @@ public final class Database: @unchecked Sendable {
 
     public init(configuration: Configuration, migrations: [Migration]) throws {
         isPostgres = Database.isPostgresURL(configuration.path)
+        url = configuration.path
+        schema = configuration.schema
         path = isPostgres ? Database.redacted(configuration.path) : configuration.path
         maxBatch = max(1, configuration.maxBatch)
         onCommit = configuration.onCommit
@@ -116,24 +131,11 @@ public final class Database: @unchecked Sendable {
             let url = configuration.path
             let schema = configuration.schema
             let writer = try PostgresConnection(url: url, schema: schema, applicationName: configuration.applicationName)
-            let lockKey = Database.lockKey("leadwire.writer." + schema)
-            let shown = path
-            // Taken again on every reconnection: a replica that lost its connection (and so its lock)
-            // writes again only if no other process took the service's tables meanwhile.
-            writer.onConnect = { c in
-                let got = try Connection(.postgres(c)).first("SELECT pg_try_advisory_lock(?)", lockKey) { $0.bool(0) } ?? false
-                guard got else {
-                    throw StoreError(
-                        code: -1,
-                        message:
-                            "another process is already writing the tables of schema \(schema) in \(shown): run one process of each service per database (replicas sharing one database are not supported yet)",
-                        sql: nil, sqlstate: "55P03")
-                }
-            }
-            try writer.onConnect?(writer)
             self.writer = Connection(.postgres(writer))
             integrityChecked = true
             try Database.migrate(self.writer, migrations, schema: schema)
+            let version = try self.writer.first("SELECT version FROM leadwire_writes WHERE id = 1") { $0.int(0) } ?? 0
+            pending.withLockedValue { $0.knownVersion = version }
             for _ in 0..<max(1, configuration.readers) {
                 let c = try PostgresConnection(url: url, schema: schema, applicationName: configuration.applicationName)
                 readers.append((DispatchQueue(label: "leadwire.store.reader.\(readers.count)"), Connection(.postgres(c))))
@@ -156,6 +158,11 @@ public final class Database: @unchecked Sendable {
             }
         }
         self.readers = readers
+        if isPostgres { followOtherWriters() }
+    }
+
+    deinit {
+        follower?.cancel()
     }
 
     /// A PostgreSQL URL without its password.
@@ -205,6 +212,97 @@ public final class Database: @unchecked Sendable {
         transactionObserver.withLockedValue { $0 = observer }
     }
 
+    /// PostgreSQL: called on the writer queue inside a write transaction, before any of its writes,
+    /// when another process wrote the service's tables since this one's last transaction. A store
+    /// that keeps state in memory reloads it from `Connection` here (and publishes it on commit). Set
+    /// once, before the first write.
+    public func onOtherWriters(_ handler: @escaping @Sendable (Connection) throws -> Void) {
+        otherWriters.withLockedValue { $0 = handler }
+    }
+
+    /// PostgreSQL: called on the writer queue at the end of every write transaction, before COMMIT
+    /// (where no other replica can have written since it began): to note how far the tables go.
+    public func beforeEachCommit(_ hook: @escaping @Sendable (Connection) throws -> Void) {
+        committing.withLockedValue { $0 = hook }
+    }
+
+    /// PostgreSQL: notices other replicas' writes while this one has none to make (a replica that
+    /// only reads would otherwise serve its memory's state until its next write).
+    private func followOtherWriters() {
+        let timer = DispatchSource.makeTimerSource(queue: readers[0].queue)
+        nonisolated(unsafe) let c = readers[0].connection
+        timer.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
+        timer.setEventHandler { [weak self] in
+            guard let self, self.otherWriters.withLockedValue({ $0 != nil }) else { return }
+            guard let v = try? c.first("SELECT version FROM leadwire_writes WHERE id = 1", map: { $0.int(0) }) else { return }
+            let (known, busy) = self.pending.withLockedValue { ($0.knownVersion, $0.draining || !$0.jobs.isEmpty) }
+            // An empty write: its transaction finds the version moved and runs the handler.
+            if v != known && !busy { Task { try? await self.write { _ in } } }
+        }
+        follower = timer
+        timer.resume()
+    }
+
+    /// Runs `body` while this process holds the lease on `name`'s work among the replicas sharing
+    /// the database (a PostgreSQL session lock on a connection of its own): the outbox relay and the
+    /// mailer run in one replica at a time, and another takes over within a few seconds when that
+    /// one dies or loses the database. On SQLite there is one process: `body` just runs. Returns
+    /// when `body` does; `body` is cancelled when the lease is lost, and run again once it is back.
+    public func whileLeading(
+        _ name: String, onChange: (@Sendable (Bool) -> Void)? = nil, _ body: @escaping @Sendable () async throws -> Void
+    )
+        async throws
+    {
+        guard isPostgres else { return try await body() }
+        final class Lease: @unchecked Sendable {
+            // Used on `queue` only.
+            var connection: PostgresConnection?
+            let queue = DispatchQueue(label: "leadwire.store.lease")
+            func on<T: Sendable>(_ work: @escaping @Sendable (Lease) -> T) async -> T {
+                await withCheckedContinuation { cont in queue.async { cont.resume(returning: work(self)) } }
+            }
+        }
+        let key = Database.lockKey("leadwire.lease.\(schema).\(name)")
+        let (url, schema) = (self.url, self.schema)
+        while !Task.isCancelled {
+            let lease = Lease()
+            let held = await lease.on { l in
+                guard let c = try? PostgresConnection(url: url, schema: schema, applicationName: "leadwire-lease-\(name)") else {
+                    return false
+                }
+                l.connection = c
+                return (try? Connection(.postgres(c)).first("SELECT pg_try_advisory_lock(?)", key) { $0.bool(0) }) ?? false
+            }
+            guard held else {
+                await lease.on { $0.connection = nil }
+                try? await Task.sleep(for: .seconds(1))
+                continue
+            }
+            onChange?(true)
+            let finished = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await body()
+                    return true
+                }
+                group.addTask {
+                    // The lock lives as long as its session: a failed ping means it may be gone.
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(1))
+                        let alive = await lease.on { l in (try? l.connection?.execute("SELECT 1")) != nil }
+                        if !alive { return false }
+                    }
+                    return true
+                }
+                let first = try await group.next() ?? true
+                group.cancelAll()
+                return first
+            }
+            onChange?(false)
+            await lease.on { $0.connection = nil }
+            if finished { return }
+        }
+    }
+
     /// The schema version on disk.
     public func schemaVersion() async throws -> Int {
         try await read { db in try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0 }
@@ -228,6 +326,13 @@ public final class Database: @unchecked Sendable {
                     )
                     """
                 try db.execute(db.isPostgres ? PostgresDialect.schema(create) : create)
+                if db.isPostgres {
+                    try db.execute(
+                        """
+                        CREATE TABLE IF NOT EXISTS leadwire_writes (id BIGINT PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL);
+                        INSERT INTO leadwire_writes VALUES (1, 0) ON CONFLICT DO NOTHING
+                        """)
+                }
                 let current = try db.first("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") { Int($0.int(0)) } ?? 0
                 if current > known {
                     throw StoreError(
@@ -303,11 +408,30 @@ public final class Database: @unchecked Sendable {
         }
     }
 
+    /// BEGIN, and on PostgreSQL the turn among replicas (see the type's comment): returns the
+    /// version this transaction will leave, after the store caught up with other writers' changes.
+    private func beginBatch() throws -> Int64 {
+        try writer.beginWrite()
+        guard isPostgres else { return 0 }
+        do {
+            let version =
+                try writer.first("UPDATE leadwire_writes SET version = version + 1 WHERE id = 1 RETURNING version") { $0.int(0) } ?? 0
+            if version != pending.withLockedValue({ $0.knownVersion }) + 1, let handler = otherWriters.withLockedValue({ $0 }) {
+                try handler(writer)
+            }
+            return version
+        } catch {
+            writer.rollback()
+            throw error
+        }
+    }
+
     private func commit(_ batch: [WriteJob]) {
         var outcomes = [(any Error)?](repeating: nil, count: batch.count)
         let observer = transactionObserver.withLockedValue { $0 }
+        var version: Int64
         do {
-            try writer.beginWrite()
+            version = try beginBatch()
         } catch {
             note(error)
             for j in batch { j.done(error) }
@@ -332,7 +456,7 @@ public final class Database: @unchecked Sendable {
             writer.rollback()
             observer?(writer, .rolledBack)
             do {
-                try writer.beginWrite()
+                version = try beginBatch()
             } catch {
                 note(error)
                 for (i, j) in batch.enumerated() { j.done(outcomes[i] ?? error) }
@@ -356,7 +480,9 @@ public final class Database: @unchecked Sendable {
             }
         }
         do {
+            if isPostgres, let hook = committing.withLockedValue({ $0 }) { try hook(writer) }
             try writer.commit()
+            if isPostgres { pending.withLockedValue { $0.knownVersion = version } }
             observer?(writer, .committed)
         } catch {
             note(error)

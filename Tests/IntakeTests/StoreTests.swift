@@ -101,3 +101,45 @@ func submit(
         #expect(try await store.lead(lead.id)!.lead?.status == .new, "a refused transition changes nothing")
     }
 }
+
+/// Two intake processes on one PostgreSQL schema (PostgreSQL pass only).
+@Suite(.enabled(if: ScratchDatabase.onPostgres, "needs LEADWIRE_TEST_DATABASE_URL (scripts/test sets it)"))
+struct IntakeReplicaTests {
+    @Test func oneKeyOneLeadOneClientAndUniqueNumbersAcrossReplicas() async throws {
+        let scratch = ScratchDatabase("intake.sqlite")
+        let a = try IntakeStore(path: scratch.path, schema: scratch.schema)
+        let b = try IntakeStore(path: scratch.path, schema: scratch.schema)
+        let source = try await a.createSource(webForm(), now: 1)
+        // The same key raced through both: one lead, and both answers name it.
+        let answers = try await withThrowingTaskGroup(of: String.self) { g in
+            for i in 0..<20 {
+                let s = i % 2 == 0 ? a : b
+                g.addTask { try await submit(s, source, email: "race@x.com", key: "k-race").lead.id }
+            }
+            return try await g.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(answers.count == 1)
+        // New clients raced by e-mail: one client. And 200 leads: 200 distinct numbers.
+        let leads = try await withThrowingTaskGroup(of: Intake_Lead.self) { g in
+            for i in 0..<200 {
+                let s = i % 2 == 0 ? a : b
+                g.addTask { try await submit(s, source, email: "same-client@x.com", subject: "s\(i)").lead }
+            }
+            return try await g.reduce(into: [Intake_Lead]()) { $0.append($1) }
+        }
+        #expect(Set(leads.map(\.registrationNumber)).count == 200)
+        #expect(Set(leads.map(\.id)).count == 200)
+        #expect(Set(leads.map(\.clientId)).count == 1)
+        // A source changed through one replica reaches the other's memory (its poll notices the
+        // write within a fraction of a second).
+        var closed = source
+        closed.enabled = false
+        _ = try await b.updateSource(closed, now: 2)
+        var seen = try await a.source(source.id)?.enabled
+        for _ in 0..<30 where seen != false {
+            try await Task.sleep(for: .milliseconds(100))
+            seen = try await a.source(source.id)?.enabled
+        }
+        #expect(seen == false)
+    }
+}

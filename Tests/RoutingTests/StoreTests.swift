@@ -127,3 +127,54 @@ import Testing
         #expect(s.person(vera.id)?.openLeads == 1)
     }
 }
+
+/// Two routing processes on one PostgreSQL schema (PostgreSQL pass only).
+@Suite(.enabled(if: ScratchDatabase.onPostgres, "needs LEADWIRE_TEST_DATABASE_URL (scripts/test sets it)"))
+struct RoutingReplicaTests {
+    let now: Int64 = 1_790_000_000_000
+
+    /// Decisions through both replicas share one rotation: 700 leads over 7 people, at most one
+    /// apart; and a person added through one replica is routed to by the other at once.
+    @Test func twoReplicasShareOneFairRotation() async throws {
+        let scratch = ScratchDatabase("routing.sqlite")
+        let a = try await RoutingStore(path: scratch.path, schema: scratch.schema, now: now)
+        let b = try await RoutingStore(path: scratch.path, schema: scratch.schema, now: now)
+        var role = Routing_Role()
+        role.name = "Продажи"
+        _ = try await a.putRole(role)
+        var people = [String]()
+        for i in 0..<6 {
+            var p = Routing_Person()
+            p.name = "Person \(i)"
+            p.login = "p\(i)"
+            p.roles = ["Продажи"]
+            people.append(try await a.createPerson(p, now: now).id)
+        }
+        // The seventh through the other replica: the first one must know of it without a restart.
+        var last = Routing_Person()
+        last.name = "Person 6"
+        last.login = "p6"
+        last.roles = ["Продажи"]
+        people.append(try await b.createPerson(last, now: now).id)
+        var owners = [String: Int]()
+        for round in 0..<70 {
+            let got = try await withThrowingTaskGroup(of: String.self) { group in
+                for i in 0..<10 {
+                    let s = i % 2 == 0 ? a : b
+                    var l = Routing_LeadSummary()
+                    l.leadId = "lead-\(round)-\(i)"
+                    l.sourceId = "src-1"
+                    l.channel = "web_form"
+                    l.sourceDefaultRole = "Продажи"
+                    group.addTask { try await s.route(l, actor: "intake", now: self.now).personId }
+                }
+                return try await group.reduce(into: [String]()) { $0.append($1) }
+            }
+            for p in got { owners[p, default: 0] += 1 }
+        }
+        #expect(Set(owners.keys) == Set(people))
+        let counts = owners.values
+        #expect(counts.reduce(0, +) == 700)
+        #expect((counts.max() ?? 0) - (counts.min() ?? 0) <= 1, "\(owners)")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import StoreTestSupport
 import Testing
 
@@ -44,42 +45,79 @@ import Testing
 /// Run by scripts/test's PostgreSQL pass (LEADWIRE_TEST_DATABASE_URL set).
 @Suite(.enabled(if: ScratchDatabase.onPostgres, "needs LEADWIRE_TEST_DATABASE_URL (scripts/test sets it)"))
 struct PostgresOnlyTests {
-    @Test func oneWriterPerSchema() async throws {
+    /// Two processes' worth of writers on one schema: each transaction takes its turn, sees what the
+    /// other committed (an id allocated as MAX + 1 never collides), and the second learns through
+    /// its handler that the first wrote.
+    @Test func replicasTakeTurnsAndSeeEachOthersWrites() async throws {
         let config = scratchConfiguration()
-        let first = try Database(configuration: config, migrations: itemsMigrations)
-        do {
-            _ = try Database(configuration: config, migrations: itemsMigrations)
-            Issue.record("a second writer on the same schema was let in")
-        } catch let e as StoreError {
-            #expect(e.message.contains("another process is already writing the tables of schema \(config.schema)"))
-        }
-        try await first.write { try $0.run("INSERT INTO items(name, qty) VALUES ('still', 1)") }
-        #expect(try await first.read { try $0.first("SELECT COUNT(*) FROM items") { $0.int(0) } } == 1)
-    }
-
-    @Test func migrationsRunOnceWhenStartedTogether() async throws {
-        var configs = [Database.Configuration]()
-        let base = scratchConfiguration()
-        // Different schemas would not race: the same schema, opened by tasks that each release the
-        // writer lock by closing, all applying the same migrations.
-        for _ in 0..<4 { configs.append(base) }
-        let versions = try await withThrowingTaskGroup(of: Int.self) { group in
-            for c in configs {
-                group.addTask {
-                    while true {
-                        do {
-                            let db = try Database(configuration: c, migrations: itemsMigrations)
-                            return try await db.schemaVersion()
-                        } catch let e as StoreError where e.sqlstate == "55P03" {
-                            try await Task.sleep(for: .milliseconds(20))
+        let a = try Database(configuration: config, migrations: itemsMigrations)
+        let b = try Database(configuration: config, migrations: itemsMigrations)
+        let caughtUp = NIOLockedValueBox(0)
+        b.onOtherWriters { _ in caughtUp.withLockedValue { $0 += 1 } }
+        // In rounds, so that each process has several transactions (each groups what waits).
+        for round in 0..<20 {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for i in 0..<10 {
+                    let db = i % 2 == 0 ? a : b
+                    group.addTask {
+                        try await db.write { c in
+                            let next = try c.first("SELECT COALESCE(MAX(qty), 0) + 1 FROM items") { $0.int(0) } ?? 1
+                            try c.run("INSERT INTO items(name, qty) VALUES (?, ?)", "item-\(round)-\(i)", next)
                         }
                     }
                 }
+                try await group.waitForAll()
+            }
+        }
+        let qty = try await a.read { try $0.query("SELECT qty FROM items ORDER BY qty") { $0.int(0) } }
+        #expect(qty == Array(1...200), "every transaction saw the one before it, whichever process made it")
+        #expect(caughtUp.withLockedValue { $0 } > 0)
+    }
+
+    @Test func onlyOneReplicaLeadsAndAnotherTakesOver() async throws {
+        let config = scratchConfiguration()
+        let a = try Database(configuration: config, migrations: itemsMigrations)
+        let b = try Database(configuration: config, migrations: itemsMigrations)
+        let running = NIOLockedValueBox<[String]>([])
+        let most = NIOLockedValueBox(0)
+        func lead(_ db: Database, _ name: String) -> Task<Void, any Error> {
+            Task {
+                try await db.whileLeading("relay") {
+                    running.withLockedValue { $0.append(name) }
+                    most.withLockedValue { m in m = max(m, running.withLockedValue { $0.count }) }
+                    defer { running.withLockedValue { $0.removeAll { $0 == name } } }
+                    while !Task.isCancelled { try? await Task.sleep(for: .milliseconds(50)) }
+                }
+            }
+        }
+        let ta = lead(a, "a")
+        try await Task.sleep(for: .milliseconds(500))
+        let tb = lead(b, "b")
+        try await Task.sleep(for: .milliseconds(1500))
+        #expect(running.withLockedValue { $0 } == ["a"], "the first to ask leads; the other waits")
+        ta.cancel()
+        _ = await ta.result
+        var waited = 0
+        while running.withLockedValue({ $0 }) != ["b"] && waited < 100 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        #expect(running.withLockedValue { $0 } == ["b"], "the other replica took over")
+        #expect(most.withLockedValue { $0 } == 1, "never two at once")
+        tb.cancel()
+        _ = await tb.result
+    }
+
+    @Test func migrationsRunOnceWhenStartedTogether() async throws {
+        let config = scratchConfiguration()
+        let versions = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<4 {
+                group.addTask { try await Database(configuration: config, migrations: itemsMigrations).schemaVersion() }
             }
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(versions == [2, 2, 2, 2])
-        let db = try Database(configuration: base, migrations: itemsMigrations)
+        let db = try Database(configuration: config, migrations: itemsMigrations)
         #expect(try await db.read { try $0.first("SELECT COUNT(*) FROM schema_migrations") { $0.int(0) } } == 2)
     }
 

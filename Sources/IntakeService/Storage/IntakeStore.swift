@@ -124,15 +124,18 @@ final class IntakeStore: Sendable {
 
     func intakeSettings() async throws -> Intake_IntakeSettings {
         try await db.read { db in
-            try db.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1") { r in
-                var s = Intake_IntakeSettings()
-                s.open = r.int(0) != 0
-                s.reason = r.string(1)
-                s.changedBy = r.string(2)
-                s.changedAtMs = r.int(3)
-                return s
-            } ?? Intake_IntakeSettings()
+            try db.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1", map: Self.settings)
+                ?? Intake_IntakeSettings()
         }
+    }
+
+    private static func settings(_ r: Row) -> Intake_IntakeSettings {
+        var s = Intake_IntakeSettings()
+        s.open = r.int(0) != 0
+        s.reason = r.string(1)
+        s.changedBy = r.string(2)
+        s.changedAtMs = r.int(3)
+        return s
     }
 
     func setIntakeOpen(_ open: Bool, reason: String, actor: String, now: Int64) async throws -> Intake_IntakeSettings {
@@ -180,6 +183,46 @@ final class IntakeStore: Sendable {
     /// Whether leads go to the routing service (through the outbox): set when one is configured.
     let routing: Bool
 
+    /// Open or closed to new leads, as last committed (by this replica or another).
+    let intakeSwitch = IntakeSwitch()
+
+    /// Replicas on PostgreSQL: told the lead changes other replicas made (for WatchLeads here).
+    let otherReplicasChanged = NIOLockedValueBox<(@Sendable ([Intake_LeadChange]) -> Void)?>(nil)
+    /// The last lead event (outbox row) this replica has seen or written; -1 before its first
+    /// transaction (whatever happened before it started is not news). Writer queue.
+    let lastEventSeen = NIOLockedValueBox<Int64>(-1)
+
+    /// What this replica keeps in memory, brought up to date inside the first transaction after
+    /// another replica wrote: sources, the intake switch, and their lead changes for WatchLeads.
+    private func catchUp(_ c: Connection) throws {
+        sourceCache.withLockedValue { $0.removeAll() }
+        messages.forgetTemplates()
+        if let open = try c.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1", map: Self.settings) {
+            intakeSwitch.set(open)
+        }
+        let after = lastEventSeen.withLockedValue { $0 }
+        guard after >= 0 else { return }
+        let events = try c.query("SELECT id, payload FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id", after) {
+            ($0.int(0), try ProtoCodec.decode(Intake_LeadChange.self, from: $0.blob(1)))
+        }
+        guard let last = events.last else { return }
+        lastEventSeen.withLockedValue { $0 = last.0 }
+        guard let tell = otherReplicasChanged.withLockedValue({ $0 }) else { return }
+        var changes = [Intake_LeadChange]()
+        for (_, e) in events {
+            guard let n = Self.number(e.lead?.id ?? "", prefix: "lead") else { continue }
+            var change = e
+            // The lead as WatchLeads shows it (the event carries a summary).
+            if let lead = try c.first(
+                "SELECT body FROM leads WHERE id = ?", n, map: { try ProtoCodec.decode(Intake_Lead.self, from: $0.blob(0)) })
+            {
+                change.lead = lead
+            }
+            changes.append(change)
+        }
+        tell(changes)
+    }
+
     /// Messages to applicants and staff, queued in the same transactions as the changes that owe them.
     let messages: MessageQueue
 
@@ -195,6 +238,11 @@ final class IntakeStore: Sendable {
         self.routing = routing
         db = try Database(configuration: config, migrations: Self.migrations)
         messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
+        db.onOtherWriters { [weak self] c in try self?.catchUp(c) }
+        db.beforeEachCommit { [weak self] c in
+            let last = try c.first("SELECT COALESCE(MAX(id), 0) FROM outbox WHERE kind = 'event'") { $0.int(0) } ?? 0
+            self?.lastEventSeen.withLockedValue { $0 = last }
+        }
     }
 
     // MARK: Ids: prefixed, so a lead id is never taken for a source id by mistake.

@@ -97,6 +97,9 @@ final class ReportStore: Sendable {
         config.integrityCheckSeconds = integrityCheckSeconds
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
-        messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
+        let messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
+        self.messages = messages
+        // Another replica may have changed a template.
+        db.onOtherWriters { _ in messages.forgetTemplates() }
     }
 }

@@ -87,6 +87,12 @@ final class RoutingStore: Sendable {
         config.onCommit = onCommit
         db = try Database(configuration: config, migrations: Self.migrations)
         db.observeTransactions { [weak self] c, outcome in self?.transactionEnded(c, outcome) }
+        // Another replica decided or changed the directory: this one's working state is stale.
+        db.onOtherWriters { [weak self] c in
+            guard let self else { return }
+            self.working = try Self.load(c)
+            self.workingSuspect = false
+        }
         try await db.write { c in
             // The stock roles of the material exist from the first start (and only then: a later
             // deletion or change by the operator is theirs to keep).
