@@ -8,7 +8,9 @@ import Prometheus
 import ServiceLifecycle
 
 /// Serves the Prometheus text format at `GET /metrics` on its own port (plain HTTP/1.1, apart from
-/// the gRPC port so scrapers need no gRPC).
+/// the gRPC port so scrapers need no gRPC), and `GET /health`: 200 while the service is SERVING,
+/// 503 otherwise (shutting down, database damaged or unreachable) — what a load balancer's HTTP
+/// check (haproxy's `option httpchk`) asks.
 public final class MetricsEndpoint: Service, Sendable {
     public let registry: PrometheusCollectorRegistry
     private let host: String
@@ -41,11 +43,12 @@ public final class MetricsEndpoint: Service, Sendable {
     public func start() async throws -> Int {
         guard port >= 0 else { return 0 }
         let registry = self.registry
+        let isServing = serving.withLockedValue { $0 }
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
-                    channel.pipeline.addHandler(MetricsHandler(registry: registry))
+                    channel.pipeline.addHandler(MetricsHandler(registry: registry, isServing: isServing))
                 }
             }
             .bind(host: host, port: port).get()
@@ -54,6 +57,12 @@ public final class MetricsEndpoint: Service, Sendable {
     }
 
     private let channel = NIOLockedValueBox<(any Channel)?>(nil)
+    private let serving = NIOLockedValueBox<@Sendable () -> Bool>({ true })
+
+    /// What `GET /health` reports; set before `start`.
+    public func reportHealth(_ isServing: @escaping @Sendable () -> Bool) {
+        serving.withLockedValue { $0 = isServing }
+    }
 
     public func run() async throws {
         try? await gracefulShutdown()
@@ -66,11 +75,13 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPServerResponsePart
 
     let registry: PrometheusCollectorRegistry
+    let isServing: @Sendable () -> Bool
     private var path = ""
     private var method = HTTPMethod.GET
 
-    init(registry: PrometheusCollectorRegistry) {
+    init(registry: PrometheusCollectorRegistry, isServing: @escaping @Sendable () -> Bool) {
         self.registry = registry
+        self.isServing = isServing
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -81,16 +92,27 @@ private final class MetricsHandler: ChannelInboundHandler, @unchecked Sendable {
         case .body:
             break
         case .end:
-            let ok = method == .GET && (path == "/metrics" || path.hasPrefix("/metrics?"))
-            let body: [UInt8] = ok ? registry.emitToBuffer() : Array("not found: GET /metrics\n".utf8)
+            let status: HTTPResponseStatus
+            let body: [UInt8]
             var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain")
+            if method == .GET && (path == "/metrics" || path.hasPrefix("/metrics?")) {
+                (status, body) = (.ok, registry.emitToBuffer())
+                headers.add(name: "content-type", value: "text/plain; version=0.0.4; charset=utf-8")
+            } else if (method == .GET || method == .HEAD) && (path == "/health" || path.hasPrefix("/health?")) {
+                let serving = isServing()
+                (status, body) = serving ? (.ok, Array("SERVING\n".utf8)) : (.serviceUnavailable, Array("NOT_SERVING\n".utf8))
+                headers.add(name: "content-type", value: "text/plain")
+            } else {
+                (status, body) = (.notFound, Array("not found: GET /metrics or GET /health\n".utf8))
+                headers.add(name: "content-type", value: "text/plain")
+            }
             headers.add(name: "content-length", value: String(body.count))
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: ok ? .ok : .notFound, headers: headers))), promise: nil)
-            var buf = context.channel.allocator.buffer(capacity: body.count)
-            buf.writeBytes(body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            if method != .HEAD {
+                var buf = context.channel.allocator.buffer(capacity: body.count)
+                buf.writeBytes(body)
+                context.write(wrapOutboundOut(.body(.byteBuffer(buf))), promise: nil)
+            }
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }

@@ -65,6 +65,7 @@ public struct ServiceHost: Sendable {
         }
         let server = WireServer(configuration: config, services: services, logger: logger)
         let bound = try await server.start()
+        metrics.reportHealth { server.health.status(for: "") == .serving }
         if metricsPort >= 0 {
             let m = try await metrics.start()
             printLine("\(name) metrics on http://\(host):\(m)/metrics")

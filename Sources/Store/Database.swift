@@ -110,8 +110,18 @@ public final class Database: @unchecked Sendable {
     public var corruptionSeen: StoreError? { corruption.withLockedValue { $0 } }
 
     private func note(_ error: any Error) {
-        guard let e = error as? StoreError, e.isCorruption else { return }
+        guard let e = error as? StoreError else { return }
+        if e.isConnectionLost { unreachable.withLockedValue { $0 = e } }
+        guard e.isCorruption else { return }
         corruption.withLockedValue { if $0 == nil { $0 = e } }
+    }
+
+    /// PostgreSQL: the error of the last attempt to reach the server, while it cannot be reached
+    /// (nil once a statement went through again). The services turn NOT_SERVING meanwhile.
+    public var unreachableBecause: StoreError? { unreachable.withLockedValue { $0 } }
+    private let unreachable = NIOLockedValueBox<StoreError?>(nil)
+    private func reached() {
+        if isPostgres { unreachable.withLockedValue { $0 = nil } }
     }
 
     /// Whether `location` names a PostgreSQL database rather than a SQLite file.
@@ -234,7 +244,15 @@ public final class Database: @unchecked Sendable {
         timer.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
         timer.setEventHandler { [weak self] in
             guard let self, self.otherWriters.withLockedValue({ $0 != nil }) else { return }
-            guard let v = try? c.first("SELECT version FROM leadwire_writes WHERE id = 1", map: { $0.int(0) }) else { return }
+            let version: Int64?
+            do {
+                version = try c.first("SELECT version FROM leadwire_writes WHERE id = 1", map: { $0.int(0) })
+                self.reached()
+            } catch {
+                self.note(error)
+                return
+            }
+            guard let v = version else { return }
             let (known, busy) = self.pending.withLockedValue { ($0.knownVersion, $0.draining || !$0.jobs.isEmpty) }
             // An empty write: its transaction finds the version moved and runs the handler.
             if v != known && !busy { Task { try? await self.write { _ in } } }
@@ -482,6 +500,7 @@ public final class Database: @unchecked Sendable {
         do {
             if isPostgres, let hook = committing.withLockedValue({ $0 }) { try hook(writer) }
             try writer.commit()
+            reached()
             if isPostgres { pending.withLockedValue { $0.knownVersion = version } }
             observer?(writer, .committed)
         } catch {
@@ -516,6 +535,7 @@ public final class Database: @unchecked Sendable {
                     try c.beginRead()
                     let r = try body(c)
                     try c.commit()
+                    self.reached()
                     cont.resume(returning: r)
                 } catch {
                     self.note(error)

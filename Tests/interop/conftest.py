@@ -74,11 +74,13 @@ def database_for(data_dir):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "sqlite_only: reads or damages a service's SQLite file itself (not run on PostgreSQL)")
+    config.addinivalue_line("markers", "postgres_only: replicas and failover on PostgreSQL (run in the PostgreSQL pass only)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if ON_POSTGRES:
-        kept = [i for i in items if i.get_closest_marker("sqlite_only") is None]
+    unwanted = "sqlite_only" if ON_POSTGRES else "postgres_only"
+    kept = [i for i in items if i.get_closest_marker(unwanted) is None]
+    if len(kept) < len(items):
         config.hook.pytest_deselected(items=[i for i in items if i not in kept])
         items[:] = kept
 
