@@ -40,8 +40,10 @@ def test_compose_file_follows_the_compose_specification():
 def test_services_volumes_ports_and_health_checks():
     doc = load()
     ports = {"intake": "50051", "routing": "50052", "report": "50053"}
-    assert set(doc["services"]) == set(ports)
+    assert {n for n, s in doc["services"].items() if "profiles" not in s} == set(ports)
     for name, svc in doc["services"].items():
+        if "profiles" in svc:
+            continue
         assert svc["build"] == "."
         assert svc["command"][0] == name + "-service"
         assert any(p.endswith(":%s:%s" % (ports[name], ports[name])) for p in svc["ports"])
@@ -51,7 +53,32 @@ def test_services_volumes_ports_and_health_checks():
         assert test[:3] == ["CMD", "leadctl", "health"] and test[-1].endswith(":" + ports[name])
     intake = doc["services"]["intake"]["command"]
     assert intake[intake.index("--routing") + 1] == "routing:50052" and intake[intake.index("--report") + 1] == "report:50053"
-    assert set(doc["volumes"]) == {"intake-data", "routing-data", "report-data", "keys"}
+    assert set(doc["volumes"]) == {"intake-data", "routing-data", "report-data", "keys", "postgres-data"}
+
+
+def test_replicas_profile_runs_each_service_twice_on_postgres_behind_haproxy():
+    doc = load()
+    replicas = {n: s for n, s in doc["services"].items() if "replicas" in s.get("profiles", [])}
+    assert set(replicas) == {"postgres", "haproxy", "intake-replica", "routing-replica", "report-replica"}
+    for name in ("intake", "routing", "report"):
+        svc = replicas[name + "-replica"]
+        assert svc["deploy"]["replicas"] == 2 and svc["command"][0] == name + "-service"
+        assert svc["environment"]["LEADWIRE_DATABASE_URL"].startswith("postgres://") and "@postgres:5432/" in svc["environment"]["LEADWIRE_DATABASE_URL"]
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "keys:/keys" in svc["volumes"]
+    # The services call each other through haproxy, which names each replica set and checks /health.
+    intake = replicas["intake-replica"]["command"]
+    assert intake[intake.index("--routing") + 1] == "haproxy:50052" and intake[intake.index("--report") + 1] == "haproxy:50053"
+    mount = replicas["haproxy"]["volumes"][0].split(":")
+    cfg = open(os.path.join(ROOT, mount[0])).read()
+    for name, port in (("intake", 50051), ("routing", 50052), ("report", 50053)):
+        assert "bind :%d proto h2" % port in cfg and "%s-replica:%d" % (name, port) in cfg
+    assert cfg.count("option httpchk GET /health") == 3
+    import shutil
+    import subprocess
+    check = subprocess.run([shutil.which("haproxy") or "/usr/sbin/haproxy", "-c", "-f", os.path.join(ROOT, mount[0])],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_dockerfile_builds_products_that_exist():

@@ -6,6 +6,7 @@ a streaming standby promoted after the primary is killed.
 Run in scripts/test's PostgreSQL pass (LEADWIRE_TEST_POSTGRES=1); each test starts its own cluster.
 """
 import concurrent.futures
+import glob
 import os
 import shutil
 import signal
@@ -315,3 +316,38 @@ def test_promoted_standby_takes_over_through_the_multi_host_url(tmp_path):
     finally:
         standby.remove()
         primary.remove()
+
+
+def test_scripts_up_scale_2_runs_the_replicated_layout(monkeypatch):
+    """scripts/up --scale 2: PostgreSQL, two replicas of each and haproxy on the usual ports; a
+    replica killed, the set goes on; scripts/down stops every process it started."""
+    from test_docs import DocSet
+
+    # PostgreSQL runs as its own user: its directory must be reachable by it (pytest's are not).
+    work = tempfile.mkdtemp(prefix="leadwire-scale-")
+    os.chmod(work, 0o755)
+    monkeypatch.setenv("LEADWIRE_POSTGRES_PORT", str(free_port()))
+    s = DocSet(work, args=("--scale", "2"))
+    try:
+        assert "through haproxy: 2 replicas" in s.up_output, s.up_output
+        pids = {os.path.basename(p): int(open(p).read()) for p in glob.glob(os.path.join(s.data, "run", "*.pid"))}
+        assert sorted(pids) == sorted(["haproxy.pid"] + ["%s-%d.pid" % (svc, i) for svc in SERVICES for i in (1, 2)]), pids
+        r = s.run("leadctl person add --name 'Анна Орлова' --login aorlova --role 'Sales manager'\n"
+                  "src=$(leadctl source create --name Site --default-role 'Sales manager')\n"
+                  "echo \"$src\" > src.txt\n"
+                  "leadctl lead submit --source \"$src\" --name Ivan --email ivan@example.com")
+        assert r.returncode == 0, r.stdout + r.stderr + s.logs()
+        os.kill(pids["intake-1.pid"], signal.SIGKILL)
+        os.kill(pids["routing-2.pid"], signal.SIGKILL)
+        time.sleep(3)  # haproxy's checks (1 s, two failures) take the dead ones out
+        for i in range(5):
+            r = s.run("leadctl lead submit --source \"$(cat src.txt)\" --name 'After %d' --email after%d@example.com" % (i, i))
+            assert r.returncode == 0, r.stdout + r.stderr
+        listed = s.run("leadctl lead list")
+        assert listed.returncode == 0 and listed.stdout.count("Анна Орлова (person-1)") == 6, listed.stdout + listed.stderr
+    finally:
+        s.down()
+        shutil.rmtree(work, ignore_errors=True)
+    for name, pid in pids.items():
+        assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z", name
+    assert not os.path.exists(os.path.join(s.data, "postgres", "postmaster.pid"))
