@@ -12,11 +12,15 @@ struct LeaderOnly: Service {
     let logger: Logger
 
     func run() async throws {
-        try await database.whileLeading(
-            name,
-            onChange: { leading in
-                logger.notice(leading ? "this replica now runs \(name)" : "this replica no longer runs \(name)")
-            },
-            { try await inner.run() })
+        // A replica waiting for the lease must stop waiting at shutdown, not only the one running
+        // the work (whose own service stops on the same signal).
+        try await cancelWhenGracefulShutdown {
+            try await database.whileLeading(
+                name,
+                onChange: { leading in
+                    logger.notice(leading ? "this replica now runs \(name)" : "this replica no longer runs \(name)")
+                },
+                { try await inner.run() })
+        }
     }
 }

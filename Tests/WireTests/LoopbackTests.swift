@@ -338,4 +338,37 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
         await channel.close()
         await second.shutdown()
     }
+
+    /// Several replicas behind one channel: calls go to each in turn, a dead address is skipped, and
+    /// when a replica stops the calls go on through the other.
+    @Test func callsGoRoundTheReplicasAndAroundADeadOne() async throws {
+        final class Counter: CallObserver {
+            let calls = NIOLockedValueBox(0)
+            func callFinished(_ call: FinishedCall) { calls.withLockedValue { $0 += 1 } }
+        }
+        var servers = [(WireServer, Counter, Int)]()
+        for _ in 0..<2 {
+            let counter = Counter()
+            var config = WireServer.Configuration(port: 0)
+            config.observer = counter
+            let server = WireServer(configuration: config, services: [InteropTestService()])
+            servers.append((server, counter, try await server.start()))
+        }
+        // A port nobody listens on, between the two.
+        let dead = WireServer(configuration: .init(port: 0), services: [InteropTestService()])
+        let deadPort = try await dead.start()
+        await dead.shutdown()
+        let channel = try WireChannel(address: "127.0.0.1:\(servers[0].2), 127.0.0.1:\(deadPort),127.0.0.1:\(servers[1].2)")
+        let client = Grpc_Testing_TestService_Client(channel: channel)
+        for _ in 0..<30 { _ = try await client.emptyCall(Grpc_Testing_Empty()) }
+        let counts = servers.map { $0.1.calls.withLockedValue { $0 } }
+        #expect(counts.reduce(0, +) == 30, "every call answered, none lost to the dead address")
+        #expect(counts.allSatisfy { $0 >= 10 }, "both replicas take calls: \(counts)")
+        await servers[0].0.shutdown()
+        for _ in 0..<10 { _ = try await client.emptyCall(Grpc_Testing_Empty()) }
+        #expect(servers[1].1.calls.withLockedValue { $0 } >= counts[1] + 10)
+        #expect(throws: RPCError.self) { _ = try WireChannel(address: "127.0.0.1:1,nonsense") }
+        await channel.close()
+        await servers[1].0.shutdown()
+    }
 }

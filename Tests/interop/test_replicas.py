@@ -21,7 +21,7 @@ import uuid
 import grpc
 import pytest
 
-from conftest import ServerProcess
+from conftest import ROOT, ServerProcess
 from leadwire.intake.v1 import intake_pb2 as ipb
 from leadwire.intake.v1 import intake_pb2_grpc
 from leadwire.routing.v1 import routing_pb2 as gpb
@@ -104,12 +104,18 @@ class ReplicaSet:
         return all(health(self.ports[svc][j]["metrics"]) == 200 for j in indexes)
 
     def stop(self):
+        """Stops everything; then fails if a live replica did not stop cleanly on SIGTERM (one waiting
+        for a lease must stop waiting)."""
         self.haproxy.stop()
+        unclean = []
         for svc in reversed(SERVICES):
-            for p in self.procs[svc]:
-                if p is not None:
-                    p.stop()
+            for i, p in enumerate(self.procs[svc]):
+                if p is not None and p.alive():
+                    rc = p.stop(timeout=15)
+                    if rc != 0:
+                        unclean.append("%s-%d exited %s" % (svc, i, rc))
         shutil.rmtree(self.dir, ignore_errors=True)
+        assert not unclean, unclean
 
     def stub(self, svc):
         ch = grpc.insecure_channel(self.haproxy.addr(svc))
@@ -327,8 +333,9 @@ def test_scripts_up_scale_2_runs_the_replicated_layout(monkeypatch):
     work = tempfile.mkdtemp(prefix="leadwire-scale-")
     os.chmod(work, 0o755)
     monkeypatch.setenv("LEADWIRE_POSTGRES_PORT", str(free_port()))
-    s = DocSet(work, args=("--scale", "2"))
+    pids = {}
     try:
+        s = DocSet(work, args=("--scale", "2"))
         assert "through haproxy: 2 replicas" in s.up_output, s.up_output
         pids = {os.path.basename(p): int(open(p).read()) for p in glob.glob(os.path.join(s.data, "run", "*.pid"))}
         assert sorted(pids) == sorted(["haproxy.pid"] + ["%s-%d.pid" % (svc, i) for svc in SERVICES for i in (1, 2)]), pids
@@ -346,8 +353,11 @@ def test_scripts_up_scale_2_runs_the_replicated_layout(monkeypatch):
         listed = s.run("leadctl lead list")
         assert listed.returncode == 0 and listed.stdout.count("Анна Орлова (person-1)") == 6, listed.stdout + listed.stderr
     finally:
-        s.down()
+        # Also when scripts/up itself failed half-way: whatever it started is stopped.
+        down = subprocess.run([os.path.join(ROOT, "scripts", "down")], env=dict(os.environ, LEADWIRE_DATA_DIR=os.path.join(work, "var")),
+                              capture_output=True, text=True, timeout=120)
         shutil.rmtree(work, ignore_errors=True)
+    assert "did not stop" not in down.stdout + down.stderr, down.stdout + down.stderr
     for name, pid in pids.items():
         assert not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z", name
-    assert not os.path.exists(os.path.join(s.data, "postgres", "postmaster.pid"))
+    assert not os.path.exists(os.path.join(work, "var", "postgres", "postmaster.pid"))

@@ -26,13 +26,21 @@ public struct CallOptions: Sendable {
     }
 }
 
-/// A client's view of one target (host:port): one HTTP/2 connection multiplexing every call, opened
-/// on first use and opened again after the peer goes away (restart, GOAWAY, network error).
+/// A client's view of a service: one target (host:port) or several (replicas without a balancer in
+/// front). To each target one HTTP/2 connection multiplexing every call, opened on first use and
+/// opened again after the peer goes away (restart, GOAWAY, network error).
+///
+/// With several targets each new call goes to the next one in turn (round robin, as gRPC's
+/// `round_robin` policy); a target that could not be dialled is skipped for a while (1 s, doubling up
+/// to 30 s) and the call goes to the next, so a dead replica costs one failed dial, not a failed
+/// call. A call already sent is never re-sent elsewhere: that is the caller's retry to make.
 public final class WireChannel: Sendable {
+    /// The first target (the only one, usually).
     public let host: String
     public let port: Int
+    private let targets: [Target]
+    private let nextTarget = NIOLockedValueBox(0)
     private let group: any EventLoopGroup
-    private let state = NIOLockedValueBox<ConnectionState>(.idle)
     /// TLS to the server (nil = plaintext); its context is made on the first dial.
     public let tls: WireTLS.Client?
     private let tlsContext = NIOLockedValueBox<NIOSSLContext?>(nil)
@@ -47,69 +55,136 @@ public final class WireChannel: Sendable {
         case ready(ClientConnection)
     }
 
+    /// One address of the service and its connection.
+    private final class Target: Sendable {
+        let host: String
+        let port: Int
+        let state = NIOLockedValueBox<ConnectionState>(.idle)
+        /// After failed dials: not before this instant, and how long the next back-off is.
+        let backOff = NIOLockedValueBox<(until: NIODeadline, next: TimeAmount)?>(nil)
+
+        init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        var isBackingOff: Bool { backOff.withLockedValue { $0.map { $0.until > .now() } ?? false } }
+
+        func dialFailed() {
+            backOff.withLockedValue { b in
+                let wait = b?.next ?? .seconds(1)
+                b = (.now() + wait, min(wait * 2, .seconds(30)))
+            }
+        }
+
+        func dialSucceeded() { backOff.withLockedValue { $0 = nil } }
+    }
+
     /// A channel to `host:port`; nothing is dialled until the first call.
     ///
     /// - Parameters:
     ///   - group: The event loops to run the connection on; nil runs it on the process's shared
     ///     group (`MultiThreadedEventLoopGroup.singleton`), as servers do by default.
     ///   - tls: TLS settings (CA, client certificate, server name); nil speaks plaintext HTTP/2.
-    public init(host: String, port: Int, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
-        self.host = host
-        self.port = port
+    public convenience init(host: String, port: Int, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
+        self.init(targets: [(host, port)], group: group, tls: tls)
+    }
+
+    /// A channel to several replicas of one service, called in turn (see the type's comment).
+    public init(targets: [(host: String, port: Int)], group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) {
+        precondition(!targets.isEmpty, "a channel needs at least one target")
+        self.targets = targets.map { Target(host: $0.host, port: $0.port) }
+        self.host = targets[0].host
+        self.port = targets[0].port
         self.tls = tls
         self.dialer = nil
         self.group = group ?? MultiThreadedEventLoopGroup.singleton
     }
 
-    /// A channel to "host:port" (as flags and environment variables give it; `[::1]:50051` for IPv6).
+    /// A channel to "host:port" (as flags and environment variables give it; `[::1]:50051` for
+    /// IPv6), or to several replicas: "host1:port1,host2:port2".
     ///
-    /// - Throws: `RPCError` INVALID_ARGUMENT when `address` is not host:port.
+    /// - Throws: `RPCError` INVALID_ARGUMENT when an entry of `address` is not host:port.
     public convenience init(address: String, group: (any EventLoopGroup)? = nil, tls: WireTLS.Client? = nil) throws {
-        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), port > 0, port < 65536 else {
-            throw RPCError(.invalidArgument, "\"\(address)\" is not host:port")
+        var targets = [(host: String, port: Int)]()
+        for part in address.split(separator: ",") {
+            let entry = part.drop { $0 == " " }.reversed().drop { $0 == " " }.reversed()
+            if entry.isEmpty { continue }
+            let text = String(entry)
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), port > 0, port < 65536 else {
+                throw RPCError(.invalidArgument, "\"\(text)\" is not host:port" + (address.contains(",") ? " (in \"\(address)\")" : ""))
+            }
+            var host = String(text[..<colon])
+            if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+            targets.append((host.isEmpty ? "127.0.0.1" : host, port))
         }
-        var host = String(address[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.init(host: host.isEmpty ? "127.0.0.1" : host, port: port, group: group, tls: tls)
+        guard !targets.isEmpty else { throw RPCError(.invalidArgument, "\"\(address)\" is not host:port") }
+        self.init(targets: targets, group: group, tls: tls)
     }
 
-    /// Closes the connection (calls in flight end UNAVAILABLE). The channel is not usable afterwards.
+    /// Closes the connections (calls in flight end UNAVAILABLE). The channel is not usable afterwards.
     public func close() async {
-        let s = state.withLockedValue { s in
-            defer { s = .idle }
-            return s
-        }
-        switch s {
-        case .ready(let c): try? await c.channel?.close()
-        case .connecting(let f): try? await f.get().channel?.close()
-        case .idle: break
+        for t in targets {
+            let s = t.state.withLockedValue { s in
+                defer { s = .idle }
+                return s
+            }
+            switch s {
+            case .ready(let c): try? await c.channel?.close()
+            case .connecting(let f): try? await f.get().channel?.close()
+            case .idle: break
+            }
         }
     }
 
+    /// A connection for the next call: the next target in turn that is not backing off (all of them,
+    /// in turn, when every one is), failing over to the following ones when a dial fails.
     private func connection() async throws -> ClientConnection {
-        let future: EventLoopFuture<ClientConnection> = state.withLockedValue { s in
+        if targets.count == 1 { return try await connection(to: targets[0]) }
+        let first = nextTarget.withLockedValue { n in
+            defer { n = (n + 1) % targets.count }
+            return n
+        }
+        let order = (0..<targets.count).map { targets[(first + $0) % targets.count] }
+        var candidates = order.filter { !$0.isBackingOff }
+        if candidates.isEmpty { candidates = order }
+        var failures = [String]()
+        for t in candidates {
+            do {
+                return try await connection(to: t)
+            } catch let e as RPCError {
+                failures.append(e.message)
+            }
+        }
+        throw RPCError(.unavailable, "cannot connect to any of \(targets.count) addresses: " + failures.joined(separator: "; "))
+    }
+
+    private func connection(to target: Target) async throws -> ClientConnection {
+        let future: EventLoopFuture<ClientConnection> = target.state.withLockedValue { s in
             switch s {
             case .ready(let c) where c.isUsable:
                 return c.loop.makeSucceededFuture(c)
             case .connecting(let f):
                 return f
             case .ready, .idle:
-                let f = dial()
+                let f = dial(target)
                 s = .connecting(f)
                 return f
             }
         }
         do {
             let c = try await future.get()
-            state.withLockedValue { s in
+            target.state.withLockedValue { s in
                 if case .connecting(let f) = s, f === future { s = .ready(c) }
             }
+            target.dialSucceeded()
             return c
         } catch {
-            state.withLockedValue { s in
+            target.state.withLockedValue { s in
                 if case .connecting(let f) = s, f === future { s = .idle }
             }
-            throw RPCError(.unavailable, "cannot connect to \(host):\(port): \(error)")
+            target.dialFailed()
+            throw RPCError(.unavailable, "cannot connect to \(target.host):\(target.port): \(error)")
         }
     }
 
@@ -130,13 +205,15 @@ public final class WireChannel: Sendable {
     ) {
         self.host = host
         self.port = port
+        self.targets = [Target(host: host, port: port)]
         self.tls = nil
         self.group = group
         self.dialer = dialer
     }
 
-    private func dial() -> EventLoopFuture<ClientConnection> {
+    private func dial(_ target: Target) -> EventLoopFuture<ClientConnection> {
         if let dialer { return dialer(group) }
+        let (host, port) = (target.host, target.port)
         let authority = "\(host):\(port)"
         let ssl: NIOSSLContext?
         do {
