@@ -179,7 +179,12 @@ let package = Package(
             name: "IntakeTests",
             dependencies: ["IntakeService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire", "Auth", "Observability"]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire"]),
-        .testTarget(name: "ReportTests", dependencies: ["ReportService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire"]),
+        .testTarget(
+            name: "ReportTests",
+            dependencies: [
+                "ReportService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(
             name: "WireTests",
             dependencies: [

@@ -49,7 +49,13 @@ struct ReportCommand: AsyncParsableCommand {
         }
         let mailer = Mailer(
             queue: store.messages, smtp: try messaging.smtp(), retry: messaging.retry, lookUp: nil, now: systemClock, logger: host.logger)
-        var api = ReportAPI(store: store, hub: PlanHub(), leads: checker, now: systemClock, logger: host.logger)
+        let hub = PlanHub()
+        store.otherReplicasChanged.withLockedValue { tell in
+            tell = { plans in
+                for p in plans { hub.publish("changed", p) }
+            }
+        }
+        var api = ReportAPI(store: store, hub: hub, leads: checker, now: systemClock, logger: host.logger)
         api.onMessage = { mailer.wake() }
         let messagesAPI = MessagesAPI(queue: store.messages, audiences: [.contractor], now: systemClock, onQueued: { mailer.wake() })
         try await host.serve(

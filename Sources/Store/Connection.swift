@@ -157,4 +157,26 @@ public struct Row {
 
     public func optionalString(_ i: Int32) -> String? { isNull(i) ? nil : string(i) }
     public func optionalInt(_ i: Int32) -> Int64? { isNull(i) ? nil : int(i) }
+
+    // MARK: By column name (as the SELECT names it: `SELECT n AS count` is "count")
+
+    /// The index of the column named `name`; a name the query does not have is a programming error.
+    public func column(_ name: String) -> Int32 {
+        let i: Int32
+        switch source {
+        case .sqlite(let r): i = r.column(named: name)
+        case .postgres(let r): i = r.column(named: name)
+        }
+        precondition(i >= 0, "the query has no column \(name)")
+        return i
+    }
+
+    public func isNull(_ name: String) -> Bool { isNull(column(name)) }
+    public func int(_ name: String) -> Int64 { int(column(name)) }
+    public func double(_ name: String) -> Double { double(column(name)) }
+    public func bool(_ name: String) -> Bool { bool(column(name)) }
+    public func string(_ name: String) -> String { string(column(name)) }
+    public func blob(_ name: String) -> [UInt8] { blob(column(name)) }
+    public func optionalString(_ name: String) -> String? { optionalString(column(name)) }
+    public func optionalInt(_ name: String) -> Int64? { optionalInt(column(name)) }
 }

@@ -207,6 +207,8 @@ struct PostgresRow {
 
     func isNull(_ i: Int32) -> Bool { PQgetisnull(result, row, i) != 0 }
 
+    func column(named name: String) -> Int32 { PQfnumber(result, "\"\(name)\"") }
+
     func text(_ i: Int32) -> String {
         guard let p = PQgetvalue(result, row, i) else { return "" }
         return String(cString: p)

@@ -60,6 +60,11 @@ struct SQLiteRow {
         return String(cString: p)
     }
 
+    func column(named name: String) -> Int32 {
+        for i in 0..<sqlite3_column_count(stmt) where String(cString: sqlite3_column_name(stmt, i)) == name { return i }
+        return -1
+    }
+
     func blob(_ i: Int32) -> [UInt8] {
         let n = Int(sqlite3_column_bytes(stmt, i))
         guard n > 0, let p = sqlite3_column_blob(stmt, i) else { return [] }

@@ -1,6 +1,7 @@
 import Foundation
 import LeadwireAPI
 import Messaging
+import NIOConcurrencyHelpers
 import StoreTestSupport
 import Testing
 
@@ -73,5 +74,28 @@ import Testing
                 plan: plan.id, contractor: "nobody", lines: [], dueDate: "2026-12-01", note: "", actor: "c", now: 10)
         }
         #expect(try await store.messages.list(.init(), limit: 5).isEmpty, "a refused request queues no message")
+    }
+}
+
+/// Two report processes on one PostgreSQL schema (PostgreSQL pass only).
+@Suite(.enabled(if: ScratchDatabase.onPostgres, "needs LEADWIRE_TEST_DATABASE_URL (scripts/test sets it)"))
+struct ReportReplicaTests {
+    /// A plan changed through one replica reaches the other's followers (through its poll).
+    @Test func planChangesReachTheOtherReplica() async throws {
+        let scratch = ScratchDatabase("report.sqlite")
+        let a = try ReportStore(path: scratch.path, schema: scratch.schema)
+        let b = try ReportStore(path: scratch.path, schema: scratch.schema)
+        // Each has written once (the cursor starts at its first transaction).
+        _ = try await a.createPlan(Report_Plan(), actor: "a", now: 1)
+        _ = try await b.createPlan(Report_Plan(), actor: "b", now: 1)
+        let heard = NIOLockedValueBox<[String]>([])
+        a.otherReplicasChanged.withLockedValue { tell in
+            tell = { plans in heard.withLockedValue { $0 += plans.map(\.title).filter { !$0.isEmpty } } }
+        }
+        var plan = Report_Plan()
+        plan.title = "Кровля"
+        _ = try await b.createPlan(plan, actor: "b", now: 2)
+        for _ in 0..<30 where heard.withLockedValue({ $0 }).isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(heard.withLockedValue { $0 } == ["Кровля"])
     }
 }

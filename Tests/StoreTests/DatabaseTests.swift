@@ -138,4 +138,21 @@ let itemsMigrations = [
             #expect(!e.description.contains("secret-value"))
         }
     }
+
+    @Test func literalsBindTheirValuesAndRowsReadByName() async throws {
+        let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
+        let name = "O'Brien; DROP TABLE items; --"
+        let qty: Int64 = 7
+        let note: String? = nil
+        try await db.write { try $0.run(literal: "INSERT INTO items(name, qty, note) VALUES (\(name), \(qty), \(note))") }
+        let row = try await db.read { c in
+            try c.first(literal: "SELECT qty AS how_many, name, note FROM items WHERE name = \(name)") { r in
+                "\(r.string("name"))|\(r.int("how_many"))|\(r.optionalString("note") ?? "nil")"
+            }
+        }
+        #expect(row == "\(name)|7|nil", "the value was bound, not spliced into the SQL")
+        let sql: SQLLiteral = "SELECT * FROM items WHERE qty > \(qty) AND name <> \(name)"
+        #expect(sql.text == "SELECT * FROM items WHERE qty > ? AND name <> ?")
+        #expect(sql.values == [.integer(7), .text(name)])
+    }
 }

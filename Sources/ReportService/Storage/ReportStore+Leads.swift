@@ -65,28 +65,28 @@ extension ReportStore {
 
     static func leadRecord(_ c: Connection, _ id: String) throws -> LeadRecord? {
         try c.first(
-            """
-            SELECT received_at, reply_deadline, status, last_event_at, source, channel, category, owner, fields,
-                   ever_accepted, ever_processed, reacted_at, reactor, rating FROM leads WHERE lead_id = ?
-            """, id
+            literal: """
+                SELECT received_at, reply_deadline, status, last_event_at, source, channel, category, owner, fields,
+                       ever_accepted, ever_processed, reacted_at, reactor, rating FROM leads WHERE lead_id = \(id)
+                """
         ) { row in
-            var r = LeadRecord(leadID: id, receivedAt: row.int(0))
-            r.replyDeadline = row.int(1)
-            r.status = row.string(2)
-            r.lastEventAt = row.int(3)
-            r.source = row.string(4)
-            r.channel = row.string(5)
-            r.category = row.string(6)
-            r.owner = row.string(7)
-            for pair in row.string(8).split(separator: "\u{1E}") {
+            var r = LeadRecord(leadID: id, receivedAt: row.int("received_at"))
+            r.replyDeadline = row.int("reply_deadline")
+            r.status = row.string("status")
+            r.lastEventAt = row.int("last_event_at")
+            r.source = row.string("source")
+            r.channel = row.string("channel")
+            r.category = row.string("category")
+            r.owner = row.string("owner")
+            for pair in row.string("fields").split(separator: "\u{1E}") {
                 let kv = pair.split(separator: "\u{1F}", maxSplits: 1, omittingEmptySubsequences: false)
                 if kv.count == 2 { r.fields[String(kv[0])] = String(kv[1]) }
             }
-            r.everAccepted = row.bool(9)
-            r.everProcessed = row.bool(10)
-            r.reactedAt = row.optionalInt(11)
-            r.reactor = row.string(12)
-            r.rating = Int32(row.int(13))
+            r.everAccepted = row.bool("ever_accepted")
+            r.everProcessed = row.bool("ever_processed")
+            r.reactedAt = row.optionalInt("reacted_at")
+            r.reactor = row.string("reactor")
+            r.rating = Int32(row.int("rating"))
             return r
         }
     }
@@ -94,19 +94,19 @@ extension ReportStore {
     static func save(_ c: Connection, _ r: LeadRecord, registrationNumber: String) throws {
         let fields = r.fields.sorted { $0.key < $1.key }.map { "\($0.key)\u{1F}\($0.value)" }.joined(separator: "\u{1E}")
         try c.run(
-            """
-            INSERT INTO leads(lead_id, registration_number, received_at, reply_deadline, status, last_event_at, source, channel, category,
-                              owner, fields, ever_accepted, ever_processed, reacted_at, reactor, rating)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT(lead_id) DO UPDATE SET
-                registration_number = CASE WHEN excluded.registration_number <> '' THEN excluded.registration_number ELSE leads.registration_number END,
-                received_at = excluded.received_at, reply_deadline = excluded.reply_deadline, status = excluded.status,
-                last_event_at = excluded.last_event_at, source = excluded.source, channel = excluded.channel, category = excluded.category,
-                owner = excluded.owner, fields = excluded.fields, ever_accepted = excluded.ever_accepted,
-                ever_processed = excluded.ever_processed, reacted_at = excluded.reacted_at, reactor = excluded.reactor, rating = excluded.rating
-            """,
-            r.leadID, registrationNumber, r.receivedAt, r.replyDeadline, r.status, r.lastEventAt, r.source, r.channel, r.category,
-            r.owner, fields, r.everAccepted, r.everProcessed, r.reactedAt, r.reactor, Int64(r.rating))
+            literal: """
+                INSERT INTO leads(lead_id, registration_number, received_at, reply_deadline, status, last_event_at, source, channel,
+                                  category, owner, fields, ever_accepted, ever_processed, reacted_at, reactor, rating)
+                VALUES (\(r.leadID), \(registrationNumber), \(r.receivedAt), \(r.replyDeadline), \(r.status), \(r.lastEventAt),
+                        \(r.source), \(r.channel), \(r.category), \(r.owner), \(fields), \(r.everAccepted), \(r.everProcessed),
+                        \(r.reactedAt), \(r.reactor), \(Int64(r.rating)))
+                ON CONFLICT(lead_id) DO UPDATE SET
+                    registration_number = CASE WHEN excluded.registration_number <> '' THEN excluded.registration_number ELSE leads.registration_number END,
+                    received_at = excluded.received_at, reply_deadline = excluded.reply_deadline, status = excluded.status,
+                    last_event_at = excluded.last_event_at, source = excluded.source, channel = excluded.channel, category = excluded.category,
+                    owner = excluded.owner, fields = excluded.fields, ever_accepted = excluded.ever_accepted,
+                    ever_processed = excluded.ever_processed, reacted_at = excluded.reacted_at, reactor = excluded.reactor, rating = excluded.rating
+                """)
     }
 
     /// The status of a lead as the events told it, by registration number; nil if never heard of.

@@ -49,7 +49,10 @@ extension ReportStore {
 
     static func save(_ c: Connection, _ n: Int64, _ p: Report_Plan, newVersion: Bool) throws {
         let body = ProtoCodec.encode(p)
-        try c.run("UPDATE plans SET state = ?, version = ?, body = ? WHERE id = ?", p.state.rawValue, p.version, body, n)
+        // `changed` orders plan changes across replicas (their writes take turns), for FollowWorkPlans.
+        try c.run(
+            "UPDATE plans SET state = ?, version = ?, body = ?, changed = (SELECT COALESCE(MAX(changed), 0) + 1 FROM plans) WHERE id = ?",
+            p.state.rawValue, p.version, body, n)
         if newVersion {
             try c.run("INSERT INTO plan_versions(plan_id, version, body) VALUES (?, ?, ?)", n, p.version, body)
         }

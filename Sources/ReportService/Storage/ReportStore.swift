@@ -82,10 +82,32 @@ final class ReportStore: Sendable {
                 );
                 CREATE INDEX progress_requests_open ON progress_requests(contractor_id, plan_id) WHERE answered_at = 0;
                 """),
+        Migration(
+            3, "the order plans changed in, for FollowWorkPlans on other replicas",
+            """
+            ALTER TABLE plans ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
+            CREATE INDEX plans_by_change ON plans(changed);
+            """),
     ]
 
     /// Messages to contractors (progress requests), queued in the transactions that owe them.
     let messages: MessageQueue
+
+    /// Replicas on PostgreSQL: told the plans other replicas changed (for FollowWorkPlans here).
+    let otherReplicasChanged = NIOLockedValueBox<(@Sendable ([Report_Plan]) -> Void)?>(nil)
+    /// `plans.changed` as of this replica's last transaction; -1 before its first. Writer queue.
+    let lastPlanChangeSeen = NIOLockedValueBox<Int64>(-1)
+
+    private func catchUp(_ c: Connection) throws {
+        let after = lastPlanChangeSeen.withLockedValue { $0 }
+        guard after >= 0 else { return }
+        let changed = try c.query("SELECT changed, body FROM plans WHERE changed > ? ORDER BY changed", after) {
+            ($0.int(0), try ProtoCodec.decode(Report_Plan.self, from: $0.blob(1)))
+        }
+        guard let last = changed.last else { return }
+        lastPlanChangeSeen.withLockedValue { $0 = last.0 }
+        otherReplicasChanged.withLockedValue { $0 }?(changed.map(\.1))
+    }
 
     init(
         path: String, schema: String = "report", onCommit: (@Sendable (Int) -> Void)? = nil, integrityCheckSeconds: Double = 30,
@@ -99,7 +121,14 @@ final class ReportStore: Sendable {
         db = try Database(configuration: config, migrations: Self.migrations)
         let messages = MessageQueue(db: db, domain: messageDomain, defaultLocale: locale)
         self.messages = messages
-        // Another replica may have changed a template.
-        db.onOtherWriters { _ in messages.forgetTemplates() }
+        // Another replica may have changed a template, or a plan a contractor here follows.
+        db.onOtherWriters { [weak self] c in
+            messages.forgetTemplates()
+            try self?.catchUp(c)
+        }
+        db.beforeEachCommit { [weak self] c in
+            let last = try c.first("SELECT COALESCE(MAX(changed), 0) FROM plans") { $0.int(0) } ?? 0
+            self?.lastPlanChangeSeen.withLockedValue { $0 = last }
+        }
     }
 }

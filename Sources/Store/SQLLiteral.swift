@@ -1,0 +1,52 @@
+/// SQL with its values written where they go: `"UPDATE leads SET owner_id = \(owner) WHERE id = \(id)"`
+/// becomes the text `… owner_id = ? WHERE id = ?` and the values `[owner, id]`, bound, never spliced
+/// into the text (so the statement is prepared once and no value can change what the SQL means). The
+/// way GRDB's `SQL` literals and postgres-nio's `PostgresQuery` work.
+///
+/// Taken by `Connection.run(literal:)`, `query(literal:map:)` and `first(literal:map:)` — labelled, so
+/// an interpolated string can never reach the plain-text `run(_:_:)` by accident.
+public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
+    public let text: String
+    public let values: [SQLValue]
+
+    public init(stringLiteral value: String) {
+        text = value
+        values = []
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        text = stringInterpolation.text
+        values = stringInterpolation.values
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var text = ""
+        var values = [SQLValue]()
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            text.reserveCapacity(literalCapacity + interpolationCount)
+            values.reserveCapacity(interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) { text += literal }
+
+        /// A value: bound as a parameter.
+        public mutating func appendInterpolation(_ value: some SQLBindable) {
+            text += "?"
+            values.append(value.sqlValue)
+        }
+    }
+}
+
+extension Connection {
+    @discardableResult
+    public func run(literal sql: SQLLiteral) throws -> Int { try run(sql.text, values: sql.values) }
+
+    public func query<T>(literal sql: SQLLiteral, map: (Row) throws -> T) throws -> [T] {
+        try query(sql.text, values: sql.values, map: map)
+    }
+
+    public func first<T>(literal sql: SQLLiteral, map: (Row) throws -> T) throws -> T? {
+        try query(sql.text, values: sql.values, map: map).first
+    }
+}
