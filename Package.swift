@@ -177,7 +177,10 @@ let package = Package(
         .testTarget(name: "AuthTests", dependencies: ["Auth", "LeadwireAPI", "Wire"]),
         .testTarget(
             name: "IntakeTests",
-            dependencies: ["IntakeService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire", "Auth", "Observability"]),
+            dependencies: [
+                "IntakeService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire", "Auth", "Observability",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]),
         .testTarget(name: "RoutingTests", dependencies: ["RoutingService", "LeadwireAPI", "Store", "StoreTestSupport", "Wire"]),
         .testTarget(
             name: "ReportTests",

@@ -1,5 +1,6 @@
 import Foundation
 import LeadwireAPI
+import NIOConcurrencyHelpers
 import StoreTestSupport
 import Testing
 import Wire
@@ -130,6 +131,16 @@ struct IntakeReplicaTests {
         #expect(Set(leads.map(\.registrationNumber)).count == 200)
         #expect(Set(leads.map(\.id)).count == 200)
         #expect(Set(leads.map(\.clientId)).count == 1)
+        // WatchLeads on one replica hears of a lead registered through the other (its poll notices
+        // the write; the lead comes as stored).
+        let heard = NIOLockedValueBox<[Intake_LeadChange]>([])
+        a.otherReplicasChanged.withLockedValue { tell in tell = { changes in heard.withLockedValue { $0 += changes } } }
+        let late = try await submit(b, source, email: "late@x.com", subject: "через другую реплику").lead
+        for _ in 0..<30 where !heard.withLockedValue({ $0.contains { $0.lead?.id == late.id } }) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let change = heard.withLockedValue { $0.first { $0.lead?.id == late.id } }
+        #expect(change?.kind == "registered" && change?.lead?.subject == "через другую реплику")
         // A source changed through one replica reaches the other's memory (its poll notices the
         // write within a fraction of a second).
         var closed = source

@@ -36,6 +36,10 @@ final class RoutingStore: Sendable {
     // Confined to the database's writer queue (write bodies and the transaction observer).
     nonisolated(unsafe) private var working = State()
     nonisolated(unsafe) private var workingSuspect = false
+    /// The directory's version (`meta.directory_version`: people, roles, rules) that `working` holds.
+    /// Writer queue only. When another replica wrote but this has not moved, only the rotation and
+    /// the loads are read again (a decision's catch-up), not the whole directory.
+    nonisolated(unsafe) private var workingDirectory = ""
 
     static let migrations = [
         Migration(
@@ -90,8 +94,14 @@ final class RoutingStore: Sendable {
         // Another replica decided or changed the directory: this one's working state is stale.
         db.onOtherWriters { [weak self] c in
             guard let self else { return }
-            self.working = try Self.load(c)
-            self.workingSuspect = false
+            let directory = try Self.directoryVersion(c)
+            if directory == self.workingDirectory && !self.workingSuspect {
+                try Self.loadDecisions(c, into: &self.working)
+            } else {
+                self.working = try Self.load(c)
+                self.workingSuspect = false
+            }
+            self.workingDirectory = directory
         }
         try await db.write { c in
             // The stock roles of the material exist from the first start (and only then: a later
@@ -101,6 +111,7 @@ final class RoutingStore: Sendable {
                     try c.run("INSERT OR IGNORE INTO roles(name, body) VALUES (?, ?)", r.name, ProtoCodec.encode(r))
                 }
                 try c.run("INSERT INTO meta(key, value) VALUES ('stock_roles', ?)", String(now))
+                try self.directoryChanged(c)
             }
         }
         try await reload()
@@ -110,6 +121,7 @@ final class RoutingStore: Sendable {
     func reload() async throws {
         try await db.write { c in
             self.working = try Self.load(c)
+            self.workingDirectory = try Self.directoryVersion(c)
             self.workingSuspect = false
         }
     }
@@ -124,6 +136,33 @@ final class RoutingStore: Sendable {
         }
         let state = working
         published.withLockedValue { $0 = state }
+    }
+
+    /// What decisions change: the round-robin positions and each person's open leads.
+    private static func loadDecisions(_ c: Connection, into s: inout State) throws {
+        s.rotation = [:]
+        for (role, last) in try c.query("SELECT role, last_person FROM rotation", map: { ($0.string(0), $0.string(1)) }) {
+            s.rotation[role] = last
+        }
+        s.load = [:]
+        for (p, n) in try c.query(
+            "SELECT person_id, COUNT(*) FROM assignments WHERE open = 1 AND person_id <> '' GROUP BY person_id",
+            map: { ($0.string(0), Int($0.int(1))) })
+        {
+            s.load[p] = n
+        }
+    }
+
+    static func directoryVersion(_ c: Connection) throws -> String {
+        try c.first("SELECT value FROM meta WHERE key = 'directory_version'") { $0.string(0) } ?? ""
+    }
+
+    /// Every write to people, roles or rules moves the directory's version (see `workingDirectory`).
+    private func directoryChanged(_ c: Connection) throws {
+        let next = String((Int64(try Self.directoryVersion(c)) ?? 0) + 1)
+        try c.run(
+            "INSERT INTO meta(key, value) VALUES ('directory_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", next)
+        workingDirectory = next
     }
 
     private static func load(_ c: Connection) throws -> State {
@@ -141,15 +180,7 @@ final class RoutingStore: Sendable {
             s.ruleSet = rs
             s.rules = RoutingModel.rules(rs)
         }
-        for (role, last) in try c.query("SELECT role, last_person FROM rotation", map: { ($0.string(0), $0.string(1)) }) {
-            s.rotation[role] = last
-        }
-        for (p, n) in try c.query(
-            "SELECT person_id, COUNT(*) FROM assignments WHERE open = 1 AND person_id <> '' GROUP BY person_id",
-            map: { ($0.string(0), Int($0.int(1))) })
-        {
-            s.load[p] = n
-        }
+        try loadDecisions(c, into: &s)
         s.directory = Directory(
             people: Dictionary(uniqueKeysWithValues: s.people.values.map { ($0.id, RoutingModel.person($0)) }),
             roles: Dictionary(uniqueKeysWithValues: s.roles.values.map { ($0.name, RoutingModel.role($0)) }))
@@ -213,6 +244,7 @@ final class RoutingStore: Sendable {
             }
             p.id = Self.personID(try c.lastInsertRowID())
             try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), try c.lastInsertRowID())
+            try self.directoryChanged(c)
             state.people[p.id] = p
             state.directory.people[p.id] = RoutingModel.person(p)
             // A newcomer to a role takes the leads that waited in its queue for somebody.
@@ -242,6 +274,7 @@ final class RoutingStore: Sendable {
             } catch let e as StoreError where e.isConstraintViolation {
                 throw Self.loginTaken(p.login, state)
             }
+            try self.directoryChanged(c)
             state.people[p.id] = p
             state.directory.people[p.id] = RoutingModel.person(p)
             // Someone may have come back, gained capacity or joined a role: queued leads can move.
@@ -283,6 +316,7 @@ final class RoutingStore: Sendable {
             try c.run(
                 "INSERT INTO roles(name, body) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET body = excluded.body", r.name,
                 ProtoCodec.encode(r))
+            try self.directoryChanged(c)
             state.roles[r.name] = r
             state.directory.roles[r.name] = RoutingModel.role(r)
             return r.name
@@ -315,6 +349,7 @@ final class RoutingStore: Sendable {
             rs.version = state.ruleSet.version + 1
             rs.updatedAtMs = now
             try c.run("INSERT INTO rule_sets(version, body, created_at) VALUES (?, ?, ?)", rs.version, ProtoCodec.encode(rs), now)
+            try self.directoryChanged(c)
             state.ruleSet = rs
             state.rules = RoutingModel.rules(rs)
             return rs
