@@ -243,13 +243,13 @@ public struct MessageQueue: Sendable {
         // when it is rendered (the template in force then), so queueing reads no template.
         let scope = m.scopes.first ?? ""
         _ = try db.run(
-            """
-            INSERT INTO messages(kind, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number, plan_id,
-                contractor_id, locale, scope, vals, about, answer_due_at, state, created_at, next_attempt_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-            """,
-            m.kind.rawValue, channel, m.recipientName, recipient, email, phone, m.personID, m.leadID, m.registrationNumber, m.planID,
-            m.contractorID, m.locale.rawValue, scope, MessageValues.encode(m.values), m.about, m.answerDueAt, now, now)
+            literal: """
+                INSERT INTO messages(kind, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number,
+                    plan_id, contractor_id, locale, scope, vals, about, answer_due_at, state, created_at, next_attempt_at)
+                VALUES (\(m.kind.rawValue), \(channel), \(m.recipientName), \(recipient), \(email), \(phone), \(m.personID), \(m.leadID),
+                    \(m.registrationNumber), \(m.planID), \(m.contractorID), \(m.locale.rawValue), \(scope), \(MessageValues.encode(m.values)),
+                    \(m.about), \(m.answerDueAt), 1, \(now), \(now))
+                """)
         return try db.lastInsertRowID()
     }
 

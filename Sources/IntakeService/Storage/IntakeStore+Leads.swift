@@ -66,12 +66,12 @@ extension IntakeStore {
             let rowID = try Self.nextID(db, "leads")
             lead.id = Self.leadID(rowID)
             try db.run(
-                """
-                INSERT INTO leads(id, registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
-                VALUES (?, ?, ?, ?, ?, '', ?, ?, ?, ?)
-                """,
-                rowID, lead.registrationNumber, Self.number(source.id, prefix: "src"), clientID, Int64(lead.status.rawValue), now,
-                key.isEmpty ? nil : key, key.isEmpty ? nil : canonical, ProtoCodec.encode(lead))
+                literal: """
+                    INSERT INTO leads(id, registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
+                    VALUES (\(rowID), \(lead.registrationNumber), \(Self.number(source.id, prefix: "src")), \(clientID),
+                        \(Int64(lead.status.rawValue)), '', \(now), \(key.isEmpty ? nil : key), \(key.isEmpty ? nil : canonical),
+                        \(ProtoCodec.encode(lead)))
+                    """)
             try Self.appendHistory(
                 db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
             // The acknowledgement the applicant is owed: number and answer date.
