@@ -13,14 +13,19 @@ struct LeaderOnly: Service {
 
     func run() async throws {
         // A replica waiting for the lease must stop waiting at shutdown, not only the one running
-        // the work (whose own service stops on the same signal).
-        try await cancelWhenGracefulShutdown {
-            try await database.whileLeading(
-                name,
-                onChange: { leading in
-                    logger.notice(leading ? "this replica now runs \(name)" : "this replica no longer runs \(name)")
-                },
-                { try await inner.run() })
+        // the work (whose own service stops on the same signal). The cancellation that ends the wait
+        // may reach the work first, as a CancellationError: at shutdown that is a normal end.
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await database.whileLeading(
+                    name,
+                    onChange: { leading in
+                        logger.notice(leading ? "this replica now runs \(name)" : "this replica no longer runs \(name)")
+                    },
+                    { try await inner.run() })
+            }
+        } catch is CancellationError {
+            return
         }
     }
 }

@@ -133,7 +133,7 @@ import Testing
 struct RoutingReplicaTests {
     let now: Int64 = 1_790_000_000_000
 
-    /// Decisions through both replicas share one rotation: 700 leads over 7 people, at most one
+    /// Decisions through both replicas share one rotation: 10,000 leads over 7 people, at most one
     /// apart; and a person added through one replica is routed to by the other at once.
     @Test func twoReplicasShareOneFairRotation() async throws {
         let scratch = ScratchDatabase("routing.sqlite")
@@ -157,9 +157,9 @@ struct RoutingReplicaTests {
         last.roles = ["Продажи"]
         people.append(try await b.createPerson(last, now: now).id)
         var owners = [String: Int]()
-        for round in 0..<70 {
+        for round in 0..<200 {
             let got = try await withThrowingTaskGroup(of: String.self) { group in
-                for i in 0..<10 {
+                for i in 0..<50 {
                     let s = i % 2 == 0 ? a : b
                     var l = Routing_LeadSummary()
                     l.leadId = "lead-\(round)-\(i)"
@@ -174,7 +174,7 @@ struct RoutingReplicaTests {
         }
         #expect(Set(owners.keys) == Set(people))
         let counts = owners.values
-        #expect(counts.reduce(0, +) == 700)
+        #expect(counts.reduce(0, +) == 10_000)
         #expect((counts.max() ?? 0) - (counts.min() ?? 0) <= 1, "\(owners)")
     }
 }
