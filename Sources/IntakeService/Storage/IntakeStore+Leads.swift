@@ -37,10 +37,13 @@ extension IntakeStore {
             }
             let clientID = try Self.matchOrCreateClient(db, req.applicant ?? Intake_Applicant(), now: now)
             let year = CalendarDate.year(ofMillis: now)
-            try db.run(
-                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = registration_counters.last + 1",
-                year)
-            let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
+            let seq =
+                try db.first(
+                    """
+                    INSERT INTO registration_counters(year, last) VALUES (?, 1)
+                    ON CONFLICT(year) DO UPDATE SET last = registration_counters.last + 1 RETURNING last
+                    """, year
+                ) { $0.int(0) } ?? 1
 
             var lead = Intake_Lead()
             lead.registrationNumber = RegistrationNumber.format(year: year, sequence: seq)
@@ -106,13 +109,17 @@ extension IntakeStore {
         }
         let name =
             a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
-        try db.run(
-            "INSERT INTO clients(name, email, phone, company, tax_id, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            name.trimmingSpaces, email, phone, a.company.trimmingSpaces, tax, now)
-        return try db.lastInsertRowID()
+        let id = try db.first(
+            literal: """
+                INSERT INTO clients(name, email, phone, company, tax_id, created_at)
+                VALUES (\(name.trimmingSpaces), \(email), \(phone), \(a.company.trimmingSpaces), \(tax), \(now)) RETURNING id
+                """
+        ) { $0.int(0) }
+        return id ?? 0
     }
 
-    /// The id the next row of `table` gets; valid because all writes run on the one writer.
+    /// The id the next row of `table` gets; valid because write transactions take turns (one writer
+    /// per process, and replicas on PostgreSQL wait for each other: see `Database`).
     static func nextID(_ db: Connection, _ table: StaticString) throws -> Int64 {
         try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM \(table)") { $0.int(0) } ?? 1
     }

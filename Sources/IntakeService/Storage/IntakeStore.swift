@@ -124,18 +124,19 @@ final class IntakeStore: Sendable {
 
     func intakeSettings() async throws -> Intake_IntakeSettings {
         try await db.read { db in
-            try db.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1", map: Self.settings)
-                ?? Intake_IntakeSettings()
+            try Self.settings(db) ?? Intake_IntakeSettings()
         }
     }
 
-    private static func settings(_ r: Row) -> Intake_IntakeSettings {
-        var s = Intake_IntakeSettings()
-        s.open = r.int(0) != 0
-        s.reason = r.string(1)
-        s.changedBy = r.string(2)
-        s.changedAtMs = r.int(3)
-        return s
+    private static func settings(_ c: Connection) throws -> Intake_IntakeSettings? {
+        try c.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1") { r in
+            var s = Intake_IntakeSettings()
+            s.open = r.bool("open")
+            s.reason = r.string("reason")
+            s.changedBy = r.string("changed_by")
+            s.changedAtMs = r.int("changed_at")
+            return s
+        }
     }
 
     func setIntakeOpen(_ open: Bool, reason: String, actor: String, now: Int64) async throws -> Intake_IntakeSettings {
@@ -197,9 +198,7 @@ final class IntakeStore: Sendable {
     private func catchUp(_ c: Connection) throws {
         sourceCache.withLockedValue { $0.removeAll() }
         messages.forgetTemplates()
-        if let open = try c.first("SELECT open, reason, changed_by, changed_at FROM intake_settings WHERE id = 1", map: Self.settings) {
-            intakeSwitch.set(open)
-        }
+        if let settings = try Self.settings(c) { intakeSwitch.set(settings) }
         let after = lastEventSeen.withLockedValue { $0 }
         guard after >= 0 else { return }
         let events = try c.query("SELECT id, payload FROM outbox WHERE kind = 'event' AND id > ? ORDER BY id", after) {
