@@ -242,18 +242,14 @@ public struct MessageQueue: Sendable {
         // The most specific scope the message may have a text in; which text applies is decided
         // when it is rendered (the template in force then), so queueing reads no template.
         let scope = m.scopes.first ?? ""
-        // RETURNING: the row's id in the same round trip (on PostgreSQL, lastval() would be another).
-        let id = try db.first(
+        return try db.insertReturningID(
             literal: """
                 INSERT INTO messages(kind, channel, recipient_name, recipient, email, phone, person_id, lead_id, registration_number,
                     plan_id, contractor_id, locale, scope, vals, about, answer_due_at, state, created_at, next_attempt_at)
                 VALUES (\(m.kind.rawValue), \(channel), \(m.recipientName), \(recipient), \(email), \(phone), \(m.personID), \(m.leadID),
                     \(m.registrationNumber), \(m.planID), \(m.contractorID), \(m.locale.rawValue), \(scope), \(MessageValues.encode(m.values)),
                     \(m.about), \(m.answerDueAt), 1, \(now), \(now))
-                RETURNING id
-                """
-        ) { $0.int(0) }
-        return id ?? 0
+                """)
     }
 
     /// A stored row with its text: as sent, or rendered now from the template in force.

@@ -49,4 +49,17 @@ extension Connection {
     public func first<T>(literal sql: SQLLiteral, map: (Row) throws -> T) throws -> T? {
         try query(sql.text, values: sql.values, map: map).first
     }
+
+    /// Runs an INSERT into a table whose `id` is its row id, and returns the new row's id: on
+    /// PostgreSQL in the same round trip (`RETURNING id`), on SQLite from the connection
+    /// (`sqlite3_last_insert_rowid`: SQLite's RETURNING buffers its rows and costs more).
+    public func insertReturningID(literal sql: SQLLiteral) throws -> Int64 {
+        switch engine {
+        case .sqlite(let c):
+            _ = try c.run(sql.text, sql.values)
+            return c.lastInsertRowID
+        case .postgres:
+            return try query(sql.text + " RETURNING id", values: sql.values) { $0.int(0) }.first ?? 0
+        }
+    }
 }

@@ -37,13 +37,10 @@ extension IntakeStore {
             }
             let clientID = try Self.matchOrCreateClient(db, req.applicant ?? Intake_Applicant(), now: now)
             let year = CalendarDate.year(ofMillis: now)
-            let seq =
-                try db.first(
-                    """
-                    INSERT INTO registration_counters(year, last) VALUES (?, 1)
-                    ON CONFLICT(year) DO UPDATE SET last = registration_counters.last + 1 RETURNING last
-                    """, year
-                ) { $0.int(0) } ?? 1
+            try db.run(
+                "INSERT INTO registration_counters(year, last) VALUES (?, 1) ON CONFLICT(year) DO UPDATE SET last = registration_counters.last + 1",
+                year)
+            let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
 
             var lead = Intake_Lead()
             lead.registrationNumber = RegistrationNumber.format(year: year, sequence: seq)
@@ -109,13 +106,11 @@ extension IntakeStore {
         }
         let name =
             a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
-        let id = try db.first(
+        return try db.insertReturningID(
             literal: """
                 INSERT INTO clients(name, email, phone, company, tax_id, created_at)
-                VALUES (\(name.trimmingSpaces), \(email), \(phone), \(a.company.trimmingSpaces), \(tax), \(now)) RETURNING id
-                """
-        ) { $0.int(0) }
-        return id ?? 0
+                VALUES (\(name.trimmingSpaces), \(email), \(phone), \(a.company.trimmingSpaces), \(tax), \(now))
+                """)
     }
 
     /// The id the next row of `table` gets; valid because write transactions take turns (one writer
