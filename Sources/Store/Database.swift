@@ -237,13 +237,16 @@ public final class Database: @unchecked Sendable {
     }
 
     /// PostgreSQL: notices other replicas' writes while this one has none to make (a replica that
-    /// only reads would otherwise serve its memory's state until its next write).
+    /// only reads would otherwise serve its memory's state until its next write), and whether the
+    /// server can be reached at all.
     private func followOtherWriters() {
         let timer = DispatchSource.makeTimerSource(queue: readers[0].queue)
         nonisolated(unsafe) let c = readers[0].connection
         timer.schedule(deadline: .now() + .milliseconds(200), repeating: .milliseconds(200))
         timer.setEventHandler { [weak self] in
-            guard let self, self.otherWriters.withLockedValue({ $0 != nil }) else { return }
+            // Always polled on PostgreSQL, handler or not: this is also what finds the server gone
+            // (and back) while no call is made, which health reports.
+            guard let self else { return }
             let version: Int64?
             do {
                 version = try c.first("SELECT version FROM leadwire_writes WHERE id = 1", map: { $0.int(0) })
@@ -255,7 +258,7 @@ public final class Database: @unchecked Sendable {
             guard let v = version else { return }
             let (known, busy) = self.pending.withLockedValue { ($0.knownVersion, $0.draining || !$0.jobs.isEmpty) }
             // An empty write: its transaction finds the version moved and runs the handler.
-            if v != known && !busy { Task { try? await self.write { _ in } } }
+            if v != known && !busy && self.otherWriters.withLockedValue({ $0 != nil }) { Task { try? await self.write { _ in } } }
         }
         follower = timer
         timer.resume()
