@@ -47,6 +47,7 @@ OUR_SWIFT_MODULES = {
     "leadwire.routing.v1": "Sources/LeadwireAPI/Generated",
     "leadwire.report.v1": "Sources/LeadwireAPI/Generated",
     "leadwire.messages.v1": "Sources/LeadwireAPI/Generated",
+    "leadwire.catalog.v1": "Sources/LeadwireAPI/Generated",
 }
 
 # Short Swift prefixes for our packages (default: every package component capitalised).
@@ -55,6 +56,7 @@ SWIFT_PREFIXES = {
     "leadwire.routing.v1": "Routing_",
     "leadwire.report.v1": "Report_",
     "leadwire.messages.v1": "Messages_",
+    "leadwire.catalog.v1": "Catalog_",
 }
 
 SWIFT_KEYWORDS = {

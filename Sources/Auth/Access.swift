@@ -26,6 +26,14 @@ public enum Permission {
     public static let messagesRead = "messages.read"
     /// Change message templates; queue a set-aside message again.
     public static let messagesAdmin = "messages.admin"
+    /// Search the catalogue and read items, mappings and proposals.
+    public static let catalogRead = "catalog.read"
+    /// Import supplier price lists and change their column mappings.
+    public static let catalogWrite = "catalog.write"
+    /// Create, revise and send commercial proposals.
+    public static let proposalsWrite = "proposals.write"
+    /// Approve a draft proposal (or return it for correction).
+    public static let proposalsApprove = "proposals.approve"
     /// A contractor's own plans (the token's contractor id).
     public static let contractorSelf = "contractor.self"
 }
@@ -36,12 +44,16 @@ public enum Roles {
         "admin": [Permission.all],
         // What the services need of each other: Intake routes and reports, Report checks numbers.
         "service": [Permission.leadsRead, Permission.routingRead, Permission.routingWrite, Permission.eventsWrite],
-        "Sales manager": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.plansRead],
+        "Sales manager": [
+            Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.plansRead, Permission.catalogRead,
+            Permission.proposalsWrite,
+        ],
         "Marketer": [Permission.leadsRead, Permission.leadsWrite, Permission.routingRead],
         "Head of sales": [
             Permission.leadsRead, Permission.leadsWrite, Permission.routingRead, Permission.routingWrite,
             Permission.directoryWrite, Permission.sourcesWrite, Permission.clientsWrite, Permission.reportsRead, Permission.plansRead,
-            Permission.intakeAdmin, Permission.messagesRead, Permission.messagesAdmin,
+            Permission.intakeAdmin, Permission.messagesRead, Permission.messagesAdmin, Permission.catalogRead, Permission.catalogWrite,
+            Permission.proposalsWrite, Permission.proposalsApprove,
         ],
         "intake-gateway": [Permission.leadsWrite, Permission.leadsRead, Permission.repliesSend, Permission.messagesRead],
         "planner": [Permission.plansRead, Permission.plansWrite, Permission.reportsRead, Permission.leadsRead, Permission.messagesRead],
@@ -51,7 +63,7 @@ public enum Roles {
         ],
         "management": [Permission.plansRead, Permission.plansApproveManagement, Permission.reportsRead, Permission.leadsRead],
         "accounting": [Permission.clientsWrite, Permission.leadsRead],
-        "dashboard": [Permission.reportsRead, Permission.leadsRead, Permission.routingRead, Permission.plansRead],
+        "dashboard": [Permission.reportsRead, Permission.leadsRead, Permission.routingRead, Permission.plansRead, Permission.catalogRead],
         "contractor": [Permission.contractorSelf],
     ]
 

@@ -88,7 +88,19 @@ public enum AccessPolicy {
         }
     }
 
-    public static let services = [intake, routing, report, messages]
+    /// Served by intake: the catalogue and commercial proposals.
+    public static let catalog = Service("Catalog", Catalog_Method.self) { method in
+        switch method {
+        case .searchItems, .getItem, .getMapping, .getProposal, .listProposals, .renderProposal: Rule(Permission.catalogRead)
+        case .importPriceList, .putMapping: Rule(Permission.catalogWrite)
+        case .createProposal, .reviseProposal: Rule(Permission.proposalsWrite)
+        case .actOnProposal:
+            Rule(Permission.proposalsWrite, Permission.proposalsApprove, note: "APPROVE and RETURN need proposals.approve")
+        case .proposalFigures: Rule(Permission.reportsRead, Permission.catalogRead)
+        }
+    }
+
+    public static let services = [intake, routing, report, messages, catalog]
 
     /// Whether a token with `roles` passes the method's rule (before any check the handler makes).
     public static func allows(_ roles: [String], _ rule: Rule) -> Bool {

@@ -340,16 +340,18 @@ struct IntakeAPI: Intake_Service {
 
     // MARK: Processing
 
-    private func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String) async throws -> Intake_Lead {
+    private func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, stockOverride: String = "") async throws
+        -> Intake_Lead
+    {
         let t = now()
         if let problem = LeadLifecycle.checkArguments(action, todayDayNumber: Int(t / 86_400_000)) { throw problem }
-        let lead = try await store.transition(id, action, actor: Self.actor(actor), now: t)
+        let lead = try await store.transition(id, action, actor: Self.actor(actor), stockOverride: stockOverride.trimmingSpaces, now: t)
         hub.publish(LeadEventKind(status: lead.status), lead, at: t)
         return lead
     }
 
     func acceptLead(_ request: Intake_AcceptLeadRequest, context: ServerContext) async throws -> Intake_Lead {
-        try await transition(request.id, .accept, actor: request.actor)
+        try await transition(request.id, .accept, actor: request.actor, stockOverride: request.stockOverrideReason)
     }
 
     func deferLead(_ request: Intake_DeferLeadRequest, context: ServerContext) async throws -> Intake_Lead {

@@ -1,11 +1,16 @@
 import ArgumentParser
 import Auth
+import Catalog
 import CoreMetrics
 import LeadwireAPI
 import Logging
 import Messaging
 import Observability
 import Wire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// The intake service: sources, leads, clients and their lifecycle, on its own SQLite database
 /// (`<data-dir>/intake.sqlite`). Migrations run before the port opens. With --routing and --report
@@ -38,7 +43,33 @@ struct IntakeCommand: AsyncParsableCommand {
     )
     var phoneCountry: String = ProcessInfoEnv.value("LEADWIRE_PHONE_COUNTRY") ?? "RU"
 
+    @Option(name: .customLong("vat-rate"), help: "VAT in percent for commercial proposals that do not say (env LEADWIRE_VAT_RATE).")
+    var vatRate: String = ProcessInfoEnv.value("LEADWIRE_VAT_RATE") ?? "20"
+
+    @Option(
+        name: .customLong("seller-name"),
+        help: "The company commercial proposals come from, as their header shows it (env LEADWIRE_SELLER_NAME).")
+    var sellerName: String = ProcessInfoEnv.value("LEADWIRE_SELLER_NAME") ?? ""
+
+    @Option(
+        name: .customLong("seller-details"),
+        help: "The company's details under its name on proposals: INN, address, phone (env LEADWIRE_SELLER_DETAILS).")
+    var sellerDetails: String = ProcessInfoEnv.value("LEADWIRE_SELLER_DETAILS") ?? ""
+
+    @Option(
+        name: .customLong("signature-image"), help: "A PNG of the signature for proposals' signature slot (env LEADWIRE_SIGNATURE_IMAGE).")
+    var signatureImage: String = ProcessInfoEnv.value("LEADWIRE_SIGNATURE_IMAGE") ?? ""
+
+    @Option(name: .customLong("stamp-image"), help: "A PNG of the company's stamp for proposals' stamp slot (env LEADWIRE_STAMP_IMAGE).")
+    var stampImage: String = ProcessInfoEnv.value("LEADWIRE_STAMP_IMAGE") ?? ""
+
     func validate() throws {
+        guard let vat = FixedPoint.parse(vatRate, places: 2), vat >= 0, vat <= 10_000 else {
+            throw ValidationError("--vat-rate is a percentage 0..100 (\"20\", \"10\", \"0\"), not \(vatRate)")
+        }
+        for (flag, path) in [("--signature-image", signatureImage), ("--stamp-image", stampImage)] where !path.isEmpty {
+            guard access(path, R_OK) == 0 else { throw ValidationError("\(flag): cannot read \(path)") }
+        }
         guard PhoneCountry.named(phoneCountry) != nil else {
             throw ValidationError(
                 "--phone-country takes one of \(PhoneCountry.known.keys.sorted().joined(separator: ", ")), not \(phoneCountry)")
@@ -98,8 +129,17 @@ struct IntakeCommand: AsyncParsableCommand {
             queue: store.messages, smtp: smtp, retry: messaging.retry, lookUp: lookUp, now: systemClock, logger: host.logger)
         let messagesAPI = MessagesAPI(
             queue: store.messages, audiences: [.applicant, .staff], now: systemClock, onQueued: { mailer.wake() })
+        var catalogAPI = CatalogAPI(store: store, now: systemClock)
+        catalogAPI.vatBasisPoints = FixedPoint.parse(vatRate, places: 2)!
+        catalogAPI.defaultLocale = messaging.defaultLocale
+        catalogAPI.seller = ProposalSeller(
+            name: sellerName.isEmpty ? (messaging.defaultLocale == .en ? "Our company" : "Наша компания") : sellerName,
+            details: sellerDetails,
+            signaturePNG: signatureImage, stampPNG: stampImage)
+        catalogAPI.lookUpPerson = lookUp
         try await host.serve(
-            [api, messagesAPI], policies: [AccessPolicy.intake, AccessPolicy.messages], port: port, defaultMetricsPort: 9451,
+            [api, messagesAPI, catalogAPI], policies: [AccessPolicy.intake, AccessPolicy.messages, AccessPolicy.catalog], port: port,
+            defaultMetricsPort: 9451,
             options: common, databases: [store.db],
             background: (routingClient == nil && reportClient == nil ? [] : [relay]) + [mailer])
         await store.db.close()

@@ -7,11 +7,15 @@ public struct Migration: Sendable {
     public let version: Int
     public let name: String
     public let sql: String
+    /// The same change where PostgreSQL needs other SQL than the dialect's rewriting gives (SQLite's
+    /// FTS5 tables and their triggers against pg_trgm indexes, say).
+    public let postgresSQL: String?
 
-    public init(_ version: Int, _ name: String, _ sql: String) {
+    public init(_ version: Int, _ name: String, _ sql: String, postgres: String? = nil) {
         self.version = version
         self.name = name
         self.sql = sql
+        self.postgresSQL = postgres
     }
 }
 
@@ -366,7 +370,7 @@ public final class Database: @unchecked Sendable {
                     try db.commit()
                     return
                 }
-                try db.execute(db.isPostgres ? PostgresDialect.schema(m.sql) : m.sql)
+                try db.execute(db.isPostgres ? PostgresDialect.schema(m.postgresSQL ?? m.sql) : m.sql)
                 try db.run("INSERT INTO schema_migrations(version, name) VALUES (?, ?)", m.version, m.name)
                 try db.commit()
             } catch {

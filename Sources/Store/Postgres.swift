@@ -24,10 +24,12 @@ final class PostgresConnection {
     /// `target_session_attrs=read-write`. `schema` is where the service's tables live.
     init(url: String, schema: String, applicationName: String) throws {
         self.url = url
-        // Before the URL, so that a setting the URL itself carries wins.
+        // Before the URL, so that a setting the URL itself carries wins. `public` after the service's
+        // own schema: extensions (pg_trgm) live there once per database; tables are created in, and
+        // found in, the service's schema first.
         options = [
             ("connect_timeout", "5"), ("application_name", applicationName),
-            ("options", "-c search_path=\(schema) -c client_min_messages=warning"), ("dbname", url),
+            ("options", "-c search_path=\(schema),public -c client_min_messages=warning"), ("dbname", url),
         ]
         try connect()
     }

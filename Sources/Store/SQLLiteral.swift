@@ -35,6 +35,22 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
             text += "?"
             values.append(value.sqlValue)
         }
+
+        /// SQL text written by the program itself (a column list kept in one place): spliced, so
+        /// never pass it anything a caller sent.
+        public mutating func appendInterpolation(raw sql: StaticString) { text += "\(sql)" }
+
+        public mutating func appendInterpolation(raw sql: SQLFragment) { text += sql.text }
+    }
+}
+
+/// A piece of SQL text made by the program (column lists), never from a value: what `\(raw:)`
+/// splices.
+public struct SQLFragment: Sendable {
+    public let text: String
+    public init(_ text: StaticString) { self.text = "\(text)" }
+    public init(columns: [StaticString], prefix: StaticString = "") {
+        text = columns.map { "\(prefix)\($0)" }.joined(separator: ", ")
     }
 }
 

@@ -41,7 +41,7 @@ def _generate_stubs():
         raise RuntimeError("grpc_tools.protoc failed")
     # Our own API, straight from proto/ (its package path cannot shadow anything).
     ours = ["leadwire/intake/v1/intake.proto", "leadwire/routing/v1/routing.proto", "leadwire/report/v1/report.proto",
-            "leadwire/messages/v1/messages.proto"]
+            "leadwire/messages/v1/messages.proto", "leadwire/catalog/v1/catalog.proto"]
     if protoc.main(["protoc", "-I" + os.path.join(ROOT, "proto"), "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir, *ours]) != 0:
         raise RuntimeError("grpc_tools.protoc failed for proto/leadwire")
     sys.path.insert(0, _stub_dir)

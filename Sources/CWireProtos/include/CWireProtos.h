@@ -11,6 +11,7 @@
 #include "grpc/testing/empty.pb-c.h"
 #include "grpc/testing/messages.pb-c.h"
 #include "grpc/testing/test.pb-c.h"
+#include "leadwire/catalog/v1/catalog.pb-c.h"
 #include "leadwire/intake/v1/intake.pb-c.h"
 #include "leadwire/messages/v1/messages.pb-c.h"
 #include "leadwire/report/v1/report.pb-c.h"

@@ -2438,7 +2438,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__source__descriptor =
   (ProtobufCMessageInit) leadwire__intake__v1__source__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__applicant__field_descriptors[5] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__applicant__field_descriptors[6] =
 {
   {
     "name",
@@ -2500,8 +2500,21 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__applicant__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "address",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Applicant, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__applicant__field_indices_by_name[] = {
+  5,   /* field[5] = address */
   3,   /* field[3] = company */
   1,   /* field[1] = email */
   0,   /* field[0] = name */
@@ -2511,7 +2524,7 @@ static const unsigned leadwire__intake__v1__applicant__field_indices_by_name[] =
 static const ProtobufCIntRange leadwire__intake__v1__applicant__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__applicant__descriptor =
 {
@@ -2521,14 +2534,14 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__applicant__descriptor =
   "Leadwire__Intake__V1__Applicant",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Applicant),
-  5,
+  6,
   leadwire__intake__v1__applicant__field_descriptors,
   leadwire__intake__v1__applicant__field_indices_by_name,
   1,  leadwire__intake__v1__applicant__number_ranges,
   (ProtobufCMessageInit) leadwire__intake__v1__applicant__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__order_line__field_descriptors[6] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__order_line__field_descriptors[7] =
 {
   {
     "product_code",
@@ -2602,8 +2615,21 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__order_line__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "item_id",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__OrderLine, item_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__order_line__field_indices_by_name[] = {
+  6,   /* field[6] = item_id */
   5,   /* field[5] = note */
   3,   /* field[3] = price */
   0,   /* field[0] = product_code */
@@ -2614,7 +2640,7 @@ static const unsigned leadwire__intake__v1__order_line__field_indices_by_name[] 
 static const ProtobufCIntRange leadwire__intake__v1__order_line__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__order_line__descriptor =
 {
@@ -2624,7 +2650,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__order_line__descriptor =
   "Leadwire__Intake__V1__OrderLine",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__OrderLine),
-  6,
+  7,
   leadwire__intake__v1__order_line__field_descriptors,
   leadwire__intake__v1__order_line__field_indices_by_name,
   1,  leadwire__intake__v1__order_line__number_ranges,
@@ -3278,7 +3304,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__history_entry__descriptor
   (ProtobufCMessageInit) leadwire__intake__v1__history_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__client__field_descriptors[9] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__client__field_descriptors[10] =
 {
   {
     "id",
@@ -3388,8 +3414,21 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__client__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "address",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__Client, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__client__field_indices_by_name[] = {
+  9,   /* field[9] = address */
   4,   /* field[4] = company */
   8,   /* field[8] = created_at_ms */
   6,   /* field[6] = debt */
@@ -3403,7 +3442,7 @@ static const unsigned leadwire__intake__v1__client__field_indices_by_name[] = {
 static const ProtobufCIntRange leadwire__intake__v1__client__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__client__descriptor =
 {
@@ -3413,7 +3452,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__client__descriptor =
   "Leadwire__Intake__V1__Client",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__Client),
-  9,
+  10,
   leadwire__intake__v1__client__field_descriptors,
   leadwire__intake__v1__client__field_indices_by_name,
   1,  leadwire__intake__v1__client__number_ranges,
@@ -5162,7 +5201,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__rate_lead_request__descri
   (ProtobufCMessageInit) leadwire__intake__v1__rate_lead_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor leadwire__intake__v1__accept_lead_request__field_descriptors[2] =
+static const ProtobufCFieldDescriptor leadwire__intake__v1__accept_lead_request__field_descriptors[3] =
 {
   {
     "id",
@@ -5188,15 +5227,28 @@ static const ProtobufCFieldDescriptor leadwire__intake__v1__accept_lead_request_
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stock_override_reason",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Leadwire__Intake__V1__AcceptLeadRequest, stock_override_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned leadwire__intake__v1__accept_lead_request__field_indices_by_name[] = {
   1,   /* field[1] = actor */
   0,   /* field[0] = id */
+  2,   /* field[2] = stock_override_reason */
 };
 static const ProtobufCIntRange leadwire__intake__v1__accept_lead_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor leadwire__intake__v1__accept_lead_request__descriptor =
 {
@@ -5206,7 +5258,7 @@ const ProtobufCMessageDescriptor leadwire__intake__v1__accept_lead_request__desc
   "Leadwire__Intake__V1__AcceptLeadRequest",
   "leadwire.intake.v1",
   sizeof(Leadwire__Intake__V1__AcceptLeadRequest),
-  2,
+  3,
   leadwire__intake__v1__accept_lead_request__field_descriptors,
   leadwire__intake__v1__accept_lead_request__field_indices_by_name,
   1,  leadwire__intake__v1__accept_lead_request__number_ranges,

@@ -13,6 +13,8 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
     case sourceNameTaken(String)
     case intakeClosed(reason: String, since: Int64)
     case missingInDirectory(field: String, value: String)
+    /// Fields naming things that do not exist (catalogue items of order lines).
+    case missingReferences(String, [RPCError.FieldViolation])
     case routingUnavailable(String)
 
     var rpcError: RPCError {
@@ -53,13 +55,13 @@ enum IntakeError: Error, RPCErrorConvertible, Equatable {
                 violations: [.init(type: "INTAKE_OFF", subject: "intake", description: reason)])
         case .missingInDirectory(let field, let value):
             let what = field.hasSuffix("role") ? "role" : "person"
-            var e = RPCError.invalidArgument(
-                "\(field): no \(what) \"\(value)\" in routing's directory; create it first or name another",
+            return .badRequest(
+                .notFound, "\(field): no \(what) \"\(value)\" in routing's directory; create it first or name another",
                 violations: [
                     .init(field: field, description: "no \(what) \"\(value)\" in routing's directory")
                 ])
-            e.code = .notFound
-            return e
+        case .missingReferences(let summary, let violations):
+            return .badRequest(.notFound, summary, violations: violations)
         case .routingUnavailable(let why):
             return RPCError(.unavailable, why)
         }

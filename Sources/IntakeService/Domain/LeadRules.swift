@@ -1,3 +1,4 @@
+import Catalog
 import LeadwireAPI
 import Messaging
 import Wire
@@ -95,10 +96,19 @@ enum LeadValidation {
         for i in req.orderLines.indices {
             let line = req.orderLines[i]
             let path = "order_lines[\(i)]"
-            if line.productCode.trimmingSpaces.isEmpty && line.productName.trimmingSpaces.isEmpty {
+            // A line naming a catalogue item takes its code, name and price from the item where it
+            // leaves them empty (filled when the lead is stored).
+            let fromCatalogue = !line.itemId.isEmpty
+            if fromCatalogue && CatalogStore.itemNumber(line.itemId) == nil {
+                violations.append(
+                    .init(field: "\(path).item_id", description: "\"\(Clip.value(line.itemId))\" is not a catalogue item id (like item-17)")
+                )
+            }
+            if !fromCatalogue && line.productCode.trimmingSpaces.isEmpty && line.productName.trimmingSpaces.isEmpty {
                 violations.append(.init(field: "\(path).product_name", description: "a line needs a product code or a product name"))
             }
             let q = FixedPoint.parse(line.quantity, places: 3)
+            let priceLater = fromCatalogue && line.price.trimmingSpaces.isEmpty
             let p = FixedPoint.parse(line.price.isEmpty ? "0" : line.price, places: 2)
             if q == nil || q! <= 0 {
                 violations.append(
@@ -111,9 +121,9 @@ enum LeadValidation {
             if let q, let p, q > 0, p >= 0 {
                 if let total = FixedPoint.lineTotal(quantityMilli: q, priceCents: p) {
                     // The total is computed here; whatever the caller sent is ignored.
-                    req.orderLines[i].total = FixedPoint.format(total, places: 2)
+                    req.orderLines[i].total = priceLater ? "" : FixedPoint.format(total, places: 2)
                     req.orderLines[i].quantity = FixedPoint.format(q, places: 3)
-                    req.orderLines[i].price = FixedPoint.format(p, places: 2)
+                    req.orderLines[i].price = priceLater ? "" : FixedPoint.format(p, places: 2)
                 } else {
                     violations.append(.init(field: "\(path).quantity", description: "quantity × price is too large"))
                 }
@@ -277,8 +287,11 @@ enum LeadLifecycle {
 
         var allowedFrom: [Intake_LeadStatus] {
             switch self {
-            case .accept, .reject: [.new, .deferred]
-            case .defer: [.new]
+            // An accepted lead can still be cancelled (rejected) or put off (deferred): the stock it
+            // holds is released.
+            case .accept: [.new, .deferred]
+            case .reject: [.new, .deferred, .accepted]
+            case .defer: [.new, .accepted]
             case .complete: [.accepted]
             }
         }

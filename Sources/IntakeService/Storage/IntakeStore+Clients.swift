@@ -25,7 +25,7 @@ extension IntakeStore {
     static func client(_ db: Connection, _ n: Int64) throws -> Intake_Client? {
         guard
             var c = try db.first(
-                "SELECT name, email, phone, company, tax_id, debt_cents, created_at FROM clients WHERE id = ?", n,
+                "SELECT name, email, phone, company, tax_id, debt_cents, created_at, address FROM clients WHERE id = ?", n,
                 map: { r -> Intake_Client in
                     var c = Intake_Client()
                     c.name = r.string(0)
@@ -35,6 +35,7 @@ extension IntakeStore {
                     c.taxId = r.optionalString(4) ?? ""
                     c.debt = FixedPoint.format(r.int(5), places: 2)
                     c.createdAtMs = r.int(6)
+                    c.address = r.string(7)
                     return c
                 })
         else { return nil }

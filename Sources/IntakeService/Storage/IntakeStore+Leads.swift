@@ -1,3 +1,4 @@
+import Catalog
 import LeadwireAPI
 import Messaging
 import NIOConcurrencyHelpers
@@ -53,7 +54,10 @@ extension IntakeStore {
             lead.description = req.description
             lead.category = req.category.trimmingSpaces
             lead.orderLines = req.orderLines
-            lead.orderTotal = LeadValidation.orderTotal(req.orderLines)
+            if lead.orderLines.contains(where: { !$0.itemId.isEmpty }) {
+                try Self.fillFromCatalogue(db, &lead.orderLines)
+            }
+            lead.orderTotal = LeadValidation.orderTotal(lead.orderLines)
             lead.fields = req.fields
             lead.idempotencyKey = key
             lead.status = .new
@@ -90,26 +94,53 @@ extension IntakeStore {
         }
     }
 
+    /// Order lines naming catalogue items: the item must exist; an empty product code, name or
+    /// price is taken from it, and the line's total computed again.
+    static func fillFromCatalogue(_ db: Connection, _ lines: inout [Intake_OrderLine]) throws {
+        var missing = [RPCError.FieldViolation]()
+        for i in lines.indices where !lines[i].itemId.isEmpty {
+            guard let n = CatalogStore.itemNumber(lines[i].itemId), let item = try CatalogStore.item(db, id: n) else {
+                missing.append(.init(field: "order_lines[\(i)].item_id", description: "no catalogue item \(Clip.value(lines[i].itemId))"))
+                continue
+            }
+            if lines[i].productCode.trimmingSpaces.isEmpty && !item.keyedByName { lines[i].productCode = item.sku }
+            if lines[i].productName.trimmingSpaces.isEmpty { lines[i].productName = item.name }
+            if lines[i].price.isEmpty {
+                lines[i].price = item.price
+                let q = FixedPoint.parse(lines[i].quantity, places: 3) ?? 0
+                let p = FixedPoint.parse(item.price, places: 2) ?? 0
+                lines[i].total = FixedPoint.format(FixedPoint.lineTotal(quantityMilli: q, priceCents: p) ?? 0, places: 2)
+            }
+        }
+        if !missing.isEmpty { throw IntakeError.missingReferences("order lines name catalogue items that do not exist", missing) }
+    }
+
     /// E-mail, else phone, else tax id; a first-time client is created from the applicant.
     static func matchOrCreateClient(_ db: Connection, _ a: Intake_Applicant, now: Int64) throws -> Int64 {
         let email = ClientKeys.email(a.email)
         let phone = ClientKeys.phone(a.phone)
         let tax = ClientKeys.taxID(a.taxId)
+        let address = a.address.trimmingSpaces
+        var found: Int64? = nil
         if let email, let id = try db.first("SELECT id FROM clients WHERE email = ? ORDER BY id LIMIT 1", email, map: { $0.int(0) }) {
-            return id
+            found = id
+        } else if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) })
+        {
+            found = id
+        } else if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) {
+            found = id
         }
-        if let phone, let id = try db.first("SELECT id FROM clients WHERE phone = ? ORDER BY id LIMIT 1", phone, map: { $0.int(0) }) {
-            return id
-        }
-        if let tax, let id = try db.first("SELECT id FROM clients WHERE tax_id = ? ORDER BY id LIMIT 1", tax, map: { $0.int(0) }) {
-            return id
+        if let found {
+            // The card learns an address it did not have (for documents); it never loses one.
+            if !address.isEmpty { try db.run(literal: "UPDATE clients SET address = \(address) WHERE id = \(found) AND address = ''") }
+            return found
         }
         let name =
             a.name.trimmingSpaces.isEmpty ? (a.company.trimmingSpaces.isEmpty ? (email ?? phone ?? "unnamed client") : a.company) : a.name
         return try db.insertReturningID(
             literal: """
-                INSERT INTO clients(name, email, phone, company, tax_id, created_at)
-                VALUES (\(name.trimmingSpaces), \(email), \(phone), \(a.company.trimmingSpaces), \(tax), \(now))
+                INSERT INTO clients(name, email, phone, company, tax_id, address, created_at)
+                VALUES (\(name.trimmingSpaces), \(email), \(phone), \(a.company.trimmingSpaces), \(tax), \(address), \(now))
                 """)
     }
 
@@ -239,7 +270,9 @@ extension IntakeStore {
     }
 
     /// Applies a lifecycle action in one transaction (state check, debt check, history, event).
-    func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, now: Int64) async throws -> Intake_Lead {
+    func transition(_ id: String, _ action: LeadLifecycle.Action, actor: String, stockOverride: String = "", now: Int64) async throws
+        -> Intake_Lead
+    {
         try await db.write { db in
             guard let (n, stored) = try Self.leadRecord(db, id) else { throw Self.noLead(id) }
             var lead = stored
@@ -255,6 +288,14 @@ extension IntakeStore {
                 {
                     throw IntakeError.clientHasDebt(clientID: lead.clientId, debt: FixedPoint.format(debt, places: 2))
                 }
+                let short = try CatalogStock.reserve(
+                    db, lead: n, registrationNumber: lead.registrationNumber, lines: CatalogStock.lines(of: lead.orderLines),
+                    override: !stockOverride.isEmpty, now: now)
+                if !short.isEmpty {
+                    note =
+                        "accepted short of stock (\(short.map { "\($0.sku): needs \($0.needed), available \($0.available)" }.joined(separator: "; ")));"
+                        + " reason: \(stockOverride)"
+                }
                 let dueDays = source?.dueDays ?? 0
                 lead.dueAtMs = now + Int64(dueDays > 0 ? dueDays : 14) * 86_400_000
             case .defer(let reason, let date):
@@ -268,6 +309,10 @@ extension IntakeStore {
                 lead.outcome = outcome
                 lead.outcomeReference = reference
                 note = reference
+            }
+            // Stock held since acceptance: consumed when the work is done, given back otherwise.
+            if from == .accepted {
+                if to == .processed { try CatalogStock.consume(db, lead: n) } else { try CatalogStock.release(db, lead: n) }
             }
             lead.status = to
             lead.updatedAtMs = now

@@ -1,3 +1,4 @@
+import Catalog
 import LeadwireAPI
 import Messaging
 import NIOConcurrencyHelpers
@@ -120,6 +121,11 @@ final class IntakeStore: Sendable {
             CREATE TABLE feed_cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL);
             """),
         Migration(7, "messages to applicants and staff, and their templates", MessageQueue.schema),
+        Migration(
+            8, "the catalogue, stock reservations and commercial proposals",
+            "ALTER TABLE clients ADD COLUMN address TEXT NOT NULL DEFAULT '';\n" + CatalogStore.sqliteSchema + ProposalStore.schema,
+            postgres: "ALTER TABLE clients ADD COLUMN address TEXT NOT NULL DEFAULT '';\n" + CatalogStore.postgresSchema
+                + ProposalStore.schema),
     ]
 
     func intakeSettings() async throws -> Intake_IntakeSettings {

@@ -422,7 +422,7 @@ public struct Intake_Source: WireMessage, Hashable {
 }
 
 public struct Intake_Applicant: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Applicant", limits: FieldLimits(maxCharacters: [1: 200, 2: 254, 3: 50, 4: 200, 5: 20], maxItems: [:]))
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.Applicant", limits: FieldLimits(maxCharacters: [1: 200, 2: 254, 3: 50, 4: 200, 5: 20, 6: 500], maxItems: [:]))
     /// At most 200 characters.
     public var name: String = ""
     /// At most 254 characters.
@@ -434,6 +434,8 @@ public struct Intake_Applicant: WireMessage, Hashable {
     public var company: String = ""
     /// Tax id (INN): 10 digits (organisation) or 12 (individual), with valid check digits. At most 20 characters.
     public var taxId: String = ""
+    /// The organisation's address, for documents (commercial proposals). At most 500 characters.
+    public var address: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.name = try r.string(1)
@@ -441,6 +443,7 @@ public struct Intake_Applicant: WireMessage, Hashable {
         self.phone = try r.string(3)
         self.company = try r.string(4)
         self.taxId = try r.string(5)
+        self.address = try r.string(6)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.name)
@@ -448,6 +451,7 @@ public struct Intake_Applicant: WireMessage, Hashable {
         w.string(3, self.phone)
         w.string(4, self.company)
         w.string(5, self.taxId)
+        w.string(6, self.address)
     }
 }
 
@@ -462,6 +466,9 @@ public struct Intake_OrderLine: WireMessage, Hashable {
     /// Computed by the server (quantity × price, rounded to 2 places); ignored on input.
     public var total: String = ""
     public var note: String = ""
+    /// A catalogue item (leadwire.catalog.v1 Item.id, "item-17"): acceptance checks and reserves its
+    /// stock. Empty product_code/product_name/price are filled from the item.
+    public var itemId: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.productCode = try r.string(1)
@@ -470,6 +477,7 @@ public struct Intake_OrderLine: WireMessage, Hashable {
         self.price = try r.string(4)
         self.total = try r.string(5)
         self.note = try r.string(6)
+        self.itemId = try r.string(7)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.productCode)
@@ -478,6 +486,7 @@ public struct Intake_OrderLine: WireMessage, Hashable {
         w.string(4, self.price)
         w.string(5, self.total)
         w.string(6, self.note)
+        w.string(7, self.itemId)
     }
 }
 
@@ -671,6 +680,8 @@ public struct Intake_Client: WireMessage, Hashable {
     public var debt: String = ""
     public var leadIds: [String] = []
     public var createdAtMs: Int64 = 0
+    /// The organisation's address (from the applicant's, when given).
+    public var address: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
@@ -682,6 +693,7 @@ public struct Intake_Client: WireMessage, Hashable {
         self.debt = try r.string(7)
         self.leadIds = try r.repeatedStrings(8)
         self.createdAtMs = r.scalar(9)
+        self.address = try r.string(10)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
@@ -693,6 +705,7 @@ public struct Intake_Client: WireMessage, Hashable {
         w.string(7, self.debt)
         w.repeatedStrings(8, self.leadIds)
         w.scalar(9, self.createdAtMs)
+        w.string(10, self.address)
     }
 }
 
@@ -1222,17 +1235,22 @@ public struct Intake_RateLeadRequest: WireMessage, Hashable {
 }
 
 public struct Intake_AcceptLeadRequest: WireMessage, Hashable {
-    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AcceptLeadRequest", limits: FieldLimits(maxCharacters: [:], maxItems: [:]))
+    public static let wireDescriptor = MessageDescriptor(named: "leadwire.intake.v1.AcceptLeadRequest", limits: FieldLimits(maxCharacters: [3: 2000], maxItems: [:]))
     public var id: String = ""
     public var actor: String = ""
+    /// Accept although catalogue items are short of stock: the reason is kept in the history and the
+    /// quantities are reserved anyway. At most 2,000 characters.
+    public var stockOverrideReason: String = ""
     public init() {}
     public init(reading r: ProtoReader) throws {
         self.id = try r.string(1)
         self.actor = try r.string(2)
+        self.stockOverrideReason = try r.string(3)
     }
     public func write(to w: inout ProtoWriter) {
         w.string(1, self.id)
         w.string(2, self.actor)
+        w.string(3, self.stockOverrideReason)
     }
 }
 
@@ -1456,13 +1474,17 @@ public protocol Intake_Service: WireService {
     func listLeads(_ request: Intake_ListLeadsRequest, context: ServerContext) async throws -> Intake_ListLeadsResponse
     /// Every change to matching leads from now on, for CRM front ends.
     func watchLeads(_ request: Intake_WatchLeadsRequest, responses: ResponseWriter<Intake_LeadChange>, context: ServerContext) async throws
-    /// new|deferred -> accepted. Refused (FAILED_PRECONDITION) while the client has debt.
+    /// new|deferred -> accepted. Refused (FAILED_PRECONDITION) while the client has debt, or while an
+    /// order line's catalogue item is short of stock (each such line listed) unless
+    /// stock_override_reason is given. Reserves the lines' quantities.
     func acceptLead(_ request: Intake_AcceptLeadRequest, context: ServerContext) async throws -> Intake_Lead
-    /// new -> deferred, with a reason and a revisit date.
+    /// new|accepted -> deferred, with a reason and a revisit date (an accepted lead's reservations are
+    /// released; accepting it again reserves again).
     func deferLead(_ request: Intake_DeferLeadRequest, context: ServerContext) async throws -> Intake_Lead
-    /// new|deferred -> rejected, with a reason.
+    /// new|deferred|accepted -> rejected, with a reason (an accepted lead cancelled: its stock
+    /// reservations are released).
     func rejectLead(_ request: Intake_RejectLeadRequest, context: ServerContext) async throws -> Intake_Lead
-    /// accepted -> processed, with the outcome and its reference.
+    /// accepted -> processed, with the outcome and its reference (its reserved stock is consumed).
     func completeLead(_ request: Intake_CompleteLeadRequest, context: ServerContext) async throws -> Intake_Lead
     /// A new lead needs an inspection before the decision: it stays new, its reply deadline moves to
     /// answer_by, and the applicant is told the date (MISSION §2's second reply form).
@@ -1634,19 +1656,23 @@ public struct Intake_ServiceClient: Sendable {
     public func watchLeads<R: Sendable>(_ request: Intake_WatchLeadsRequest, options: CallOptions = CallOptions(), _ body: (StreamingCall<Intake_WatchLeadsRequest, Intake_LeadChange>) async throws -> R) async throws -> R {
         try await channel.serverStreaming(Intake_Method.watchLeads.path, request: request, options: options, body)
     }
-    /// new|deferred -> accepted. Refused (FAILED_PRECONDITION) while the client has debt.
+    /// new|deferred -> accepted. Refused (FAILED_PRECONDITION) while the client has debt, or while an
+    /// order line's catalogue item is short of stock (each such line listed) unless
+    /// stock_override_reason is given. Reserves the lines' quantities.
     public func acceptLead(_ request: Intake_AcceptLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary(Intake_Method.acceptLead.path, request: request, options: options)
     }
-    /// new -> deferred, with a reason and a revisit date.
+    /// new|accepted -> deferred, with a reason and a revisit date (an accepted lead's reservations are
+    /// released; accepting it again reserves again).
     public func deferLead(_ request: Intake_DeferLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary(Intake_Method.deferLead.path, request: request, options: options)
     }
-    /// new|deferred -> rejected, with a reason.
+    /// new|deferred|accepted -> rejected, with a reason (an accepted lead cancelled: its stock
+    /// reservations are released).
     public func rejectLead(_ request: Intake_RejectLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary(Intake_Method.rejectLead.path, request: request, options: options)
     }
-    /// accepted -> processed, with the outcome and its reference.
+    /// accepted -> processed, with the outcome and its reference (its reserved stock is consumed).
     public func completeLead(_ request: Intake_CompleteLeadRequest, options: CallOptions = CallOptions()) async throws -> Intake_Lead {
         try await channel.unary(Intake_Method.completeLead.path, request: request, options: options)
     }

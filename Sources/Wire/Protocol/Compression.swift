@@ -1,4 +1,4 @@
-import CZlib
+import CWireZlib
 import NIOCore
 
 /// gzip message compression (`grpc-encoding: gzip`), the one codec every stock gRPC library offers.

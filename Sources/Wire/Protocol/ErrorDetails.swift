@@ -26,6 +26,13 @@ extension RPCError {
 
     /// INVALID_ARGUMENT listing every wrong field; the message names them all too.
     public static func invalidArgument(_ summary: String, violations: [FieldViolation]) -> RPCError {
+        badRequest(.invalidArgument, summary, violations: violations)
+    }
+
+    /// A status with field violations (google.rpc.BadRequest): INVALID_ARGUMENT, or NOT_FOUND for a
+    /// field naming something that does not exist. The code is set here, once: the details carry
+    /// it too, and clients check the two agree.
+    public static func badRequest(_ code: StatusCode, _ summary: String, violations: [FieldViolation]) -> RPCError {
         // A request with 100,000 wrong fields gets the first ones named and a count of the rest: at
         // most 50 and about 2 KB of text, so the details fit the 8 KiB of trailers a client
         // accepts beside the message.
@@ -53,7 +60,7 @@ extension RPCError {
         // The same text goes into grpc-message and the details' Status (clients check they match),
         // short enough that both fit the trailers unchanged.
         let text = Clip.bytes(([summary] + violations.map { "\($0.field): \($0.description)" }).joined(separator: "; "), maxBytes: 800)
-        return withDetails(.invalidArgument, text, typeName: "google.rpc.BadRequest", detail: ProtoCodec.encode(bad))
+        return withDetails(code, text, typeName: "google.rpc.BadRequest", detail: ProtoCodec.encode(bad))
     }
 
     /// FAILED_PRECONDITION naming the rule that refused the call.

@@ -270,10 +270,14 @@ struct  Leadwire__Intake__V1__Applicant
    * Tax id (INN): 10 digits (organisation) or 12 (individual), with valid check digits. At most 20 characters.
    */
   char *tax_id;
+  /*
+   * The organisation's address, for documents (commercial proposals). At most 500 characters.
+   */
+  char *address;
 };
 #define LEADWIRE__INTAKE__V1__APPLICANT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__applicant__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__OrderLine
@@ -294,10 +298,15 @@ struct  Leadwire__Intake__V1__OrderLine
    */
   char *total;
   char *note;
+  /*
+   * A catalogue item (leadwire.catalog.v1 Item.id, "item-17"): acceptance checks and reserves its
+   * stock. Empty product_code/product_name/price are filled from the item.
+   */
+  char *item_id;
 };
 #define LEADWIRE__INTAKE__V1__ORDER_LINE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__order_line__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__Lead
@@ -445,10 +454,14 @@ struct  Leadwire__Intake__V1__Client
   size_t n_lead_ids;
   char **lead_ids;
   int64_t created_at_ms;
+  /*
+   * The organisation's address (from the applicant's, when given).
+   */
+  char *address;
 };
 #define LEADWIRE__INTAKE__V1__CLIENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__client__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0,NULL, 0, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__CreateSourceRequest
@@ -895,10 +908,15 @@ struct  Leadwire__Intake__V1__AcceptLeadRequest
   ProtobufCMessage base;
   char *id;
   char *actor;
+  /*
+   * Accept although catalogue items are short of stock: the reason is kept in the history and the
+   * quantities are reserved anyway. At most 2,000 characters.
+   */
+  char *stock_override_reason;
 };
 #define LEADWIRE__INTAKE__V1__ACCEPT_LEAD_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&leadwire__intake__v1__accept_lead_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
 
 
 struct  Leadwire__Intake__V1__DeferLeadRequest
