@@ -13,7 +13,8 @@ import Wire
 struct Leadctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "leadctl",
-        abstract: "Configure and use Leadwire: sources, leads, people, roles, rules, plans, contractors, reports, tokens.",
+        abstract:
+            "Configure and use Leadwire: sources, leads, people, roles, rules, plans, contractors, reports, catalogue, proposals, tokens.",
         discussion: """
             Every command except `token issue` calls the running services. Calls carry a bearer token: \
             pass --token or set LEADWIRE_TOKEN (scripts/up prints an `export LEADWIRE_TOKEN=…` line; \
@@ -24,7 +25,8 @@ struct Leadctl: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, HealthCommand.self, AccessCommand.self, IntakeSwitchCommand.self, SourceCommand.self, LeadCommand.self,
             PersonCommand.self, RoleCommand.self, RulesCommand.self,
-            PlanCommand.self, ContractorCommand.self, ReportCommand.self, MessagesCommand.self, TemplateCommand.self,
+            PlanCommand.self, ContractorCommand.self, ReportCommand.self, MessagesCommand.self, TemplateCommand.self, CatalogCommand.self,
+            ProposalCommand.self,
         ])
 
     /// ArgumentParser's own main, with two things it does not do: a mistyped subcommand gets a

@@ -306,3 +306,41 @@ def test_proposal_for_a_lead_renders_a_pdf_with_client_lines_and_total(stubs):
     assert accepted and accepted[0].count >= 1
     assert any(m.manager == "Игорь Ковалёв" and m.accepted >= 1 for m in figures.by_manager)
     assert figures.leads_with_proposal >= 1
+
+
+def test_leadctl_imports_searches_and_writes_the_pdf(stubs, server, tmp_path):
+    from conftest import BIN_DIR
+
+    _, intake = stubs
+
+    def leadctl(*args):
+        env = dict(os.environ)
+        env.pop("LEADWIRE_TOKEN", None)
+        r = subprocess.run([os.path.join(BIN_DIR, "leadctl"), *args, "--intake", server.address], capture_output=True, text=True,
+                           timeout=60, env=env)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    s = supplier()
+    xlsx = tmp_path / "beta.xlsx"
+    xlsx.write_bytes(xlsx_b(ROWS_B))
+    out = leadctl("catalog", "import", str(xlsx), "--supplier", s, "--name", "Товар", "--price", "Стоимость", "--stock", "C")
+    assert "3 new" in out and "2 refused" in out and "row 5:" in out and "keyed by their name" in out, out
+    # The mapping was kept: the same file again needs no columns, and changes nothing.
+    assert "3 unchanged" in leadctl("catalog", "import", str(xlsx), "--supplier", s)
+    found = leadctl("catalog", "search", "радиатор", "биметал", "--supplier", s, "--csv")
+    item = re.search(r"(item-\d+),", found).group(1)
+    assert "Радиатор биметаллический 10 секций" in found
+    shown = leadctl("catalog", "show", item)
+    assert "8990.00 RUB" in shown and "stock 7" in shown and "keyed by name" in shown
+
+    source = make_source(intake)
+    lead = intake.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, subject="Отопление", applicant=pb.Applicant(
+        name="Олег", email="oleg-%s@example.com" % uuid.uuid4().hex[:6], company="ИП Олегов", tax_id="500100732259"))).lead
+    created = leadctl("proposal", "create", lead.registration_number, "--item", item + ":3", "--line", "Доставка:1:1500")
+    pid = re.search(r"(proposal-\d+)", created).group(1)
+    assert "28470.00 RUB" in created, created
+    pdf = tmp_path / "offer.pdf"
+    assert "bytes" in leadctl("proposal", "pdf", pid, "-o", str(pdf))
+    text = " ".join(pdf_text(pdf.read_bytes()).split())
+    assert "ИП Олегов" in text and "500100732259" in text and "28 470,00" in text and "Доставка" in text
