@@ -64,22 +64,14 @@ public enum CatalogStore {
         """
 
     /// SQLite: FTS5 with the trigram tokenizer (substrings of three or more characters, any
-    /// script), kept in step by triggers; it indexes the item table's own column (external content).
+    /// script) over the item table's own column (external content). Kept in step by `apply`, not
+    /// by triggers: a trigger's statement savepoint makes FTS5 flush its pending terms at every row,
+    /// which made a 100,000-row import six times slower (measured: 10 s against 1.7 s).
     public static let sqliteSchema =
         tables + """
 
             CREATE VIRTUAL TABLE catalog_items_fts USING fts5(search_name, content='catalog_items', content_rowid='id', tokenize='trigram');
-            CREATE TRIGGER catalog_items_fts_ai AFTER INSERT ON catalog_items BEGIN
-                INSERT INTO catalog_items_fts(rowid, search_name) VALUES (new.id, new.search_name);
-            END;
-            CREATE TRIGGER catalog_items_fts_au AFTER UPDATE OF search_name ON catalog_items BEGIN
-                INSERT INTO catalog_items_fts(catalog_items_fts, rowid, search_name) VALUES ('delete', old.id, old.search_name);
-                INSERT INTO catalog_items_fts(rowid, search_name) VALUES (new.id, new.search_name);
-            END;
             CREATE VIRTUAL TABLE catalog_words_fts USING fts5(word, content='catalog_words', tokenize='trigram');
-            CREATE TRIGGER catalog_words_fts_ai AFTER INSERT ON catalog_words BEGIN
-                INSERT INTO catalog_words_fts(rowid, word) VALUES (new.rowid, new.word);
-            END;
             """
 
     /// PostgreSQL: pg_trgm's GIN indexes serve the same LIKE '%word%' and similarity look-ups. The
@@ -169,10 +161,15 @@ public enum CatalogStore {
             if row.keyedByName { report.keyedByName += 1 }
             let existing = try db.first(
                 literal: """
-                    SELECT id, name, unit, price_cents, currency, stock_milli FROM catalog_items
+                    SELECT id, name, unit, price_cents, currency, stock_milli, search_name FROM catalog_items
                     WHERE supplier = \(supplier) AND sku = \(row.sku)
                     """
-            ) { r in (id: r.int(0), name: r.string(1), unit: r.string(2), price: r.int(3), currency: r.string(4), stock: r.int(5)) }
+            ) { r in
+                (
+                    id: r.int(0), name: r.string(1), unit: r.string(2), price: r.int(3), currency: r.string(4), stock: r.int(5),
+                    search: r.string(6)
+                )
+            }
             guard let old = existing else {
                 let stock = row.stockMilli ?? 0
                 let id = try db.insertReturningID(
@@ -186,9 +183,8 @@ public enum CatalogStore {
                         VALUES (\(id), \(row.priceCents), \(row.currency), \(stock), \(importID), \(now))
                         """)
                 report.created += 1
-                for w in CatalogText.words(search) where words.insert(w).inserted {
-                    try db.run(literal: "INSERT OR IGNORE INTO catalog_words(word) VALUES (\(w))")
-                }
+                try index(db, id: id, old: nil, new: search)
+                try learnWords(db, search, &words)
                 continue
             }
             let stock = row.stockMilli ?? old.stock
@@ -210,9 +206,8 @@ public enum CatalogStore {
                         """)
             }
             if old.name != row.name {
-                for w in CatalogText.words(search) where words.insert(w).inserted {
-                    try db.run(literal: "INSERT OR IGNORE INTO catalog_words(word) VALUES (\(w))")
-                }
+                try index(db, id: old.id, old: old.search, new: search)
+                try learnWords(db, search, &words)
             }
             report.updated += 1
         }
@@ -222,6 +217,25 @@ public enum CatalogStore {
                 unchanged = \(report.unchanged), rejected = \(report.rejected) WHERE id = \(importID)
                 """)
         return report
+    }
+
+    /// The item's name in the SQLite search index (PostgreSQL's GIN index follows the column itself).
+    static func index(_ db: Connection, id: Int64, old: String?, new: String) throws {
+        guard !db.isPostgres else { return }
+        if let old {
+            try db.run(literal: "INSERT INTO catalog_items_fts(catalog_items_fts, rowid, search_name) VALUES ('delete', \(id), \(old))")
+        }
+        try db.run(literal: "INSERT INTO catalog_items_fts(rowid, search_name) VALUES (\(id), \(new))")
+    }
+
+    /// Adds the name's words to the vocabulary typos are corrected against (`seen`: words this
+    /// import has already offered).
+    static func learnWords(_ db: Connection, _ search: String, _ seen: inout Set<String>) throws {
+        for w in CatalogText.words(search) where seen.insert(w).inserted {
+            guard try db.run(literal: "INSERT OR IGNORE INTO catalog_words(word) VALUES (\(w))") == 1, !db.isPostgres else { continue }
+            let rowid = try db.lastInsertRowID()
+            try db.run(literal: "INSERT INTO catalog_words_fts(rowid, word) VALUES (\(rowid), \(w))")
+        }
     }
 
     // MARK: Items

@@ -13,8 +13,9 @@ import Wire
 @main
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "leadwire-bench", abstract: "Measure RouteLead/s and report ingestion and query times.",
-        subcommands: [Route.self, Ingest.self])
+        commandName: "leadwire-bench",
+        abstract: "Measure RouteLead/s, report ingestion and query times, price-list import and catalogue search.",
+        subcommands: [Route.self, Ingest.self, CatalogBench.self])
 }
 
 func nowNanos() -> UInt64 {
@@ -249,5 +250,104 @@ struct Ingest: AsyncParsableCommand {
             return 1
         }
         try await time("employee_kpis") { try await client.employeeKpis(Report_KpiRequest(), options: o).employees.count }
+    }
+}
+
+/// Price-list import (rows/s, first and repeated) and search latency at `rows` items, against a
+/// running intake service: a generated CSV of realistic names (kinds in Russian, brands and models
+/// in Latin, sizes), then queries of four kinds, one at a time (what a manager's search box does).
+struct CatalogBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "catalog", abstract: "Price-list import rows/s and search p50/p99.")
+    @Option var target = "127.0.0.1:50051"
+    @Option var rows = 100_000
+    @Option(help: "Searches of each kind.") var searches = 500
+    @Option var token = ""
+
+    static let kinds = [
+        "Перфоратор", "Дрель ударная", "Шуруповёрт аккумуляторный", "Смеситель для кухни", "Смеситель для ванной", "Кабель ВВГнг",
+        "Радиатор биметаллический", "Котёл газовый настенный", "Труба полипропиленовая", "Кран шаровой", "Насос циркуляционный",
+        "Счётчик воды", "Фильтр магистральный", "Бойлер косвенного нагрева", "Автомат защиты", "Розетка двойная", "Выключатель",
+        "Светильник светодиодный", "Герметик силиконовый", "Монтажная пена",
+    ]
+    static let brands = [
+        "Bosch", "Makita", "DeWalt", "Grohe", "Hansgrohe", "Rifar", "Baxi", "Vaillant", "Wilo", "Grundfos", "Legrand", "Schneider", "IEK",
+        "Valtec", "Rehau",
+    ]
+
+    func name(_ i: Int) -> String {
+        let k = Self.kinds[i % Self.kinds.count]
+        let b = Self.brands[(i / Self.kinds.count) % Self.brands.count]
+        return "\(k) \(b) \(String(UInt32(truncatingIfNeeded: i &* 2_654_435_761) % 90_000 + 10_000, radix: 36).uppercased()) \(i % 50 + 1)"
+    }
+
+    func run() async throws {
+        let client = Catalog_ServiceClient(channel: try WireChannel(address: target))
+        var o = options(token)
+        o.timeout = .seconds(600)
+        var csv = "Артикул;Наименование;Цена;Остаток\n"
+        for i in 0..<rows { csv += "SKU-\(i);\(name(i));\(1000 + i % 9000),\(i % 100);\(i % 40)\n" }
+        let bytes = Array(csv.utf8)
+        var mapping = Catalog_ColumnMapping()
+        mapping.skuColumn = "Артикул"
+        mapping.nameColumns = ["Наименование"]
+        mapping.priceColumn = "Цена"
+        mapping.stockColumn = "Остаток"
+        func importOnce() async throws -> (Catalog_ImportReport, Double) {
+            let t0 = nowNanos()
+            let report = try await client.importPriceList(options: o) { stream in
+                var first = Catalog_ImportPriceListRequest()
+                var start = Catalog_ImportStart()
+                start.supplier = "bench"
+                start.fileName = "bench.csv"
+                start.mapping = mapping
+                first.start = start
+                try await stream.send(first)
+                var offset = 0
+                while offset < bytes.count {
+                    var chunk = Catalog_ImportPriceListRequest()
+                    chunk.data = Array(bytes[offset..<min(offset + (1 << 20), bytes.count)])
+                    try await stream.send(chunk)
+                    offset += 1 << 20
+                }
+                try await stream.finishSending()
+                return try await stream.singleResponse()
+            }
+            return (report, Double(nowNanos() - t0) / 1e9)
+        }
+        let (first, s1) = try await importOnce()
+        print("import rows=\(rows) bytes=\(bytes.count) created=\(first.created) seconds=\(s1) rows_per_second=\(Int(Double(rows) / s1))")
+        let (again, s2) = try await importOnce()
+        print("reimport rows=\(rows) unchanged=\(again.unchanged) seconds=\(s2) rows_per_second=\(Int(Double(rows) / s2))")
+        // Queries: an exact SKU; two words of a name; a prefix of a word; a word with a typo.
+        let queries: [(String, @Sendable (Int) -> String)] = [
+            ("sku", { "SKU-\(($0 &* 7919) % rows)" }),
+            (
+                "words",
+                { i in
+                    let n = name((i &* 104_729) % rows).split(separator: " ")
+                    return "\(n[0]) \(n[n.count - 3])"
+                }
+            ),
+            ("prefix", { i in String(Self.kinds[i % Self.kinds.count].prefix(5)) }),
+            (
+                "typo",
+                { i in
+                    var w = Array(Self.kinds[i % Self.kinds.count].split(separator: " ")[0].lowercased())
+                    w.swapAt(2, 3)
+                    return String(w)
+                }
+            ),
+        ]
+        let searchOptions = o
+        for (kind, make) in queries {
+            let (lat, _) = try await drive(count: searches, concurrency: 1) { i in
+                var r = Catalog_SearchItemsRequest()
+                r.query = make(i)
+                r.limit = 20
+                let found = try await client.searchItems(r, options: searchOptions)
+                if found.hits.isEmpty { throw ValidationError("no hit for \(kind) query \"\(r.query)\"") }
+            }
+            print("search kind=\(kind) items=\(rows) searches=\(searches) p50_us=\(percentile(lat, 0.5)) p99_us=\(percentile(lat, 0.99))")
+        }
     }
 }
