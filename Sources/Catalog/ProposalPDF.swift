@@ -85,7 +85,7 @@ public enum ProposalPDF {
 
     static func quantity(_ q: String, locale: String) -> String { locale == "en" ? q : q.replacingOccurrences(of: ".", with: ",") }
 
-    static func currencySign(_ code: String, locale: String) -> String {
+    public static func currencySign(_ code: String, locale: String) -> String {
         switch code {
         case "RUB": locale == "en" ? "RUB" : "₽"
         case "USD": "$"

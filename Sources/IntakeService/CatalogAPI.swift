@@ -398,9 +398,39 @@ struct CatalogAPI: Catalog_Service {
             }
             let to = try ProposalMath.next(p.status, request.action, proposal: "\(p.number) v\(p.version)")
             p.status = to
-            p.history.append(Self.event(t, actor, to, note))
+            var entry = note
+            if to == .sent, let (_, lead) = try IntakeStore.leadRecord(db, p.leadId) {
+                // The applicant gets the PDF by e-mail (made when the mail goes out), queued with this step.
+                if let email = lead.applicant?.email, !email.trimmingSpaces.isEmpty {
+                    let locale = MessageLocale(code: p.locale) ?? .ru
+                    let manager = [p.manager?.name ?? "", p.manager?.phone ?? "", p.manager?.email ?? ""].filter { !$0.isEmpty }
+                    try store.tellApplicant(
+                        db, .proposalSent, lead,
+                        extra: [
+                            "proposal": p.number, "attachment": p.id, "valid_until": locale.date(iso: p.validUntil),
+                            "total": ProposalPDF.money(p.total, locale: p.locale) + " "
+                                + ProposalPDF.currencySign(p.currency, locale: p.locale),
+                            "manager": manager.joined(separator: ", "),
+                        ], byEmail: true, now: t)
+                    entry = [note, "e-mailed to \(email)"].filter { !$0.isEmpty }.joined(separator: "; ")
+                } else {
+                    entry = [note, "not e-mailed: the applicant left no e-mail address"].filter { !$0.isEmpty }.joined(separator: "; ")
+                }
+            }
+            p.history.append(Self.event(t, actor, to, entry))
             try ProposalStore.update(db, id: n, p)
             return p
+        }
+    }
+
+    /// The PDF a queued e-mail names ("proposal-3"), for the mailer; nil for anything else.
+    static func attachment(_ store: IntakeStore, seller: ProposalSeller) -> @Sendable (String) async throws -> MailAttachment? {
+        { reference in
+            guard let n = ProposalStore.number(reference), let p = try await store.db.read({ try ProposalStore.get($0, id: n) }) else {
+                return nil
+            }
+            return MailAttachment(
+                fileName: "\(p.number)-v\(p.version).pdf", contentType: "application/pdf", bytes: ProposalPDF.render(p, seller: seller))
         }
     }
 

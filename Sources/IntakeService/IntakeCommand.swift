@@ -125,10 +125,6 @@ struct IntakeCommand: AsyncParsableCommand {
         api.smtpDelivery = smtp != nil
         var lookUp: (@Sendable (String) async throws -> PersonAddress?)? = nil
         if let routingClient { lookUp = Self.directoryLookUp(routingClient, token: token) }
-        let mailer = Mailer(
-            queue: store.messages, smtp: smtp, retry: messaging.retry, lookUp: lookUp, now: systemClock, logger: host.logger)
-        let messagesAPI = MessagesAPI(
-            queue: store.messages, audiences: [.applicant, .staff], now: systemClock, onQueued: { mailer.wake() })
         var catalogAPI = CatalogAPI(store: store, now: systemClock)
         catalogAPI.vatBasisPoints = FixedPoint.parse(vatRate, places: 2)!
         catalogAPI.defaultLocale = messaging.defaultLocale
@@ -137,6 +133,11 @@ struct IntakeCommand: AsyncParsableCommand {
             details: sellerDetails,
             signaturePNG: signatureImage, stampPNG: stampImage)
         catalogAPI.lookUpPerson = lookUp
+        let mailer = Mailer(
+            queue: store.messages, smtp: smtp, retry: messaging.retry, lookUp: lookUp,
+            attach: CatalogAPI.attachment(store, seller: catalogAPI.seller), now: systemClock, logger: host.logger)
+        let messagesAPI = MessagesAPI(
+            queue: store.messages, audiences: [.applicant, .staff], now: systemClock, onQueued: { mailer.wake() })
         try await host.serve(
             [api, messagesAPI, catalogAPI], policies: [AccessPolicy.intake, AccessPolicy.messages, AccessPolicy.catalog], port: port,
             defaultMetricsPort: 9451,

@@ -17,6 +17,8 @@ public struct MailMessage: Sendable, Equatable {
     public var date: Int64
     /// Extra headers, e.g. ("X-Leadwire-Lead", "L-2026-000001").
     public var headers: [(String, String)] = []
+    /// Files sent with the text (a proposal's PDF): the message becomes multipart/mixed.
+    public var attachments: [MailAttachment] = []
 
     public init(
         fromName: String, fromAddress: String, toName: String, toAddress: String, subject: String, body: String, messageID: String,
@@ -52,18 +54,40 @@ public struct MailMessage: Sendable, Equatable {
         }
         for (name, value) in headers { h.append(MIME.field(name, MIME.encodedWords(value))) }
         h.append("MIME-Version: 1.0")
-        h.append("Content-Type: text/plain; charset=utf-8")
-        h.append("Content-Transfer-Encoding: base64")
-        let text = body.replacingOccurrencesOfLineEnds()
-        let encoded = MIME.base64(Array(text.utf8))
-        var lines = [String]()
-        var i = encoded.startIndex
-        while i < encoded.endIndex {
-            let end = encoded.index(i, offsetBy: 76, limitedBy: encoded.endIndex) ?? encoded.endIndex
-            lines.append(String(encoded[i..<end]))
-            i = end
+        let text = MIME.base64Lines(Array(body.replacingOccurrencesOfLineEnds().utf8))
+        guard !attachments.isEmpty else {
+            h.append("Content-Type: text/plain; charset=utf-8")
+            h.append("Content-Transfer-Encoding: base64")
+            return Array((h.joined(separator: "\r\n") + "\r\n\r\n" + text).utf8)
         }
-        return Array((h.joined(separator: "\r\n") + "\r\n\r\n" + lines.joined(separator: "\r\n") + "\r\n").utf8)
+        // "=_" cannot occur in base64 text, so no part can contain the boundary line.
+        let boundary =
+            "=_leadwire_"
+            + String(messageID.utf8.reduce(UInt64(14_695_981_039_346_656_037)) { ($0 ^ UInt64($1)) &* 1_099_511_628_211 }, radix: 36)
+        h.append("Content-Type: multipart/mixed; boundary=\"\(boundary)\"")
+        var out = h.joined(separator: "\r\n") + "\r\n\r\n"
+        out += "--\(boundary)\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + text
+        for a in attachments {
+            out += "--\(boundary)\r\n"
+            out += "Content-Type: \(a.contentType); name=\"\(MIME.encodedWords(a.fileName))\"\r\n"
+            out += "Content-Disposition: attachment; filename*=utf-8''\(MIME.percentEncoded(a.fileName))\r\n"
+            out += "Content-Transfer-Encoding: base64\r\n\r\n" + MIME.base64Lines(a.bytes)
+        }
+        out += "--\(boundary)--\r\n"
+        return Array(out.utf8)
+    }
+}
+
+/// A file attached to an e-mail.
+public struct MailAttachment: Sendable, Equatable {
+    public var fileName: String
+    public var contentType: String
+    public var bytes: [UInt8]
+
+    public init(fileName: String, contentType: String, bytes: [UInt8]) {
+        self.fileName = fileName
+        self.contentType = contentType
+        self.bytes = bytes
     }
 }
 
@@ -86,6 +110,37 @@ extension String {
 /// The encodings e-mail needs; each is a pure function, tested against Python's email parser.
 public enum MIME {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    /// Base64 in lines of 76 characters, each ending in CRLF (a MIME body).
+    static func base64Lines(_ bytes: [UInt8]) -> String {
+        let encoded = base64(bytes)
+        var out = ""
+        out.reserveCapacity(encoded.utf8.count + encoded.utf8.count / 38 + 2)
+        var i = encoded.startIndex
+        while i < encoded.endIndex {
+            let end = encoded.index(i, offsetBy: 76, limitedBy: encoded.endIndex) ?? encoded.endIndex
+            out += encoded[i..<end]
+            out += "\r\n"
+            i = end
+        }
+        return out
+    }
+
+    /// RFC 2231/5987 percent-encoding of a UTF-8 file name (filename*=utf-8''…).
+    static func percentEncoded(_ text: String) -> String {
+        var out = ""
+        for b in text.utf8 {
+            let safe =
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x2E || b == 0x5F
+            if safe {
+                out.unicodeScalars.append(UnicodeScalar(b))
+            } else {
+                let hex = Array("0123456789ABCDEF".utf8)
+                out += "%" + String(UnicodeScalar(hex[Int(b >> 4)])) + String(UnicodeScalar(hex[Int(b & 15)]))
+            }
+        }
+        return out
+    }
 
     public static func base64(_ bytes: [UInt8]) -> String {
         var out = [UInt8]()

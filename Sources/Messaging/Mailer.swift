@@ -58,6 +58,8 @@ public final class Mailer: Service, Sendable {
     let smtp: SMTPConfiguration?
     let retry: RetryPolicy
     let lookUp: (@Sendable (String) async throws -> PersonAddress?)?
+    /// The file a message names in its "attachment" value (a proposal's PDF), made when it is sent.
+    let attach: (@Sendable (String) async throws -> MailAttachment?)?
     let now: @Sendable () -> Int64
     let logger: Logger
     let batchSize: Int
@@ -71,10 +73,11 @@ public final class Mailer: Service, Sendable {
 
     public init(
         queue: MessageQueue, smtp: SMTPConfiguration?, retry: RetryPolicy = RetryPolicy(),
-        lookUp: (@Sendable (String) async throws -> PersonAddress?)?, now: @escaping @Sendable () -> Int64, logger: Logger,
-        batchSize: Int = 50
+        lookUp: (@Sendable (String) async throws -> PersonAddress?)?, attach: (@Sendable (String) async throws -> MailAttachment?)? = nil,
+        now: @escaping @Sendable () -> Int64, logger: Logger, batchSize: Int = 50
     ) {
         self.queue = queue
+        self.attach = attach
         self.smtp = smtp
         self.retry = retry
         self.lookUp = lookUp
@@ -137,10 +140,14 @@ public final class Mailer: Service, Sendable {
         do {
             return try await SMTPConnection.withSession(smtp) { connection in
                 for m in batch {
-                    let mail = MailMessage(
+                    var mail = MailMessage(
                         fromName: smtp.fromName, fromAddress: smtp.fromAddress, toName: m.recipientName, toAddress: m.recipient,
                         subject: m.subject, body: m.body, messageID: m.messageID, inReplyTo: m.inReplyTo.isEmpty ? nil : m.inReplyTo,
                         date: now(), headers: m.registrationNumber.isEmpty ? [] : [("X-Leadwire-Lead", m.registrationNumber)])
+                    if let reference = m.values["attachment"], !reference.isEmpty, let attach {
+                        // Made now, from what is stored: a retry sends the same document.
+                        if let file = try await attach(reference) { mail.attachments = [file] }
+                    }
                     let outcome: SMTPOutcome
                     do {
                         outcome = try await connection.send(mail)

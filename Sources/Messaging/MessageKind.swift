@@ -15,6 +15,8 @@ public enum MessageKind: String, Sendable, CaseIterable {
     case inspectionNeeded = "inspection_needed"
     case leadProcessed = "lead_processed"
     case publicComment = "public_comment"
+    /// A commercial proposal, its PDF attached (e-mail only).
+    case proposalSent = "proposal_sent"
     // To staff, at the address routing's directory has for them.
     case ownerCommented = "owner_commented"
     case mentioned = "mentioned"
@@ -26,7 +28,8 @@ public enum MessageKind: String, Sendable, CaseIterable {
 
     public var audience: Audience {
         switch self {
-        case .leadRegistered, .leadAccepted, .leadDeferred, .leadRejected, .inspectionNeeded, .leadProcessed, .publicComment: .applicant
+        case .leadRegistered, .leadAccepted, .leadDeferred, .leadRejected, .inspectionNeeded, .leadProcessed, .publicComment, .proposalSent:
+            .applicant
         case .ownerCommented, .mentioned, .leadAssigned, .leadQueued, .leadEscalated: .staff
         case .progressRequested: .contractor
         }
@@ -42,6 +45,7 @@ public enum MessageKind: String, Sendable, CaseIterable {
         case .inspectionNeeded: "the lead needs an inspection first: the date of the answer"
         case .leadProcessed: "the work on the lead is done"
         case .publicComment: "a public comment on the lead (the applicant may answer by e-mail)"
+        case .proposalSent: "a commercial proposal is sent: the PDF is attached"
         case .ownerCommented: "someone else commented on a lead the person owns"
         case .mentioned: "the person is @mentioned in a comment"
         case .leadAssigned: "a lead is assigned or handed over to the person"
@@ -62,6 +66,7 @@ public enum MessageKind: String, Sendable, CaseIterable {
         case .leadRejected: return lead + ["reason"]
         case .inspectionNeeded: return lead + ["note"]
         case .publicComment: return lead + ["comment", "author"]
+        case .proposalSent: return lead + ["proposal", "total", "valid_until", "manager"]
         case .ownerCommented, .mentioned: return staff + ["comment", "author", "visibility"]
         case .leadAssigned, .leadQueued, .leadEscalated: return staff + ["role", "explanation"]
         case .progressRequested: return ["greeting", "name", "plan", "lines", "due_date", "note", "requested_by"]
@@ -91,6 +96,10 @@ public enum MessageKind: String, Sendable, CaseIterable {
             "plan": ru ? "plan-7 «Ремонт кровли, декабрь»" : "plan-7 \"Roof repairs, December\"",
             "lines": ru ? "— line-1: ул. Ленина, 5 — ремонт кровли, 120 м²" : "- line-1: 5 Lenin St — roof repair, 120 m²",
             "requested_by": ru ? "Отдел контроля исполнения" : "Execution control",
+            "proposal": ru ? "КП-2026-000042" : "CP-2026-000042",
+            "total": ru ? "35 982,00 ₽" : "35,982.00 RUB",
+            "valid_until": locale.date(year: 2026, month: 12, day: 14),
+            "manager": ru ? "Игорь Ковалёв, +7 495 123-45-67" : "Igor Kovalev, +7 495 123-45-67",
         ]
         if audience != .applicant { v["name"] = ru ? "Ирина Петрова" : "Irina Petrova" }
         if self == .progressRequested { v["name"] = ru ? "ООО «КровляСервис»" : "KrovlyaService LLC" }
@@ -149,6 +158,13 @@ public enum MessageKind: String, Sendable, CaseIterable {
                 "Заявка {number}: новый комментарий",
                 "{greeting}\n\nПо вашей заявке {number} «{subject}» появился комментарий:\n\n{comment}\n\n— {author}\n\n"
                     + "Чтобы ответить, просто ответьте на это письмо: ответ будет добавлен к заявке." + sign
+            )
+        case .proposalSent:
+            return (
+                "Коммерческое предложение {proposal} по заявке {number}",
+                "{greeting}\n\nНаправляем коммерческое предложение {proposal} по вашей заявке {number} «{subject}» — "
+                    + "документ во вложении.\nСумма: {total}. Предложение действительно до {valid_until}.\n\n"
+                    + "Вопросы по предложению: {manager}." + reply + sign
             )
         case .ownerCommented:
             return (
@@ -232,6 +248,12 @@ public enum MessageKind: String, Sendable, CaseIterable {
                 "Request {number}: a new comment",
                 "{greeting}\n\nThere is a new comment on your request {number} \"{subject}\":\n\n{comment}\n\n— {author}\n\n"
                     + "To answer, reply to this message: your answer joins the request." + sign
+            )
+        case .proposalSent:
+            return (
+                "Commercial proposal {proposal} for request {number}",
+                "{greeting}\n\nPlease find attached our commercial proposal {proposal} for your request {number} \"{subject}\".\n"
+                    + "Total: {total}. The offer is valid until {valid_until}.\n\nQuestions about it: {manager}." + reply + sign
             )
         case .ownerCommented:
             return (

@@ -357,3 +357,55 @@ def test_contractor_progress_requests(tmp_path, mailbox):
         ch.close()
     finally:
         assert report.stop() == 0
+
+
+def test_a_sent_proposal_reaches_the_applicant_with_its_pdf_attached(whole_set, mailbox, tmp_path):
+    """SEND queues an e-mail to the applicant; the mailer attaches the proposal's PDF, made when it
+    goes out. The manager's contacts come from the lead's owner in routing's directory."""
+    import subprocess
+    from leadwire.catalog.v1 import catalog_pb2 as cpb
+    from leadwire.catalog.v1 import catalog_pb2_grpc
+
+    rt, it, _, intake = whole_set
+    irina, _, role = directory(rt)
+    catalog, ch = stub(intake, catalog_pb2_grpc.CatalogStub)
+    try:
+        csv = "Артикул;Наименование;Цена;Остаток\nHP1630;Дрель ударная Makita HP1630;4 990,00;12\n".encode()
+        catalog.ImportPriceList(iter([
+            cpb.ImportPriceListRequest(start=cpb.ImportStart(supplier="Альфа", file_name="a.csv", mapping=cpb.ColumnMapping(
+                sku_column="Артикул", name_columns=["Наименование"], price_column="Цена", stock_column="Остаток"))),
+            cpb.ImportPriceListRequest(data=csv)]))
+        drill = catalog.SearchItems(cpb.SearchItemsRequest(query="HP1630")).hits[0].item
+        source = it.CreateSource(pb.CreateSourceRequest(source=pb.Source(
+            name="КП " + uuid.uuid4().hex[:4], channel=pb.CHANNEL_PHONE, enabled=True, default_role=role)))
+        lead = it.SubmitLead(pb.SubmitLeadRequest(source_id=source.id, subject="Инструмент", applicant=pb.Applicant(
+            name="Анна Смирнова", email="anna@example.com", phone="+79123456789", company="ООО «Ромашка»", tax_id="7707083893"),
+            order_lines=[pb.OrderLine(item_id=drill.id, quantity="3")])).lead
+        assert lead.owner_id == irina.id
+        # The applicant came by phone: her replies go by SMS (waiting for a gateway here), but a
+        # document goes by e-mail.
+        before = len(mailbox.to("anna@example.com"))
+        assert before == 0
+        p = catalog.CreateProposal(cpb.CreateProposalRequest(lead_id=lead.registration_number))
+        assert p.manager.name == "Ирина Петрова" and p.manager.email == "irina@corp.test"
+        assert [l.total for l in p.lines] == ["14970.00"]
+        for action in (cpb.PROPOSAL_ACTION_APPROVE, cpb.PROPOSAL_ACTION_SEND):
+            p = catalog.ActOnProposal(cpb.ActOnProposalRequest(id=p.id, action=action, actor="head"))
+        assert "e-mailed to anna@example.com" in p.history[-1].note
+        deadline = time.time() + 30
+        while len(mailbox.to("anna@example.com")) <= before and time.time() < deadline:
+            time.sleep(0.1)
+        msg = [m for m in mailbox.to("anna@example.com") if p.number in m["Subject"]][0]
+        assert "Коммерческое предложение" in msg["Subject"]
+        text = body(msg)
+        assert "14 970,00 ₽" in text and "Ирина Петрова" in text and lead.registration_number in text
+        pdfs = [part for part in msg.iter_attachments() if part.get_content_type() == "application/pdf"]
+        assert len(pdfs) == 1 and pdfs[0].get_filename() == "%s-v1.pdf" % p.number
+        pdf = pdfs[0].get_content()
+        assert pdf.startswith(b"%PDF-")
+        path = tmp_path / "attached.pdf"
+        path.write_bytes(pdf)
+        extracted = " ".join(subprocess.run(["pdftotext", str(path), "-"], check=True, capture_output=True).stdout.decode().split())
+        assert "ООО «Ромашка»" in extracted and "7707083893" in extracted and "14 970,00" in extracted
+    finally:
+        ch.close()

@@ -39,7 +39,7 @@ extension IntakeStore {
     /// applicant left neither.
     func tellApplicant(
         _ db: Connection, _ kind: MessageKind, _ lead: Intake_Lead, source known: Intake_Source? = nil, extra: [String: String] = [:],
-        now: Int64
+        byEmail: Bool = false, now: Int64
     ) throws {
         let source = try known ?? Self.sourceDefinition(db, lead.sourceId)
         let locale = locale(of: source)
@@ -48,7 +48,9 @@ extension IntakeStore {
         m.values.merge(extra) { _, new in new }
         m.email = a.email
         m.phone = a.phone
-        m.preferPhone = [.phone, .messenger, .mobileApp].contains(lead.channel)
+        // Documents go by e-mail whatever the channel; other messages the way the applicant came.
+        if byEmail { m.phone = "" }
+        m.preferPhone = !byEmail && [.phone, .messenger, .mobileApp].contains(lead.channel)
         m.leadID = lead.id
         m.registrationNumber = lead.registrationNumber
         m.about = lead.subject
