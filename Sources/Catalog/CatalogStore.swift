@@ -134,13 +134,23 @@ public enum CatalogStore {
 
     // MARK: Import
 
-    /// Applies a read price list: new items created, changed ones updated (with a price-history
-    /// point when price, currency or stock moved), the same ones left alone — so importing a file
-    /// twice changes nothing the second time.
-    public static func apply(
+    /// Rows per write transaction: a 100,000-row price list is written in 100 transactions, so the
+    /// leads being registered meanwhile wait for one batch (milliseconds), not the whole file.
+    public static let importBatch = 1000
+
+    /// What an import has done so far, carried from batch to batch.
+    public struct ImportProgress: Sendable {
+        public var report: Catalog_ImportReport
+        public var importID: Int64
+        /// Words this import already offered to the vocabulary.
+        var words = Set<String>()
+    }
+
+    /// Records the import and the mapping it uses; rows follow with `apply(_:rows:progress:now:)`.
+    public static func begin(
         _ db: Connection, supplier: String, list: PriceListImport, fileName: String, sha256: String, mapping: Catalog_ColumnMapping,
         actor: String, now: Int64
-    ) throws -> Catalog_ImportReport {
+    ) throws -> ImportProgress {
         try putMapping(db, supplier: supplier, mapping, now: now)
         let importID = try db.insertReturningID(
             literal: """
@@ -155,10 +165,18 @@ public enum CatalogStore {
         report.rejected = Int32(list.rejected.count)
         report.mapping = mapping
         report.sha256 = sha256
-        var words = Set<String>()
-        for row in list.rows {
+        return ImportProgress(report: report, importID: importID)
+    }
+
+    /// Applies rows of a read price list: new items created, changed ones updated (with a
+    /// price-history point when price, currency or stock moved), the same ones left alone — so
+    /// importing a file twice changes nothing the second time.
+    public static func apply(_ db: Connection, rows: ArraySlice<PriceListRow>, progress: inout ImportProgress, now: Int64) throws {
+        let supplier = progress.report.supplier
+        let importID = progress.importID
+        for row in rows {
             let search = CatalogText.normalise(row.name)
-            if row.keyedByName { report.keyedByName += 1 }
+            if row.keyedByName { progress.report.keyedByName += 1 }
             let existing = try db.first(
                 literal: """
                     SELECT id, name, unit, price_cents, currency, stock_milli, search_name FROM catalog_items
@@ -182,15 +200,15 @@ public enum CatalogStore {
                         INSERT INTO catalog_prices(item_id, price_cents, currency, stock_milli, import_id, at)
                         VALUES (\(id), \(row.priceCents), \(row.currency), \(stock), \(importID), \(now))
                         """)
-                report.created += 1
+                progress.report.created += 1
                 try index(db, id: id, old: nil, new: search)
-                try learnWords(db, search, &words)
+                try learnWords(db, search, &progress.words)
                 continue
             }
             let stock = row.stockMilli ?? old.stock
             let priceMoved = old.price != row.priceCents || old.currency != row.currency || old.stock != stock
             if !priceMoved && old.name == row.name && old.unit == row.unit {
-                report.unchanged += 1
+                progress.report.unchanged += 1
                 continue
             }
             try db.run(
@@ -207,16 +225,32 @@ public enum CatalogStore {
             }
             if old.name != row.name {
                 try index(db, id: old.id, old: old.search, new: search)
-                try learnWords(db, search, &words)
+                try learnWords(db, search, &progress.words)
             }
-            report.updated += 1
+            progress.report.updated += 1
         }
+    }
+
+    /// The import's counts, kept with its record.
+    public static func finish(_ db: Connection, _ progress: ImportProgress) throws {
+        let r = progress.report
         try db.run(
             literal: """
-                UPDATE catalog_imports SET rows_read = \(report.rows), created = \(report.created), updated = \(report.updated),
-                unchanged = \(report.unchanged), rejected = \(report.rejected) WHERE id = \(importID)
+                UPDATE catalog_imports SET rows_read = \(r.rows), created = \(r.created), updated = \(r.updated),
+                unchanged = \(r.unchanged), rejected = \(r.rejected) WHERE id = \(progress.importID)
                 """)
-        return report
+    }
+
+    /// A whole price list in one transaction (tests, small lists).
+    public static func apply(
+        _ db: Connection, supplier: String, list: PriceListImport, fileName: String, sha256: String, mapping: Catalog_ColumnMapping,
+        actor: String, now: Int64
+    ) throws -> Catalog_ImportReport {
+        var progress = try begin(
+            db, supplier: supplier, list: list, fileName: fileName, sha256: sha256, mapping: mapping, actor: actor, now: now)
+        try apply(db, rows: list.rows[...], progress: &progress, now: now)
+        try finish(db, progress)
+        return progress.report
     }
 
     /// The item's name in the SQLite search index (PostgreSQL's GIN index follows the column itself).

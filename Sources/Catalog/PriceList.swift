@@ -94,18 +94,30 @@ enum Windows1251 {
 /// Only what a price list needs: the sheet's cell values, shared strings resolved; formulas give
 /// their cached values; dates stay as Excel's serial numbers.
 enum XLSX {
-    static func read(_ bytes: [UInt8], sheet: String) throws(CatalogError) -> PriceListGrid {
+    static func read(_ bytes: [UInt8], sheet: String, maxPartBytes: Int = 256 << 20) throws(CatalogError) -> PriceListGrid {
         let archive: Archive
         do {
             archive = try Archive(data: Data(bytes), accessMode: .read)
         } catch {
             throw .unreadable("the file is not an XLSX workbook (not a ZIP archive: \(error))")
         }
+        // A few MiB of ZIP can unpack to gigabytes (a "zip bomb"): no part may grow past this,
+        // whatever its header claims.
+        let limit = maxPartBytes
+        struct TooLarge: Error {}
         func part(_ path: String) throws(CatalogError) -> Data? {
             guard let entry = archive[path] else { return nil }
+            guard entry.uncompressedSize <= Int64(limit) else {
+                throw .tooLarge("the XLSX part \(path) unpacks to \(entry.uncompressedSize >> 20) MiB, more than \(limit >> 20) MiB")
+            }
             var data = Data()
             do {
-                _ = try archive.extract(entry, skipCRC32: false) { data.append($0) }
+                _ = try archive.extract(entry, skipCRC32: false) { chunk in
+                    guard data.count + chunk.count <= limit else { throw TooLarge() }
+                    data.append(chunk)
+                }
+            } catch is TooLarge {
+                throw .tooLarge("the XLSX part \(path) unpacks to more than \(limit >> 20) MiB")
             } catch {
                 throw .unreadable("the XLSX part \(path) cannot be unpacked: \(error)")
             }

@@ -72,10 +72,26 @@ struct CatalogAPI: Catalog_Service {
         let fileName = start.fileName
         let actor = Self.actor(start.actor)
         let t = now()
-        return try await store.db.write { db in
-            try CatalogStore.apply(
+        var progress = try await store.db.write { db in
+            try CatalogStore.begin(
                 db, supplier: supplier, list: list, fileName: fileName, sha256: sha, mapping: mapping, actor: actor, now: t)
         }
+        // In batches, each its own transaction: registering leads is never held up for a whole file.
+        // Cut off midway (a crash), the import is simply run again: what was written is unchanged.
+        var offset = 0
+        while offset < list.rows.count {
+            let rows = list.rows[offset..<min(offset + CatalogStore.importBatch, list.rows.count)]
+            let before = progress
+            progress = try await store.db.write { db in
+                var p = before
+                try CatalogStore.apply(db, rows: rows, progress: &p, now: t)
+                return p
+            }
+            offset += rows.count
+        }
+        let done = progress
+        try await store.db.write { db in try CatalogStore.finish(db, done) }
+        return progress.report
     }
 
     func getMapping(_ request: Catalog_GetMappingRequest, context: ServerContext) async throws -> Catalog_ColumnMapping {

@@ -152,6 +152,18 @@ import ZIPFoundation
         #expect(list.rows.map(\.name) == ["Котёл газовый", "Труба PPR 20"])
         #expect(list.rows.map(\.priceCents) == [4_500_050, 9_500])
         #expect(list.rows.map(\.row) == [3, 4])
+        // A part unpacking past the limit is refused, whatever the archive's size.
+        let workbook = try Self.workbook()
+        do {
+            _ = try XLSX.read(workbook, sheet: "Цены", maxPartBytes: 200)
+            Issue.record("an oversized part was unpacked")
+        } catch {
+            guard case .tooLarge(let why) = error else {
+                Issue.record("\(error)")
+                return
+            }
+            #expect(why.contains("xl/"))
+        }
         m.sheet = "Лист9"
         #expect(throws: CatalogError.self) { try PriceListGrid.read(Self.workbook(), format: .xlsx, fileName: "", mapping: m) }
     }
