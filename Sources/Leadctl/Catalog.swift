@@ -215,7 +215,7 @@ struct CatalogCommand: AsyncParsableCommand {
 struct ProposalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "proposal", abstract: "Commercial proposals for leads: create, show, step through approval, get the PDF.",
-        subcommands: [Create.self, Show.self, List.self, Act.self, Pdf.self])
+        subcommands: [Create.self, Show.self, List.self, Act.self, Pdf.self, Figures.self])
 
     static func status(_ s: Catalog_ProposalStatus) -> String {
         switch s {
@@ -356,6 +356,35 @@ struct ProposalCommand: AsyncParsableCommand {
             let client = try c.catalogClient()
             let p = try await call { try await client.actOnProposal(req, options: c.options) }
             print("\(p.id)  \(p.number) v\(p.version)  \(ProposalCommand.status(p.status))")
+        }
+    }
+
+    struct Figures: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Proposals by status, by manager and per period; how many leads with a proposal were accepted.")
+        @OptionGroup var c: Connection
+        @Option(help: "Created from, YYYY-MM-DD.") var from: String = ""
+        @Option(help: "Created before, YYYY-MM-DD.") var to: String = ""
+        @Option(help: "day, month or year.") var period: String = "month"
+        func run() async throws {
+            var req = Catalog_ProposalFiguresRequest()
+            for (text, flag) in [(from, "--from"), (to, "--to")] where !text.isEmpty {
+                guard let day = CalendarDate.dayNumber(text) else { throw ValidationError("\(flag) is a date YYYY-MM-DD, not \(text)") }
+                if flag == "--from" { req.fromMs = Int64(day) * 86_400_000 } else { req.toMs = Int64(day) * 86_400_000 }
+            }
+            req.period = period
+            let client = try c.catalogClient()
+            let f = try await call { try await client.proposalFigures(req, options: c.options) }
+            printTable(["status", "proposals", "total"], f.byStatus.map { [ProposalCommand.status($0.status), "\($0.count)", $0.total] })
+            print("")
+            printTable(
+                ["manager", "proposals", "accepted", "accepted total"],
+                f.byManager.map { [$0.manager, "\($0.proposals)", "\($0.accepted)", $0.acceptedTotal] })
+            print("")
+            printTable(
+                ["period", "proposals", "total", "accepted total"],
+                f.periods.map { [$0.period, "\($0.proposals)", $0.total, $0.acceptedTotal] })
+            print("\nleads with a proposal: \(f.leadsWithProposal); accepted or done: \(f.leadsAccepted) (\(f.conversionPercent)%)")
         }
     }
 

@@ -345,3 +345,5 @@ def test_leadctl_imports_searches_and_writes_the_pdf(stubs, server, tmp_path):
     text = " ".join(pdf_text(pdf.read_bytes()).split())
     assert "ИП Олегов" in text and "500100732259" in text and "28 470,00" in text and "Доставка" in text
 
+    figures = leadctl("proposal", "figures", "--period", "day")
+    assert "draft" in figures and "leads with a proposal:" in figures, figures
