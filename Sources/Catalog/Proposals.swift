@@ -223,7 +223,7 @@ public enum ProposalStore {
     public static func get(_ db: Connection, id: Int64) throws -> Catalog_Proposal? {
         try db.first(literal: "SELECT body, status FROM proposals WHERE id = \(id)") {
             var p = try ProtoCodec.decode(Catalog_Proposal.self, from: $0.blob(0))
-            p.status = Catalog_ProposalStatus(rawValue: Int32($0.int(1))) ?? .unspecified
+            p.status = Catalog_ProposalStatus(rawValue: Int32($0.int(1)))
             return p
         }
     }
@@ -247,7 +247,7 @@ public enum ProposalStore {
                 """
         ) {
             var p = try ProtoCodec.decode(Catalog_Proposal.self, from: $0.blob(0))
-            p.status = Catalog_ProposalStatus(rawValue: Int32($0.int(1))) ?? .unspecified
+            p.status = Catalog_ProposalStatus(rawValue: Int32($0.int(1)))
             return p
         }
     }
@@ -293,7 +293,7 @@ public enum ProposalStore {
         }
         f.byStatus = byStatus.keys.sorted().map { k in
             var c = Catalog_ProposalCount()
-            c.status = Catalog_ProposalStatus(rawValue: Int32(k)) ?? .unspecified
+            c.status = Catalog_ProposalStatus(rawValue: Int32(k))
             c.count = byStatus[k]!.0
             c.total = FixedPoint.format(byStatus[k]!.1, places: 2)
             return c

@@ -464,12 +464,16 @@ struct LeadCommand: AsyncParsableCommand {
     }
 
     struct Accept: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Accept a lead for execution (refused while its client has a debt).")
+        static let configuration = CommandConfiguration(
+            abstract: "Accept a lead for execution (refused while its client has a debt, or its catalogue items are short of stock).")
         @OptionGroup var c: Connection
         @Argument(help: "The lead: its id (lead-17) or registration number (L-2026-000017).") var id: String
+        @Option(name: .customLong("stock-override"), help: "Accept although items are short of stock, saying why (kept in the history).")
+        var stockOverride: String = ""
         func run() async throws {
             var req = Intake_AcceptLeadRequest()
             req.id = id
+            req.stockOverrideReason = stockOverride
             let client = try c.intakeClient()
             let l = try await call { try await client.acceptLead(req, options: c.options) }
             print("\(l.registrationNumber) accepted, due \(when(l.dueAtMs))")
