@@ -1,6 +1,7 @@
 import Auth
 import Catalog
 import Crypto
+import Dispatch
 import LeadwireAPI
 import Messaging
 import Store
@@ -22,6 +23,15 @@ struct CatalogAPI: Catalog_Service {
     /// The most an imported file may be: a price list of a few hundred thousand rows fits easily.
     static let maxImportBytes = 64 << 20
     static let chunkSize = 64 << 10
+
+    static let reading = DispatchQueue(label: "leadwire.catalog.reading")
+
+    /// Runs CPU-heavy work (reading a price list) on a queue of its own, one file at a time.
+    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            reading.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
 
     private static func actor(_ requested: String) -> String {
         Caller.name(or: requested.trimmingSpaces.isEmpty ? "api" : requested.trimmingSpaces)
@@ -66,9 +76,18 @@ struct CatalogAPI: Catalog_Service {
         } else {
             throw CatalogError.noMapping(supplier: supplier)
         }
-        let grid = try PriceListGrid.read(bytes, format: start.format, fileName: start.fileName, mapping: mapping)
-        let list = try PriceListImport(grid: grid, mapping: mapping)
-        let sha = SHA256.hash(data: bytes).map { String($0, radix: 16).leftPadded(2) }.joined()
+        let format = start.format
+        let name = start.fileName
+        let file = bytes
+        // Reading a large list takes a second or more of CPU: on a thread of its own, not one of the
+        // few that run every call's tasks.
+        let (list, sha) = try await Self.offThePool {
+            let grid = try PriceListGrid.read(file, format: format, fileName: name, mapping: mapping)
+            return (
+                try PriceListImport(grid: grid, mapping: mapping),
+                SHA256.hash(data: file).map { String($0, radix: 16).leftPadded(2) }.joined()
+            )
+        }
         let fileName = start.fileName
         let actor = Self.actor(start.actor)
         let t = now()
@@ -409,9 +428,6 @@ struct CatalogAPI: Catalog_Service {
         let t = now()
         return try await store.db.write { db in
             guard var p = try ProposalStore.get(db, id: n) else { throw CatalogError.notFound("no proposal \(request.id)") }
-            guard try ProposalStore.isLatest(db, id: n) || p.status == .superseded else {
-                throw CatalogError.notFound("no proposal \(request.id)")
-            }
             let to = try ProposalMath.next(p.status, request.action, proposal: "\(p.number) v\(p.version)")
             p.status = to
             var entry = note
