@@ -175,7 +175,7 @@ public enum CatalogStore {
         let supplier = progress.report.supplier
         let importID = progress.importID
         for row in rows {
-            let search = CatalogText.normalise(row.name)
+            let search = searchText(row)
             if row.keyedByName { progress.report.keyedByName += 1 }
             let existing = try db.first(
                 literal: """
@@ -251,6 +251,15 @@ public enum CatalogStore {
         try apply(db, rows: list.rows[...], progress: &progress, now: now)
         try finish(db, progress)
         return progress.report
+    }
+
+    /// What search looks in: the normalised name, and the SKU when the name does not hold it (so a
+    /// part of a SKU is found like a part of a name: "GBH2" finds "GBH2-26 SDS").
+    static func searchText(_ row: PriceListRow) -> String {
+        let name = CatalogText.normalise(row.name)
+        guard !row.keyedByName else { return name }
+        let sku = CatalogText.normalise(row.sku)
+        return sku.isEmpty || (" " + name + " ").contains(" " + sku + " ") ? name : name + " " + sku
     }
 
     /// The item's name in the SQLite search index (PostgreSQL's GIN index follows the column itself).

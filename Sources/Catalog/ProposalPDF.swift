@@ -145,24 +145,33 @@ public enum ProposalPDF {
         page.text(fill(t.intro, p, locale), x: margin, width: pageWidth - 2 * margin, size: 10)
         page.y += 8
 
-        // The table.
-        let widths = [24.0, 193, 38, 52, 72, 58, 74]
+        // The table. The discount column only when a line has a discount: otherwise its width goes
+        // to the names, which then wrap less.
+        let discounted = p.lines.contains { !$0.discountPercent.isEmpty }
         let sign = currencySign(p.currency, locale: p.locale)
         var header = t.columns
         header[4] += ", \(sign)"
         header[6] += ", \(sign)"
-        let aligns = [
+        var widths = [24.0, 193, 38, 52, 72, 58, 74]
+        var aligns = [
             PANGO_ALIGN_CENTER, PANGO_ALIGN_LEFT, PANGO_ALIGN_CENTER, PANGO_ALIGN_RIGHT, PANGO_ALIGN_RIGHT, PANGO_ALIGN_RIGHT,
             PANGO_ALIGN_RIGHT,
         ]
+        if !discounted {
+            widths[1] += widths[5]
+            widths.remove(at: 5)
+            header.remove(at: 5)
+            aligns.remove(at: 5)
+        }
         page.row(header, widths: widths, aligns: aligns, bold: true, shaded: true)
         for l in p.lines {
             let name = l.sku.isEmpty ? l.name : "\(l.name)\n\(p.locale == "en" ? "SKU" : "арт.") \(l.sku)"
-            let cells = [
+            var cells = [
                 "\(l.number)", name, l.unit, quantity(l.quantity, locale: p.locale), money(l.price, locale: p.locale),
                 l.discountPercent.isEmpty ? "" : "\(quantity(trimZeros(l.discountPercent), locale: p.locale))%",
                 money(l.total, locale: p.locale),
             ]
+            if !discounted { cells.remove(at: 5) }
             if page.y + page.height(of: cells, widths: widths, aligns: aligns) > pageHeight - margin {
                 page.newPage()
                 page.row(header, widths: widths, aligns: aligns, bold: true, shaded: true)

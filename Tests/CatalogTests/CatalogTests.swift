@@ -352,6 +352,8 @@ import ZIPFoundation
         #expect(typo2.suggestion == "Перфоратор Bosch GBH 2-26")
         #expect(try await search("makitta").hits.compactMap(\.item?.sku) == ["HP1630"])
         #expect(try await search("экскаватор").hits.isEmpty)
+        // A part of a SKU the name does not hold.
+        #expect(try await search("226").hits.compactMap(\.item?.sku) == ["GBH-226"])
         await db.close()
     }
 
