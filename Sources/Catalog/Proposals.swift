@@ -128,18 +128,6 @@ public enum ProposalMath {
         return (subtotal, vat, subtotal)
     }
 
-    public static func statusName(_ s: Catalog_ProposalStatus) -> String {
-        switch s {
-        case .draft: "draft"
-        case .approved: "approved"
-        case .sent: "sent"
-        case .accepted: "accepted"
-        case .declined: "declined"
-        case .superseded: "superseded"
-        default: "unspecified"
-        }
-    }
-
     /// The step an action takes, or why it cannot.
     public static func next(_ current: Catalog_ProposalStatus, _ action: Catalog_ProposalAction, proposal: String) throws(CatalogError)
         -> Catalog_ProposalStatus
@@ -157,7 +145,7 @@ public enum ProposalMath {
             throw .invalid("action: APPROVE, SEND, ACCEPT, DECLINE or RETURN", field: "action")
         }
         guard from.contains(current) else {
-            throw .illegalProposalStep(proposal: proposal, current: statusName(current), action: verb, allowedFrom: from.map(statusName))
+            throw .illegalProposalStep(proposal: proposal, current: current.name, action: verb, allowedFrom: from.map(\.name))
         }
         return to
     }

@@ -105,22 +105,7 @@ struct CatalogCommand: AsyncParsableCommand {
             }
             var options = c.options
             options.timeout = .seconds(max(c.timeout, 300))
-            let report = try await call {
-                try await client.importPriceList(options: options) { stream in
-                    var first = Catalog_ImportPriceListRequest()
-                    first.start = start
-                    try await stream.send(first)
-                    var offset = 0
-                    while offset < bytes.count {
-                        var chunk = Catalog_ImportPriceListRequest()
-                        chunk.data = Array(bytes[offset..<min(offset + (1 << 20), bytes.count)])
-                        try await stream.send(chunk)
-                        offset += 1 << 20
-                    }
-                    try await stream.finishSending()
-                    return try await stream.singleResponse()
-                }
-            }
+            let report = try await call { try await client.importPriceList(start, file: bytes, options: options) }
             print(
                 "\(report.importId): \(report.rows) rows — \(report.created) new, \(report.updated) updated, \(report.unchanged) unchanged, \(report.rejected) refused"
             )
@@ -217,20 +202,8 @@ struct ProposalCommand: AsyncParsableCommand {
         commandName: "proposal", abstract: "Commercial proposals for leads: create, show, step through approval, get the PDF.",
         subcommands: [Create.self, Show.self, List.self, Act.self, Pdf.self, Figures.self])
 
-    static func status(_ s: Catalog_ProposalStatus) -> String {
-        switch s {
-        case .draft: "draft"
-        case .approved: "approved"
-        case .sent: "sent"
-        case .accepted: "accepted"
-        case .declined: "declined"
-        case .superseded: "superseded"
-        default: "?"
-        }
-    }
-
     static func show(_ p: Catalog_Proposal) {
-        print("\(p.id)  \(p.number) v\(p.version)  \(status(p.status))  lead \(p.leadRegistrationNumber)")
+        print("\(p.id)  \(p.number) v\(p.version)  \(p.status.name)  lead \(p.leadRegistrationNumber)")
         if let cl = p.client {
             print("client: \(cl.name)\(cl.taxId.isEmpty ? "" : ", INN \(cl.taxId)")\(cl.address.isEmpty ? "" : ", \(cl.address)")")
         }
@@ -246,7 +219,7 @@ struct ProposalCommand: AsyncParsableCommand {
             })
         print("total \(p.total) \(p.currency)" + (p.vatRate == "0" ? ", without VAT" : ", including VAT \(p.vatRate)%: \(p.vat)"))
         print("valid until \(p.validUntil)\(p.note.isEmpty ? "" : "; note: \(p.note)")")
-        for e in p.history { print("  \(when(e.atMs))  \(e.actor)  \(status(e.status))\(e.note.isEmpty ? "" : "  \(e.note)")") }
+        for e in p.history { print("  \(when(e.atMs))  \(e.actor)  \(e.status.name)\(e.note.isEmpty ? "" : "  \(e.note)")") }
     }
 
     struct Create: AsyncParsableCommand {
@@ -328,7 +301,7 @@ struct ProposalCommand: AsyncParsableCommand {
                 ["id", "number", "v", "status", "lead", "manager", "total"],
                 r.proposals.map {
                     [
-                        $0.id, $0.number, "\($0.version)", ProposalCommand.status($0.status), $0.leadRegistrationNumber,
+                        $0.id, $0.number, "\($0.version)", $0.status.name, $0.leadRegistrationNumber,
                         $0.manager?.name ?? "", "\($0.total) \($0.currency)",
                     ]
                 })
@@ -355,7 +328,7 @@ struct ProposalCommand: AsyncParsableCommand {
             }
             let client = try c.catalogClient()
             let p = try await call { try await client.actOnProposal(req, options: c.options) }
-            print("\(p.id)  \(p.number) v\(p.version)  \(ProposalCommand.status(p.status))")
+            print("\(p.id)  \(p.number) v\(p.version)  \(p.status.name)")
         }
     }
 
@@ -375,7 +348,7 @@ struct ProposalCommand: AsyncParsableCommand {
             req.period = period
             let client = try c.catalogClient()
             let f = try await call { try await client.proposalFigures(req, options: c.options) }
-            printTable(["status", "proposals", "total"], f.byStatus.map { [ProposalCommand.status($0.status), "\($0.count)", $0.total] })
+            printTable(["status", "proposals", "total"], f.byStatus.map { [$0.status.name, "\($0.count)", $0.total] })
             print("")
             printTable(
                 ["manager", "proposals", "accepted", "accepted total"],

@@ -294,24 +294,11 @@ struct CatalogBench: AsyncParsableCommand {
         mapping.stockColumn = "Остаток"
         func importOnce() async throws -> (Catalog_ImportReport, Double) {
             let t0 = nowNanos()
-            let report = try await client.importPriceList(options: o) { stream in
-                var first = Catalog_ImportPriceListRequest()
-                var start = Catalog_ImportStart()
-                start.supplier = "bench"
-                start.fileName = "bench.csv"
-                start.mapping = mapping
-                first.start = start
-                try await stream.send(first)
-                var offset = 0
-                while offset < bytes.count {
-                    var chunk = Catalog_ImportPriceListRequest()
-                    chunk.data = Array(bytes[offset..<min(offset + (1 << 20), bytes.count)])
-                    try await stream.send(chunk)
-                    offset += 1 << 20
-                }
-                try await stream.finishSending()
-                return try await stream.singleResponse()
-            }
+            var start = Catalog_ImportStart()
+            start.supplier = "bench"
+            start.fileName = "bench.csv"
+            start.mapping = mapping
+            let report = try await client.importPriceList(start, file: bytes, options: o)
             return (report, Double(nowNanos() - t0) / 1e9)
         }
         let (first, s1) = try await importOnce()
