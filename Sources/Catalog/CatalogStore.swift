@@ -311,13 +311,6 @@ public enum CatalogStore {
 
 /// Quantities (stock, order lines) are held in thousandths.
 public enum Quantity {
-    public static func format(_ milli: Int64) -> String {
-        var s = FixedPoint.format(milli, places: 3)
-        // "12.500" -> "12.5", "3.000" -> "3": stock reads as people write it.
-        if s.contains(".") {
-            while s.hasSuffix("0") { s.removeLast() }
-            if s.hasSuffix(".") { s.removeLast() }
-        }
-        return s
-    }
+    /// "12.5", "3": stock reads as people write it.
+    public static func format(_ milli: Int64) -> String { FixedPoint.trimmed(FixedPoint.format(milli, places: 3)) }
 }

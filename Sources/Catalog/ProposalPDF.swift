@@ -168,7 +168,7 @@ public enum ProposalPDF {
             let name = l.sku.isEmpty ? l.name : "\(l.name)\n\(p.locale == "en" ? "SKU" : "арт.") \(l.sku)"
             var cells = [
                 "\(l.number)", name, l.unit, quantity(l.quantity, locale: p.locale), money(l.price, locale: p.locale),
-                l.discountPercent.isEmpty ? "" : "\(quantity(trimZeros(l.discountPercent), locale: p.locale))%",
+                l.discountPercent.isEmpty ? "" : "\(quantity(FixedPoint.trimmed(l.discountPercent), locale: p.locale))%",
                 money(l.total, locale: p.locale),
             ]
             if !discounted { cells.remove(at: 5) }
@@ -181,7 +181,7 @@ public enum ProposalPDF {
         page.y += 8
 
         // Totals, right-aligned under the table.
-        let rate = trimZeros(p.vatRate)
+        let rate = FixedPoint.trimmed(p.vatRate)
         var totals = [(t.subtotal, money(p.subtotal, locale: p.locale) + " " + sign)]
         if rate.isEmpty || rate == "0" {
             totals.append((t.noVAT, ""))
@@ -229,14 +229,6 @@ public enum ProposalPDF {
         cairo_surface_finish(surface)
         cairo_surface_destroy(surface)
         return sink.bytes
-    }
-
-    static func trimZeros(_ s: String) -> String {
-        guard s.contains(".") else { return s }
-        var x = s
-        while x.hasSuffix("0") { x.removeLast() }
-        if x.hasSuffix(".") { x.removeLast() }
-        return x
     }
 
     static func fill(_ text: String, _ p: Catalog_Proposal, _ locale: MessageLocale) -> String {

@@ -108,12 +108,7 @@ public enum ProposalMath {
     }
 
     /// 2000 basis points -> "20"; 1050 -> "10.5".
-    public static func percentText(_ basisPoints: Int64) -> String {
-        var s = FixedPoint.format(basisPoints, places: 2)
-        while s.hasSuffix("0") { s.removeLast() }
-        if s.hasSuffix(".") { s.removeLast() }
-        return s
-    }
+    public static func percentText(_ basisPoints: Int64) -> String { FixedPoint.trimmed(FixedPoint.format(basisPoints, places: 2)) }
 
     /// amount × basisPoints / 10,000, rounded half up (kopecks).
     static func percent(of amount: Int64, basisPoints: Int64) -> Int64 {

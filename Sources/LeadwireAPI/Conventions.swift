@@ -70,6 +70,16 @@ public enum FixedPoint {
         return "\(sign)\(whole).\(String(repeating: "0", count: places - frac.count))\(frac)"
     }
 
+    /// A decimal without its trailing fraction zeros, as people write it: "12.500" -> "12.5",
+    /// "3.000" -> "3", "20.00" -> "20"; text without a point is returned as it is.
+    public static func trimmed(_ decimal: String) -> String {
+        guard decimal.contains(".") else { return decimal }
+        var s = decimal
+        while s.hasSuffix("0") { s.removeLast() }
+        if s.hasSuffix(".") { s.removeLast() }
+        return s
+    }
+
     /// quantity (3 places) × price (2 places) -> total (2 places), rounded half away from zero.
     public static func lineTotal(quantityMilli: Int64, priceCents: Int64) -> Int64? {
         let (p, overflow) = quantityMilli.multipliedReportingOverflow(by: priceCents)

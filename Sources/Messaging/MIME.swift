@@ -128,6 +128,7 @@ public enum MIME {
 
     /// RFC 2231/5987 percent-encoding of a UTF-8 file name (filename*=utf-8''…).
     static func percentEncoded(_ text: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
         var out = ""
         for b in text.utf8 {
             let safe =
@@ -135,7 +136,6 @@ public enum MIME {
             if safe {
                 out.unicodeScalars.append(UnicodeScalar(b))
             } else {
-                let hex = Array("0123456789ABCDEF".utf8)
                 out += "%" + String(UnicodeScalar(hex[Int(b >> 4)])) + String(UnicodeScalar(hex[Int(b & 15)]))
             }
         }
