@@ -266,6 +266,11 @@ public struct MessageQueue: Sendable {
         var values = m.values
         if values["name"] == nil { values["name"] = m.recipientName }
         if values["greeting"] == nil { values["greeting"] = locale.greeting(m.recipientName) }
+        // A lead's number and reference come from the row (they were not values before the lead had them).
+        if !m.registrationNumber.isEmpty {
+            if values["number"] == nil { values["number"] = m.registrationNumber }
+            if values["reference"] == nil { values["reference"] = "\(m.registrationNumber) (\(m.leadID))" }
+        }
         m.subject = Self.oneLine(template.subject.render(values))
         m.body = Self.tidy(template.body.render(values))
     }

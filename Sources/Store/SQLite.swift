@@ -8,6 +8,7 @@ private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 final class Statement {
     let raw: OpaquePointer
     let sql: String
+    let parameterCount: Int
 
     init(connection: OpaquePointer, sql: String) throws {
         var stmt: OpaquePointer?
@@ -17,6 +18,7 @@ final class Statement {
         }
         self.raw = stmt
         self.sql = sql
+        self.parameterCount = Int(sqlite3_bind_parameter_count(stmt))
     }
 
     deinit {
@@ -25,7 +27,8 @@ final class Statement {
 
     func bind(_ values: [SQLValue]) throws {
         sqlite3_reset(raw)
-        sqlite3_clear_bindings(raw)
+        // Every parameter is bound below when all are given, so clearing would only repeat work.
+        if values.count < parameterCount { sqlite3_clear_bindings(raw) }
         for (i, v) in values.enumerated() {
             let idx = Int32(i + 1)
             let rc: Int32
@@ -33,9 +36,18 @@ final class Statement {
             case .null: rc = sqlite3_bind_null(raw, idx)
             case .integer(let n): rc = sqlite3_bind_int64(raw, idx, n)
             case .real(let d): rc = sqlite3_bind_double(raw, idx, d)
-            case .text(let s): rc = sqlite3_bind_text(raw, idx, s, -1, transient)
+            case .text(var s):
+                // With its length, so SQLite does not scan for the terminator. An empty value has no
+                // storage, and a null pointer would bind NULL: bound as empty explicitly (as blobs).
+                rc =
+                    s.isEmpty
+                    ? sqlite3_bind_text(raw, idx, "", 0, transient)
+                    : s.withUTF8 { sqlite3_bind_text(raw, idx, $0.baseAddress, Int32($0.count), transient) }
             case .blob(let b):
-                rc = b.withUnsafeBytes { sqlite3_bind_blob(raw, idx, $0.baseAddress, Int32($0.count), transient) }
+                rc =
+                    b.isEmpty
+                    ? sqlite3_bind_zeroblob(raw, idx, 0)
+                    : b.withUnsafeBytes { sqlite3_bind_blob(raw, idx, $0.baseAddress, Int32($0.count), transient) }
             }
             guard rc == SQLITE_OK else { throw error(rc) }
         }

@@ -50,6 +50,24 @@ import Testing
         #expect((first.channel, first.recipient, first.state) == ("email", "zoya@example.com", .queued))
     }
 
+    @Test func aLeadsNumberAndReferenceComeFromTheRowWhenNotGivenAsValues() async throws {
+        let q = try queue()
+        try await q.putTemplate(kind: .mentioned, locale: .ru, scope: "", subject: "{reference}", body: "{number}", actor: "a", now: 1)
+        try await q.db.write { db in
+            var m = registered(q)
+            m.values["number"] = nil
+            _ = try q.enqueue(db, m, now: 10)
+            var staff = OutgoingMessage(kind: .mentioned, locale: .ru, recipientName: "", values: [:])
+            staff.personID = "p-1"
+            staff.leadID = "lead-1"
+            staff.registrationNumber = "L-2026-000001"
+            _ = try q.enqueue(db, staff, now: 11)
+        }
+        let all = try await q.list(.init(), limit: 10)
+        #expect(all.map(\.subject) == ["L-2026-000001 (lead-1)", "Заявка L-2026-000001 зарегистрирована"])
+        #expect(all[0].body.hasPrefix("L-2026-000001"))
+    }
+
     @Test func theMostSpecificStoredTextWins() async throws {
         let q = try queue()
         try await q.putTemplate(kind: .leadRegistered, locale: .ru, scope: "", subject: "Общая {number}", body: "общая", actor: "a", now: 1)

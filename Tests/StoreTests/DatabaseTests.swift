@@ -49,6 +49,32 @@ let itemsMigrations = [
         #expect(try await db.schemaVersion() == 2)
     }
 
+    @Test func emptyAndNonASCIIValuesAreBoundAsGivenNotAsNull() async throws {
+        let db = try Database(
+            configuration: scratchConfiguration(),
+            migrations: [Migration(1, "values", "CREATE TABLE v (id INTEGER PRIMARY KEY, t TEXT NOT NULL, b BLOB NOT NULL, n TEXT)")])
+        let text = "Заявка № 7 — «срочно» 🚰"
+        try await db.write { c in
+            try c.run("INSERT INTO v(id, t, b, n) VALUES (?, ?, ?, ?)", 1, "", [UInt8](), "x")
+            try c.run("INSERT INTO v(id, t, b, n) VALUES (?, ?, ?, ?)", 2, text, [UInt8]([0, 1, 0xFF]), "y")
+        }
+        let rows = try await db.read { c in
+            try c.query("SELECT t, b, n, t IS NULL, b IS NULL FROM v ORDER BY id") {
+                ($0.string(0), $0.blob(1), $0.optionalString(2), $0.bool(3), $0.bool(4))
+            }
+        }
+        #expect(rows.map(\.0) == ["", text])
+        #expect(rows.map(\.1) == [[], [0, 1, 0xFF]])
+        #expect(rows.map(\.3) == [false, false] && rows.map(\.4) == [false, false], "empty values are values, not NULL")
+        // SQLite: a statement run again with fewer values than parameters binds NULL to the rest,
+        // never what the previous run left bound (PostgreSQL refuses a short list outright).
+        if try await !db.read({ $0.isPostgres }) {
+            try await db.write { c in try c.run("INSERT INTO v(id, t, b, n) VALUES (?, ?, ?, ?)", 3, "z", [UInt8]([1])) }
+            let n = try await db.read { c in try c.first("SELECT n FROM v WHERE id = 3") { $0.optionalString(0) } }
+            #expect(n == .some(nil))
+        }
+    }
+
     @Test func concurrentWritesAreGroupCommitted() async throws {
         let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
         let n = 500

@@ -32,6 +32,28 @@ enum RegistrationNumber {
     private static func isAlnum(_ c: UInt8) -> Bool { isDigit(c) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) }
 }
 
+/// An applicant as the client match sees them: the keys in their stored forms, and the card a
+/// first-time client gets. Made from the request before the transaction, so the writer only looks up.
+struct ApplicantKeys: Sendable {
+    let email: String?
+    let phone: String?
+    let taxID: String?
+    /// The card's name: the person's, else the company's, else how to reach them.
+    let name: String
+    let company: String
+    let address: String
+
+    init(_ a: Intake_Applicant) {
+        email = ClientKeys.email(a.email)
+        phone = ClientKeys.phone(a.phone)
+        taxID = ClientKeys.taxID(a.taxId)
+        company = a.company.trimmingSpaces
+        address = a.address.trimmingSpaces
+        let person = a.name.trimmingSpaces
+        name = !person.isEmpty ? person : !company.isEmpty ? company : (email ?? phone ?? "unnamed client")
+    }
+}
+
 /// How a client is recognised again: e-mail, else phone, else tax id, each normalised.
 enum ClientKeys {
     static func email(_ s: String) -> String? {

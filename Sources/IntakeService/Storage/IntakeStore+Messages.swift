@@ -20,16 +20,16 @@ extension IntakeStore {
         source.flatMap { MessageLocale(code: $0.locale) } ?? messages.defaultLocale
     }
 
-    /// What every message about a lead can say.
+    /// What every message about a lead can say. The number and the reference are not among them:
+    /// the message row carries the lead's id and number, and rendering fills both in from there
+    /// (`MessageQueue.render`), so a new lead's message is made before its number exists.
     func leadValues(_ lead: Intake_Lead, _ locale: MessageLocale) -> [String: String] {
         let subject = lead.subject.trimmingSpaces
         return [
-            "number": lead.registrationNumber,
             "subject": subject.isEmpty ? (locale == .ru ? "без темы" : "no subject") : subject,
             "received_date": locale.date(millis: lead.receivedAtMs),
             "answer_date": locale.date(millis: lead.replyDueAtMs),
             "due_date": lead.dueAtMs > 0 ? locale.date(millis: lead.dueAtMs) : "",
-            "reference": "\(lead.registrationNumber) (\(lead.id))",
             "applicant": lead.applicant.map { a in a.name.trimmingSpaces.isEmpty ? a.email : a.name } ?? "",
         ]
     }
@@ -42,6 +42,14 @@ extension IntakeStore {
         byEmail: Bool = false, now: Int64
     ) throws {
         let source = try known ?? Self.sourceDefinition(db, lead.sourceId)
+        try messages.enqueue(db, applicantMessage(kind, lead, source: source, extra: extra, byEmail: byEmail), now: now)
+    }
+
+    /// The message `tellApplicant` queues; needs no database, so a new lead's is made before its
+    /// transaction (the lead's id and number, if it has none yet, are set when it is queued).
+    func applicantMessage(
+        _ kind: MessageKind, _ lead: Intake_Lead, source: Intake_Source?, extra: [String: String] = [:], byEmail: Bool = false
+    ) -> OutgoingMessage {
         let locale = locale(of: source)
         let a = lead.applicant ?? Intake_Applicant()
         var m = OutgoingMessage(kind: kind, locale: locale, recipientName: a.name.trimmingSpaces, values: leadValues(lead, locale))
@@ -56,7 +64,7 @@ extension IntakeStore {
         m.about = lead.subject
         m.answerDueAt = lead.replyDueAtMs
         m.scopes = ["source:\(lead.sourceId)"]
-        try messages.enqueue(db, m, now: now)
+        return m
     }
 
     /// A message to a person in routing's directory (their address is looked up when it is sent).

@@ -63,16 +63,36 @@ struct Condition: Sendable, Hashable {
         case range(min: Double?, max: Double?)
     }
 
-    var field: String
+    /// What the condition reads, resolved from `field` once when the condition is made: a decision
+    /// tests hundreds of conditions, and comparing each name with the built-in ones every time cost
+    /// more than the tests themselves.
+    enum Subject: Sendable, Hashable {
+        case source, channel, category
+        case field(String)
+    }
+
+    let field: String
     var test: Test
+    let subject: Subject
+
+    init(field: String, test: Test) {
+        self.field = field
+        self.test = test
+        switch field {
+        case "source": subject = .source
+        case "channel": subject = .channel
+        case "category": subject = .category
+        default: subject = .field(field)
+        }
+    }
 
     func matches(_ lead: LeadSummary) -> Bool {
         let value: String?
-        switch field {
-        case "source": value = lead.sourceID
-        case "channel": value = lead.channel
-        case "category": value = lead.category
-        default: value = lead.fields[field]
+        switch subject {
+        case .source: value = lead.sourceID
+        case .channel: value = lead.channel
+        case .category: value = lead.category
+        case .field(let name): value = lead.fields[name]
         }
         guard let v = value else { return false }
         switch test {
@@ -261,6 +281,11 @@ enum Router {
 
     private static func availability(_ id: PersonID, directory: Directory, load: [PersonID: Int], now: Int64) -> Availability {
         guard let p = directory.people[id] else { return .unavailable(.unknown) }
+        return availability(of: p, load: load, now: now)
+    }
+
+    private static func availability(of p: Person, load: [PersonID: Int], now: Int64) -> Availability {
+        let id = p.id
         if !p.active { return .unavailable(.inactive) }
         if p.absence(at: now) != nil { return .unavailable(.away) }
         if let cap = p.capacity, (load[id] ?? 0) >= cap { return .unavailable(.overCapacity(open: load[id] ?? 0, capacity: cap)) }
@@ -277,7 +302,8 @@ enum Router {
         let members = directory.members(of: roleName)
         var available = [Person]()
         for m in members {
-            switch availability(m.id, directory: directory, load: load, now: now) {
+            // The members are the directory's own records: no look-up by id again.
+            switch availability(of: m, load: load, now: now) {
             case .available: available.append(m)
             case .unavailable(let why): skipped.append(.init(person: m.id, why: why))
             }
