@@ -60,14 +60,21 @@ public enum FixedPoint {
     }
 
     public static func format(_ value: Int64, places: Int) -> String {
-        var scale: Int64 = 1
-        for _ in 0..<places { scale *= 10 }
-        let sign = value < 0 ? "-" : ""
-        let a = value.magnitude
-        let whole = a / UInt64(scale)
-        guard places > 0 else { return "\(sign)\(whole)" }
-        let frac = String(a % UInt64(scale))
-        return "\(sign)\(whole).\(String(repeating: "0", count: places - frac.count))\(frac)"
+        // Digits written as bytes from the last one back (every order line of every lead has three
+        // amounts): the fraction's `places` digits, the point, then the whole part, at least "0".
+        var text = [UInt8]()
+        text.reserveCapacity(22 + places)
+        var rest = value.magnitude
+        var written = 0
+        repeat {
+            if written == places && places > 0 { text.append(UInt8(ascii: ".")) }
+            text.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+            written += 1
+        } while rest > 0 || written <= places
+        if value < 0 { text.append(UInt8(ascii: "-")) }
+        text.reverse()
+        return String(decoding: text, as: UTF8.self)
     }
 
     /// A decimal without its trailing fraction zeros, as people write it: "12.500" -> "12.5",

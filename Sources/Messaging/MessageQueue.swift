@@ -172,6 +172,16 @@ public struct MessageQueue: Sendable {
     }
 
     /// The tables, for the owning service's migration list.
+    /// The due messages are read per channel ("" for staff whose address is not looked up yet,
+    /// "email" for the mailer), oldest first: an index by channel and id answers that without
+    /// reading the others. The first index, by next attempt, made the mailer's look-up of staff
+    /// addresses read every queued e-mail on each wake-up (each commit that queued a message), a
+    /// cost growing with the backlog, exactly when the relay is down.
+    public static let dueByChannel = """
+        DROP INDEX messages_due;
+        CREATE INDEX messages_due ON messages(channel, id) WHERE state = 1;
+        """
+
     public static let schema = """
         -- Messages owed to people, written in the same transaction as the change that owes them.
         CREATE TABLE messages (

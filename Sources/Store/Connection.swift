@@ -61,7 +61,15 @@ public final class Connection {
     }
 
     public func first<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> T? {
-        try query(sql, values: values.map(\.sqlValue), map: map).first
+        try first(sql, values: values.map(\.sqlValue), map: map)
+    }
+
+    /// The first row, mapped, or nil: on SQLite without collecting the rows into an array first.
+    public func first<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> T? {
+        switch engine {
+        case .sqlite(let c): return try c.first(sql, values: values) { try map(Row(.sqlite($0))) }
+        case .postgres: return try query(sql, values: values, map: map).first
+        }
     }
 
     /// The id of the row the last INSERT made through this connection (an `INTEGER PRIMARY KEY`

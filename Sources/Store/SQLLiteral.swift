@@ -15,12 +15,14 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
     }
 
     public init(stringInterpolation: StringInterpolation) {
-        text = stringInterpolation.text
+        text = String(decoding: stringInterpolation.text, as: UTF8.self)
         values = stringInterpolation.values
     }
 
+    /// The text is gathered as bytes and made a String once: a statement is built on every call,
+    /// and appending its dozens of pieces to a String one by one cost more than running it.
     public struct StringInterpolation: StringInterpolationProtocol {
-        var text = ""
+        var text = [UInt8]()
         var values = [SQLValue]()
 
         public init(literalCapacity: Int, interpolationCount: Int) {
@@ -28,19 +30,19 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
             values.reserveCapacity(interpolationCount)
         }
 
-        public mutating func appendLiteral(_ literal: String) { text += literal }
+        public mutating func appendLiteral(_ literal: String) { text += literal.utf8 }
 
         /// A value: bound as a parameter.
         public mutating func appendInterpolation(_ value: some SQLBindable) {
-            text += "?"
+            text.append(UInt8(ascii: "?"))
             values.append(value.sqlValue)
         }
 
         /// SQL text written by the program itself (a column list kept in one place): spliced, so
         /// never pass it anything a caller sent.
-        public mutating func appendInterpolation(raw sql: StaticString) { text += "\(sql)" }
+        public mutating func appendInterpolation(raw sql: StaticString) { sql.withUTF8Buffer { text += $0 } }
 
-        public mutating func appendInterpolation(raw sql: SQLFragment) { text += sql.text }
+        public mutating func appendInterpolation(raw sql: SQLFragment) { text += sql.text.utf8 }
     }
 }
 
@@ -63,7 +65,7 @@ extension Connection {
     }
 
     public func first<T>(literal sql: SQLLiteral, map: (Row) throws -> T) throws -> T? {
-        try query(sql.text, values: sql.values, map: map).first
+        try first(sql.text, values: sql.values, map: map)
     }
 
     /// Runs an INSERT into a table whose `id` is its row id, and returns the new row's id: on

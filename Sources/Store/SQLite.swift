@@ -84,6 +84,10 @@ struct SQLiteRow {
     }
 }
 
+/// Settings for the whole process, made once before the first connection opens (SQLite takes them
+/// only before it initializes itself).
+private let processSettings: Void = { _ = leadwire_sqlite3_disable_memstatus() }()
+
 /// One SQLite connection with a statement cache. Not thread-safe: `Database` confines each
 /// connection to its own serial queue.
 final class SQLiteConnection {
@@ -91,6 +95,7 @@ final class SQLiteConnection {
     private var statements: [String: Statement] = [:]
 
     init(path: String, readOnly: Bool) throws {
+        _ = processSettings
         var db: OpaquePointer?
         let flags = (readOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -152,6 +157,18 @@ final class SQLiteConnection {
             out.append(try map(SQLiteRow(stmt: s.raw)))
         }
         return out
+    }
+
+    /// The first row, mapped; the rest are never stepped to (a DML statement's changes are all
+    /// made by its first step, RETURNING or not).
+    func first<T>(_ sql: String, values: [SQLValue], map: (SQLiteRow) throws -> T) throws -> T? {
+        let s = try statement(sql)
+        try s.bind(values)
+        defer { sqlite3_reset(s.raw) }
+        let rc = sqlite3_step(s.raw)
+        if rc == SQLITE_DONE { return nil }
+        guard rc == SQLITE_ROW else { throw s.error(rc) }
+        return try map(SQLiteRow(stmt: s.raw))
     }
 
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }

@@ -6,6 +6,7 @@ import Testing
     @Test func fiveWaysOfWritingOneRussianNumberAreOne() {
         for text in [
             "+7 (912) 345-67-89", "89123456789", "8 912 345 67 89", "79123456789", "9123456789", "+79123456789", "8-912-345-67-89",
+            "+7\u{00A0}912\u{00A0}345.67.89", "  8 (912) 345-67-89 ",
         ] {
             #expect(Phone.normalize(text, country: .russia) == .success("+79123456789"), "\(text)")
         }
@@ -13,6 +14,11 @@ import Testing
 
     @Test func textThatIsNotAPhoneIsRefused() {
         #expect(Phone.normalize("звоните вечером", country: .russia) == .failure(.notAPhone))
+        #expect(Phone.normalize("+7 912 345-67-89 доб. 5", country: .russia) == .failure(.notAPhone))
+        #expect(
+            Phone.normalize("8 912\u{2009}345 67 89", country: .russia) == .failure(.notAPhone), "a thin space is not one of the separators"
+        )
+        #expect(Phone.normalize("7+9123456789", country: .russia) == .failure(.notAPhone), "a plus only in front")
         #expect(Phone.normalize("12", country: .russia) == .failure(.wrongLength(2)))
         #expect(Phone.normalize(String(repeating: "1", count: 20), country: .russia) == .failure(.wrongLength(20)))
         #expect(Phone.normalize("+7 912 345", country: .russia) == .failure(.wrongLength(7)))

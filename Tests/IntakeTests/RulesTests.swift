@@ -252,7 +252,33 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
         #expect(FixedPoint.parse("1e3", places: 2) == nil)
         #expect(FixedPoint.format(1250, places: 2) == "12.50")
         #expect(FixedPoint.format(-5, places: 2) == "-0.05")
+        #expect(FixedPoint.format(0, places: 0) == "0" && FixedPoint.format(0, places: 3) == "0.000")
+        #expect(FixedPoint.format(Int64.min, places: 2) == "-92233720368547758.08")
         #expect(FixedPoint.lineTotal(quantityMilli: 2500, priceCents: 1099) == 2748)
+    }
+
+    @Test func formattingAgreesWithTheDecimalArithmeticItStandsFor() {
+        // Whole part and fraction worked out by division, the way the text reads; amounts of the
+        // size parse accepts also parse back to themselves.
+        var values: [Int64] = [0, 1, -1, 9, 10, 99, 100, 101, 999, 1000, 123_456_789, Int64.max, -Int64.max]
+        var x: Int64 = 7
+        for _ in 0..<200 {
+            x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            values.append(x >> (x & 63))  // all magnitudes, both signs
+        }
+        for v in values {
+            for places in 0...6 {
+                var scale: UInt64 = 1
+                for _ in 0..<places { scale *= 10 }
+                let whole = String(v.magnitude / scale)
+                let fraction = String(v.magnitude % scale)
+                let expected =
+                    (v < 0 ? "-" : "") + whole
+                    + (places == 0 ? "" : "." + String(repeating: "0", count: places - fraction.count) + fraction)
+                #expect(FixedPoint.format(v, places: places) == expected, "\(v), \(places) places")
+                if v.magnitude < 1_000_000_000_000 { #expect(FixedPoint.parse(expected, places: places) == v) }
+            }
+        }
     }
 
     @Test func dates() {

@@ -28,17 +28,24 @@ struct PhoneCountry: Sendable, Hashable {
 enum Phone {
     /// The E.164 form of `text`, or why it is not a phone number.
     static func normalize(_ text: String, country: PhoneCountry) -> Result<String, PhoneError> {
-        var digits = ""
+        // On UTF-8 bytes: every lead's phone passes here twice (validation, then the client match).
+        let bytes = Array(text.trimmingSpaces.utf8)
+        var kept = [UInt8]()
+        kept.reserveCapacity(bytes.count)
         var plus = false
-        for (i, ch) in text.trimmingSpaces.unicodeScalars.enumerated() {
-            switch ch {
-            case "0"..."9": digits.unicodeScalars.append(ch)
-            case "+" where i == 0: plus = true
-            case " ", "(", ")", "-", ".", "\u{00A0}": continue
+        var i = 0
+        while i < bytes.count {
+            switch bytes[i] {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): kept.append(bytes[i])
+            case UInt8(ascii: "+") where i == 0: plus = true
+            case UInt8(ascii: " "), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "-"), UInt8(ascii: "."): break
+            case 0xC2 where i + 1 < bytes.count && bytes[i + 1] == 0xA0: i += 1  // U+00A0, a no-break space
             default: return .failure(.notAPhone)
             }
+            i += 1
         }
-        if digits.isEmpty { return .failure(.notAPhone) }
+        if kept.isEmpty { return .failure(.notAPhone) }
+        let digits = String(decoding: kept, as: UTF8.self)
         if plus || digits.hasPrefix("00") {
             let international = plus ? digits : String(digits.dropFirst(2))
             // E.164: at most 15 digits; a real number has at least 8.

@@ -126,6 +126,7 @@ final class IntakeStore: Sendable {
             "ALTER TABLE clients ADD COLUMN address TEXT NOT NULL DEFAULT '';\n" + CatalogStore.sqliteSchema + ProposalStore.schema,
             postgres: "ALTER TABLE clients ADD COLUMN address TEXT NOT NULL DEFAULT '';\n" + CatalogStore.postgresSchema
                 + ProposalStore.schema),
+        Migration(9, "due messages found by channel", MessageQueue.dueByChannel),
     ]
 
     func intakeSettings() async throws -> Intake_IntakeSettings {

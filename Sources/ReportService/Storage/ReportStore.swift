@@ -88,6 +88,7 @@ final class ReportStore: Sendable {
             ALTER TABLE plans ADD COLUMN changed INTEGER NOT NULL DEFAULT 0;
             CREATE INDEX plans_by_change ON plans(changed);
             """),
+        Migration(4, "due messages found by channel", MessageQueue.dueByChannel),
     ]
 
     /// Messages to contractors (progress requests), queued in the transactions that owe them.

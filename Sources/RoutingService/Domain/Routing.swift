@@ -87,12 +87,17 @@ struct Condition: Sendable, Hashable {
     }
 
     func matches(_ lead: LeadSummary) -> Bool {
+        var fields = LeadFields(lead)
+        return matches(&fields)
+    }
+
+    func matches(_ fields: inout LeadFields) -> Bool {
         let value: String?
         switch subject {
-        case .source: value = lead.sourceID
-        case .channel: value = lead.channel
-        case .category: value = lead.category
-        case .field(let name): value = lead.fields[name]
+        case .source: value = fields.lead.sourceID
+        case .channel: value = fields.lead.channel
+        case .category: value = fields.lead.category
+        case .field(let name): value = fields.value(of: name)
         }
         guard let v = value else { return false }
         switch test {
@@ -103,6 +108,23 @@ struct Condition: Sendable, Hashable {
             guard let d = Double(v) else { return false }
             return (lo.map { d >= $0 } ?? true) && (hi.map { d <= $0 } ?? true)
         }
+    }
+}
+
+/// A lead's additional fields as one decision's conditions read them: each field is looked up in
+/// the lead once, however many conditions test it (a rule set tests a handful of fields hundreds
+/// of times, and hashing the name for every test was a third of a decision).
+struct LeadFields {
+    let lead: LeadSummary
+    private var looked: [(name: String, value: String?)] = []
+
+    init(_ lead: LeadSummary) { self.lead = lead }
+
+    mutating func value(of name: String) -> String? {
+        if let hit = looked.first(where: { $0.name == name }) { return hit.value }
+        let value = lead.fields[name]
+        looked.append((name, value))
+        return value
     }
 }
 
@@ -203,7 +225,8 @@ enum Router {
         // 1. The first rule whose conditions all hold: rules come before the source's defaults, so a
         //    Region rule applies to a source that also names a default owner (a rule can be limited
         //    to some sources with a condition on `source`).
-        if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(lead) } }) {
+        var fields = LeadFields(lead)
+        if let rule = rules.first(where: { r in r.conditions.allSatisfy { $0.matches(&fields) } }) {
             switch rule.target {
             case .role(let role):
                 return pick(

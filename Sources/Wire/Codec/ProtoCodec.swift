@@ -156,12 +156,10 @@ public struct ProtoReader {
     }
 
     static func decodeString(_ p: UnsafePointer<CChar>?, field: UInt32, in d: MessageDescriptor) throws -> String {
-        guard let p else { return "" }
-        let len = strlen(p)
-        if len == 0 { return "" }
-        let buf = UnsafeRawBufferPointer(start: p, count: len).bindMemory(to: UInt8.self)
-        // proto3 strings must be UTF-8; protobuf-c does not check.
-        guard let s = String(validating: buf, as: UTF8.self) else {
+        guard let p, p.pointee != 0 else { return "" }
+        // proto3 strings must be UTF-8; protobuf-c does not check. (The C-string initializer, not
+        // the generic `String(validating:as:)`, which looked up type metadata on every call.)
+        guard let s = String(validatingCString: p) else {
             throw ProtoDecodingError(description: "field \(field) of \(d.fullName) is not valid UTF-8")
         }
         return s
