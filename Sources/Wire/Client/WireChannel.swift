@@ -499,7 +499,7 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     private func flushOutput() {
         guard let context, let session, context.channel.isActive else { return }
-        if !session.writeOutput(to: context, keepBuffer: !streams.isEmpty) { context.close(promise: nil) }
+        if !session.writeOutput(to: context) { context.close(promise: nil) }
     }
 
     // MARK: nghttp2 events

@@ -44,12 +44,6 @@ final class H2Session {
 
     private(set) var raw: OpaquePointer!
     unowned(unsafe) let delegate: any H2SessionDelegate
-    /// The buffer frames are copied into on their way to the socket, kept between flushes while
-    /// the connection has streams open: once the socket has taken the last write it is ours alone
-    /// again and is refilled in place, so a busy connection's flush costs no allocation (a fresh
-    /// 16 KiB buffer per flush was a large-chunk malloc that made glibc consolidate its free lists
-    /// on every event-loop tick). An idle connection keeps none.
-    private var output: ByteBuffer?
 
     init(role: Role, settings: Settings, delegate: any H2SessionDelegate) {
         self.delegate = delegate
@@ -126,17 +120,13 @@ final class H2Session {
 
     /// Writes pending frames to the channel while it is writable, then flushes. Pausing while it is
     /// not writable keeps NIO's outbound buffer bounded for a peer that stops reading (PROTOCOL-NOTES);
-    /// `channelWritabilityChanged` calls this again. `keepBuffer`: the connection has streams open,
-    /// so more output will follow. Returns false on a fatal session error.
-    func writeOutput(to context: ChannelHandlerContext, keepBuffer: Bool) -> Bool {
+    /// `channelWritabilityChanged` calls this again. Returns false on a fatal session error.
+    func writeOutput(to context: ChannelHandlerContext) -> Bool {
         var wrote = false
         defer { if wrote { context.flush() } }
         while context.channel.isWritable {
-            // clear() keeps the storage when the channel no longer holds it, and copies otherwise.
-            var out = output.take() ?? context.channel.allocator.buffer(capacity: 16 * 1024)
-            out.clear()
+            var out = context.channel.allocator.buffer(capacity: 16 * 1024)
             guard drainOutput(into: &out, limit: 64 * 1024) else { return false }
-            if keepBuffer { output = out }
             if out.readableBytes == 0 { break }
             context.write(NIOAny(out), promise: nil)
             wrote = true

@@ -150,7 +150,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func flushOutput() {
         guard let context, context.channel.isActive else { return }
-        guard session.writeOutput(to: context, keepBuffer: !calls.isEmpty) else {
+        guard session.writeOutput(to: context) else {
             close()
             return
         }
