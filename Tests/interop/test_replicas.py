@@ -152,6 +152,14 @@ def wait_for(what, predicate, timeout=30):
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL)
 
 
+def retryable(e):
+    """The outcomes a caller cannot tell from "not done": the replica was unreachable, the call timed
+    out, or haproxy lost the replica mid-answer — which it reports either as a reset stream (grpcio:
+    INTERNAL) or, when the replica dies between the answer's body and its trailers, by ending the
+    stream without them (grpcio: UNKNOWN "Stream removed"). Never a status a replica sent."""
+    return e.code() in RETRYABLE or (e.code() == grpc.StatusCode.UNKNOWN and (e.details() or "").startswith("Stream removed"))
+
+
 def submit_with_retries(intake, source_id, key, outcomes, statuses, answered=None):
     """What a careful caller does: the same idempotency key until an answer, never a new one."""
     for _ in range(200):
@@ -165,7 +173,7 @@ def submit_with_retries(intake, source_id, key, outcomes, statuses, answered=Non
             return
         except grpc.RpcError as e:
             statuses.append(e.code())
-            assert e.code() in RETRYABLE, (e.code(), e.details())
+            assert retryable(e), (e.code(), e.details())
             time.sleep(0.05)
     raise AssertionError("no answer for " + key)
 
