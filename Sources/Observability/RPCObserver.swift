@@ -31,23 +31,26 @@ public final class RPCObserver: CallObserver {
         self.methods = methods.union(Self.standardMethods)
     }
 
+    private static func fields(of call: FinishedCall) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)",
+            "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
+            "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
+        ]
+        if call.code != .ok { metadata["message"] = "\(call.message)" }
+        if let cause = call.cause { metadata["cause"] = "\(cause)" }
+        return metadata
+    }
+
     public func callFinished(_ call: FinishedCall) {
         let method = methods.contains(call.method) ? call.method : "unknown"
         // A call that failed underneath (storage, an unexpected throw) is an error for the operator,
         // with its cause; a refusal of the caller's request is the caller's business: info.
         let level: Logger.Level = call.cause != nil ? .error : method.hasPrefix("/grpc.health.v1.Health/") ? .debug : .info
-        // The line's fields are made only when it will be written: at the usual `notice` a call's
-        // line is not, and making them cost more than the rest of this function.
-        if logger.logLevel <= level {
-            var metadata: Logger.Metadata = [
-                "method": "\(call.method.isEmpty ? "(none)" : call.method)", "status": "\(call.code)",
-                "duration_ms": "\(Double(call.durationNanos / 1000) / 1000)",
-                "principal": "\(call.principal ?? "-")", "peer": "\(call.peer)",
-            ]
-            if call.code != .ok { metadata["message"] = "\(call.message)" }
-            if let cause = call.cause { metadata["cause"] = "\(cause)" }
-            logger.log(level: level, "rpc", metadata: metadata)
-        }
+        // swift-log takes the metadata as an autoclosure: the line's fields are made only when the
+        // line is written (at the usual `notice` a call's line is not, and making them cost more
+        // than the rest of this function).
+        logger.log(level: level, "rpc", metadata: Self.fields(of: call))
         let key = Key(method: method, code: call.code)
         let counter = counters.withLockedValue { c in
             if let x = c[key] { return x }
