@@ -6,6 +6,7 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import ServiceLifecycle
+import Wire
 
 /// Serves the Prometheus text format at `GET /metrics` on its own port (plain HTTP/1.1, apart from
 /// the gRPC port so scrapers need no gRPC), and `GET /health`: 200 while the service is SERVING,
@@ -44,14 +45,19 @@ public final class MetricsEndpoint: Service, Sendable {
         guard port >= 0 else { return 0 }
         let registry = self.registry
         let isServing = serving.withLockedValue { $0 }
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(MetricsHandler(registry: registry, isServing: isServing))
                 }
             }
-            .bind(host: host, port: port).get()
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            throw ListenError.describing(error, host: host, port: port, option: "--metrics-port")
+        }
         self.channel.withLockedValue { $0 = channel }
         return channel.localAddress?.port ?? port
     }

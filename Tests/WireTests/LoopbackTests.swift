@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import Testing
 import WireInterop
 
@@ -194,6 +195,34 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
             let refused = await statusCode { _ = try await client.unaryCall(req) }
             #expect(refused == .invalidArgument, "the server saw an uncompressed message")
         }
+    }
+
+    /// A client dialling a port nobody listens on yet can connect to itself (TCP simultaneous open,
+    /// when the kernel picks that port as the source): seen in CI as "Address already in use" for a
+    /// service whose peer had dialled it before it started. The client must give the port back.
+    @Test func aConnectionToItsOwnSocketIsRefusedAndThePortFreed() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = probe.localAddress!.port!
+        try await probe.close()
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        // Bound to the port it dials: the kernel connects the socket to itself.
+        let looped = try await ClientBootstrap(group: group).bind(to: address).connect(to: address).get()
+        #expect(looped.localAddress == looped.remoteAddress)
+        await #expect(throws: SelfConnectError.self) { try await WireChannel.refusingSelfConnection(looped).get() }
+        #expect(!looped.isActive)
+        // The port is free for the service that owns it, and calls to it go through.
+        try await withServer(port: port) { _, channel in
+            let reply: Grpc_Testing_Empty = try await channel.unary("/grpc.testing.TestService/EmptyCall", request: Grpc_Testing_Empty())
+            #expect(reply == Grpc_Testing_Empty())
+        }
+        // An ordinary connection passes the check.
+        let server = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
+        try await WireChannel.refusingSelfConnection(client).get()
+        #expect(client.isActive)
+        try await client.close()
+        try await server.close()
     }
 
     @Test func unknownMethodIsUnimplemented() async throws {

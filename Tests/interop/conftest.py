@@ -123,7 +123,25 @@ class ServerProcess:
             data_dir = args[args.index("--data-dir") + 1] if "--data-dir" in args else (env or os.environ).get("LEADWIRE_DATA_DIR")
             if data_dir:
                 args += ["--database", database_for(data_dir)]
-        fd, self.log_path = tempfile.mkstemp(prefix=binary + "-", suffix=".log", dir=_stub_dir)
+        # A fixed port chosen earlier as free can be held for a moment by another process's
+        # outgoing connection (its ephemeral source port) or a listener on port 0: wait and try
+        # again rather than fail the test on the machine's port allocation.
+        for attempt in range(20):
+            self._spawn(path, port, args, env)
+            if self.port is not None:
+                break
+            log = self.log()
+            if port == 0 or "Address already in use" not in log:
+                break
+            time.sleep(0.5)
+        if self.port is None:
+            raise RuntimeError("%s did not start: %s" % (binary, self.log()))
+        self.address = "127.0.0.1:%d" % self.port
+        _servers.append(self)
+        del _servers[:-50]
+
+    def _spawn(self, path, port, args, env):
+        fd, self.log_path = tempfile.mkstemp(prefix=self.binary + "-", suffix=".log", dir=_stub_dir)
         with os.fdopen(fd, "w") as log:
             self.proc = subprocess.Popen([path, "--port", str(port), *args], stdout=subprocess.PIPE,
                                          stderr=log, text=True, env=env)
@@ -144,10 +162,6 @@ class ServerProcess:
         if self.port is None:
             self.proc.kill()
             self.proc.wait()
-            raise RuntimeError("%s did not start: %s" % (binary, self.log()))
-        self.address = "127.0.0.1:%d" % self.port
-        _servers.append(self)
-        del _servers[:-50]
 
     def log(self):
         with open(self.log_path) as fh:

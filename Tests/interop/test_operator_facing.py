@@ -3,6 +3,7 @@ not be able to forge), and the signing key's checks at start."""
 import base64
 import os
 import re
+import socket
 import stat
 import subprocess
 import time
@@ -235,3 +236,31 @@ def test_malformed_environment_values_stop_the_start(tmp_path):
                               capture_output=True, text=True, timeout=30, env=env)
         assert proc.returncode != 0
         assert says in proc.stderr
+
+
+def test_a_port_that_cannot_be_bound_is_named_with_the_option_to_change(tmp_path):
+    """Not NIO's "bind(descriptor:ptr:bytes:): Address already in use) (errno: 98)": the address, why,
+    and which option moves it."""
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(1)
+    port = held.getsockname()[1]
+    try:
+        path = os.path.join(BIN_DIR, "routing-service")
+        in_use = "cannot listen on 127.0.0.1:%d: the port is already in use" % port
+        for args, says in [
+            (["--port", str(port), "--metrics-port=-1"], [in_use, "choose another port with --port"]),
+            (["--port", "0", "--metrics-port", str(port)], [in_use, "choose another port with --metrics-port"]),
+            (["--port", "0", "--metrics-port=-1", "--host", "192.0.2.1"],
+             ["cannot listen on 192.0.2.1:0: 192.0.2.1 is not an address of this machine"]),
+            (["--port", "0", "--metrics-port=-1", "--host", "no-such-host.invalid"],
+             ["cannot listen on no-such-host.invalid:0: no-such-host.invalid cannot be resolved"]),
+        ]:
+            r = subprocess.run([path, "--data-dir", str(tmp_path), "--auth", "off", *args],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode != 0
+            for text in says:
+                assert text in r.stderr, r.stderr
+            assert "errno" not in r.stderr, r.stderr
+    finally:
+        held.close()

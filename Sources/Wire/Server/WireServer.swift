@@ -120,7 +120,7 @@ public final class WireServer: Service, Sendable {
             tls.withLockedValue { $0 = box }
         }
         let tls = self.tls
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -128,8 +128,13 @@ public final class WireServer: Service, Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try Self.serve(channel, core: core, tls: tls.withLockedValue { $0 }) }
             }
-            .bind(host: core.configuration.host, port: core.configuration.port)
-            .get()
+        let (host, port) = (core.configuration.host, core.configuration.port)
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        } catch {
+            throw ListenError.describing(error, host: host, port: port, option: "--port")
+        }
         try state.withLockedValue { s in
             guard case .idle = s else {
                 channel.close(promise: nil)
