@@ -1,8 +1,9 @@
 import CSQLite
 import Dispatch
 
-/// SQLITE_TRANSIENT is a macro Swift cannot import: SQLite copies the bound bytes.
-private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// SQLITE_STATIC (a null destructor): SQLite reads the bound bytes where they are, without a copy of
+/// its own. Only bytes that outlive the statement's run are bound so (see `Statement.withValues`).
+private let unmanaged: sqlite3_destructor_type? = nil
 
 /// One prepared statement, finalized in `deinit`. Belongs to one connection.
 final class Statement {
@@ -25,31 +26,59 @@ final class Statement {
         sqlite3_finalize(raw)
     }
 
-    func bind(_ values: [SQLValue]) throws {
+    /// Binds `values` (from parameter 1) and runs `body`, which steps the statement; the statement
+    /// is reset and its parameters cleared before this returns.
+    ///
+    /// Text and blobs are copied into one buffer that lives for the call and bound without SQLite's
+    /// own copy: binding with SQLITE_TRANSIENT made SQLite allocate, copy and later free every value
+    /// (~400 instructions each, 20 values per lead). The buffer is this call's own, so a statement
+    /// run inside `body` (a query in a row's mapping) cannot disturb values this one still reads;
+    /// the parameters are cleared before the buffer goes, so no pointer into it is left behind.
+    func withValues<R>(_ values: [SQLValue], _ body: () throws -> R) throws -> R {
         sqlite3_reset(raw)
-        // Every parameter is bound below when all are given, so clearing would only repeat work.
-        if values.count < parameterCount { sqlite3_clear_bindings(raw) }
-        for (i, v) in values.enumerated() {
-            let idx = Int32(i + 1)
-            let rc: Int32
+        var bytes = 0
+        for v in values {
             switch v {
-            case .null: rc = sqlite3_bind_null(raw, idx)
-            case .integer(let n): rc = sqlite3_bind_int64(raw, idx, n)
-            case .real(let d): rc = sqlite3_bind_double(raw, idx, d)
-            case .text(var s):
-                // With its length, so SQLite does not scan for the terminator. An empty value has no
-                // storage, and a null pointer would bind NULL: bound as empty explicitly (as blobs).
-                rc =
-                    s.isEmpty
-                    ? sqlite3_bind_text(raw, idx, "", 0, transient)
-                    : s.withUTF8 { sqlite3_bind_text(raw, idx, $0.baseAddress, Int32($0.count), transient) }
-            case .blob(let b):
-                rc =
-                    b.isEmpty
-                    ? sqlite3_bind_zeroblob(raw, idx, 0)
-                    : b.withUnsafeBytes { sqlite3_bind_blob(raw, idx, $0.baseAddress, Int32($0.count), transient) }
+            case .text(let s): bytes += s.utf8.count
+            case .blob(let b): bytes += b.count
+            default: break
             }
-            guard rc == SQLITE_OK else { throw error(rc) }
+        }
+        return try withUnsafeTemporaryAllocation(byteCount: max(bytes, 1), alignment: 1) { buffer in
+            defer {
+                sqlite3_reset(raw)
+                sqlite3_clear_bindings(raw)
+            }
+            // Every parameter is bound below when all are given; fewer, and the rest are NULL
+            // (cleared on the way out of the previous run).
+            var offset = 0
+            for (i, v) in values.enumerated() {
+                let idx = Int32(i + 1)
+                let rc: Int32
+                switch v {
+                case .null: rc = sqlite3_bind_null(raw, idx)
+                case .integer(let n): rc = sqlite3_bind_int64(raw, idx, n)
+                case .real(let d): rc = sqlite3_bind_double(raw, idx, d)
+                case .text(let s):
+                    // With its length, so SQLite does not scan for a terminator. An empty value still
+                    // gets a non-null pointer: a null one would bind NULL.
+                    let n = s.utf8.count
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyBytes(from: s.utf8)
+                    rc = sqlite3_bind_text(raw, idx, buffer.baseAddress! + offset, Int32(n), unmanaged)
+                    offset += n
+                case .blob(let b):
+                    if b.isEmpty {
+                        rc = sqlite3_bind_zeroblob(raw, idx, 0)
+                    } else {
+                        let n = b.count
+                        UnsafeMutableRawBufferPointer(rebasing: buffer[offset...]).copyBytes(from: b)
+                        rc = sqlite3_bind_blob(raw, idx, buffer.baseAddress! + offset, Int32(n), unmanaged)
+                        offset += n
+                    }
+                }
+                guard rc == SQLITE_OK else { throw error(rc) }
+            }
+            return try body()
         }
     }
 
@@ -84,6 +113,27 @@ struct SQLiteRow {
     }
 }
 
+/// The statement cache's key: equal when the SQL texts are, hashed by the text's length and three
+/// eight-byte words of it (middle and end, where a lead's statements differ). `String`'s own hash
+/// runs SipHash over every byte through `Hasher.combine(bytes:)`, ~1,200 instructions per look-up
+/// and eight look-ups per lead; texts that agree on all four still find their own statement, by
+/// the full comparison.
+struct StatementKey: Hashable {
+    let sql: String
+
+    static func == (a: StatementKey, b: StatementKey) -> Bool { a.sql == b.sql }
+
+    func hash(into hasher: inout Hasher) {
+        var sql = sql
+        sql.withUTF8 { bytes in
+            hasher.combine(bytes.count)
+            guard bytes.count >= 8, let base = UnsafeRawPointer(bytes.baseAddress) else { return }
+            hasher.combine(base.loadUnaligned(fromByteOffset: bytes.count / 2 - 4, as: UInt64.self))
+            hasher.combine(base.loadUnaligned(fromByteOffset: bytes.count - 8, as: UInt64.self))
+        }
+    }
+}
+
 /// Settings for the whole process, made once before the first connection opens (SQLite takes them
 /// only before it initializes itself).
 private let processSettings: Void = { _ = leadwire_sqlite3_disable_memstatus() }()
@@ -92,7 +142,7 @@ private let processSettings: Void = { _ = leadwire_sqlite3_disable_memstatus() }
 /// connection to its own serial queue.
 final class SQLiteConnection {
     let raw: OpaquePointer
-    private var statements: [String: Statement] = [:]
+    private var statements: [StatementKey: Statement] = [:]
 
     init(path: String, readOnly: Bool) throws {
         _ = processSettings
@@ -127,48 +177,49 @@ final class SQLiteConnection {
     }
 
     private func statement(_ sql: String) throws -> Statement {
-        if let s = statements[sql] { return s }
+        let key = StatementKey(sql: sql)
+        if let s = statements[key] { return s }
         let s = try Statement(connection: raw, sql: sql)
-        statements[sql] = s
+        statements[key] = s
         return s
     }
 
     /// Runs one statement; returns the number of rows it changed.
     func run(_ sql: String, _ values: [SQLValue]) throws -> Int {
         let s = try statement(sql)
-        try s.bind(values)
-        defer { sqlite3_reset(s.raw) }
-        var rc = sqlite3_step(s.raw)
-        while rc == SQLITE_ROW { rc = sqlite3_step(s.raw) }
-        guard rc == SQLITE_DONE else { throw s.error(rc) }
-        return Int(sqlite3_changes(raw))
+        return try s.withValues(values) {
+            var rc = sqlite3_step(s.raw)
+            while rc == SQLITE_ROW { rc = sqlite3_step(s.raw) }
+            guard rc == SQLITE_DONE else { throw s.error(rc) }
+            return Int(sqlite3_changes(raw))
+        }
     }
 
     /// Runs a query, mapping each row.
     func query<T>(_ sql: String, values: [SQLValue], map: (SQLiteRow) throws -> T) throws -> [T] {
         let s = try statement(sql)
-        try s.bind(values)
-        defer { sqlite3_reset(s.raw) }
-        var out = [T]()
-        while true {
-            let rc = sqlite3_step(s.raw)
-            if rc == SQLITE_DONE { break }
-            guard rc == SQLITE_ROW else { throw s.error(rc) }
-            out.append(try map(SQLiteRow(stmt: s.raw)))
+        return try s.withValues(values) {
+            var out = [T]()
+            while true {
+                let rc = sqlite3_step(s.raw)
+                if rc == SQLITE_DONE { break }
+                guard rc == SQLITE_ROW else { throw s.error(rc) }
+                out.append(try map(SQLiteRow(stmt: s.raw)))
+            }
+            return out
         }
-        return out
     }
 
     /// The first row, mapped; the rest are never stepped to (a DML statement's changes are all
     /// made by its first step, RETURNING or not).
     func first<T>(_ sql: String, values: [SQLValue], map: (SQLiteRow) throws -> T) throws -> T? {
         let s = try statement(sql)
-        try s.bind(values)
-        defer { sqlite3_reset(s.raw) }
-        let rc = sqlite3_step(s.raw)
-        if rc == SQLITE_DONE { return nil }
-        guard rc == SQLITE_ROW else { throw s.error(rc) }
-        return try map(SQLiteRow(stmt: s.raw))
+        return try s.withValues(values) {
+            let rc = sqlite3_step(s.raw)
+            if rc == SQLITE_DONE { return nil }
+            guard rc == SQLITE_ROW else { throw s.error(rc) }
+            return try map(SQLiteRow(stmt: s.raw))
+        }
     }
 
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(raw) }

@@ -75,6 +75,37 @@ let itemsMigrations = [
         }
     }
 
+    /// Values are bound from a buffer of the call's own (SQLite does not copy them): a statement run
+    /// while another is between steps (a query in a row's mapping) must not change what the first
+    /// still compares with, and large values (past any stack buffer) arrive whole.
+    @Test func valuesStayBoundWhileAnotherStatementRunsBetweenSteps() async throws {
+        let db = try Database(
+            configuration: scratchConfiguration(),
+            migrations: [Migration(1, "values", "CREATE TABLE v (id INTEGER PRIMARY KEY, tag TEXT NOT NULL, b BLOB NOT NULL)")])
+        let big = (0..<200_000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        try await db.write { c in
+            for i in 1...6 {
+                try c.run("INSERT INTO v(id, tag, b) VALUES (?, ?, ?)", Int64(i), i % 2 == 0 ? "чётный" : "нечётный", [UInt8(i)])
+            }
+            try c.run("INSERT INTO v(id, tag, b) VALUES (?, ?, ?)", 7, String(repeating: "я", count: 50_000), big)
+        }
+        let seen = try await db.read { c in
+            try c.query("SELECT id FROM v WHERE tag = ? ORDER BY id", "чётный") { row in
+                // Another statement, with other values of the same lengths, between the outer's steps.
+                let other = try c.first("SELECT count(*) FROM v WHERE tag = ?", "нечётн") { $0.int(0) }
+                return (row.int(0), other)
+            }
+        }
+        #expect(seen.map(\.0) == [2, 4, 6])
+        #expect(seen.map(\.1) == [0, 0, 0])
+        let (tag, blob) =
+            try await db.read { c in
+                try c.first("SELECT tag, b FROM v WHERE b = ?", big) { ($0.string(0), $0.blob(1)) }
+            } ?? ("", [])
+        #expect(tag == String(repeating: "я", count: 50_000))
+        #expect(blob == big)
+    }
+
     @Test func concurrentWritesAreGroupCommitted() async throws {
         let db = try Database(configuration: scratchConfiguration(), migrations: itemsMigrations)
         let n = 500
