@@ -54,7 +54,11 @@ struct LeadSummary: Sendable, Hashable {
 
 /// One condition on a lead's field. `field` is "source", "channel", "category" or an additional
 /// field's name.
-struct Condition: Sendable, Hashable {
+///
+/// A class, though immutable: a decision tests hundreds of conditions, and Swift copied the struct
+/// this was for each test (retaining and releasing each of its strings, a fifth of a decision);
+/// a reference is one retain.
+final class Condition: Sendable, Hashable {
     enum Test: Sendable, Hashable {
         case equals(String)
         case oneOf([String])
@@ -63,27 +67,45 @@ struct Condition: Sendable, Hashable {
         case range(min: Double?, max: Double?)
     }
 
-    /// What the condition reads, resolved from `field` once when the condition is made: a decision
-    /// tests hundreds of conditions, and comparing each name with the built-in ones every time cost
-    /// more than the tests themselves.
-    enum Subject: Sendable, Hashable {
-        case source, channel, category
-        case field(String)
-    }
-
     let field: String
-    var test: Test
-    let subject: Subject
+    let test: Test
+    /// What the condition reads, resolved from `field` once when the condition is made, and `test`
+    /// again, flattened into plain stored values: a decision tests hundreds of conditions, and
+    /// comparing the name with the built-in ones, or taking the payload out of `test` (a copy,
+    /// retained and released), on every test cost more than the tests themselves.
+    private let reads: Reads
+    private let kind: Kind
+    private let text: String
+    private let list: [String]
+    private let bounds: (min: Double?, max: Double?)
+
+    private enum Reads { case source, channel, category, field }
+    private enum Kind { case equals, oneOf, prefix, range }
 
     init(field: String, test: Test) {
         self.field = field
         self.test = test
         switch field {
-        case "source": subject = .source
-        case "channel": subject = .channel
-        case "category": subject = .category
-        default: subject = .field(field)
+        case "source": reads = .source
+        case "channel": reads = .channel
+        case "category": reads = .category
+        default: reads = .field
         }
+        var (text, list, bounds): (String, [String], (min: Double?, max: Double?)) = ("", [], (nil, nil))
+        switch test {
+        case .equals(let x): (kind, text) = (.equals, x)
+        case .oneOf(let xs): (kind, list) = (.oneOf, xs)
+        case .prefix(let p): (kind, text) = (.prefix, p)
+        case .range(let lo, let hi): (kind, bounds) = (.range, (lo, hi))
+        }
+        (self.text, self.list, self.bounds) = (text, list, bounds)
+    }
+
+    static func == (a: Condition, b: Condition) -> Bool { a.field == b.field && a.test == b.test }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(field)
+        hasher.combine(test)
     }
 
     func matches(_ lead: LeadSummary) -> Bool {
@@ -93,20 +115,20 @@ struct Condition: Sendable, Hashable {
 
     func matches(_ fields: inout LeadFields) -> Bool {
         let value: String?
-        switch subject {
+        switch reads {
         case .source: value = fields.lead.sourceID
         case .channel: value = fields.lead.channel
         case .category: value = fields.lead.category
-        case .field(let name): value = fields.value(of: name)
+        case .field: value = fields.value(of: field)
         }
         guard let v = value else { return false }
-        switch test {
-        case .equals(let x): return v == x
-        case .oneOf(let xs): return xs.contains(v)
-        case .prefix(let p): return v.hasPrefix(p)
-        case .range(let lo, let hi):
+        switch kind {
+        case .equals: return v == text
+        case .oneOf: return list.contains(v)
+        case .prefix: return v.hasPrefix(text)
+        case .range:
             guard let d = Double(v) else { return false }
-            return (lo.map { d >= $0 } ?? true) && (hi.map { d <= $0 } ?? true)
+            return (bounds.min.map { d >= $0 } ?? true) && (bounds.max.map { d <= $0 } ?? true)
         }
     }
 }
