@@ -96,5 +96,15 @@ import Testing
         #expect(
             w.explanation
                 == "no rule matched; the source's default role R -> b; skipped a (over capacity (1 of 1 open)); round-robin after (start)")
+        // Several passed over: listed in order, separated by commas.
+        var away = Person(id: "c", name: "C", login: "c", email: "", roles: ["R"])
+        away.absences = [Absence(from: 0, until: 10)]
+        var many = dir
+        many.people["c"] = away
+        let d2 = Router.decide(
+            LeadSummary(id: "l", sourceID: "s", channel: "", category: "", sourceDefaultRole: "R"), directory: many, rules: [],
+            rotation: ["R": "b"], load: ["a": 1], now: 5)
+        let w2 = RoutingModel.assignment(d2.assignment, lead: summary, now: 5)
+        #expect(w2.explanation.contains("; skipped a (over capacity (1 of 1 open)), c (away); "), "\(w2.explanation)")
     }
 }

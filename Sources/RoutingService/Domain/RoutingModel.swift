@@ -265,8 +265,14 @@ enum RoutingModel {
         case .manual: s = "reassigned by hand to \(a.personId)"
         default: s = "decided"
         }
-        if !a.skipped.isEmpty {
-            s += "; skipped " + a.skipped.map { "\($0.personId) (\($0.why))" }.joined(separator: ", ")
+        // Appended piece by piece: a decision in a busy role passes over many people, and an
+        // interpolated string per person, then joined, was most of a decision's explanation.
+        for (i, skip) in a.skipped.enumerated() {
+            s += i == 0 ? "; skipped " : ", "
+            s += skip.personId
+            s += " ("
+            s += skip.why
+            s += ")"
         }
         if !a.tieBreak.isEmpty { s += "; " + a.tieBreak }
         return s
