@@ -100,7 +100,7 @@ import Testing
         var away = Person(id: "c", name: "C", login: "c", email: "", roles: ["R"])
         away.absences = [Absence(from: 0, until: 10)]
         var many = dir
-        many.people["c"] = away
+        many.put(away)
         let d2 = Router.decide(
             LeadSummary(id: "l", sourceID: "s", channel: "", category: "", sourceDefaultRole: "R"), directory: many, rules: [],
             rotation: ["R": "b"], load: ["a": 1], now: 5)

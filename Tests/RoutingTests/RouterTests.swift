@@ -204,3 +204,27 @@ let regionRules = [
         #expect(load == ["anna": 3])
     }
 }
+
+@Suite struct DirectoryTests {
+    /// People put one at a time (created, moved between roles, deactivated) leave each role's
+    /// members exactly as a directory made at once from the final records lists them.
+    @Test func puttingPeopleOneByOneIndexesRolesAsMakingThemAtOnce() {
+        let roles = ["A", "B", "C"]
+        var rng = SystemRandomNumberGenerator()
+        var dir = Directory()
+        var final = [PersonID: Person]()
+        for step in 0..<600 {
+            let id = "p\(Int.random(in: 0..<80, using: &rng))"
+            let mine = roles.filter { _ in Bool.random(using: &rng) }
+            let p = person(id, roles: mine, active: step % 7 != 0)
+            dir.put(p)
+            final[id] = p
+        }
+        let atOnce = Directory(people: final)
+        for r in roles {
+            #expect(dir.members(of: r) == atOnce.members(of: r), "role \(r)")
+            #expect(dir.members(of: r).map(\.id) == final.values.filter { $0.roles.contains(r) }.map(\.id).sorted())
+        }
+        #expect(dir.people == final)
+    }
+}

@@ -199,7 +199,8 @@ struct Assignment: Sendable, Hashable {
 }
 
 struct Directory: Sendable {
-    var people: [PersonID: Person] { didSet { reindex() } }
+    /// Changed through `put`, which keeps the role index in step.
+    private(set) var people: [PersonID: Person]
     var roles: [RoleName: Role]
     /// Members per role, sorted by id: kept with the people so a decision does not scan them all.
     private var membersByRole: [RoleName: [Person]] = [:]
@@ -207,16 +208,28 @@ struct Directory: Sendable {
     init(people: [PersonID: Person] = [:], roles: [RoleName: Role] = [:]) {
         self.people = people
         self.roles = roles
-        reindex()
-    }
-
-    private mutating func reindex() {
         var index = [RoleName: [Person]]()
         for p in people.values {
             for r in p.roles { index[r, default: []].append(p) }
         }
         for k in index.keys { index[k]!.sort { $0.id < $1.id } }
         membersByRole = index
+    }
+
+    /// Adds a person or replaces their record, updating only their roles' member lists: a directory
+    /// is loaded one CreatePerson at a time, and indexing everyone again on each made loading N
+    /// people take N² steps.
+    mutating func put(_ person: Person) {
+        if let old = people[person.id] {
+            for r in old.roles { membersByRole[r]?.removeAll { $0.id == person.id } }
+        }
+        people[person.id] = person
+        for r in person.roles {
+            // Taken out and put back, so the insert does not copy the list.
+            var members = membersByRole.removeValue(forKey: r) ?? []
+            members.insert(person, at: members.firstIndex { $0.id > person.id } ?? members.endIndex)
+            membersByRole[r] = members
+        }
     }
 
     /// Members of a role in a stable order (by id), the order round-robin walks.

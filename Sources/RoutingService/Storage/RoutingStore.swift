@@ -246,7 +246,7 @@ final class RoutingStore: Sendable {
             try c.run("UPDATE people SET body = ? WHERE id = ?", ProtoCodec.encode(p), try c.lastInsertRowID())
             try self.directoryChanged(c)
             state.people[p.id] = p
-            state.directory.people[p.id] = RoutingModel.person(p)
+            state.directory.put(RoutingModel.person(p))
             // A newcomer to a role takes the leads that waited in its queue for somebody.
             for role in p.roles { try Self.drainQueue(c, &state, role: role, now: now) }
             return p
@@ -276,7 +276,7 @@ final class RoutingStore: Sendable {
             }
             try self.directoryChanged(c)
             state.people[p.id] = p
-            state.directory.people[p.id] = RoutingModel.person(p)
+            state.directory.put(RoutingModel.person(p))
             // Someone may have come back, gained capacity or joined a role: queued leads can move.
             for role in p.roles { try Self.drainQueue(c, &state, role: role, now: now) }
             return p
