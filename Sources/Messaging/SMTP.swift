@@ -2,6 +2,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Wire
 
 /// Where and how the services hand e-mail over: an SMTP relay (RFC 5321), with STARTTLS
 /// (RFC 3207) or TLS from the first byte, and AUTH PLAIN or LOGIN (RFC 4954).
@@ -162,6 +163,7 @@ public final class SMTPConnection: @unchecked Sendable {
                     return try NIOAsyncChannel<SMTPReply, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
+        try await SelfConnection.refuse(channel.channel).get()
         return try await channel.executeThenClose { inbound, outbound in
             let c = SMTPConnection(config: config, channel: channel.channel, inbound: inbound, outbound: outbound)
             c.encrypted = implicitTLS

@@ -209,7 +209,7 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
         // Bound to the port it dials: the kernel connects the socket to itself.
         let looped = try await ClientBootstrap(group: group).bind(to: address).connect(to: address).get()
         #expect(looped.localAddress == looped.remoteAddress)
-        await #expect(throws: SelfConnectError.self) { try await WireChannel.refusingSelfConnection(looped).get() }
+        await #expect(throws: SelfConnectError.self) { try await SelfConnection.refuse(looped).get() }
         #expect(!looped.isActive)
         // The port is free for the service that owns it, and calls to it go through.
         try await withServer(port: port) { _, channel in
@@ -219,7 +219,7 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
         // An ordinary connection passes the check.
         let server = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
         let client = try await ClientBootstrap(group: group).connect(to: server.localAddress!).get()
-        try await WireChannel.refusingSelfConnection(client).get()
+        try await SelfConnection.refuse(client).get()
         #expect(client.isActive)
         try await client.close()
         try await server.close()

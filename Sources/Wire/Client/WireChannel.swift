@@ -241,28 +241,10 @@ public final class WireChannel: Sendable {
             }
             .connect(host: host, port: port)
             .flatMap { channel in
-                Self.refusingSelfConnection(channel).flatMapThrowing {
+                SelfConnection.refuse(channel).flatMapThrowing {
                     try channel.pipeline.syncOperations.handler(type: ClientConnection.self)
                 }
             }
-    }
-
-    /// Fails (closing it) a connection that reached its own socket. A peer on this host whose port
-    /// lies in the ephemeral range and is not listening yet (a service started before the one it
-    /// calls) can be "reached" by TCP's simultaneous open: the kernel picks that very port as our
-    /// source port and the socket connects to itself, holding the port the peer is about to bind.
-    /// Treated as refused, as Go's net package does, so the peer can bind and the next attempt
-    /// reaches it. Closed by a reset, not the orderly close: that would leave the port in TIME_WAIT
-    /// for a minute, which a server's bind (even with SO_REUSEADDR) cannot take over.
-    static func refusingSelfConnection(_ channel: any Channel) -> EventLoopFuture<Void> {
-        if let local = channel.localAddress, let remote = channel.remoteAddress, local == remote {
-            let refused = SelfConnectError(address: "\(remote)")
-            let reset =
-                (channel as? any SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0))
-                ?? channel.eventLoop.makeSucceededVoidFuture()
-            return reset.flatMap { channel.close() }.flatMapThrowing { throw refused }
-        }
-        return channel.eventLoop.makeSucceededVoidFuture()
     }
 
     func open(_ path: String, options: CallOptions) async throws -> ClientStream {
@@ -402,12 +384,6 @@ public struct StreamingCall<Request: WireMessage, Response: WireMessage>: Sendab
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(call: self) }
-}
-
-/// The connection reached our own socket (see `WireChannel.dial`): nothing listens at the address yet.
-struct SelfConnectError: Error, CustomStringConvertible {
-    let address: String
-    var description: String { "connection refused: nothing listens at \(address) (the socket connected to itself)" }
 }
 
 /// The client end of one HTTP/2 connection.
