@@ -9,7 +9,6 @@ private let unmanaged: sqlite3_destructor_type? = nil
 final class Statement {
     let raw: OpaquePointer
     let sql: String
-    let parameterCount: Int
 
     init(connection: OpaquePointer, sql: String) throws {
         var stmt: OpaquePointer?
@@ -19,7 +18,6 @@ final class Statement {
         }
         self.raw = stmt
         self.sql = sql
-        self.parameterCount = Int(sqlite3_bind_parameter_count(stmt))
     }
 
     deinit {
@@ -113,11 +111,11 @@ struct SQLiteRow {
     }
 }
 
-/// The statement cache's key: equal when the SQL texts are, hashed by the text's length and three
-/// eight-byte words of it (middle and end, where a lead's statements differ). `String`'s own hash
-/// runs SipHash over every byte through `Hasher.combine(bytes:)`, ~1,200 instructions per look-up
-/// and eight look-ups per lead; texts that agree on all four still find their own statement, by
-/// the full comparison.
+/// The statement cache's key: equal when the SQL texts are, hashed by the text's length and two
+/// eight-byte words of it (from the middle and the end, where a lead's statements differ).
+/// `String`'s own hash runs SipHash over every byte through `Hasher.combine(bytes:)`, ~1,200
+/// instructions per look-up and eight look-ups per lead; texts that agree on all three still find
+/// their own statement, by the full comparison.
 struct StatementKey: Hashable {
     let sql: String
 

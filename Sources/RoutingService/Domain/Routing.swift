@@ -69,10 +69,10 @@ final class Condition: Sendable, Hashable {
 
     let field: String
     let test: Test
-    /// What the condition reads, resolved from `field` once when the condition is made, and `test`
-    /// again, flattened into plain stored values: a decision tests hundreds of conditions, and
-    /// comparing the name with the built-in ones, or taking the payload out of `test` (a copy,
-    /// retained and released), on every test cost more than the tests themselves.
+    /// What the condition reads, resolved from `field` once when the condition is made (comparing
+    /// the name with the built-in ones on every test cost more than the tests themselves), and
+    /// `test` again as plain stored values, which a test reads in place instead of taking them out
+    /// of the enum's payload.
     private let reads: Reads
     private let kind: Kind
     private let text: String
