@@ -91,10 +91,16 @@ struct PostgresOnlyTests {
             }
         }
         let ta = lead(a, "a")
-        try await Task.sleep(for: .milliseconds(500))
+        // Started once "a" leads (how soon depends on the machine: under ASan it took over 500 ms).
+        var started = 0
+        while running.withLockedValue({ $0 }) != ["a"] && started < 100 {
+            try await Task.sleep(for: .milliseconds(100))
+            started += 1
+        }
+        #expect(running.withLockedValue { $0 } == ["a"], "the first to ask leads")
         let tb = lead(b, "b")
         try await Task.sleep(for: .milliseconds(1500))
-        #expect(running.withLockedValue { $0 } == ["a"], "the first to ask leads; the other waits")
+        #expect(running.withLockedValue { $0 } == ["a"], "the one leading keeps it; the other waits")
         ta.cancel()
         _ = await ta.result
         var waited = 0
