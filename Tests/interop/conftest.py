@@ -126,12 +126,12 @@ class ServerProcess:
         # A fixed port chosen earlier as free can be held for a moment by another process's
         # outgoing connection (its ephemeral source port) or a listener on port 0: wait and try
         # again rather than fail the test on the machine's port allocation.
-        for attempt in range(20):
+        # ("the port is already in use" is the service's own words for it, see ListenError.)
+        for _ in range(20):
             self._spawn(path, port, args, env)
             if self.port is not None:
                 break
-            log = self.log()
-            if port == 0 or "Address already in use" not in log:
+            if port == 0 or "the port is already in use" not in self.log():
                 break
             time.sleep(0.5)
         if self.port is None:
