@@ -50,6 +50,15 @@ OUR_SWIFT_MODULES = {
     "leadwire.catalog.v1": "Sources/LeadwireAPI/Generated",
 }
 
+# Unary methods whose server answers with bytes it already holds (the stored record, or a wrapper
+# around it): their server requirement returns `EncodedMessage<Response>`, so the answer is not
+# decoded and encoded again. Clients see no difference. Full names: package.Service.Method.
+ENCODED_RESPONSES = {
+    "leadwire.intake.v1.Intake.SubmitLead",
+    "leadwire.routing.v1.Routing.RouteLead",
+    "leadwire.routing.v1.Routing.GetAssignment",
+}
+
 # Short Swift prefixes for our packages (default: every package component capitalised).
 SWIFT_PREFIXES = {
     "leadwire.intake.v1": "Intake_",
@@ -398,6 +407,8 @@ class SwiftFile:
             fn = ident(camel(meth.name, False))
             self.doc(path + [2, mi], "    ")
             if not meth.client_streaming and not meth.server_streaming:
+                if full + "." + meth.name in ENCODED_RESPONSES:
+                    resp = "EncodedMessage<%s>" % resp
                 self.w("    func %s(_ request: %s, context: ServerContext) async throws -> %s" % (fn, req, resp))
             elif not meth.client_streaming:
                 self.w("    func %s(_ request: %s, responses: ResponseWriter<%s>, context: ServerContext) async throws" % (fn, req, resp))
@@ -520,6 +531,7 @@ def symbols_of(f):
 
 def main():
     ours = our_proto_files()
+    methods = set()
     standard = [p for _, files in SWIFT_TARGETS for p in files] + C_ONLY
     all_inputs = standard + ours
     includes = ["-I" + OUR_PROTO, "-I" + GRPC_PROTO]
@@ -534,6 +546,13 @@ def main():
         fds = descriptor_pb2.FileDescriptorSet()
         with open(desc_path, "rb") as fh:
             fds.ParseFromString(fh.read())
+        for f in fds.file:
+            for svc in f.service:
+                methods |= {"%s.%s.%s" % (f.package, svc.name, m.name) for m in svc.method
+                            if not m.client_streaming and not m.server_streaming}
+        unknown = sorted(ENCODED_RESPONSES - methods)
+        if unknown:
+            sys.exit("scripts/gen-proto: ENCODED_RESPONSES names no unary method: " + ", ".join(unknown))
         # protoc-c must see every file in the closure, imports included.
         run(["protoc-c", *includes, "--c_out=" + cout, *[f.name for f in fds.file]])
         for sub in ("src", "include"):

@@ -129,17 +129,19 @@ struct IntakeAPI: Intake_Service {
 
     // MARK: Registering
 
-    func submitLead(_ request: Intake_SubmitLeadRequest, context: ServerContext) async throws -> Intake_SubmitLeadResponse {
+    func submitLead(_ request: Intake_SubmitLeadRequest, context: ServerContext) async throws -> EncodedMessage<Intake_SubmitLeadResponse> {
         let submitted = try await register(request)
         var r = Intake_SubmitLeadResponse()
-        r.lead = submitted.lead
         r.duplicate = submitted.duplicate
         // The lead is stored with its routing request in the outbox: send that request now, within a
         // short budget, so the answer usually carries the assignee. If routing is slow or down the
         // lead stays ROUTING_STATE_PENDING and the outbox relay sends the same request later.
         if let relay, let route = submitted.route {
             do {
-                if let lead = try await relay.route(route, options: routingOptions()) { r.lead = lead }
+                if let lead = try await relay.route(route, options: routingOptions()) {
+                    r.lead = lead
+                    return EncodedMessage(r)
+                }
             } catch {
                 // The relay retries and logs its own failures; one line per lead would flood the log
                 // while routing is down, so this is debug.
@@ -148,7 +150,9 @@ struct IntakeAPI: Intake_Service {
                     metadata: ["lead": "\(submitted.lead.id)", "error": "\(error)"])
             }
         }
-        return r
+        // The lead as its transaction stored it (or found it, for a duplicate): answered as those
+        // bytes, not encoded a second time.
+        return EncodedMessage(r, embedding: submitted.stored, asField: "lead")
     }
 
     private func register(_ request: Intake_SubmitLeadRequest) async throws -> IntakeStore.Submitted {

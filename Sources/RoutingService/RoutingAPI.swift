@@ -95,13 +95,13 @@ struct RoutingAPI: Routing_Service {
 
     // MARK: Deciding
 
-    func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> Routing_Assignment {
+    func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> EncodedMessage<Routing_Assignment> {
         guard let lead = request.lead else { throw RoutingError.invalid("no lead given", [.init(field: "lead", description: "required")]) }
         try Self.check(RoutingModel.leadProblems(lead), "the lead summary is not valid")
         return try await store.route(lead, actor: Caller.name(or: request.actor), now: now())
     }
 
-    func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> Routing_Assignment {
+    func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> EncodedMessage<Routing_Assignment> {
         guard let a = try await store.assignment(request.leadId) else {
             throw RoutingError.notFound("no assignment for lead \(request.leadId)")
         }

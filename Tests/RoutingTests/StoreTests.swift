@@ -42,11 +42,11 @@ import Testing
         away.untilMs = now + hour
         p.absences = [away]
         let duty = try await s.createPerson(p, now: now)
-        let queued = try await s.route(summary("lead-1", role: "Аварийная"), actor: "intake", now: now)
+        let queued = try await s.route(summary("lead-1", role: "Аварийная"), actor: "intake", now: now).decoded()
         #expect(queued.personId.isEmpty)
         #expect(try await s.drainAllQueues(now: now + hour / 2) == 0)
         #expect(try await s.drainAllQueues(now: now + 2 * hour) == 1)
-        #expect(try await s.assignment("lead-1")?.personId == duty.id)
+        #expect(try await s.assignment("lead-1")?.decoded().personId == duty.id)
         let changes = try await s.ownerChanges(after: 0, limit: 100)
         #expect(changes.map { $0.assignment?.personId } == [duty.id])
         #expect(try await s.ownerChanges(after: changes[0].seq, limit: 100).isEmpty)
@@ -97,7 +97,7 @@ import Testing
         try await last
         let (ra, rb) = try await (a, b)
         // The second decision saw the first: one lead each.
-        #expect(Set([ra.personId, rb.personId]) == Set(ids))
+        #expect(Set([try ra.decoded().personId, try rb.decoded().personId]) == Set(ids))
         #expect(ids.map { s.person($0)?.openLeads } == [1, 1])
     }
 
@@ -122,7 +122,7 @@ import Testing
         }
         await #expect(throws: (any Error).self) { try await s.route(summary("lead-x", role: "Сервис"), actor: "t", now: now) }
         #expect(s.person(vera.id)?.openLeads == 0)
-        let ok = try await s.route(summary("lead-y", role: "Сервис"), actor: "t", now: now)
+        let ok = try await s.route(summary("lead-y", role: "Сервис"), actor: "t", now: now).decoded()
         #expect(ok.personId == vera.id)
         #expect(s.person(vera.id)?.openLeads == 1)
     }
@@ -166,7 +166,7 @@ struct RoutingReplicaTests {
                     l.sourceId = "src-1"
                     l.channel = "web_form"
                     l.sourceDefaultRole = "Продажи"
-                    group.addTask { try await s.route(l, actor: "intake", now: self.now).personId }
+                    group.addTask { try await s.route(l, actor: "intake", now: self.now).decoded().personId }
                 }
                 return try await group.reduce(into: [String]()) { $0.append($1) }
             }

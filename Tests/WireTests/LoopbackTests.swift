@@ -41,6 +41,19 @@ struct ProbeService: WireService {
                 }
                 return Grpc_Testing_Empty()
             },
+            // Answers a payload of `response_size` bytes it holds already encoded, inside a response
+            // encoded around it; `fill_username` makes it suspend first (so it answers off the event
+            // loop), `response_compressed` asks for gzip.
+            .unary("/wire.test.Probe/Stored") {
+                (request: Grpc_Testing_SimpleRequest, context) -> EncodedMessage<Grpc_Testing_SimpleResponse> in
+                if request.fillUsername { try await Task.sleep(nanoseconds: 1_000_000) }
+                context.compressResponses = request.responseCompressed?.value ?? false
+                var payload = Grpc_Testing_Payload()
+                payload.body = (0..<Int(request.responseSize)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+                var response = Grpc_Testing_SimpleResponse()
+                response.username = "stored"
+                return EncodedMessage(response, embedding: EncodedMessage(payload), asField: "payload")
+            },
             .unary("/wire.test.Probe/Crash") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
                 struct SecretInternalFailure: Error { let connectionString = "postgres://user:secret@db" }
                 throw SecretInternalFailure()
@@ -310,6 +323,35 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
                 #expect(e.code == .unknown)
                 #expect(!e.message.contains("secret"))
             }
+        }
+    }
+
+    /// A handler answering bytes it holds (EncodedMessage, with a record embedded in a wrapper):
+    /// the client reads the message, on the event loop and off it, plain and gzip; the send limit
+    /// still refuses an answer over it.
+    @Test func aResponseHeldEncodedArrivesAsTheMessage() async throws {
+        try await withServer([ProbeService(probe: Probe())]) { _, channel in
+            for (suspend, gzip) in [(false, false), (true, false), (false, true), (true, true)] {
+                var r = Grpc_Testing_SimpleRequest()
+                // Over one HTTP/2 frame and over the stream's 64 KiB high-water mark.
+                r.responseSize = 70_001
+                r.fillUsername = suspend
+                if gzip {
+                    var yes = Grpc_Testing_BoolValue()
+                    yes.value = true
+                    r.responseCompressed = yes
+                }
+                let reply: Grpc_Testing_SimpleResponse = try await channel.unary("/wire.test.Probe/Stored", request: r)
+                #expect(reply.username == "stored")
+                #expect(reply.payload?.body == (0..<70_001).map { UInt8(truncatingIfNeeded: $0 &* 7) })
+            }
+            var big = Grpc_Testing_SimpleRequest()
+            big.responseSize = 5 * 1024 * 1024
+            let code = await statusCode {
+                let _: Grpc_Testing_SimpleResponse = try await channel.unary(
+                    "/wire.test.Probe/Stored", request: big, options: CallOptions(maxReceiveMessageSize: 16 << 20))
+            }
+            #expect(code == .resourceExhausted)
         }
     }
 

@@ -12,6 +12,8 @@ extension IntakeStore {
 
     struct Submitted: Sendable {
         var lead: Intake_Lead
+        /// `lead` as stored: SubmitLead answers these bytes rather than encoding the lead again.
+        var stored: EncodedMessage<Intake_Lead>
         var duplicate: Bool
         /// The routing request written to the outbox with a new lead (nil for a duplicate, or
         /// without routing): SubmitLead sends it at once, the relay if that fails.
@@ -39,7 +41,7 @@ extension IntakeStore {
                     guard request == canonical else {
                         throw IntakeError.idempotencyConflict(key: key, registrationNumber: lead.registrationNumber)
                     }
-                    return Submitted(lead: lead, duplicate: true)
+                    return Submitted(lead: lead, stored: EncodedMessage(bytes: body), duplicate: true)
                 }
             }
             let clientID = try Self.matchOrCreateClient(db, applicant, now: now)
@@ -61,12 +63,12 @@ extension IntakeStore {
                 try Self.fillFromCatalogue(db, &lead.orderLines)
                 lead.orderTotal = LeadValidation.orderTotal(lead.orderLines)
             }
+            let body = ProtoCodec.encode(lead)
             try db.run(
                 literal: """
                     INSERT INTO leads(id, registration_number, source_id, client_id, status, owner_id, received_at, idempotency_key, request, body)
                     VALUES (\(rowID), \(lead.registrationNumber), \(Self.number(source.id, prefix: "src")), \(clientID),
-                        \(Int64(lead.status.rawValue)), '', \(now), \(key.isEmpty ? nil : key), \(key.isEmpty ? nil : canonical),
-                        \(ProtoCodec.encode(lead)))
+                        \(Int64(lead.status.rawValue)), '', \(now), \(key.isEmpty ? nil : key), \(key.isEmpty ? nil : canonical), \(body))
                     """)
             try Self.appendHistory(
                 db, rowID, actor: actor, action: "registered", from: .unspecified, to: .new, note: "source \(source.name)", now: now)
@@ -85,7 +87,7 @@ extension IntakeStore {
                     "INSERT INTO outbox(kind, lead_id, payload, created_at) VALUES ('route', ?, ?, ?)", rowID, ProtoCodec.encode(r), now)
                 route = r
             }
-            return Submitted(lead: lead, duplicate: false, route: route)
+            return Submitted(lead: lead, stored: EncodedMessage(bytes: body), duplicate: false, route: route)
         }
     }
 

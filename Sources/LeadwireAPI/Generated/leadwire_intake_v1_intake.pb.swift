@@ -1461,7 +1461,7 @@ public protocol Intake_Service: WireService {
     /// applicant through the outbox. INVALID_ARGUMENT lists every wrong field; a category the source
     /// does not accept is FAILED_PRECONDITION; a reused idempotency key with other content is
     /// ALREADY_EXISTS.
-    func submitLead(_ request: Intake_SubmitLeadRequest, context: ServerContext) async throws -> Intake_SubmitLeadResponse
+    func submitLead(_ request: Intake_SubmitLeadRequest, context: ServerContext) async throws -> EncodedMessage<Intake_SubmitLeadResponse>
     /// Registers many leads; one bad item never stops the rest. Answers with a result per item.
     func importLeads(requests: RequestStream<Intake_SubmitLeadRequest>, context: ServerContext) async throws -> Intake_ImportLeadsResponse
     /// Registers a lead from an e-mail, or attaches a reply (subject carrying a registration number)

@@ -949,8 +949,8 @@ public protocol Routing_Service: WireService {
     func getRules(_ request: Routing_GetRulesRequest, context: ServerContext) async throws -> Routing_RuleSet
     /// Decides who handles a lead and stores the decision; a retry with the same lead id returns the
     /// stored decision unchanged.
-    func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> Routing_Assignment
-    func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> Routing_Assignment
+    func routeLead(_ request: Routing_RouteLeadRequest, context: ServerContext) async throws -> EncodedMessage<Routing_Assignment>
+    func getAssignment(_ request: Routing_GetAssignmentRequest, context: ServerContext) async throws -> EncodedMessage<Routing_Assignment>
     /// Moves a lead to another person by hand; the reason is kept in the history.
     func reassign(_ request: Routing_ReassignRequest, context: ServerContext) async throws -> Routing_Assignment
     /// The lead is finished: frees the person's capacity, and hands the oldest queued lead of their

@@ -374,18 +374,21 @@ final class RoutingStore: Sendable {
     // MARK: Deciding
 
     /// Decides and stores who handles `lead`, or returns the stored decision for a retry.
-    func route(_ lead: Routing_LeadSummary, actor: String, now: Int64) async throws -> Routing_Assignment {
+    /// The decision as stored: the bytes written are the bytes answered, and a retry answers the
+    /// stored bytes without decoding them.
+    func route(_ lead: Routing_LeadSummary, actor: String, now: Int64) async throws -> EncodedMessage<Routing_Assignment> {
         try await write { c, state in
-            if let existing = try Self.assignment(c, lead.leadId) { return existing }
+            if let existing = try Self.storedAssignment(c, lead.leadId) { return existing }
             var a = try Self.decide(c, &state, lead, now: now)
             a.history = [Self.event("routed", a.personId, actor: actor, note: a.explanation, at: now)]
+            let stored = EncodedMessage(a)
             try c.run(
                 """
                 INSERT INTO assignments(lead_id, person_id, role, queued, open, awaiting_decision, reply_deadline, routed_at, lead, body)
                 VALUES (?, ?, ?, ?, 1, 1, ?, ?, ?, ?)
                 """,
-                a.leadId, a.personId, a.role, a.personId.isEmpty, a.replyDeadlineMs, now, ProtoCodec.encode(lead), ProtoCodec.encode(a))
-            return a
+                a.leadId, a.personId, a.role, a.personId.isEmpty, a.replyDeadlineMs, now, ProtoCodec.encode(lead), stored.bytes)
+            return stored
         }
     }
 
@@ -422,6 +425,10 @@ final class RoutingStore: Sendable {
         }
     }
 
+    private static func storedAssignment(_ c: Connection, _ leadID: String) throws -> EncodedMessage<Routing_Assignment>? {
+        try c.first("SELECT body FROM assignments WHERE lead_id = ?", leadID) { EncodedMessage(bytes: $0.blob(0)) }
+    }
+
     private static func save(_ c: Connection, _ a: Routing_Assignment) throws {
         // Every change of person is recorded for intake (ListOwnerChanges), in the same
         // transaction as the change itself: none is lost, none is reported that did not happen.
@@ -436,8 +443,8 @@ final class RoutingStore: Sendable {
             a.personId, a.role, a.personId.isEmpty, open, open && !a.decided && a.escalatedTo.isEmpty, ProtoCodec.encode(a), a.leadId)
     }
 
-    func assignment(_ leadID: String) async throws -> Routing_Assignment? {
-        try await db.read { c in try Self.assignment(c, leadID) }
+    func assignment(_ leadID: String) async throws -> EncodedMessage<Routing_Assignment>? {
+        try await db.read { c in try Self.storedAssignment(c, leadID) }
     }
 
     func ownerChanges(after seq: Int64, limit: Int) async throws -> [Routing_OwnerChange] {

@@ -437,18 +437,33 @@ public enum ProtoCodec {
         try Arena.withThreadArena { arena in try encode(message, into: &buffer, arena: arena, admit: admit) }
     }
 
-    private static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, arena: Arena, admit: (Int) throws -> Void)
-        rethrows
-    {
+    private static func encode<M: WireMessage>(
+        _ message: M, into buffer: inout ByteBuffer, arena: Arena, admit: (Int) throws -> Void,
+        inspect: (UnsafeMutableRawPointer) -> Void = { _ in }
+    ) rethrows {
         let d = M.wireDescriptor
         let root = ProtoWriter.newMessage(d, arena: arena)
         var w = ProtoWriter(base: root, descriptor: d, arena: arena)
         message.write(to: &w)
+        inspect(root)
         let cmsg = root.assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(cmsg)
         try admit(size)
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
             protobuf_c_message_pack(cmsg, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
+    }
+
+    /// Appends the serialized message after checking that its field `number`, a message field,
+    /// is unset (`EncodedMessage` appends that field itself).
+    static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, unsetField number: UInt32) {
+        Arena.withThreadArena { arena in
+            let f = M.wireDescriptor.field(number)
+            encode(message, into: &buffer, arena: arena, admit: { _ in }) { root in
+                precondition(
+                    (root + Int(f.pointee.offset)).load(as: UnsafeRawPointer?.self) == nil,
+                    "\(M.wireDescriptor.fullName) field \(number) is set: it would be sent twice")
+            }
         }
     }
 

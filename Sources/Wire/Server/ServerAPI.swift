@@ -40,6 +40,18 @@ public struct ServerMethod: Sendable {
         }
     }
 
+    /// A method taking one request and answering one response it already holds serialized (a
+    /// stored record, say): the bytes go out as they are.
+    public static func unary<Req: WireMessage, Resp: WireMessage>(
+        _ path: String, _ body: @escaping @Sendable (Req, ServerContext) async throws -> EncodedMessage<Resp>
+    ) -> ServerMethod {
+        ServerMethod(path: path, kind: .unary) { call in
+            let request = try await call.receive(Req.self)!
+            let response = try await body(request, call.context)
+            try await call.send(response)
+        }
+    }
+
     /// A method taking one request and answering with any number of messages, written through the
     /// `ResponseWriter`; the call ends OK when `body` returns, with its error when it throws.
     public static func serverStreaming<Req: WireMessage, Resp: WireMessage>(

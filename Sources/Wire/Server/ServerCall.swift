@@ -489,17 +489,28 @@ final class ServerCall: @unchecked Sendable {
     }
 
     func send<M: WireMessage>(_ message: M) async throws {
+        try await send { buffer, admit in try ProtoCodec.encode(message, into: &buffer, admit: admit) }
+    }
+
+    func send<M: WireMessage>(_ message: EncodedMessage<M>) async throws {
+        try await send { buffer, admit in
+            try admit(message.bytes.count)
+            buffer.writeBytes(message.bytes)
+        }
+    }
+
+    /// Sends one message that `write` appends to a buffer, calling `admit` with its size first (it
+    /// throws to refuse: a response over a limit is refused before its bytes are written).
+    private func send(_ write: (inout ByteBuffer, (Int) throws -> Void) throws -> Void) async throws {
         if loop.inEventLoop && !(compressResponses && acceptsGzip) {
-            // Common case: frame and encode straight into the stream's outbound buffer.
+            // Common case: frame and write straight into the stream's outbound buffer.
             try checkOpen()
             let start = pending.writerIndex
             pending.writeRepeatingByte(0, count: 5)
             let connection = self.connection
             let limit = maxSendMessageSize
             do {
-                // Checked with the size known and before the bytes exist: a refused response costs
-                // no buffer.
-                try ProtoCodec.encode(message, into: &pending) { size in
+                try write(&pending) { size in
                     if size > limit { throw tooLarge(size) }
                     try connection.core.checkOutboundBudget(connectionUnread: connection.unreadBytes, size: size + 5)
                 }
@@ -519,11 +530,11 @@ final class ServerCall: @unchecked Sendable {
         var framed = connection.allocator.buffer(capacity: 128)
         if compressResponses && acceptsGzip {
             var raw = connection.allocator.buffer(capacity: 128)
-            ProtoCodec.encode(message, into: &raw)
+            try write(&raw) { _ in }
             MessageFramer.frame(Gzip.compress(raw, allocator: connection.allocator), compressed: true, into: &framed)
         } else {
             framed.writeRepeatingByte(0, count: 5)
-            ProtoCodec.encode(message, into: &framed)
+            try write(&framed) { _ in }
             framed.setInteger(UInt32(framed.readableBytes - 5), at: 1)
         }
         if framed.readableBytes - 5 > maxSendMessageSize { throw tooLarge(framed.readableBytes - 5) }

@@ -1,0 +1,55 @@
+import CProtobufC
+import NIOCore
+
+/// A message already serialized — the bytes a service stored, say — answered as they are instead of
+/// being decoded and encoded again. A method the generator lists in `ENCODED_RESPONSES`
+/// (scripts/gen_proto.py) returns one; its callers see an ordinary message.
+public struct EncodedMessage<Message: WireMessage>: Sendable {
+    /// The serialized message, as `ProtoCodec.encode` writes it.
+    public let bytes: [UInt8]
+
+    /// Bytes this process encoded as `Message` earlier (they are sent unchecked).
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    public init(_ message: Message) {
+        bytes = ProtoCodec.encode(message)
+    }
+
+    /// `message` with its field `name` — a singular field of type `Embedded` that `message`
+    /// leaves unset — carrying `embedded`. A response wrapping a stored record is then sent without
+    /// encoding the record again. Protobuf parsers take fields in any order, so the field follows
+    /// the others.
+    public init<Embedded>(_ message: Message, embedding embedded: EncodedMessage<Embedded>, asField name: String) {
+        let d = Message.wireDescriptor
+        guard let f = protobuf_c_message_descriptor_get_field_by_name(d.raw, name) else {
+            preconditionFailure("\(d.fullName) has no field \(name)")
+        }
+        precondition(
+            f.pointee.type == PROTOBUF_C_TYPE_MESSAGE && f.pointee.label != PROTOBUF_C_LABEL_REPEATED
+                && f.pointee.descriptor == UnsafeRawPointer(Embedded.wireDescriptor.raw),
+            "\(d.fullName).\(name) is not a singular \(Embedded.wireDescriptor.fullName) field")
+        var buffer = ByteBuffer()
+        ProtoCodec.encode(message, into: &buffer, unsetField: f.pointee.id)
+        buffer.writeVarint(UInt64(f.pointee.id) << 3 | 2)
+        buffer.writeVarint(UInt64(embedded.bytes.count))
+        buffer.writeBytes(embedded.bytes)
+        bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+    }
+
+    public func decoded() throws -> Message {
+        try bytes.withUnsafeBytes { try ProtoCodec.decode(Message.self, from: $0) }
+    }
+}
+
+extension ByteBuffer {
+    fileprivate mutating func writeVarint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        writeInteger(UInt8(v))
+    }
+}
