@@ -1,5 +1,4 @@
 import CProtobufC
-import NIOCore
 
 /// A message already serialized — the bytes a service stored, say — answered as they are instead of
 /// being decoded and encoded again. A method the generator lists in `ENCODED_RESPONSES`
@@ -30,26 +29,10 @@ public struct EncodedMessage<Message: WireMessage>: Sendable {
             f.pointee.type == PROTOBUF_C_TYPE_MESSAGE && f.pointee.label != PROTOBUF_C_LABEL_REPEATED
                 && f.pointee.descriptor == UnsafeRawPointer(Embedded.wireDescriptor.raw),
             "\(d.fullName).\(name) is not a singular \(Embedded.wireDescriptor.fullName) field")
-        var buffer = ByteBuffer()
-        ProtoCodec.encode(message, into: &buffer, unsetField: f.pointee.id)
-        buffer.writeVarint(UInt64(f.pointee.id) << 3 | 2)
-        buffer.writeVarint(UInt64(embedded.bytes.count))
-        buffer.writeBytes(embedded.bytes)
-        bytes = buffer.readBytes(length: buffer.readableBytes) ?? []
+        bytes = ProtoCodec.encode(message, appending: embedded.bytes, asField: f)
     }
 
     public func decoded() throws -> Message {
         try bytes.withUnsafeBytes { try ProtoCodec.decode(Message.self, from: $0) }
-    }
-}
-
-extension ByteBuffer {
-    fileprivate mutating func writeVarint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        writeInteger(UInt8(v))
     }
 }

@@ -428,49 +428,81 @@ public struct ProtoWriter {
 public enum ProtoCodec {
     /// Appends the serialized message to `buffer`.
     public static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer) {
-        Arena.withThreadArena { arena in encode(message, into: &buffer, arena: arena, admit: { _ in }) }
+        encode(message, into: &buffer, admit: { _ in })
     }
 
     /// Appends the serialized message to `buffer` once `admit` accepts its size (it throws to refuse:
     /// a response over a limit is refused before its bytes are allocated).
-    public static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, admit: (Int) throws -> Void) throws {
-        try Arena.withThreadArena { arena in try encode(message, into: &buffer, arena: arena, admit: admit) }
-    }
-
-    private static func encode<M: WireMessage>(
-        _ message: M, into buffer: inout ByteBuffer, arena: Arena, admit: (Int) throws -> Void,
-        inspect: (UnsafeMutableRawPointer) -> Void = { _ in }
-    ) rethrows {
-        let d = M.wireDescriptor
-        let root = ProtoWriter.newMessage(d, arena: arena)
-        var w = ProtoWriter(base: root, descriptor: d, arena: arena)
-        message.write(to: &w)
-        inspect(root)
-        let cmsg = root.assumingMemoryBound(to: ProtobufCMessage.self)
-        let size = protobuf_c_message_get_packed_size(cmsg)
-        try admit(size)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
-            protobuf_c_message_pack(cmsg, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
-        }
-    }
-
-    /// Appends the serialized message after checking that its field `number`, a message field,
-    /// is unset (`EncodedMessage` appends that field itself).
-    static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, unsetField number: UInt32) {
-        Arena.withThreadArena { arena in
-            let f = M.wireDescriptor.field(number)
-            encode(message, into: &buffer, arena: arena, admit: { _ in }) { root in
-                precondition(
-                    (root + Int(f.pointee.offset)).load(as: UnsafeRawPointer?.self) == nil,
-                    "\(M.wireDescriptor.fullName) field \(number) is set: it would be sent twice")
+    public static func encode<M: WireMessage>(_ message: M, into buffer: inout ByteBuffer, admit: (Int) throws -> Void) rethrows {
+        try Arena.withThreadArena { arena in
+            let cmsg = build(message, arena: arena)
+            let size = protobuf_c_message_get_packed_size(cmsg)
+            try admit(size)
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+                protobuf_c_message_pack(cmsg, out.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
         }
     }
 
+    /// The serialized message: packed straight into the array (a stored record is made this way,
+    /// several per lead).
     public static func encode<M: WireMessage>(_ message: M) -> [UInt8] {
-        var b = ByteBuffer()
-        encode(message, into: &b)
-        return b.readBytes(length: b.readableBytes) ?? []
+        Arena.withThreadArena { arena in
+            let cmsg = build(message, arena: arena)
+            let size = protobuf_c_message_get_packed_size(cmsg)
+            return [UInt8](unsafeUninitializedCapacity: size) { out, count in
+                if size > 0 { protobuf_c_message_pack(cmsg, out.baseAddress!) }
+                count = size
+            }
+        }
+    }
+
+    /// The serialized message followed by `embedded` as its field `f` (a singular message field the
+    /// message leaves unset), in one array: what `EncodedMessage(_:embedding:asField:)` sends.
+    static func encode<M: WireMessage>(_ message: M, appending embedded: [UInt8], asField f: UnsafePointer<ProtobufCFieldDescriptor>)
+        -> [UInt8]
+    {
+        Arena.withThreadArena { arena in
+            let cmsg = build(message, arena: arena)
+            precondition(
+                (UnsafeRawPointer(cmsg) + Int(f.pointee.offset)).load(as: UnsafeRawPointer?.self) == nil,
+                "\(M.wireDescriptor.fullName) field \(f.pointee.id) is set: it would be sent twice")
+            let size = protobuf_c_message_get_packed_size(cmsg)
+            let key = UInt64(f.pointee.id) << 3 | 2
+            let length = UInt64(embedded.count)
+            let total = size + varintSize(key) + varintSize(length) + embedded.count
+            return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+                if size > 0 { protobuf_c_message_pack(cmsg, out.baseAddress!) }
+                var i = size
+                func put(_ value: UInt64) {
+                    var v = value
+                    while v >= 0x80 {
+                        out[i] = UInt8(truncatingIfNeeded: v) | 0x80
+                        v >>= 7
+                        i += 1
+                    }
+                    out[i] = UInt8(v)
+                    i += 1
+                }
+                put(key)
+                put(length)
+                embedded.withUnsafeBufferPointer { src in
+                    if let from = src.baseAddress { (out.baseAddress! + i).initialize(from: from, count: src.count) }
+                }
+                count = total
+            }
+        }
+    }
+
+    private static func varintSize(_ v: UInt64) -> Int { v == 0 ? 1 : (64 - v.leadingZeroBitCount + 6) / 7 }
+
+    /// The protobuf-c struct of `message`, in `arena` (valid until the arena's reset).
+    private static func build<M: WireMessage>(_ message: M, arena: Arena) -> UnsafeMutablePointer<ProtobufCMessage> {
+        let d = M.wireDescriptor
+        let root = ProtoWriter.newMessage(d, arena: arena)
+        var w = ProtoWriter(base: root, descriptor: d, arena: arena)
+        message.write(to: &w)
+        return root.assumingMemoryBound(to: ProtobufCMessage.self)
     }
 
     /// `checked`: apply the message's FieldLimits (a server reading a request).
