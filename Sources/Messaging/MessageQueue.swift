@@ -563,16 +563,18 @@ public struct MessageQueue: Sendable {
 enum MessageValues {
     static func encode(_ values: [String: String]) -> [UInt8] {
         var out = [UInt8]()
-        for (k, v) in values.sorted(by: { $0.key < $1.key }) {
-            for text in [k, v] {
-                var n = text.utf8.count
-                while n >= 0x80 {
-                    out.append(UInt8(n & 0x7F) | 0x80)
-                    n >>= 7
-                }
-                out.append(UInt8(n))
-                out += text.utf8
+        func put(_ text: String) {
+            var n = text.utf8.count
+            while n >= 0x80 {
+                out.append(UInt8(n & 0x7F) | 0x80)
+                n >>= 7
             }
+            out.append(UInt8(n))
+            out += text.utf8
+        }
+        for (k, v) in values.sorted(by: { $0.key < $1.key }) {
+            put(k)
+            put(v)
         }
         return out
     }
