@@ -24,12 +24,16 @@ struct CatalogAPI: Catalog_Service {
     static let maxImportBytes = 64 << 20
     static let chunkSize = 64 << 10
 
+    /// Price lists are read one file at a time; documents are rendered beside them, never queued
+    /// behind a large file.
     static let reading = DispatchQueue(label: "leadwire.catalog.reading")
+    static let rendering = DispatchQueue(label: "leadwire.catalog.rendering", attributes: .concurrent)
 
-    /// Runs CPU-heavy work (reading a price list) on a queue of its own, one file at a time.
-    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    /// Runs CPU-heavy work (reading a price list, rendering a document) off the event loop that
+    /// runs the handler.
+    static func offThePool<T: Sendable>(on queue: DispatchQueue = reading, _ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            reading.async { continuation.resume(with: Result { try work() }) }
+            queue.async { continuation.resume(with: Result { try work() }) }
         }
     }
 
@@ -475,7 +479,9 @@ struct CatalogAPI: Catalog_Service {
                 g.id = request.id
                 return g
             }(), context: context)
-        let pdf = ProposalPDF.render(p, seller: seller)
+        // Rendering takes milliseconds of CPU: not on the event loop the handler runs on.
+        let seller = self.seller
+        let pdf = try await Self.offThePool(on: Self.rendering) { ProposalPDF.render(p, seller: seller) }
         var offset = 0
         repeat {
             var chunk = Catalog_DocumentChunk()

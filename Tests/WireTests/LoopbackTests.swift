@@ -10,6 +10,11 @@ import WireInterop
 final class Probe: Sendable {
     let cancelledCalls = NIOLockedValueBox(0)
     let started = NIOLockedValueBox(0)
+    /// Whether handlers ran on an event-loop thread after suspending, one entry per call.
+    let onEventLoopAfterSuspension = NIOLockedValueBox<[Bool]>([])
+    /// Where the Gate handler waits; the test resumes it.
+    let gate = NIOLockedValueBox<CheckedContinuation<Void, Never>?>(nil)
+    let passedGate = NIOLockedValueBox(0)
 }
 
 /// A service written by hand (no generated protocol) to observe cancellation and deadlines.
@@ -53,6 +58,17 @@ struct ProbeService: WireService {
                 var response = Grpc_Testing_SimpleResponse()
                 response.username = "stored"
                 return EncodedMessage(response, embedding: EncodedMessage(payload), asField: "payload")
+            },
+            .unary("/wire.test.Probe/Resume") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
+                try await Task.sleep(nanoseconds: 2_000_000)
+                probe.onEventLoopAfterSuspension.withLockedValue { $0.append(MultiThreadedEventLoopGroup.currentEventLoop != nil) }
+                return Grpc_Testing_Empty()
+            },
+            // Waits, not cancellably, until the test opens the gate.
+            .unary("/wire.test.Probe/Gate") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
+                await withCheckedContinuation { c in probe.gate.withLockedValue { $0 = c } }
+                probe.passedGate.withLockedValue { $0 += 1 }
+                return Grpc_Testing_Empty()
             },
             .unary("/wire.test.Probe/Crash") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
                 struct SecretInternalFailure: Error { let connectionString = "postgres://user:secret@db" }
@@ -353,6 +369,37 @@ func statusCode(_ body: () async throws -> Void) async -> StatusCode? {
             }
             #expect(code == .resourceExhausted)
         }
+    }
+
+    /// A handler continues on its connection's event loop after a suspension (its answer is then
+    /// written without a hop).
+    @Test func aHandlerContinuesOnTheEventLoopAfterSuspending() async throws {
+        let probe = Probe()
+        try await withServer([ProbeService(probe: probe)]) { _, channel in
+            for _ in 0..<5 {
+                let _: Grpc_Testing_Empty = try await channel.unary("/wire.test.Probe/Resume", request: Grpc_Testing_Empty())
+            }
+        }
+        #expect(probe.onEventLoopAfterSuspension.withLockedValue { $0 } == [true, true, true, true, true])
+    }
+
+    /// A handler still suspended when the server has shut its event loops down is not lost: it
+    /// continues on the global executor and finishes.
+    @Test func aHandlerResumingAfterShutdownStillRuns() async throws {
+        let probe = Probe()
+        var config = WireServer.Configuration(port: 0)
+        config.shutdownGracePeriod = .milliseconds(100)
+        config.eventLoopThreads = 1  // the server's own loop, shut down with it
+        let server = WireServer(configuration: config, services: [ProbeService(probe: probe)])
+        let port = try await server.start()
+        let channel = WireChannel(host: "127.0.0.1", port: port)
+        let call = Task { try await channel.unary("/wire.test.Probe/Gate", request: Grpc_Testing_Empty()) as Grpc_Testing_Empty }
+        #expect(await eventually { probe.gate.withLockedValue { $0 != nil } })
+        await server.shutdown()
+        probe.gate.withLockedValue { $0?.resume() }
+        #expect(await eventually { probe.passedGate.withLockedValue { $0 } == 1 })
+        _ = await call.result
+        await channel.close()
     }
 
     @Test func thousandConcurrentCallsOnOneConnection() async throws {

@@ -29,7 +29,9 @@ public struct ServerMethod: Sendable {
     ///   - path: `/package.Service/Method`.
     ///   - body: The handler. What it throws ends the call: an `RPCError` (or a type conforming to
     ///     `RPCErrorConvertible`) as itself, anything else as UNKNOWN without detail. It runs with
-    ///     the call's deadline and is cancelled when the client cancels.
+    ///     the call's deadline and is cancelled when the client cancels. It runs on the connection's
+    ///     event loop, before and after its suspensions: work of more than a millisecond of CPU
+    ///     goes to a thread of its own.
     public static func unary<Req: WireMessage, Resp: WireMessage>(
         _ path: String, _ body: @escaping @Sendable (Req, ServerContext) async throws -> Resp
     ) -> ServerMethod {

@@ -4,8 +4,9 @@ import NIOCore
 /// One gRPC call on one HTTP/2 stream, server side.
 ///
 /// Confined to its connection's event loop: every mutable field is touched only there. A handler starts
-/// on that loop (`Task.immediate`), so until its first suspension its calls into this object need no
-/// hop; after one it may run elsewhere, and each entry point hops to the loop first.
+/// on that loop (`Task.immediate`) and continues there after suspensions (`EventLoopTaskExecutor`),
+/// so its calls into this object need no hop; code it runs elsewhere goes through entry points that
+/// hop to the loop first.
 final class ServerCall: @unchecked Sendable {
     let streamID: Int32
     let connection: ServerConnection
@@ -210,11 +211,11 @@ final class ServerCall: @unchecked Sendable {
     private func startHandler() {
         let method = self.method!
         // Starts synchronously on this event loop and runs until its first suspension: a unary
-        // handler usually completes without ever being scheduled. After a suspension it resumes on
-        // the global executor, and every entry point of this call hops back to the loop. (A task
-        // executor preference would keep it on the loop, at two more allocations and a lock per call.)
+        // handler usually completes without ever being scheduled. After a suspension it continues
+        // on the same loop (the connection's task executor), so its answer is written without a
+        // hop; the entry points still hop when called from elsewhere (a child task, say).
         let interceptor = connection.core.configuration.interceptor
-        task = Task.immediate { [self] in
+        task = Task.immediate(executorPreference: connection.taskExecutor) { [self] in
             let outcome: RPCError?
             do {
                 if let interceptor {
@@ -409,10 +410,15 @@ final class ServerCall: @unchecked Sendable {
     private func complete(_ error: RPCError?) {
         if loop.inEventLoop {
             finish(error)
-        } else {
+        } else if !loopClosed {
             loop.execute { self.finish(error) }
         }
     }
+
+    /// The server has shut its event loops down (a handler outlived the grace period): the call's
+    /// connection is gone, and work scheduled on the loop would never run.
+    private var loopClosed: Bool { connection.core.loopsClosing.load(ordering: .relaxed) }
+    private static let serverShutDown = RPCError(.cancelled, "the server has shut down")
 
     // MARK: Handler side
 
@@ -457,7 +463,13 @@ final class ServerCall: @unchecked Sendable {
                     cont.resume(throwing: error)
                 }
             }
-            if loop.inEventLoop { register() } else { loop.execute(register) }
+            if loop.inEventLoop {
+                register()
+            } else if loopClosed {
+                cont.resume(throwing: Self.serverShutDown)
+            } else {
+                loop.execute(register)
+            }
         }
     }
 
@@ -563,6 +575,7 @@ final class ServerCall: @unchecked Sendable {
             return
         }
         try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            if loopClosed { return cont.resume(throwing: Self.serverShutDown) }
             loop.execute { [self] in
                 do {
                     try enqueue(framed)

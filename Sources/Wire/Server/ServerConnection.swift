@@ -57,7 +57,11 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     init(core: ServerCore, loop: any EventLoop) {
         self.core = core
         self.loop = loop
+        self.taskExecutor = EventLoopTaskExecutor(loop: loop, core: core)
     }
+
+    /// Where the connection's handlers continue after a suspension.
+    let taskExecutor: EventLoopTaskExecutor
 
     // MARK: Channel events
 

@@ -235,7 +235,10 @@ public final class WireServer: Service, Sendable {
             c.loop.execute { c.beginGracefulShutdown(grace: grace) }
         }
         await core.waitForConnectionsToClose(timeout: grace + .seconds(2))
-        if ownsGroup { try? await group.shutdownGracefully() }
+        if ownsGroup {
+            core.loopsClosing.store(true, ordering: .sequentiallyConsistent)
+            try? await group.shutdownGracefully()
+        }
         state.withLockedValue { $0 = .stopped }
     }
 
@@ -258,6 +261,9 @@ final class ServerCore: Sendable {
     private let sweeper = NIOLockedValueBox<RepeatedTask?>(nil)
     /// Response bytes encoded and not yet taken by nghttp2, over all connections.
     let unreadResponseBytes = Atomic<Int>(0)
+    /// Set just before the server shuts its event loops down: a handler resuming after that
+    /// continues on the global executor (a closed loop would drop it).
+    let loopsClosing = Atomic<Bool>(false)
 
     init(configuration: WireServer.Configuration, methods: [String: ServerMethod], logger: Logger) {
         self.configuration = configuration
