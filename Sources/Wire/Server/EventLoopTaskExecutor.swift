@@ -6,7 +6,7 @@ import NIOCore
 /// lead). So a handler must not run long stretches of CPU work after an `await` (a document
 /// rendered, a file parsed): that goes to a thread of its own, as any work that would hold the
 /// loop's other connections up.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+final class EventLoopTaskExecutor: TaskExecutor, Sendable {
     let loop: any EventLoop
     private let core: ServerCore
 
