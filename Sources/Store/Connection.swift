@@ -28,8 +28,11 @@ public final class Connection {
 
     /// Runs one statement; returns the number of rows it changed.
     @discardableResult
-    public func run(_ sql: String, _ values: any SQLBindable...) throws -> Int {
-        try run(sql, values: values.map(\.sqlValue))
+    @inlinable
+    public func run<each V: SQLBindable>(_ sql: String, _ values: repeat each V) throws -> Int {
+        var array = [SQLValue]()
+        for v in repeat each values { array.append(v.sqlValue) }
+        return try run(sql, values: array)
     }
 
     @discardableResult
@@ -41,8 +44,11 @@ public final class Connection {
     }
 
     /// Runs a query, mapping each row.
-    public func query<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> [T] {
-        try query(sql, values: values.map(\.sqlValue), map: map)
+    @inlinable
+    public func query<T, each V: SQLBindable>(_ sql: String, _ values: repeat each V, map: (Row) throws -> T) throws -> [T] {
+        var array = [SQLValue]()
+        for v in repeat each values { array.append(v.sqlValue) }
+        return try query(sql, values: array, map: map)
     }
 
     public func query<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> [T] {
@@ -60,8 +66,11 @@ public final class Connection {
         }
     }
 
-    public func first<T>(_ sql: String, _ values: any SQLBindable..., map: (Row) throws -> T) throws -> T? {
-        try first(sql, values: values.map(\.sqlValue), map: map)
+    @inlinable
+    public func first<T, each V: SQLBindable>(_ sql: String, _ values: repeat each V, map: (Row) throws -> T) throws -> T? {
+        var array = [SQLValue]()
+        for v in repeat each values { array.append(v.sqlValue) }
+        return try first(sql, values: array, map: map)
     }
 
     /// The first row, mapped, or nil: on SQLite without collecting the rows into an array first.
