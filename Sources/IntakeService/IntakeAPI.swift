@@ -49,6 +49,9 @@ struct IntakeAPI: Intake_Service {
     /// E-mail goes to an SMTP relay of our own (--smtp-host): TakeReplies hands out the rest only.
     var smtpDelivery = false
 
+    /// Where SubmitLead's answer carries the lead as its transaction stored it.
+    private static let leadField = EmbeddedField<Intake_SubmitLeadResponse, Intake_Lead>("lead")
+
     /// Who did it: the authenticated principal, else what the request says, else "api".
     private static func actor(_ requested: String) -> String {
         Caller.name(or: requested.isEmpty ? "api" : requested)
@@ -152,7 +155,7 @@ struct IntakeAPI: Intake_Service {
         }
         // The lead as its transaction stored it (or found it, for a duplicate): answered as those
         // bytes, not encoded a second time.
-        return EncodedMessage(r, embedding: submitted.stored, asField: "lead")
+        return EncodedMessage(r, embedding: submitted.stored, as: Self.leadField)
     }
 
     private func register(_ request: Intake_SubmitLeadRequest) async throws -> IntakeStore.Submitted {

@@ -30,9 +30,18 @@ public final class Connection {
     @discardableResult
     @inlinable
     public func run<each V: SQLBindable>(_ sql: String, _ values: repeat each V) throws -> Int {
+        try run(sql, values: Self.bound(repeat each values))
+    }
+
+    /// A statement's values in the order they bind, in one array sized for them.
+    @inlinable
+    static func bound<each V: SQLBindable>(_ values: repeat each V) -> [SQLValue] {
+        var count = 0
+        for _ in repeat each values { count += 1 }
         var array = [SQLValue]()
+        array.reserveCapacity(count)
         for v in repeat each values { array.append(v.sqlValue) }
-        return try run(sql, values: array)
+        return array
     }
 
     @discardableResult
@@ -46,9 +55,7 @@ public final class Connection {
     /// Runs a query, mapping each row.
     @inlinable
     public func query<T, each V: SQLBindable>(_ sql: String, _ values: repeat each V, map: (Row) throws -> T) throws -> [T] {
-        var array = [SQLValue]()
-        for v in repeat each values { array.append(v.sqlValue) }
-        return try query(sql, values: array, map: map)
+        try query(sql, values: Self.bound(repeat each values), map: map)
     }
 
     public func query<T>(_ sql: String, values: [SQLValue], map: (Row) throws -> T) throws -> [T] {
@@ -68,9 +75,7 @@ public final class Connection {
 
     @inlinable
     public func first<T, each V: SQLBindable>(_ sql: String, _ values: repeat each V, map: (Row) throws -> T) throws -> T? {
-        var array = [SQLValue]()
-        for v in repeat each values { array.append(v.sqlValue) }
-        return try first(sql, values: array, map: map)
+        try first(sql, values: Self.bound(repeat each values), map: map)
     }
 
     /// The first row, mapped, or nil: on SQLite without collecting the rows into an array first.

@@ -57,7 +57,7 @@ struct ProbeService: WireService {
                 payload.body = (0..<Int(request.responseSize)).map { UInt8(truncatingIfNeeded: $0 &* 7) }
                 var response = Grpc_Testing_SimpleResponse()
                 response.username = "stored"
-                return EncodedMessage(response, embedding: EncodedMessage(payload), asField: "payload")
+                return EncodedMessage(response, embedding: EncodedMessage(payload), as: EmbeddedField("payload"))
             },
             .unary("/wire.test.Probe/Resume") { (_: Grpc_Testing_Empty, _) -> Grpc_Testing_Empty in
                 try await Task.sleep(nanoseconds: 2_000_000)

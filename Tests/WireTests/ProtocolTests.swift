@@ -182,14 +182,15 @@ import WireInterop
         var r = Grpc_Testing_SimpleRequest()
         r.responseSize = 150
         r.fillOauthScope = true
-        let spliced = EncodedMessage(r, embedding: EncodedMessage(payload), asField: "payload")
+        let spliced = EncodedMessage(r, embedding: EncodedMessage(payload), as: EmbeddedField("payload"))
         r.payload = payload
         #expect(try spliced.decoded() == r)
         // The record's bytes follow the wrapper's own, tagged as field 3 (payload) with their length.
         let record = ProtoCodec.encode(payload)
         #expect(spliced.bytes.suffix(record.count + 2) == [0x1a, UInt8(record.count)] + record)
         // An empty record still sets the field (present, empty), as encoding it would.
-        let empty = EncodedMessage(Grpc_Testing_SimpleRequest(), embedding: EncodedMessage(Grpc_Testing_Payload()), asField: "payload")
+        let empty = EncodedMessage(
+            Grpc_Testing_SimpleRequest(), embedding: EncodedMessage(Grpc_Testing_Payload()), as: EmbeddedField("payload"))
         #expect(empty.bytes == [0x1a, 0x00])
         #expect(try empty.decoded().payload == Grpc_Testing_Payload())
     }

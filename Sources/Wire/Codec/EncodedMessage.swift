@@ -16,11 +16,24 @@ public struct EncodedMessage<Message: WireMessage>: Sendable {
         bytes = ProtoCodec.encode(message)
     }
 
-    /// `message` with its field `name` — a singular field of type `Embedded` that `message`
-    /// leaves unset — carrying `embedded`. A response wrapping a stored record is then sent without
-    /// encoding the record again. Protobuf parsers take fields in any order, so the field follows
-    /// the others.
-    public init<Embedded>(_ message: Message, embedding embedded: EncodedMessage<Embedded>, asField name: String) {
+    /// `message` with its field `field` — which `message` leaves unset — carrying `embedded`. A
+    /// response wrapping a stored record is then sent without encoding the record again. Protobuf
+    /// parsers take fields in any order, so the field follows the others.
+    public init<Embedded>(_ message: Message, embedding embedded: EncodedMessage<Embedded>, as field: EmbeddedField<Message, Embedded>) {
+        bytes = ProtoCodec.encode(message, appending: embedded.bytes, asField: Message.wireDescriptor.field(field.number))
+    }
+
+    public func decoded() throws -> Message {
+        try bytes.withUnsafeBytes { try ProtoCodec.decode(Message.self, from: $0) }
+    }
+}
+
+/// A singular field of `Message` that holds an `Embedded` message, found by name and checked once
+/// (a static at the call site): where `EncodedMessage(_:embedding:as:)` puts a stored record.
+public struct EmbeddedField<Message: WireMessage, Embedded: WireMessage>: Sendable {
+    let number: UInt32
+
+    public init(_ name: String) {
         let d = Message.wireDescriptor
         guard let f = protobuf_c_message_descriptor_get_field_by_name(d.raw, name) else {
             preconditionFailure("\(d.fullName) has no field \(name)")
@@ -29,10 +42,6 @@ public struct EncodedMessage<Message: WireMessage>: Sendable {
             f.pointee.type == PROTOBUF_C_TYPE_MESSAGE && f.pointee.label != PROTOBUF_C_LABEL_REPEATED
                 && f.pointee.descriptor == UnsafeRawPointer(Embedded.wireDescriptor.raw),
             "\(d.fullName).\(name) is not a singular \(Embedded.wireDescriptor.fullName) field")
-        bytes = ProtoCodec.encode(message, appending: embedded.bytes, asField: f)
-    }
-
-    public func decoded() throws -> Message {
-        try bytes.withUnsafeBytes { try ProtoCodec.decode(Message.self, from: $0) }
+        number = f.pointee.id
     }
 }

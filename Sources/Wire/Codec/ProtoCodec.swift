@@ -458,7 +458,7 @@ public enum ProtoCodec {
     }
 
     /// The serialized message followed by `embedded` as its field `f` (a singular message field the
-    /// message leaves unset), in one array: what `EncodedMessage(_:embedding:asField:)` sends.
+    /// message leaves unset), in one array: what `EncodedMessage(_:embedding:as:)` sends.
     static func encode<M: WireMessage>(_ message: M, appending embedded: [UInt8], asField f: UnsafePointer<ProtobufCFieldDescriptor>)
         -> [UInt8]
     {
