@@ -60,21 +60,33 @@ public enum FixedPoint {
     }
 
     public static func format(_ value: Int64, places: Int) -> String {
-        // Digits written as bytes from the last one back (every order line of every lead has three
-        // amounts): the fraction's `places` digits, the point, then the whole part, at least "0".
-        var text = [UInt8]()
-        text.reserveCapacity(22 + places)
-        var rest = value.magnitude
-        var written = 0
-        repeat {
-            if written == places && places > 0 { text.append(UInt8(ascii: ".")) }
-            text.append(UInt8(ascii: "0") + UInt8(rest % 10))
+        // Written from the last digit back, straight into the string (every order line of every
+        // lead has three amounts; up to 15 bytes it is a small string, with no allocation): the
+        // fraction's `places` digits, the point, then the whole part, at least "0".
+        let magnitude = value.magnitude
+        var digits = 1
+        var rest = magnitude / 10
+        while rest > 0 {
+            digits += 1
             rest /= 10
-            written += 1
-        } while rest > 0 || written <= places
-        if value < 0 { text.append(UInt8(ascii: "-")) }
-        text.reverse()
-        return String(decoding: text, as: UTF8.self)
+        }
+        let written = max(digits, places + 1)
+        let length = written + (places > 0 ? 1 : 0) + (value < 0 ? 1 : 0)
+        return String(unsafeUninitializedCapacity: length) { out in
+            var rest = magnitude
+            var i = length
+            for k in 0..<written {
+                if k == places && places > 0 {
+                    i -= 1
+                    out[i] = UInt8(ascii: ".")
+                }
+                i -= 1
+                out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            }
+            if value < 0 { out[0] = UInt8(ascii: "-") }
+            return length
+        }
     }
 
     /// A decimal without its trailing fraction zeros, as people write it: "12.500" -> "12.5",

@@ -67,14 +67,14 @@ public protocol SQLBindable {
     var sqlValue: SQLValue { get }
 }
 
-extension Int: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
-extension Int64: SQLBindable { public var sqlValue: SQLValue { .integer(self) } }
-extension Int32: SQLBindable { public var sqlValue: SQLValue { .integer(Int64(self)) } }
-extension Double: SQLBindable { public var sqlValue: SQLValue { .real(self) } }
-extension String: SQLBindable { public var sqlValue: SQLValue { .text(self) } }
-extension Bool: SQLBindable { public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
-extension SQLValue: SQLBindable { public var sqlValue: SQLValue { self } }
+extension Int: SQLBindable { @inlinable public var sqlValue: SQLValue { .integer(Int64(self)) } }
+extension Int64: SQLBindable { @inlinable public var sqlValue: SQLValue { .integer(self) } }
+extension Int32: SQLBindable { @inlinable public var sqlValue: SQLValue { .integer(Int64(self)) } }
+extension Double: SQLBindable { @inlinable public var sqlValue: SQLValue { .real(self) } }
+extension String: SQLBindable { @inlinable public var sqlValue: SQLValue { .text(self) } }
+extension Bool: SQLBindable { @inlinable public var sqlValue: SQLValue { .integer(self ? 1 : 0) } }
+extension SQLValue: SQLBindable { @inlinable public var sqlValue: SQLValue { self } }
 extension Optional: SQLBindable where Wrapped: SQLBindable {
-    public var sqlValue: SQLValue { self?.sqlValue ?? .null }
+    @inlinable public var sqlValue: SQLValue { self?.sqlValue ?? .null }
 }
-extension Array: SQLBindable where Element == UInt8 { public var sqlValue: SQLValue { .blob(self) } }
+extension Array: SQLBindable where Element == UInt8 { @inlinable public var sqlValue: SQLValue { .blob(self) } }

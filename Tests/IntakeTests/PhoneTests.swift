@@ -23,6 +23,14 @@ import Testing
         #expect(Phone.normalize(String(repeating: "1", count: 20), country: .russia) == .failure(.wrongLength(20)))
         #expect(Phone.normalize("+7 912 345", country: .russia) == .failure(.wrongLength(7)))
         #expect(Phone.normalize("1234567890", country: .russia) == .failure(.notAPhone))
+        // Read byte by byte: only U+00A0 of the two-byte characters is a separator, and a "+" alone
+        // or "00" alone has no number after it.
+        #expect(Phone.normalize("8 912 345 67 89 ©", country: .russia) == .failure(.notAPhone))
+        #expect(Phone.normalize("8 912 345 67 8à9", country: .russia) == .failure(.notAPhone))
+        #expect(Phone.normalize("+", country: .russia) == .failure(.notAPhone))
+        #expect(Phone.normalize("\u{00A0}", country: .russia) == .failure(.notAPhone))
+        #expect(Phone.normalize("00", country: .russia) == .failure(.wrongLength(0)))
+        #expect(Phone.normalize("+7 912 345 67 890", country: .russia) == .failure(.wrongLength(12)))
     }
 
     @Test func otherCountriesAndInternationalForms() {

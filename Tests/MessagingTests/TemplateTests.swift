@@ -42,6 +42,9 @@ import Testing
         #expect(MessageLocale.ru.date(iso: "2027-05-01") == "1 мая 2027 г.")
         #expect(MessageLocale.ru.date(iso: "2027-03-08") == "8 марта 2027 г.")
         #expect(MessageLocale.en.date(year: 2026, month: 12, day: 4) == "4 December 2026")
+        #expect(MessageLocale.ru.date(year: 2027, month: 9, day: 30) == "30 сентября 2027 г.")
+        #expect(MessageLocale.en.date(year: 2030, month: 1, day: 10) == "10 January 2030")
+        #expect(MessageLocale.ru.date(year: 12026, month: 5, day: 1) == "1 мая 12026 г.")
         // 2026-12-04T10:00Z
         #expect(MessageLocale.ru.date(millis: 1_796_378_400_000) == "4 декабря 2026 г.")
         #expect(MessageLocale(code: "ru_RU") == .ru)

@@ -28,45 +28,79 @@ struct PhoneCountry: Sendable, Hashable {
 enum Phone {
     /// The E.164 form of `text`, or why it is not a phone number.
     static func normalize(_ text: String, country: PhoneCountry) -> Result<String, PhoneError> {
-        // On UTF-8 bytes: every lead's phone passes here twice (validation, then the client match).
-        let bytes = Array(text.trimmingSpaces.utf8)
-        var kept = [UInt8]()
-        kept.reserveCapacity(bytes.count)
-        var plus = false
-        var i = 0
-        while i < bytes.count {
-            switch bytes[i] {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): kept.append(bytes[i])
-            case UInt8(ascii: "+") where i == 0: plus = true
-            case UInt8(ascii: " "), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "-"), UInt8(ascii: "."): break
-            case 0xC2 where i + 1 < bytes.count && bytes[i + 1] == 0xA0: i += 1  // U+00A0, a no-break space
-            default: return .failure(.notAPhone)
+        // On UTF-8 bytes, the digits gathered in a buffer on the stack: every lead's phone passes
+        // here twice (validation, then the client match).
+        var trimmed = text.trimmingSpaces
+        return trimmed.withUTF8 { bytes in
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(bytes.count, 1)) { buffer in
+                var count = 0
+                var plus = false
+                var previous: UInt8 = 0
+                for i in bytes.indices {
+                    let b = bytes[i]
+                    defer { previous = b }
+                    switch b {
+                    case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                        buffer[count] = b
+                        count += 1
+                    case UInt8(ascii: "+") where i == 0: plus = true
+                    case UInt8(ascii: " "), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "-"), UInt8(ascii: "."): break
+                    case 0xC2: break  // the first byte of U+00A0, a no-break space (checked on the next one)
+                    case 0xA0 where previous == 0xC2: break
+                    default: return .failure(.notAPhone)
+                    }
+                }
+                if previous == 0xC2 { return .failure(.notAPhone) }
+                return normalize(digits: UnsafeBufferPointer(rebasing: buffer[..<count]), plus: plus, country: country)
             }
-            i += 1
         }
-        if kept.isEmpty { return .failure(.notAPhone) }
-        let digits = String(decoding: kept, as: UTF8.self)
-        if plus || digits.hasPrefix("00") {
-            let international = plus ? digits : String(digits.dropFirst(2))
+    }
+
+    private static func normalize(digits: UnsafeBufferPointer<UInt8>, plus: Bool, country: PhoneCountry) -> Result<String, PhoneError> {
+        func startsWith(_ prefix: String) -> Bool { digits.starts(with: prefix.utf8) }
+        if digits.isEmpty { return .failure(.notAPhone) }
+        if plus || startsWith("00") {
+            let international = plus ? digits : UnsafeBufferPointer(rebasing: digits[2...])
             // E.164: at most 15 digits; a real number has at least 8.
             guard (8...15).contains(international.count) else { return .failure(.wrongLength(international.count)) }
             // +7 (Russia, Kazakhstan) numbers are always 11 digits with the code.
-            if international.hasPrefix("7"), international.count != 11 { return .failure(.wrongLength(international.count)) }
-            return .success("+" + international)
+            if international.first == UInt8(ascii: "7"), international.count != 11 {
+                return .failure(.wrongLength(international.count))
+            }
+            return .success(e164("", international))
         }
+        let code = country.callingCode.utf8.count
+        let trunk = country.trunkPrefix.utf8.count
         var national = digits
-        if digits.count == country.callingCode.count + country.nationalLength, digits.hasPrefix(country.callingCode) {
-            national = String(digits.dropFirst(country.callingCode.count))
-        } else if !country.trunkPrefix.isEmpty, digits.count == country.trunkPrefix.count + country.nationalLength,
-            digits.hasPrefix(country.trunkPrefix)
-        {
-            national = String(digits.dropFirst(country.trunkPrefix.count))
+        if digits.count == code + country.nationalLength, startsWith(country.callingCode) {
+            national = UnsafeBufferPointer(rebasing: digits[code...])
+        } else if trunk > 0, digits.count == trunk + country.nationalLength, startsWith(country.trunkPrefix) {
+            national = UnsafeBufferPointer(rebasing: digits[trunk...])
         }
         guard national.count == country.nationalLength else { return .failure(.wrongLength(digits.count)) }
-        if country.callingCode == "7", let first = national.first, !"3456789".contains(first) {
+        if country.callingCode == "7", let first = national.first, !(UInt8(ascii: "3")...UInt8(ascii: "9")).contains(first) {
             return .failure(.notAPhone)
         }
-        return .success("+" + country.callingCode + national)
+        return .success(e164(country.callingCode, national))
+    }
+
+    /// "+", the calling code (when the digits are national) and the digits, written straight into
+    /// the string (a small one, without an allocation, up to 15 bytes).
+    private static func e164(_ code: String, _ digits: UnsafeBufferPointer<UInt8>) -> String {
+        let code = code.utf8
+        return String(unsafeUninitializedCapacity: 1 + code.count + digits.count) { out in
+            out[0] = UInt8(ascii: "+")
+            var i = 1
+            for b in code {
+                out[i] = b
+                i += 1
+            }
+            for b in digits {
+                out[i] = b
+                i += 1
+            }
+            return i
+        }
     }
 
     /// `+79123456789` as people write it: `+7 912 345-67-89`. Other countries: `+375 29 1234567`.
