@@ -49,6 +49,25 @@ let itemsMigrations = [
         #expect(try await db.schemaVersion() == 2)
     }
 
+    @Test func eachTextFindsItsOwnPreparedStatement() throws {
+        // More statements than the cache's first table holds (it grows), among them texts of one
+        // length whose middle and last eight bytes agree (they hash alike): each runs as itself.
+        let c = try SQLiteConnection(path: ":memory:", readOnly: false)
+        var texts = (0..<150).map { "SELECT \($0) AS n" }
+        texts += (0..<20).map { i in "SELECT \(100 + i) AS n, 'the same middle and end of the text'" }
+        for _ in 0..<3 {
+            for (i, sql) in texts.enumerated() {
+                let expected = i < 150 ? Int64(i) : Int64(100 + i - 150)
+                #expect(try c.first(sql, values: []) { $0.int(0) } == expected, "\(sql)")
+            }
+        }
+        var cache = StatementCache()
+        for sql in texts { cache.insert(try Statement(connection: c.raw, sql: sql)) }
+        #expect(cache.count == texts.count)
+        #expect(texts.allSatisfy { cache[$0]?.sql == $0 })
+        #expect(cache["SELECT 1000 AS n"] == nil)
+    }
+
     @Test func emptyAndNonASCIIValuesAreBoundAsGivenNotAsNull() async throws {
         let db = try Database(
             configuration: scratchConfiguration(),
