@@ -294,6 +294,8 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
     @Test func registrationNumbers() {
         #expect(RegistrationNumber.format(year: 2026, sequence: 123) == "L-2026-000123")
         #expect(RegistrationNumber.format(year: 2026, sequence: 1_234_567) == "L-2026-1234567")
+        #expect(RegistrationNumber.format(year: 2027, sequence: 1) == "L-2027-000001")
+        #expect(RegistrationNumber.format(year: 2026, sequence: 999_999) == "L-2026-999999")
         #expect(RegistrationNumber.find(in: "Re: your request l-2026-000123 (AC)") == "L-2026-000123")
         #expect(RegistrationNumber.find(in: "Re: XL-2026-000123") == nil)
         #expect(RegistrationNumber.find(in: "L-2026-12345 too short") == nil)

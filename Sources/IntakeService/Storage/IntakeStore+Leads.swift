@@ -54,7 +54,7 @@ extension IntakeStore {
             let seq = try db.first("SELECT last FROM registration_counters WHERE year = ?", year) { $0.int(0) } ?? 1
             // One writer: the next id is known before the insert, so the row is written once, with
             // its own id inside the stored message.
-            let rowID = try Self.nextID(db, "leads")
+            let rowID = try Self.nextID(db, .leads)
             var lead = draft
             lead.id = Self.leadID(rowID)
             lead.registrationNumber = RegistrationNumber.format(year: year, sequence: seq)
@@ -167,8 +167,21 @@ extension IntakeStore {
 
     /// The id the next row of `table` gets; valid because write transactions take turns (one writer
     /// per process, and replicas on PostgreSQL wait for each other: see `Database`).
-    static func nextID(_ db: Connection, _ table: StaticString) throws -> Int64 {
-        try db.first("SELECT COALESCE(MAX(id), 0) + 1 FROM \(table)") { $0.int(0) } ?? 1
+    static func nextID(_ db: Connection, _ table: RowTable) throws -> Int64 {
+        try db.first(table.nextIDQuery) { $0.int(0) } ?? 1
+    }
+
+    /// The tables whose next row id is taken before the insert, each with its query written out
+    /// (not interpolated on every lead).
+    enum RowTable {
+        case leads, comments
+
+        var nextIDQuery: String {
+            switch self {
+            case .leads: "SELECT COALESCE(MAX(id), 0) + 1 FROM leads"
+            case .comments: "SELECT COALESCE(MAX(id), 0) + 1 FROM comments"
+            }
+        }
     }
 
     static func appendHistory(
@@ -426,7 +439,7 @@ extension IntakeStore {
             var comment = c
             comment.leadId = lead.id
             comment.createdAtMs = now
-            let row = try Self.nextID(db, "comments")
+            let row = try Self.nextID(db, .comments)
             comment.id = Self.commentID(row)
             try db.run("INSERT INTO comments(id, lead_id, public, body) VALUES (?, ?, ?, ?)", row, n, c.public, ProtoCodec.encode(comment))
             try Self.appendHistory(
