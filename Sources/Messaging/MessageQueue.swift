@@ -562,7 +562,15 @@ public struct MessageQueue: Sendable {
 /// (the queue grows by one row per message) and safe for any text.
 enum MessageValues {
     static func encode(_ values: [String: String]) -> [UInt8] {
+        // By name, so the same values always make the same bytes; sized first, so the array is
+        // allocated once (every message queued, inside its transaction).
+        let pairs = values.sorted(by: { $0.key < $1.key })
+        func size(_ text: String) -> Int {
+            let n = text.utf8.count
+            return n + (n < 0x80 ? 1 : n < 0x4000 ? 2 : n < 0x20_0000 ? 3 : n < 0x1000_0000 ? 4 : 5)
+        }
         var out = [UInt8]()
+        out.reserveCapacity(pairs.reduce(0) { $0 + size($1.key) + size($1.value) })
         func put(_ text: String) {
             var n = text.utf8.count
             while n >= 0x80 {
@@ -572,7 +580,7 @@ enum MessageValues {
             out.append(UInt8(n))
             out += text.utf8
         }
-        for (k, v) in values.sorted(by: { $0.key < $1.key }) {
+        for (k, v) in pairs {
             put(k)
             put(v)
         }

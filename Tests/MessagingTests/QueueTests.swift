@@ -134,6 +134,11 @@ import Testing
             "comment": String(repeating: "Длинный комментарий. ", count: 40), "number": "L-2026-000001", "empty": "", "∑": "\u{0}\u{1F}",
         ]
         #expect(MessageValues.decode(MessageValues.encode(values)) == values)
+        // Sized before it is written: a value whose length takes two and three bytes of varint.
+        let long = ["a": String(repeating: "x", count: 200), "b": String(repeating: "я", count: 9000)]
+        let bytes = MessageValues.encode(long)
+        #expect(bytes.count == (1 + 1) + (2 + 200) + (1 + 1) + (3 + 18000))
+        #expect(MessageValues.decode(bytes) == long)
         #expect(MessageValues.decode([0x85]) == [:], "a truncated length is no value, not a crash")
         #expect(MessageValues.decode([0x05, 0x61]) == [:])
     }
