@@ -117,6 +117,21 @@ import WireInterop
         #expect(!Metadata.isCustomKey("X-Upper"))
     }
 
+    @Test func metadataKeysAreFoundWhateverTheirCase() {
+        var m = Metadata()
+        m.add("X-Request-ID", "r-1")
+        m.add("authorization", "Bearer t")
+        m.add("Trace-BIN", binary: [1, 2])
+        #expect(m.entries.map(\.key) == ["x-request-id", "authorization", "trace-bin"])
+        #expect(m["x-request-id"] == "r-1" && m["X-REQUEST-ID"] == "r-1" && m["Authorization"] == "Bearer t")
+        #expect(m.binary("trace-bin") == [1, 2])
+        // A key already in lower case is kept as it is; one with letters beyond ASCII is lowered too.
+        #expect(Metadata.lowercase("x-grpc-test-echo-initial") == "x-grpc-test-echo-initial")
+        #expect(Metadata.lowercase("Ключ-Z") == "ключ-z")
+        m.removeAll("AUTHORIZATION")
+        #expect(m["authorization"] == nil && m.count == 2)
+    }
+
     @Test func grpcContentTypes() {
         #expect(ServerCall.isGRPCContentType("application/grpc"))
         #expect(ServerCall.isGRPCContentType("application/grpc+proto"))

@@ -18,25 +18,25 @@ public struct Metadata: Sendable, Hashable, Sequence {
     public var count: Int { entries.count }
 
     public mutating func add(_ key: String, _ value: String) {
-        entries.append((key.lowercased(), .string(value)))
+        entries.append((Self.lowercase(key), .string(value)))
     }
 
     public mutating func add(_ key: String, binary: [UInt8]) {
-        entries.append((key.lowercased(), .binary(binary)))
+        entries.append((Self.lowercase(key), .binary(binary)))
     }
 
     public mutating func add(_ key: String, _ value: Value) {
-        entries.append((key.lowercased(), value))
+        entries.append((Self.lowercase(key), value))
     }
 
     public mutating func removeAll(_ key: String) {
-        let k = key.lowercased()
+        let k = Self.lowercase(key)
         entries.removeAll { $0.key == k }
     }
 
     /// The first string value under `key`.
     public subscript(key: String) -> String? {
-        let k = key.lowercased()
+        let k = Self.lowercase(key)
         for e in entries where e.key == k {
             if case .string(let s) = e.value { return s }
         }
@@ -44,13 +44,22 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
 
     public func values(_ key: String) -> [Value] {
-        let k = key.lowercased()
+        let k = Self.lowercase(key)
         return entries.filter { $0.key == k }.map(\.value)
     }
 
     public func binary(_ key: String) -> [UInt8]? {
         for v in values(key) { if case .binary(let b) = v { return b } }
         return nil
+    }
+
+    /// `key` in lower case. Keys nearly always are already (HTTP/2 requires it of header names, and
+    /// programs ask for "authorization" as written): those are returned as they are, with no new
+    /// string made — every call's metadata passes here, and `lowercased()` made one each time.
+    static func lowercase(_ key: String) -> String {
+        var bytes = key
+        let lower = bytes.withUTF8 { !$0.contains { ($0 >= 0x41 && $0 <= 0x5A) || $0 >= 0x80 } }
+        return lower ? key : key.lowercased()
     }
 
     public func makeIterator() -> IndexingIterator<[(key: String, value: Value)]> {
