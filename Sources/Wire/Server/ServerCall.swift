@@ -6,7 +6,10 @@ import NIOCore
 /// Confined to its connection's event loop: every mutable field is touched only there. A handler starts
 /// on that loop (`Task.immediate`) and continues there after suspensions (`EventLoopTaskExecutor`),
 /// so its calls into this object need no hop; code it runs elsewhere goes through entry points that
-/// hop to the loop first.
+/// hop to the loop first. Those entry points are `nonisolated(nonsending)`: they run on their
+/// caller's executor, so a handler's `await call.send(...)` does not switch executors (each switch
+/// looked the task's executor preference up under its status lock, ~600 instructions, several per
+/// call); whether they are on the loop they check themselves.
 final class ServerCall: @unchecked Sendable {
     let streamID: Int32
     let connection: ServerConnection
@@ -443,7 +446,7 @@ final class ServerCall: @unchecked Sendable {
         return .wait
     }
 
-    private func receiveRaw() async throws -> MessageDeframer.Message? {
+    nonisolated(nonsending) private func receiveRaw() async throws -> MessageDeframer.Message? {
         if loop.inEventLoop {
             switch try poll() {
             case .message(let m): return m
@@ -473,7 +476,7 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
-    func receive<M: WireMessage>(_ type: M.Type) async throws -> M? {
+    nonisolated(nonsending) func receive<M: WireMessage>(_ type: M.Type) async throws -> M? {
         guard let m = try await receiveRaw() else { return nil }
         var payload = m.payload
         if m.compressed {
@@ -500,11 +503,11 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
-    func send<M: WireMessage>(_ message: M) async throws {
+    nonisolated(nonsending) func send<M: WireMessage>(_ message: M) async throws {
         try await send { buffer, admit in try ProtoCodec.encode(message, into: &buffer, admit: admit) }
     }
 
-    func send<M: WireMessage>(_ message: EncodedMessage<M>) async throws {
+    nonisolated(nonsending) func send<M: WireMessage>(_ message: EncodedMessage<M>) async throws {
         try await send { buffer, admit in
             try admit(message.bytes.count)
             buffer.writeBytes(message.bytes)
@@ -513,7 +516,7 @@ final class ServerCall: @unchecked Sendable {
 
     /// Sends one message that `write` appends to a buffer, calling `admit` with its size first (it
     /// throws to refuse: a response over a limit is refused before its bytes are written).
-    private func send(_ write: (inout ByteBuffer, (Int) throws -> Void) throws -> Void) async throws {
+    nonisolated(nonsending) private func send(_ write: (inout ByteBuffer, (Int) throws -> Void) throws -> Void) async throws {
         if loop.inEventLoop && !(compressResponses && acceptsGzip) {
             // Common case: frame and write straight into the stream's outbound buffer.
             try checkOpen()
@@ -561,11 +564,11 @@ final class ServerCall: @unchecked Sendable {
             "the response message is \(size) bytes, over the \(maxSendMessageSize)-byte limit; ask for less (a smaller page)")
     }
 
-    func sendHeaders() async throws {
+    nonisolated(nonsending) func sendHeaders() async throws {
         try await sendFramed(nil)
     }
 
-    private func sendFramed(_ framed: ByteBuffer?) async throws {
+    nonisolated(nonsending) private func sendFramed(_ framed: ByteBuffer?) async throws {
         if loop.inEventLoop {
             try enqueue(framed)
             if pending.readableBytes <= Self.highWater { return }
