@@ -125,8 +125,16 @@ def test_busy_connections_at_the_cap_refuse_the_newest_with_goaway(server_with):
         # A bidirectional call left open: the connection is busy, never evicted.
         c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", FULL_DUPLEX), (":authority", "x"),
                                   ("content-type", "application/grpc"), ("te", "trailers")])
+        # One message asking for one answer, and the answer awaited: the call is running, so the
+        # server counts the connection busy before the next one arrives (a fixed pause was not
+        # always long enough on a loaded machine).
+        ask = messages_pb2.StreamingOutputCallRequest(response_parameters=[messages_pb2.ResponseParameters(size=1)])
+        c.conn.send_data(sid, grpc_frame(ask.SerializeToString()))
         c.flush()
-        c.pump(0.3)
+        deadline = time.time() + 10
+        while time.time() < deadline and not any(isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid for ev in c.events):
+            assert c.pump(0.2), "the server closed a connection it had admitted"
+        assert any(isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid for ev in c.events), "the call never answered"
         busy.append(c)
     newest = RawConnection(server.port)
     deadline = time.time() + 5
