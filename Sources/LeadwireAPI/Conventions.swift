@@ -15,6 +15,31 @@ public let systemClock: Clock = {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// Decimal digits written as bytes into a string being made (`String(unsafeUninitializedCapacity:)`):
+/// the numbers in every lead's texts (amounts, registration numbers, dates), where interpolation
+/// appended each piece to a growing string.
+public enum DecimalDigits {
+    /// How many digits `value` has (at least one).
+    public static func count(_ value: UInt64) -> Int {
+        var digits = 1
+        var rest = value / 10
+        while rest > 0 {
+            digits += 1
+            rest /= 10
+        }
+        return digits
+    }
+
+    /// Writes the last `width` digits of `value`, zero-padded, at `out[start ..< start + width]`.
+    public static func write(_ value: UInt64, width: Int, into out: UnsafeMutableBufferPointer<UInt8>, at start: Int) {
+        var rest = value
+        for i in stride(from: start + width - 1, through: start, by: -1) {
+            out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        }
+    }
+}
+
 /// Fixed-point decimals for quantities and money: strings on the wire, integers inside, so no
 /// amount ever passes through floating point.
 public enum FixedPoint {
@@ -60,31 +85,22 @@ public enum FixedPoint {
     }
 
     public static func format(_ value: Int64, places: Int) -> String {
-        // Written from the last digit back, straight into the string (every order line of every
-        // lead has three amounts; up to 15 bytes it is a small string, with no allocation): the
-        // fraction's `places` digits, the point, then the whole part, at least "0".
-        let magnitude = value.magnitude
-        var digits = 1
-        var rest = magnitude / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        let written = max(digits, places + 1)
-        let length = written + (places > 0 ? 1 : 0) + (value < 0 ? 1 : 0)
+        // Written straight into the string (every order line of every lead has three amounts; up
+        // to 15 bytes it is a small string, with no allocation): the whole part, at least "0", the
+        // point and the fraction's `places` digits.
+        var scale: UInt64 = 1
+        for _ in 0..<places { scale *= 10 }
+        let whole = value.magnitude / scale
+        let wholeDigits = DecimalDigits.count(whole)
+        let sign = value < 0 ? 1 : 0
+        let length = sign + wholeDigits + (places > 0 ? 1 + places : 0)
         return String(unsafeUninitializedCapacity: length) { out in
-            var rest = magnitude
-            var i = length
-            for k in 0..<written {
-                if k == places && places > 0 {
-                    i -= 1
-                    out[i] = UInt8(ascii: ".")
-                }
-                i -= 1
-                out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-            }
             if value < 0 { out[0] = UInt8(ascii: "-") }
+            DecimalDigits.write(whole, width: wholeDigits, into: out, at: sign)
+            if places > 0 {
+                out[sign + wholeDigits] = UInt8(ascii: ".")
+                DecimalDigits.write(value.magnitude % scale, width: places, into: out, at: sign + wholeDigits + 1)
+            }
             return length
         }
     }

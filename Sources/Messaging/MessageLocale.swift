@@ -25,23 +25,21 @@ public enum MessageLocale: String, Sendable, CaseIterable {
         guard (1...31).contains(day), (1000...9999).contains(year) else { return "\(day) \(name) \(year)\(suffix)" }
         // Written as bytes into a string of known size: every lead's acknowledgement carries two
         // dates, and interpolation appended the five pieces one by one (~2,300 instructions a date).
-        return String(unsafeUninitializedCapacity: (day < 10 ? 1 : 2) + 1 + name.utf8.count + 1 + 4 + suffix.utf8.count) { out in
-            var i = 0
-            func put(_ b: UInt8) {
-                out[i] = b
-                i += 1
+        let dayDigits = day < 10 ? 1 : 2
+        return String(unsafeUninitializedCapacity: dayDigits + 1 + name.utf8.count + 1 + 4 + suffix.utf8.count) { out in
+            DecimalDigits.write(UInt64(day), width: dayDigits, into: out, at: 0)
+            var i = dayDigits
+            func put(_ text: String) {
+                for b in text.utf8 {
+                    out[i] = b
+                    i += 1
+                }
             }
-            func put(_ text: String) { for b in text.utf8 { put(b) } }
-            if day >= 10 { put(UInt8(ascii: "0") + UInt8(day / 10)) }
-            put(UInt8(ascii: "0") + UInt8(day % 10))
-            put(UInt8(ascii: " "))
+            put(" ")
             put(name)
-            put(UInt8(ascii: " "))
-            var power = 1000
-            while power > 0 {
-                put(UInt8(ascii: "0") + UInt8(year / power % 10))
-                power /= 10
-            }
+            put(" ")
+            DecimalDigits.write(UInt64(year), width: 4, into: out, at: i)
+            i += 4
             put(suffix)
             return i
         }

@@ -131,10 +131,14 @@ def test_busy_connections_at_the_cap_refuse_the_newest_with_goaway(server_with):
         ask = messages_pb2.StreamingOutputCallRequest(response_parameters=[messages_pb2.ResponseParameters(size=1)])
         c.conn.send_data(sid, grpc_frame(ask.SerializeToString()))
         c.flush()
+
+        def answered(c=c, sid=sid):
+            return any(isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid for ev in c.events)
+
         deadline = time.time() + 10
-        while time.time() < deadline and not any(isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid for ev in c.events):
+        while time.time() < deadline and not answered():
             assert c.pump(0.2), "the server closed a connection it had admitted"
-        assert any(isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid for ev in c.events), "the call never answered"
+        assert answered(), "the call never answered"
         busy.append(c)
     newest = RawConnection(server.port)
     deadline = time.time() + 5

@@ -10,18 +10,11 @@ enum RegistrationNumber {
         // "L-2026-000017", 13 bytes written into a small string: one per lead, where interpolating
         // the four pieces cost ~1,900 instructions.
         return String(unsafeUninitializedCapacity: 13) { out in
-            func digits(_ value: Int64, from start: Int, to end: Int) {
-                var rest = value
-                for i in stride(from: end, through: start, by: -1) {
-                    out[i] = UInt8(ascii: "0") + UInt8(rest % 10)
-                    rest /= 10
-                }
-            }
             out[0] = UInt8(ascii: "L")
             out[1] = UInt8(ascii: "-")
-            digits(Int64(year), from: 2, to: 5)
+            DecimalDigits.write(UInt64(year), width: 4, into: out, at: 2)
             out[6] = UInt8(ascii: "-")
-            digits(sequence, from: 7, to: 12)
+            DecimalDigits.write(UInt64(sequence), width: 6, into: out, at: 7)
             return 13
         }
     }

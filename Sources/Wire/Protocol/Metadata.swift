@@ -57,8 +57,8 @@ public struct Metadata: Sendable, Hashable, Sequence {
     /// programs ask for "authorization" as written): those are returned as they are, with no new
     /// string made — every call's metadata passes here, and `lowercased()` made one each time.
     static func lowercase(_ key: String) -> String {
-        var bytes = key
-        let lower = bytes.withUTF8 { !$0.contains { ($0 >= 0x41 && $0 <= 0x5A) || $0 >= 0x80 } }
+        var text = key  // withUTF8 needs a var; a native string is not copied
+        let lower = text.withUTF8 { !$0.contains { ($0 >= 0x41 && $0 <= 0x5A) || $0 >= 0x80 } }
         return lower ? key : key.lowercased()
     }
 
