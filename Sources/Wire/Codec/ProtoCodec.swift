@@ -299,7 +299,7 @@ final class Arena: @unchecked Sendable {
     /// protobuf-c's allocator interface over this arena; frees are no-ops until `reset`.
     var protobufCAllocator: ProtobufCAllocator {
         ProtobufCAllocator(
-            alloc: { data, size in Unmanaged<Arena>.fromOpaque(data!).takeUnretainedValue().allocate(size) },
+            alloc: { data, size in Unmanaged<Arena>.fromOpaque(data!)._withUnsafeGuaranteedRef { $0.allocate(size) } },
             free: { _, _ in },
             allocator_data: Unmanaged.passUnretained(self).toOpaque())
     }

@@ -223,18 +223,22 @@ final class H2Session {
 
     // MARK: C callbacks. None captures context: each finds its session through user_data.
 
-    private static func session(_ user: UnsafeMutableRawPointer?) -> H2Session {
-        Unmanaged<H2Session>.fromOpaque(user!).takeUnretainedValue()
+    /// The session's delegate, lent to `body` without a retain and release around every callback
+    /// (the connection owns the session and outlives every call into it; ~17 callbacks a call).
+    @inline(__always)
+    private static func delegate<R>(_ user: UnsafeMutableRawPointer?, _ body: (any H2SessionDelegate) -> R) -> R {
+        Unmanaged<H2Session>.fromOpaque(user!)._withUnsafeGuaranteedRef { body($0.delegate) }
     }
 
     private static let dataProvider: nghttp2_data_provider = {
         var p = nghttp2_data_provider()
         p.read_callback = { _, stream, buf, length, flags, _, user in
-            let s = H2Session.session(user)
             var eof = false
             var endStream = true
-            let n = s.delegate.h2ReadBody(
-                stream: stream, into: UnsafeMutableRawBufferPointer(start: buf, count: length), eof: &eof, endStream: &endStream)
+            let n = H2Session.delegate(user) {
+                $0.h2ReadBody(
+                    stream: stream, into: UnsafeMutableRawBufferPointer(start: buf, count: length), eof: &eof, endStream: &endStream)
+            }
             guard let n else { return Int(NGHTTP2_ERR_DEFERRED.rawValue) }
             if eof {
                 var f = NGHTTP2_DATA_FLAG_EOF.rawValue
@@ -248,59 +252,56 @@ final class H2Session {
 
     private static func install(_ cbs: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(cbs) { _, frame, user in
-            let s = H2Session.session(user)
-            s.delegate.h2BeginHeaders(stream: frame!.pointee.hd.stream_id)
+            H2Session.delegate(user) { $0.h2BeginHeaders(stream: frame!.pointee.hd.stream_id) }
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(cbs) { _, frame, name, namelen, value, valuelen, _, user in
-            let s = H2Session.session(user)
-            let ok = s.delegate.h2Header(
-                stream: frame!.pointee.hd.stream_id,
-                name: UnsafeRawBufferPointer(start: name, count: namelen),
-                value: UnsafeRawBufferPointer(start: value, count: valuelen))
+            let ok = H2Session.delegate(user) {
+                $0.h2Header(
+                    stream: frame!.pointee.hd.stream_id,
+                    name: UnsafeRawBufferPointer(start: name, count: namelen),
+                    value: UnsafeRawBufferPointer(start: value, count: valuelen))
+            }
             return ok ? 0 : Int32(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue)
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(cbs) { _, frame, user in
-            let s = H2Session.session(user)
             let hd = frame!.pointee.hd
             let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
-            switch UInt32(hd.type) {
-            case NGHTTP2_HEADERS.rawValue:
-                s.delegate.h2HeadersComplete(stream: hd.stream_id, endStream: endStream)
-            case NGHTTP2_DATA.rawValue:
-                if endStream { s.delegate.h2EndStream(stream: hd.stream_id) }
-            case NGHTTP2_PING.rawValue:
-                if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { s.delegate.h2PingReceived() }
-            case NGHTTP2_SETTINGS.rawValue:
-                if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { s.delegate.h2SettingsReceived() }
-            case NGHTTP2_GOAWAY.rawValue:
-                let g = frame!.pointee.goaway
-                s.delegate.h2GoAwayReceived(lastStreamID: g.last_stream_id, errorCode: g.error_code)
-            default:
-                break
+            H2Session.delegate(user) { d in
+                switch UInt32(hd.type) {
+                case NGHTTP2_HEADERS.rawValue:
+                    d.h2HeadersComplete(stream: hd.stream_id, endStream: endStream)
+                case NGHTTP2_DATA.rawValue:
+                    if endStream { d.h2EndStream(stream: hd.stream_id) }
+                case NGHTTP2_PING.rawValue:
+                    if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { d.h2PingReceived() }
+                case NGHTTP2_SETTINGS.rawValue:
+                    if hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) == 0 { d.h2SettingsReceived() }
+                case NGHTTP2_GOAWAY.rawValue:
+                    let g = frame!.pointee.goaway
+                    d.h2GoAwayReceived(lastStreamID: g.last_stream_id, errorCode: g.error_code)
+                default:
+                    break
+                }
             }
             return 0
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs) { _, _, stream, data, len, user in
-            let s = H2Session.session(user)
-            s.delegate.h2Data(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: len))
+            H2Session.delegate(user) { $0.h2Data(stream: stream, bytes: UnsafeRawBufferPointer(start: data, count: len)) }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(cbs) { _, stream, code, user in
-            let s = H2Session.session(user)
-            s.delegate.h2StreamClosed(stream: stream, errorCode: code)
+            H2Session.delegate(user) { $0.h2StreamClosed(stream: stream, errorCode: code) }
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs) { _, frame, error, user in
-            let s = H2Session.session(user)
             let hd = frame!.pointee.hd
-            s.delegate.h2FrameNotSent(type: hd.type, stream: hd.stream_id, error: error)
+            H2Session.delegate(user) { $0.h2FrameNotSent(type: hd.type, stream: hd.stream_id, error: error) }
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(cbs) { _, frame, user in
-            let s = H2Session.session(user)
             let hd = frame!.pointee.hd
-            s.delegate.h2FrameSent(type: hd.type, stream: hd.stream_id, flags: hd.flags)
+            H2Session.delegate(user) { $0.h2FrameSent(type: hd.type, stream: hd.stream_id, flags: hd.flags) }
             return 0
         }
     }

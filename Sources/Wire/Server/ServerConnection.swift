@@ -301,12 +301,24 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         session.setStreamUserData(stream, Unmanaged.passUnretained(c).toOpaque())
     }
 
+    /// The call on `stream`, lent to `body` without a retain and release (hot: every header and DATA
+    /// chunk). The `calls` list owns it until its stream closes, which nghttp2 does only between
+    /// callbacks, never inside a header or data callback.
+    @inline(__always)
+    private func withCall(_ stream: Int32, _ body: (ServerCall) -> Void) -> Bool {
+        guard let p = session.streamUserData(stream) else { return false }
+        Unmanaged<ServerCall>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+        return true
+    }
+
     func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
-        guard let call = call(stream), !call.headersDone else { return true }
-        // nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receive: count as RFC 9113 does.
-        call.headerListSize += name.count + value.count + 32
-        if call.headerListSize > core.configuration.maxHeaderListSize { return true }
-        parseHeader(call, name: name, value: value)
+        _ = withCall(stream) { call in
+            guard !call.headersDone else { return }
+            // nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receive: count as RFC 9113 does.
+            call.headerListSize += name.count + value.count + 32
+            if call.headerListSize > core.configuration.maxHeaderListSize { return }
+            parseHeader(call, name: name, value: value)
+        }
         return true
     }
 
@@ -368,11 +380,8 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
-        if let call = call(stream) {
-            call.data(bytes, slice: slice(of: bytes))
-        } else {
-            session.consumeConnection(bytes.count)
-        }
+        let known = withCall(stream) { call in call.data(bytes, slice: slice(of: bytes)) }
+        if !known { session.consumeConnection(bytes.count) }
     }
 
     func h2EndStream(stream: Int32) {
