@@ -126,6 +126,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     func channelInactive(context: ChannelHandlerContext) {
         closing = true
+        recentCall = nil
         let all = calls
         calls.removeAll()
         for call in all { call.streamClosed(errorCode: NGHTTP2_CANCEL.rawValue) }
@@ -285,11 +286,27 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     // MARK: nghttp2 events
 
+    /// The stream the last callback was about and its call. nghttp2 reports a stream's header
+    /// fields, data and end one after another, so this spares most callbacks nghttp2's stream look-up
+    /// (~80 instructions each, ~7 a call). Unretained like the stream's user data; forgotten when that
+    /// stream closes (stream ids are never reused on a connection).
+    private var recentStream: Int32 = 0
+    private var recentCall: Unmanaged<ServerCall>?
+
+    @inline(__always)
+    private func unmanagedCall(_ stream: Int32) -> Unmanaged<ServerCall>? {
+        if stream == recentStream, let c = recentCall { return c }
+        guard let p = session.streamUserData(stream) else { return nil }
+        let c = Unmanaged<ServerCall>.fromOpaque(p)
+        recentStream = stream
+        recentCall = c
+        return c
+    }
+
     /// The call on `stream`, found through nghttp2's per-stream pointer (no hashing per header).
     @inline(__always)
     private func call(_ stream: Int32) -> ServerCall? {
-        guard let p = session.streamUserData(stream) else { return nil }
-        return Unmanaged<ServerCall>.fromOpaque(p).takeUnretainedValue()
+        unmanagedCall(stream)?.takeUnretainedValue()
     }
 
     func h2BeginHeaders(stream: Int32) {
@@ -298,7 +315,10 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
         c.slot = calls.count
         calls.append(c)  // owns the call; the stream's user data points at it unretained
-        session.setStreamUserData(stream, Unmanaged.passUnretained(c).toOpaque())
+        let u = Unmanaged.passUnretained(c)
+        session.setStreamUserData(stream, u.toOpaque())
+        recentStream = stream
+        recentCall = u
     }
 
     /// The call on `stream`, lent to `body` without a retain and release (hot: every header and DATA
@@ -306,8 +326,8 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     /// callbacks, never inside a header or data callback.
     @inline(__always)
     private func withCall(_ stream: Int32, _ body: (ServerCall) -> Void) -> Bool {
-        guard let p = session.streamUserData(stream) else { return false }
-        Unmanaged<ServerCall>.fromOpaque(p)._withUnsafeGuaranteedRef(body)
+        guard let c = unmanagedCall(stream) else { return false }
+        c._withUnsafeGuaranteedRef(body)
         return true
     }
 
@@ -391,6 +411,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     func h2StreamClosed(stream: Int32, errorCode: UInt32) {
         guard let call = call(stream) else { return }
         session.setStreamUserData(stream, nil)
+        recentCall = nil
         let last = calls.removeLast()
         if last !== call {
             calls[call.slot] = last
