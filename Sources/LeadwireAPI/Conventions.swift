@@ -205,9 +205,13 @@ extension String {
     /// Without leading and trailing whitespace. Checked on every field of every request, so the
     /// common case (nothing to trim) is answered from the UTF-8 bytes without copying.
     public var trimmingSpaces: String {
-        guard let first = utf8.first, let last = utf8.last else { return self }
-        if first > 0x20 && first < 0x7F && last > 0x20 && last < 0x7F { return self }
-        return Substring(self).trimmingSpaces
+        // Read through `withUTF8` (a native string is not copied): `utf8.first` and `utf8.last`
+        // went through the generic collection path, ~160 instructions for the two, 18 times a lead.
+        var text = self
+        let clean = text.withUTF8 { b in
+            b.isEmpty || (b[0] > 0x20 && b[0] < 0x7F && b[b.count - 1] > 0x20 && b[b.count - 1] < 0x7F)
+        }
+        return clean ? self : Substring(self).trimmingSpaces
     }
 }
 

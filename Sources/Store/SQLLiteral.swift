@@ -35,8 +35,13 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
             values.reserveCapacity(interpolationCount)
         }
 
+        /// Appended from the literal's UTF-8 buffer in one copy (`text += literal.utf8` went through
+        /// the generic sequence path: ~170 instructions a piece, 20 pieces in a message's insert).
         @inlinable
-        public mutating func appendLiteral(_ literal: String) { text += literal.utf8 }
+        public mutating func appendLiteral(_ literal: String) {
+            var literal = literal
+            literal.withUTF8 { text.append(contentsOf: $0) }
+        }
 
         /// A value: bound as a parameter.
         @inlinable

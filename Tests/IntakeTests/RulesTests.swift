@@ -242,6 +242,29 @@ func violations(_ r: Result<Intake_SubmitLeadRequest, IntakeError>) -> [String] 
         }
     }
 
+    /// `trimmingSpaces` answers clean text from its first and last bytes; anything else goes the
+    /// Character way. Checked against a Character-level trim on text whose ends are ASCII, Cyrillic,
+    /// NBSP, tabs, line separators and combining marks.
+    @Test func trimmingSpacesAgreesWithACharacterLevelTrim() {
+        func reference(_ s: String) -> String {
+            var c = Substring(s)
+            while let f = c.first, f.isWhitespace { c = c.dropFirst() }
+            while let l = c.last, l.isWhitespace { c = c.dropLast() }
+            return String(c)
+        }
+        #expect("".trimmingSpaces == "")
+        #expect("  ".trimmingSpaces == "")
+        #expect("Иванов".trimmingSpaces == "Иванов")
+        #expect(" a b ".trimmingSpaces == "a b")
+        #expect("\u{A0}Ёлка\t".trimmingSpaces == "Ёлка")
+        let pieces = ["a", "1", " ", "\t", "\n", "е", "Ё", "\u{A0}", "\u{2028}", "e\u{301}", "~", "\u{7F}", "x y"]
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let text = (0..<Int.random(in: 0...5, using: &rng)).map { _ in pieces.randomElement(using: &rng)! }.joined()
+            #expect(text.trimmingSpaces == reference(text), "\(text.debugDescription)")
+        }
+    }
+
     @Test func fixedPoint() {
         #expect(FixedPoint.parse("12.5", places: 2) == 1250)
         #expect(FixedPoint.parse("-0.25", places: 2) == -25)
