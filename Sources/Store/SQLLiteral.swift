@@ -35,8 +35,8 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
             values.reserveCapacity(interpolationCount)
         }
 
-        /// Appended from the literal's UTF-8 buffer in one copy (`text += literal.utf8` went through
-        /// the generic sequence path: ~170 instructions a piece, 20 pieces in a message's insert).
+        /// Appended from the literal's UTF-8 buffer in one copy: ~30 instructions a piece fewer than
+        /// `text += literal.utf8` (~170), and a message's insert has 20 pieces.
         @inlinable
         public mutating func appendLiteral(_ literal: String) {
             var literal = literal
