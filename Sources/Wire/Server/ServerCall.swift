@@ -476,7 +476,11 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
-    nonisolated(nonsending) func receive<M: WireMessage>(_ type: M.Type) async throws -> M? {
+    // `receive`, `send` and the `send` they share are inlined into each method's handler: every
+    // async function called is a frame the call's task allocates (three allocator slabs a call,
+    // each a malloc and a free); inlined, they are part of the handler's frame (~550 instructions
+    // of a unary call's ~43,000).
+    @inline(__always) nonisolated(nonsending) func receive<M: WireMessage>(_ type: M.Type) async throws -> M? {
         guard let m = try await receiveRaw() else { return nil }
         var payload = m.payload
         if m.compressed {
@@ -503,11 +507,11 @@ final class ServerCall: @unchecked Sendable {
         }
     }
 
-    nonisolated(nonsending) func send<M: WireMessage>(_ message: M) async throws {
+    @inline(__always) nonisolated(nonsending) func send<M: WireMessage>(_ message: M) async throws {
         try await send { buffer, admit in try ProtoCodec.encode(message, into: &buffer, admit: admit) }
     }
 
-    nonisolated(nonsending) func send<M: WireMessage>(_ message: EncodedMessage<M>) async throws {
+    @inline(__always) nonisolated(nonsending) func send<M: WireMessage>(_ message: EncodedMessage<M>) async throws {
         try await send { buffer, admit in
             try admit(message.bytes.count)
             buffer.writeBytes(message.bytes)
@@ -516,7 +520,9 @@ final class ServerCall: @unchecked Sendable {
 
     /// Sends one message that `write` appends to a buffer, calling `admit` with its size first (it
     /// throws to refuse: a response over a limit is refused before its bytes are written).
-    nonisolated(nonsending) private func send(_ write: (inout ByteBuffer, (Int) throws -> Void) throws -> Void) async throws {
+    @inline(__always) nonisolated(nonsending) private func send(_ write: (inout ByteBuffer, (Int) throws -> Void) throws -> Void)
+        async throws
+    {
         if loop.inEventLoop && !(compressResponses && acceptsGzip) {
             // Common case: frame and write straight into the stream's outbound buffer.
             try checkOpen()
