@@ -154,6 +154,33 @@ def test_garbage_preface_closes_only_that_connection(interop_server, stub):
     assert stub.EmptyCall(empty_pb2.Empty()) == empty_pb2.Empty()
 
 
+def test_data_frames_interleaved_across_streams_reach_their_own_calls(interop_server):
+    """Each request's message split over two DATA frames, the frames of three streams interleaved
+    and sent in one write (so the server reads them in one go): every call gets its own message.
+    The connection remembers the stream its last callback was about; this is what must not fool it."""
+    c = RawConnection(interop_server.port)
+    sizes = [10, 200, 3000]
+    sids = []
+    messages = []
+    for n in sizes:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"), (":path", UNARY),
+                                  (":authority", "127.0.0.1:%d" % interop_server.port),
+                                  ("content-type", "application/grpc"), ("te", "trailers")])
+        sids.append(sid)
+        messages.append(grpc_frame(b"\x10" + varint(n)))
+    for i in (2, 0, 1):
+        c.conn.send_data(sids[i], messages[i][:3])
+    for i in (1, 2, 0):
+        c.conn.send_data(sids[i], messages[i][3:], end_stream=True)
+    c.flush()
+    for sid, n in zip(sids, sizes):
+        headers, data, trailers, reset = c.wait(sid)
+        assert reset is None and status_of(headers, trailers) == 0, (sid, headers, trailers, reset)
+        assert len(messages_pb2.SimpleResponse.FromString(data[5:]).payload.body) == n
+    c.close()
+
+
 def test_thousand_concurrent_streams_on_one_connection(stub):
     req = messages_pb2.SimpleRequest(response_size=100, payload=messages_pb2.Payload(body=b"\x00" * 100))
     futures = [stub.UnaryCall.future(req, timeout=60) for _ in range(1000)]
