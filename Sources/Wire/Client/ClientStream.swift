@@ -23,19 +23,19 @@ final class ClientStream: @unchecked Sendable {
     private var headerMetadata = Metadata()
     private(set) var initialMetadata = Metadata()
     private(set) var trailingMetadata = Metadata()
-    private var initialMetadataWaiters: [CheckedContinuation<Metadata, any Error>] = []
+    private var initialMetadataWaiters: [CallContinuation<Metadata>] = []
 
     // Inbound.
     private var deframer: MessageDeframer
     private var inbound = CircularBuffer<MessageDeframer.Message>()
     private var uncredited = 0
-    private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
+    private var receiver: CallContinuation<MessageDeframer.Message?>?
     /// The call's status once settled; `nil` means OK.
     private var outcome: RPCError?
 
     // Outbound.
     private var pending = ByteBuffer()
-    private var sender: CheckedContinuation<Void, any Error>?
+    private var sender: CallContinuation<Void>?
     private static let highWater = 64 * 1024
 
     private var deadlineTimer: Scheduled<Void>?
@@ -270,14 +270,14 @@ final class ClientStream: @unchecked Sendable {
         if loop.inEventLoop { body() } else { loop.execute(body) }
     }
 
-    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (CheckedContinuation<T, any Error>) -> Void) async throws -> T {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<T, any Error>) in
+    private func onLoop<T: Sendable>(_ body: @escaping @Sendable (CallContinuation<T>) -> Void) async throws -> T {
+        try await withCallContinuation { (cont: CallContinuation<T>) in
             if loop.inEventLoop { body(cont) } else { loop.execute { body(cont) } }
         }
     }
 
     func send(_ framed: ByteBuffer, end: Bool) async throws {
-        try await onLoop { (cont: CheckedContinuation<Void, any Error>) in
+        try await onLoop { (cont: CallContinuation<Void>) in
             if self.stream.settled {
                 return cont.resume(throwing: self.outcome ?? RPCError(.failedPrecondition, "the call has already ended"))
             }
@@ -302,7 +302,7 @@ final class ClientStream: @unchecked Sendable {
     }
 
     func receiveRaw() async throws -> MessageDeframer.Message? {
-        try await onLoop { (cont: CheckedContinuation<MessageDeframer.Message?, any Error>) in
+        try await onLoop { (cont: CallContinuation<MessageDeframer.Message?>) in
             if let m = self.inbound.popFirst() {
                 if self.inbound.isEmpty {
                     // The WINDOW_UPDATE must go out now: outside a read there is no flush to carry
@@ -321,7 +321,7 @@ final class ClientStream: @unchecked Sendable {
     }
 
     func waitForInitialMetadata() async throws -> Metadata {
-        try await onLoop { (cont: CheckedContinuation<Metadata, any Error>) in
+        try await onLoop { (cont: CallContinuation<Metadata>) in
             if self.stream.receivedHeaders || self.isDone { return cont.resume(returning: self.initialMetadata) }
             self.initialMetadataWaiters.append(cont)
         }

@@ -426,7 +426,7 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
     }
 
     func start(_ stream: ClientStream) async throws {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+        try await withCallContinuation { (cont: CallContinuation<Void>) in
             loop.execute { [self] in
                 guard isUsable, let session else {
                     return cont.resume(throwing: RPCError(.unavailable, "the connection to \(authority) is closed"))

@@ -11,7 +11,11 @@ public protocol WireService: Sendable {
 }
 
 /// One method of a service, type-erased to raw messages. Made by the generated code.
-public struct ServerMethod: Sendable {
+///
+/// A class: each call and its connection hold the method they serve, and a class is held with one
+/// reference count where the struct's path string and handler closure took two, each copy and
+/// destruction through an outlined copy of the optional (~150 instructions a call).
+public final class ServerMethod: Sendable {
     /// How many messages flow each way (gRPC's four call shapes).
     public enum Kind: Sendable { case unary, serverStreaming, clientStreaming, bidirectionalStreaming }
 
@@ -19,6 +23,12 @@ public struct ServerMethod: Sendable {
     public let path: String
     public let kind: Kind
     let handler: @Sendable (ServerCall) async throws -> Void
+
+    init(path: String, kind: Kind, handler: @escaping @Sendable (ServerCall) async throws -> Void) {
+        self.path = path
+        self.kind = kind
+        self.handler = handler
+    }
 
     /// Unary and server-streaming methods take exactly one request message.
     var takesSingleRequest: Bool { kind == .unary || kind == .serverStreaming }

@@ -57,13 +57,13 @@ final class ServerCall: @unchecked Sendable {
     private var messagesReceived = 0
     /// Bytes received but not yet credited back to the peer's flow-control windows.
     private(set) var uncredited = 0
-    private var receiver: CheckedContinuation<MessageDeframer.Message?, any Error>?
+    private var receiver: CallContinuation<MessageDeframer.Message?>?
 
     // Outbound.
     private var pending: ByteBuffer
     /// Trailers to send once the body drains; nil means the plain OK trailer.
     private var trailers: HeaderBlock?
-    private var sender: CheckedContinuation<Void, any Error>?
+    private var sender: CallContinuation<Void>?
 
     private var task: Task<Void, Never>?
     private var deadlineTimer: Scheduled<Void>?
@@ -454,7 +454,7 @@ final class ServerCall: @unchecked Sendable {
             case .wait: break
             }
         }
-        return try await withCheckedThrowingContinuation { (cont: CheckedContinuation<MessageDeframer.Message?, any Error>) in
+        return try await withCallContinuation { (cont: CallContinuation<MessageDeframer.Message?>) in
             let register: @Sendable () -> Void = { [self] in
                 do {
                     switch try poll() {
@@ -544,7 +544,7 @@ final class ServerCall: @unchecked Sendable {
             connection.addUnread(size + 5)
             try enqueue(nil)
             if pending.readableBytes > Self.highWater {
-                try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in sender = cont }
+                try await withCallContinuation { (cont: CallContinuation<Void>) in sender = cont }
             }
             return
         }
@@ -578,12 +578,12 @@ final class ServerCall: @unchecked Sendable {
         if loop.inEventLoop {
             try enqueue(framed)
             if pending.readableBytes <= Self.highWater { return }
-            try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            try await withCallContinuation { (cont: CallContinuation<Void>) in
                 sender = cont
             }
             return
         }
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+        try await withCallContinuation { (cont: CallContinuation<Void>) in
             if loopClosed { return cont.resume(throwing: Self.serverShutDown) }
             loop.execute { [self] in
                 do {

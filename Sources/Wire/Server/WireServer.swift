@@ -342,19 +342,24 @@ final class ServerCore: Sendable {
     /// that reads what it is sent (nothing waiting on its connection) always gets a small response
     /// (up to 64 KiB), so health checks and lookups are served while others hoard.
     func checkOutboundBudget(connectionUnread: Int, size: Int) throws {
-        let c = configuration
-        if connectionUnread > 0, connectionUnread + size > c.maxUnreadResponseBytesPerConnection {
-            throw RPCError(
-                .resourceExhausted,
-                "this connection has \(connectionUnread) bytes of responses its client has not read (limit \(c.maxUnreadResponseBytesPerConnection)); read them or open another connection"
-            )
+        // Each limit is read on its own: `let c = configuration` copied the whole configuration
+        // (its logger, interceptor and observer retained and released) on every response.
+        if connectionUnread > 0 {
+            let limit = configuration.maxUnreadResponseBytesPerConnection
+            if connectionUnread + size > limit {
+                throw RPCError(
+                    .resourceExhausted,
+                    "this connection has \(connectionUnread) bytes of responses its client has not read (limit \(limit)); read them or open another connection"
+                )
+            }
         }
         if connectionUnread == 0, size <= 64 * 1024 { return }
         let total = unreadResponseBytes.load(ordering: .relaxed)
-        if total + size > c.maxUnreadResponseBytes {
+        let limit = configuration.maxUnreadResponseBytes
+        if total + size > limit {
             throw RPCError(
                 .resourceExhausted,
-                "the server holds \(total) bytes of responses clients have not read (limit \(c.maxUnreadResponseBytes)); retry later")
+                "the server holds \(total) bytes of responses clients have not read (limit \(limit)); retry later")
         }
     }
 }
