@@ -115,6 +115,17 @@ import WireInterop
         #expect(!Metadata.isCustomKey(":path"))
         #expect(!Metadata.isCustomKey("content-type"))
         #expect(!Metadata.isCustomKey("X-Upper"))
+        #expect(!Metadata.isCustomKey(""))
+        #expect(!Metadata.isCustomKey("grpc-"))
+        #expect(!Metadata.isCustomKey("a b"))
+        #expect(!Metadata.isCustomKey("ключ"))
+        for reserved in ["te", "host", "connection", "user-agent", "content-length", "authority"] {
+            #expect(!Metadata.isCustomKey(reserved), "\(reserved)")
+        }
+        // Near the reserved names, not them.
+        for allowed in ["grpc", "grpcx-id", "tea", "t", "hosts", "content-typ", "x-te", "_", "0.9"] {
+            #expect(Metadata.isCustomKey(allowed), "\(allowed)")
+        }
     }
 
     @Test func metadataKeysAreFoundWhateverTheirCase() {

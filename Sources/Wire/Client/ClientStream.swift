@@ -99,8 +99,8 @@ final class ClientStream: @unchecked Sendable {
         } else if name.equals("grpc-encoding") {
             responseEncodingGzip = value.equals("gzip")
         } else {
+            guard Metadata.isCustomKey(name) else { return }
             let key = String(decoding: name, as: UTF8.self)
-            guard Metadata.isCustomKey(key) else { return }
             if key.hasSuffix("-bin") {
                 for v in Base64.decodeBinaryHeader(Array(value)) ?? [] { headerMetadata.add(key, binary: v) }
             } else {

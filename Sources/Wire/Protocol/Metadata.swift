@@ -79,14 +79,24 @@ public struct Metadata: Sendable, Hashable, Sequence {
 
     /// Whether a header name may be carried as custom metadata: `[0-9a-z_.-]+`, not reserved.
     static func isCustomKey(_ name: String) -> Bool {
-        if name.isEmpty || name.hasPrefix("grpc-") || name.hasPrefix(":") { return false }
-        switch name {
-        case "content-type", "te", "user-agent", "content-length", "host", "connection", "authority": return false
-        default: break
+        var text = name  // withUTF8 needs a var; a native string is not copied
+        return text.withUTF8 { isCustomKey(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Names HTTP/2 or gRPC itself gives meaning to, never handed to a service as metadata.
+    private static let reservedNames: [StaticString] = [
+        "content-type", "te", "user-agent", "content-length", "host", "connection", "authority",
+    ]
+
+    /// The same, on the header's bytes as nghttp2 hands them over: a reserved or malformed name is
+    /// refused before a string is made of it.
+    static func isCustomKey(_ name: UnsafeRawBufferPointer) -> Bool {
+        guard !name.isEmpty else { return false }
+        for c in name where !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2E || c == 0x2D) {
+            return false  // also every pseudo-header (`:path`) and upper case
         }
-        return name.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7A) || c == 0x5F || c == 0x2E || c == 0x2D
-        }
+        if name.count >= 5, UnsafeRawBufferPointer(rebasing: name[0..<5]).equals("grpc-") { return false }
+        return !reservedNames.contains { name.equals($0) }
     }
 }
 

@@ -370,8 +370,8 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         } else if name.equals("te") || name.equals("user-agent") {
             return
         } else {
+            guard Metadata.isCustomKey(name) else { return }
             let key = String(decoding: name, as: UTF8.self)
-            guard Metadata.isCustomKey(key) else { return }
             if key.hasSuffix("-bin") {
                 guard let values = Base64.decodeBinaryHeader(Array(value)) else {
                     call.badMetadata = "metadata \(key) is not valid base64"
