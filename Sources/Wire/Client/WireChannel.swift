@@ -387,7 +387,7 @@ public struct StreamingCall<Request: WireMessage, Response: WireMessage>: Sendab
 }
 
 /// The client end of one HTTP/2 connection.
-final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @unchecked Sendable {
+final class ClientConnection: H2SessionDelegate, ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -506,30 +506,30 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     // MARK: nghttp2 events
 
-    func h2BeginHeaders(stream: Int32) {}
+    override func h2BeginHeaders(stream: Int32) {}
 
-    func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+    override func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
         streams[stream]?.header(name: name, value: value)
         return true
     }
 
-    func h2HeadersComplete(stream: Int32, endStream: Bool) {
+    override func h2HeadersComplete(stream: Int32, endStream: Bool) {
         streams[stream]?.headersComplete(endStream: endStream)
     }
 
-    func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+    override func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
         if let s = streams[stream] { s.data(bytes) } else { session?.consumeConnection(bytes.count) }
     }
 
-    func h2EndStream(stream: Int32) {
+    override func h2EndStream(stream: Int32) {
         // A response without trailers is an error; `closed` reports it if no status came.
     }
 
-    func h2StreamClosed(stream: Int32, errorCode: UInt32) {
+    override func h2StreamClosed(stream: Int32, errorCode: UInt32) {
         streams.removeValue(forKey: stream)?.closed(errorCode: errorCode)
     }
 
-    func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+    override func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
         guard let s = streams[stream] else {
             eof = true
             return 0
@@ -537,20 +537,20 @@ final class ClientConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         return s.readBody(into: buffer, eof: &eof, endStream: &endStream)
     }
 
-    func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {}
+    override func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {}
 
-    func h2PingReceived() {}
+    override func h2PingReceived() {}
 
-    func h2SettingsReceived() {}
+    override func h2SettingsReceived() {}
 
     /// A request header block nghttp2 refused to send (over its 64 KiB limit): the stream is reset,
     /// so the call ends instead of waiting for its deadline.
-    func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
+    override func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
         guard stream > 0 else { return }
         session?.resetStream(stream, errorCode: NGHTTP2_INTERNAL_ERROR.rawValue)
     }
 
-    func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {
+    override func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {
         // Streams above lastStreamID are closed by nghttp2 with REFUSED_STREAM; new calls go to a new
         // connection.
         usable.withLockedValue { $0 = false }

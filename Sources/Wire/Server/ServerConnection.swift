@@ -8,7 +8,7 @@ import NIOCore
 
 /// One accepted HTTP/2 connection: NIO moves the bytes, nghttp2 speaks HTTP/2, `ServerCall`s carry
 /// the gRPC calls. Everything here runs on the channel's event loop.
-final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @unchecked Sendable {
+final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
@@ -309,7 +309,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         unmanagedCall(stream)?.takeUnretainedValue()
     }
 
-    func h2BeginHeaders(stream: Int32) {
+    override func h2BeginHeaders(stream: Int32) {
         guard call(stream) == nil else { return }  // trailers from the client
         if calls.isEmpty { core.setBusy(self, true) }
         let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
@@ -331,7 +331,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         return true
     }
 
-    func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+    override func h2Header(stream: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
         _ = withCall(stream) { call in
             guard !call.headersDone else { return }
             // nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receive: count as RFC 9113 does.
@@ -384,7 +384,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         }
     }
 
-    func h2HeadersComplete(stream: Int32, endStream: Bool) {
+    override func h2HeadersComplete(stream: Int32, endStream: Bool) {
         guard let call = call(stream) else { return }
         if call.headersDone {
             // Trailers from the client end its side of the stream.
@@ -399,16 +399,16 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         call.headersComplete(endStream: endStream, method: lastMethod, registry: core.methods)
     }
 
-    func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
+    override func h2Data(stream: Int32, bytes: UnsafeRawBufferPointer) {
         let known = withCall(stream) { call in call.data(bytes, slice: slice(of: bytes)) }
         if !known { session.consumeConnection(bytes.count) }
     }
 
-    func h2EndStream(stream: Int32) {
+    override func h2EndStream(stream: Int32) {
         call(stream)?.endStream()
     }
 
-    func h2StreamClosed(stream: Int32, errorCode: UInt32) {
+    override func h2StreamClosed(stream: Int32, errorCode: UInt32) {
         guard let call = call(stream) else { return }
         session.setStreamUserData(stream, nil)
         recentCall = nil
@@ -425,7 +425,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         }
     }
 
-    func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
+    override func h2ReadBody(stream: Int32, into buffer: UnsafeMutableRawBufferPointer, eof: inout Bool, endStream: inout Bool) -> Int? {
         guard let call = call(stream) else {
             eof = true
             return 0
@@ -433,7 +433,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         return call.readBody(into: buffer, eof: &eof, endStream: &endStream)
     }
 
-    func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {
+    override func h2FrameSent(type: UInt8, stream: Int32, flags: UInt8) {
         let t = UInt32(type)
         guard t == NGHTTP2_HEADERS.rawValue || t == NGHTTP2_DATA.rawValue else { return }
         pingStrikes = 0
@@ -445,7 +445,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         }
     }
 
-    func h2PingReceived() {
+    override func h2PingReceived() {
         let now = NIODeadline.now()
         if let last = lastPingAt, now - last < core.configuration.minPingInterval {
             pingStrikes += 1
@@ -461,9 +461,9 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
         lastPingAt = now
     }
 
-    func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {}
+    override func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {}
 
-    func h2SettingsReceived() {
+    override func h2SettingsReceived() {
         guard !handshakeDone else { return }
         handshakeDone = true
         core.handshakeDone(self)
@@ -471,7 +471,7 @@ final class ServerConnection: ChannelInboundHandler, H2SessionDelegate, @uncheck
 
     /// nghttp2 could not send a frame (a header block over its 64 KiB limit, say): the stream must
     /// not be left open, so it is reset.
-    func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
+    override func h2FrameNotSent(type: UInt8, stream: Int32, error: Int32) {
         let t = UInt32(type)
         guard stream > 0, t == NGHTTP2_HEADERS.rawValue || t == NGHTTP2_DATA.rawValue else { return }
         core.logger.warning(
