@@ -217,12 +217,12 @@ final class ServerCall: @unchecked Sendable {
         // handler usually completes without ever being scheduled. After a suspension it continues
         // on the same loop (the connection's task executor), so its answer is written without a
         // hop; the entry points still hop when called from elsewhere (a child task, say).
-        let interceptor = connection.core.configuration.interceptor
+        let interceptor = connection.core.interceptor
         task = Task.immediate(executorPreference: connection.taskExecutor) { [self] in
             let outcome: RPCError?
             do {
                 if let interceptor {
-                    try await interceptor.intercept(context) { try await method.handler(self) }
+                    try await interceptor.value.intercept(context) { try await method.handler(self) }
                 } else {
                     try await method.handler(self)
                 }
@@ -395,14 +395,14 @@ final class ServerCall: @unchecked Sendable {
     private func observe(_ code: StatusCode, _ message: String, cause: (any Error)? = nil) {
         guard !observed else { return }
         observed = true
-        guard let observer = connection.core.configuration.observer else {
+        guard let observer = connection.core.observer else {
             if let cause {
                 connection.core.logger.error(
                     "call failed", metadata: ["method": "\(path ?? "")", "status": "\(code)", "cause": "\(cause)"])
             }
             return
         }
-        observer.callFinished(
+        observer.value.callFinished(
             FinishedCall(
                 method: path ?? "", code: code, message: message,
                 durationNanos: NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds,
