@@ -63,6 +63,29 @@ let regionRules = [
         #expect(kept.assignment.person == "anna")
     }
 
+    @Test func theFirstRuleWhoseConditionsAllHoldDecides() {
+        let people = directory([person("nord", roles: ["North desk"]), person("vip")])
+        // Both rules match a big northern client: the earlier one decides, whichever it is.
+        let big = lead(fields: ["Region": "North", "Employees": "900"])
+        let northFirst = Router.decide(big, directory: people, rules: regionRules, rotation: [:], load: [:], now: now)
+        #expect(northFirst.assignment.reason == .rule("north") && northFirst.assignment.person == "nord")
+        let bigFirst = Router.decide(big, directory: people, rules: regionRules.reversed(), rotation: [:], load: [:], now: now)
+        #expect(bigFirst.assignment.reason == .rule("big clients") && bigFirst.assignment.person == "vip")
+        // A rule holds only when all its conditions do: the first condition holding is not enough, and
+        // the field both rules read is looked up once for the two.
+        let both = [
+            RoutingRule(
+                name: "north and big",
+                conditions: [
+                    Condition(field: "Region", test: .equals("North")), Condition(field: "Employees", test: .range(min: 1000, max: nil)),
+                ],
+                target: .person("vip")),
+            RoutingRule(name: "north", conditions: [Condition(field: "Region", test: .equals("North"))], target: .role("North desk")),
+        ]
+        let d = Router.decide(big, directory: people, rules: both, rotation: [:], load: [:], now: now)
+        #expect(d.assignment.reason == .rule("north") && d.assignment.person == "nord")
+    }
+
     @Test func anUnknownDefaultOwnerFallsBackToTheRoleNeverASilentWait() {
         let d = Router.decide(
             lead(owner: "person-987654"), directory: directory([person("boris")]), rules: [], rotation: [:], load: [:], now: now)
