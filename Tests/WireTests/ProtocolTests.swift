@@ -141,6 +141,10 @@ import WireInterop
         #expect(Metadata.lowercase("Ключ-Z") == "ключ-z")
         m.removeAll("AUTHORIZATION")
         #expect(m["authorization"] == nil && m.count == 2)
+        // Same length, another key: not a match, in any case.
+        #expect(m["x-request-ie"] == nil && m["X-Request-IE"] == nil && m.values("trace-bim").isEmpty)
+        m.add("Ключ", "v")
+        #expect(m["ключ"] == "v" && m["КЛЮЧ"] == "v" && m["ключи"] == nil)
     }
 
     @Test func grpcContentTypes() {

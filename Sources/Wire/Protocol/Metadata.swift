@@ -30,22 +30,28 @@ public struct Metadata: Sendable, Hashable, Sequence {
     }
 
     public mutating func removeAll(_ key: String) {
-        let k = Self.lowercase(key)
-        entries.removeAll { $0.key == k }
+        entries.removeAll { Self.same($0.key, key) }
     }
 
     /// The first string value under `key`.
     public subscript(key: String) -> String? {
-        let k = Self.lowercase(key)
-        for e in entries where e.key == k {
+        for e in entries where Self.same(e.key, key) {
             if case .string(let s) = e.value { return s }
         }
         return nil
     }
 
     public func values(_ key: String) -> [Value] {
-        let k = Self.lowercase(key)
-        return entries.filter { $0.key == k }.map(\.value)
+        entries.filter { Self.same($0.key, key) }.map(\.value)
+    }
+
+    /// Whether a kept key (lower case, as `add` makes it) is `key` in any case. Programs nearly
+    /// always ask in lower case ("authorization"), so an equal string decides at once; only a key
+    /// of the same length that differs is lowered to be sure (lowering never changes the length of
+    /// an ASCII key, and gRPC's keys are ASCII). Checking `key` for upper case before
+    /// every lookup cost more than the lookup (~290 instructions for a 25-byte key).
+    static func same(_ kept: String, _ key: String) -> Bool {
+        kept == key || (kept.utf8.count == key.utf8.count && kept == lowercase(key))
     }
 
     public func binary(_ key: String) -> [UInt8]? {
