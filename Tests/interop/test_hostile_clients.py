@@ -271,3 +271,36 @@ def test_refusal_fits_the_peers_header_list_limit(server_with):
     assert size <= 4096, size
     assert block["grpc-message"].startswith("%D1%89")
     c.close()
+
+
+def test_priorities_are_declined_and_priority_frames_change_nothing(server_with):
+    """The server's SETTINGS decline RFC 7540 priorities (SETTINGS_NO_RFC7540_PRIORITIES = 1, RFC
+    9218): a flood of PRIORITY frames building a dependency chain over idle streams is read and
+    dropped, and calls on the same connection are answered as before."""
+    import h2.events
+
+    server = server_with()
+    c = RawConnection(server.port)
+    c.pump(0.2)
+    declared = {}
+    for ev in c.events:
+        if isinstance(ev, h2.events.RemoteSettingsChanged):
+            declared.update({int(k): v.new_value for k, v in ev.changed_settings.items()})
+    assert declared.get(0x9) == 1, declared
+    body = grpc_frame(messages_pb2.SimpleRequest(response_size=3).SerializeToString())
+    headers, data, trailers, reset = c.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None
+    # Each idle stream depends on the one before (an RFC 7540 server would build this tree).
+    for i in range(20_000):
+        sid = 1001 + 2 * i
+        c.conn.prioritize(sid, weight=1 + i % 256, depends_on=sid - 2, exclusive=i % 2 == 0)
+        if i % 500 == 499:
+            c.flush()
+    c.flush()
+    for _ in range(3):
+        headers, data, trailers, reset = c.call(UNARY, body)
+        assert status_of(headers, trailers) == 0 and reset is None
+        assert len(data) == 5 + len(messages_pb2.SimpleResponse(payload=messages_pb2.Payload(body=b"\0" * 3)).SerializeToString())
+    assert not any(isinstance(ev, h2.events.ConnectionTerminated) for ev in c.events)
+    c.close()
+    assert healthy(server)
