@@ -156,6 +156,31 @@ def test_busy_connections_at_the_cap_refuse_the_newest_with_goaway(server_with):
     assert healthy(server)
 
 
+def test_connections_whose_calls_ended_make_room_at_the_cap(server_with):
+    """A connection counts as busy only while a call is in progress: two connections that each made
+    a call and finished it are idle, so a third one at the cap is admitted and the oldest idle one
+    is closed (with GOAWAY) to make room."""
+    server = server_with("--max-connections-per-peer", "2")
+    body = grpc_frame(messages_pb2.SimpleRequest(response_size=1).SerializeToString())
+    first, second = RawConnection(server.port), RawConnection(server.port)
+    for c in (first, second):
+        headers, data, trailers, reset = c.call(UNARY, body)
+        assert status_of(headers, trailers) == 0 and reset is None
+    third = RawConnection(server.port)
+    headers, data, trailers, reset = third.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None, "the newest connection was refused"
+    assert goaway(third) is None
+    deadline = time.time() + 5
+    while time.time() < deadline and goaway(first) is None:
+        if not first.pump(0.2):
+            break
+    assert goaway(first) is not None or closed_by_server(first.sock, within=1), "the oldest idle connection was kept"
+    headers, data, trailers, reset = second.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None, "the younger idle connection was closed too"
+    for c in (first, second, third):
+        c.close()
+
+
 def test_client_that_never_reads_is_cut_off_and_memory_returns(server_with):
     """Clients ask for 1.7 MB answers and never read (no WINDOW_UPDATE): past the server's budget of
     unread responses new calls get RESOURCE_EXHAUSTED, other callers are served, and after the stall

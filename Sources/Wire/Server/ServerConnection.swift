@@ -1,6 +1,7 @@
 import CNGHTTP2
 import Logging
 import NIOCore
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -17,6 +18,12 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
     private(set) var session: H2Session!
     /// Every call in progress, each knowing its slot (O(1) add and remove, no hashing per call).
     private var calls: [ServerCall] = []
+    /// Whether `calls` is not empty, for the server's admission, which runs on another thread and
+    /// closes a connection without calls to make room at a cap. An atomic the connection owns: kept
+    /// in the server's locked registry it cost a lock, a hash and three allocations each time a
+    /// connection went from idle to busy or back (twice a call for a client making one at a time).
+    private let callsInProgress = Atomic<Bool>(false)
+    var hasCalls: Bool { callsInProgress.load(ordering: .relaxed) }
     private var context: ChannelHandlerContext?
     private(set) var peer = ""
     /// Usable from any thread (handlers may run off the loop), unlike the channel's.
@@ -311,7 +318,7 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
 
     override func h2BeginHeaders(stream: Int32) {
         guard call(stream) == nil else { return }  // trailers from the client
-        if calls.isEmpty { core.setBusy(self, true) }
+        if calls.isEmpty { callsInProgress.store(true, ordering: .relaxed) }
         let c = ServerCall(streamID: stream, connection: self, maxMessageSize: core.configuration.maxReceiveMessageSize)
         c.slot = calls.count
         calls.append(c)  // owns the call; the stream's user data points at it unretained
@@ -420,7 +427,7 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
         call.streamClosed(errorCode: errorCode)
         if calls.isEmpty {
             idleSince = .now()
-            core.setBusy(self, false)
+            callsInProgress.store(false, ordering: .relaxed)
             if goAwaySent { scheduleFlush() }
         }
     }

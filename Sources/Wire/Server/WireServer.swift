@@ -297,10 +297,6 @@ final class ServerCore: Sendable {
     }
 
     /// The connection went from no calls to some, or back (not per call: only these transitions).
-    func setBusy(_ c: ServerConnection, _ busy: Bool) {
-        registry.withLockedValue { $0.setBusy(ObjectIdentifier(c), busy) }
-    }
-
     func handshakeDone(_ c: ServerConnection) {
         registry.withLockedValue { $0.handshakeDone(ObjectIdentifier(c)) }
     }
@@ -378,7 +374,6 @@ struct ConnectionRegistry {
         let peer: String
         let order: Int
         var handshakeDone = false
-        var busy = false
     }
 
     private var entries: [ObjectIdentifier: Entry] = [:]
@@ -397,7 +392,7 @@ struct ConnectionRegistry {
         if entries.count >= max || peerCount >= maxPerPeer {
             let samePeerOnly = entries.count < max
             // The oldest silent connection first, then the oldest idle one.
-            let candidates = entries.filter { !$0.value.busy && (!samePeerOnly || $0.value.peer == peer) }
+            let candidates = entries.filter { !$0.value.connection.hasCalls && (!samePeerOnly || $0.value.peer == peer) }
             let pick = candidates.min { a, b in
                 if a.value.handshakeDone != b.value.handshakeDone { return !a.value.handshakeDone }
                 return a.value.order < b.value.order
@@ -418,7 +413,6 @@ struct ConnectionRegistry {
         return (nil, victim)
     }
 
-    mutating func setBusy(_ id: ObjectIdentifier, _ busy: Bool) { entries[id]?.busy = busy }
     mutating func handshakeDone(_ id: ObjectIdentifier) { entries[id]?.handshakeDone = true }
 
     mutating func remove(_ id: ObjectIdentifier) {
