@@ -181,6 +181,28 @@ def test_connections_whose_calls_ended_make_room_at_the_cap(server_with):
         c.close()
 
 
+def test_a_silent_connection_makes_room_before_an_older_idle_one(server_with):
+    """At the cap, a connection that never finished its handshake is closed before an idle one that
+    did, however old the idle one is."""
+    server = server_with("--max-connections-per-peer", "2", "--handshake-timeout-ms", "30000")
+    body = grpc_frame(messages_pb2.SimpleRequest(response_size=1).SerializeToString())
+    idle = RawConnection(server.port)
+    headers, data, trailers, reset = idle.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    time.sleep(0.3)  # admitted before the next one arrives
+    newest = RawConnection(server.port)
+    headers, data, trailers, reset = newest.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None, "the newest connection was refused"
+    assert closed_by_server(silent, within=3), "the silent connection was kept"
+    headers, data, trailers, reset = idle.call(UNARY, body)
+    assert status_of(headers, trailers) == 0 and reset is None, "the older idle connection was closed instead"
+    assert goaway(idle) is None
+    silent.close()
+    for c in (idle, newest):
+        c.close()
+
+
 def test_client_that_never_reads_is_cut_off_and_memory_returns(server_with):
     """Clients ask for 1.7 MB answers and never read (no WINDOW_UPDATE): past the server's budget of
     unread responses new calls get RESOURCE_EXHAUSTED, other callers are served, and after the stall

@@ -18,12 +18,16 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
     private(set) var session: H2Session!
     /// Every call in progress, each knowing its slot (O(1) add and remove, no hashing per call).
     private var calls: [ServerCall] = []
-    /// Whether `calls` is not empty, for the server's admission, which runs on another thread and
-    /// closes a connection without calls to make room at a cap. An atomic the connection owns: kept
-    /// in the server's locked registry it cost a lock, a hash and three allocations each time a
-    /// connection went from idle to busy or back (twice a call for a client making one at a time).
+    /// What the server's admission reads, from another thread, to pick the connection it closes to
+    /// make room at a cap (the oldest silent one, then the oldest without calls). Written only on the
+    /// loop; atomics the connection owns, where entries in the server's locked registry cost a lock,
+    /// a hash and three allocations each time a connection went from idle to busy or back (twice a
+    /// call for a client making one at a time).
     private let callsInProgress = Atomic<Bool>(false)
+    private let peerSettingsReceived = Atomic<Bool>(false)
     var hasCalls: Bool { callsInProgress.load(ordering: .relaxed) }
+    /// The peer's SETTINGS have arrived (after its preface).
+    var handshakeDone: Bool { peerSettingsReceived.load(ordering: .relaxed) }
     private var context: ChannelHandlerContext?
     private(set) var peer = ""
     /// Usable from any thread (handlers may run off the loop), unlike the channel's.
@@ -49,8 +53,6 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
     /// Set at admission when the server is at its connection limit: the connection gets GOAWAY.
     var refusal: String?
     private let acceptedAt = NIODeadline.now()
-    /// The peer's SETTINGS have arrived (after its preface).
-    private var handshakeDone = false
     /// When the last call ended (or the connection opened): the idle timeout counts from here.
     private var idleSince = NIODeadline.now()
 
@@ -471,9 +473,7 @@ final class ServerConnection: H2SessionDelegate, ChannelInboundHandler, @uncheck
     override func h2GoAwayReceived(lastStreamID: Int32, errorCode: UInt32) {}
 
     override func h2SettingsReceived() {
-        guard !handshakeDone else { return }
-        handshakeDone = true
-        core.handshakeDone(self)
+        peerSettingsReceived.store(true, ordering: .relaxed)
     }
 
     /// nghttp2 could not send a frame (a header block over its 64 KiB limit, say): the stream must

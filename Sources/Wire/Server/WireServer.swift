@@ -296,11 +296,6 @@ final class ServerCore: Sendable {
         return verdict
     }
 
-    /// The connection went from no calls to some, or back (not per call: only these transitions).
-    func handshakeDone(_ c: ServerConnection) {
-        registry.withLockedValue { $0.handshakeDone(ObjectIdentifier(c)) }
-    }
-
     func untrack(_ c: ServerConnection) {
         registry.withLockedValue { $0.remove(ObjectIdentifier(c)) }
     }
@@ -373,7 +368,6 @@ struct ConnectionRegistry {
         let connection: ServerConnection
         let peer: String
         let order: Int
-        var handshakeDone = false
     }
 
     private var entries: [ObjectIdentifier: Entry] = [:]
@@ -394,7 +388,9 @@ struct ConnectionRegistry {
             // The oldest silent connection first, then the oldest idle one.
             let candidates = entries.filter { !$0.value.connection.hasCalls && (!samePeerOnly || $0.value.peer == peer) }
             let pick = candidates.min { a, b in
-                if a.value.handshakeDone != b.value.handshakeDone { return !a.value.handshakeDone }
+                let aSilent = !a.value.connection.handshakeDone
+                let bSilent = !b.value.connection.handshakeDone
+                if aSilent != bSilent { return aSilent }
                 return a.value.order < b.value.order
             }
             guard let pick else {
@@ -412,8 +408,6 @@ struct ConnectionRegistry {
         perPeer[peer, default: 0] += 1
         return (nil, victim)
     }
-
-    mutating func handshakeDone(_ id: ObjectIdentifier) { entries[id]?.handshakeDone = true }
 
     mutating func remove(_ id: ObjectIdentifier) {
         guard let e = entries.removeValue(forKey: id) else { return }
