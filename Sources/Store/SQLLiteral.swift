@@ -51,6 +51,15 @@ public struct SQLLiteral: ExpressibleByStringInterpolation, Sendable {
             values.append(value.sqlValue)
         }
 
+        /// An optional value: bound as a parameter, NULL when nil. (Spelled out: through the generic
+        /// overload the compiler warns that an optional becomes its debug description, which it
+        /// does not.)
+        @inlinable
+        public mutating func appendInterpolation<Value: SQLBindable>(_ value: Value?) {
+            text.append(UInt8(ascii: "?"))
+            values.append(value.sqlValue)
+        }
+
         /// SQL text written by the program itself (a column list kept in one place): spliced, so
         /// never pass it anything a caller sent.
         public mutating func appendInterpolation(raw sql: StaticString) { sql.withUTF8Buffer { text += $0 } }
