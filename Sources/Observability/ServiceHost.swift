@@ -64,6 +64,8 @@ public struct ServiceHost: Sendable {
             logger.warning("authentication is OFF: every caller may call every method (--auth off)")
         }
         let server = WireServer(configuration: config, services: services, logger: logger)
+        // From here on SIGTERM/SIGINT drain the service; trapped before the port opens (see ShutdownSignals).
+        let signals = await ShutdownSignals()
         let bound = try await server.start()
         metrics.reportHealth { server.health.status(for: "") == .serving }
         if metricsPort >= 0 {
@@ -81,7 +83,7 @@ public struct ServiceHost: Sendable {
             guard let db = databases.first, db.isPostgres else { return service }
             return LeaderOnly(inner: service, name: String(describing: type(of: service)), database: db, logger: logger)
         }
-        try await ServiceRunner.run(
+        try await signals.run(
             [server, metrics] + leading + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
     }
 }

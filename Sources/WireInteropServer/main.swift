@@ -1,7 +1,6 @@
 import ArgumentParser
 import Logging
 import NIOCore
-import ServiceLifecycle
 import Wire
 import WireInterop
 
@@ -74,11 +73,12 @@ struct WireInteropServer: AsyncParsableCommand {
             "open file limit", metadata: ["before": "\(descriptors.before)", "now": "\(descriptors.after)"])
         let server = WireServer(
             configuration: configuration, services: [InteropTestService()], logger: Logger(label: "wire-interop-server"))
+        // SIGTERM or SIGINT, from the moment the port opens: health turns NOT_SERVING, GOAWAY, calls in
+        // flight finish.
+        let signals = await ShutdownSignals()
         let bound = try await server.start()
         // Tests read this line to learn the port.
         printLine("listening on \(host):\(bound)")
-        // SIGTERM or SIGINT: health turns NOT_SERVING, GOAWAY, calls in flight finish.
-        let logger = Logger(label: "wire-interop-server")
-        try await ServiceGroup(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+        try await signals.run([server], logger: Logger(label: "wire-interop-server"))
     }
 }

@@ -1,5 +1,5 @@
 """What a person meets: leadctl's help and its refusals, the services' log lines (which callers must
-not be able to forge), and the signing key's checks at start."""
+not be able to forge), the signing key's checks at start, and a stop asked for at once."""
 import base64
 import os
 import re
@@ -121,6 +121,17 @@ def test_log_lines_cannot_be_forged(tmp_path):
         assert "\x1b" not in l and "\r" not in l and "\u2028" not in l, repr(l)
         assert len(l) < 4000, "an unbounded value reached the log (%d characters)" % len(l)
     assert all('principal="eve\\r\\nprincipal=admin\\u001b[2J"' in l for l in rpc_lines), rpc_lines
+
+
+@pytest.mark.parametrize("name", ["intake", "routing", "report"])
+def test_sigterm_the_moment_a_service_listens_is_a_graceful_stop(tmp_path, name):
+    """An operator's SIGTERM right after the 'listening on' line drains the service and exits 0; it
+    was once trapped only later, and the process died of the signal itself (exit status -15)."""
+    for attempt in range(3):
+        data = str(tmp_path / str(attempt))
+        server = ServerProcess(name + "-service", ["--data-dir", data, "--metrics-port=-1", "--auth", "off"])
+        assert server.stop() == 0, server.log()
+        assert re.search(r" info %s-service: shutting down gracefully signal=SIGTERM$" % name, server.log(), re.M), server.log()
 
 
 def start_fails(data, *extra):
