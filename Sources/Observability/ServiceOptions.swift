@@ -14,7 +14,10 @@ public struct ServiceOptions: ParsableArguments {
         help:
             "Where the service keeps its data: a PostgreSQL URL (postgres://user@host:port/db; several hosts with target_session_attrs=read-write find the primary; the service's tables live in a schema named after it), or a SQLite file. Default: a SQLite file in --data-dir (env LEADWIRE_DATABASE_URL)."
     )
-    public var database: String? = ProcessInfoEnv.value("LEADWIRE_DATABASE_URL").flatMap { $0.isEmpty ? nil : $0 }
+    var databaseFlag: String?
+
+    /// --database, else LEADWIRE_DATABASE_URL.
+    public var database: String? { databaseFlag ?? Self.environment("LEADWIRE_DATABASE_URL") }
 
     /// The service's database: --database, else `file` in the data directory.
     public func databaseLocation(file: String) -> String { database ?? dataDir + "/" + file }
@@ -69,22 +72,31 @@ public struct ServiceOptions: ParsableArguments {
     @Option(
         name: .customLong("tls-cert"),
         help: "Serve gRPC over TLS with this certificate chain (PEM; env LEADWIRE_TLS_CERT). SIGHUP reloads it.")
-    public var tlsCert: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CERT")
+    var tlsCertFlag: String?
+    public var tlsCert: String? { tlsCertFlag ?? Self.environment("LEADWIRE_TLS_CERT") }
 
     @Option(name: .customLong("tls-key"), help: "The key of --tls-cert (PEM, unencrypted; env LEADWIRE_TLS_KEY).")
-    public var tlsKey: String? = ProcessInfoEnv.value("LEADWIRE_TLS_KEY")
+    var tlsKeyFlag: String?
+    public var tlsKey: String? { tlsKeyFlag ?? Self.environment("LEADWIRE_TLS_KEY") }
 
     @Option(
         name: .customLong("tls-client-ca"),
         help: "Require client certificates signed by this CA (PEM; mutual TLS; env LEADWIRE_TLS_CLIENT_CA).")
-    public var tlsClientCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CLIENT_CA")
+    var tlsClientCAFlag: String?
+    public var tlsClientCA: String? { tlsClientCAFlag ?? Self.environment("LEADWIRE_TLS_CLIENT_CA") }
 
     @Option(
         name: .customLong("tls-ca"),
         help:
             "Call the other services over TLS, trusting this CA (PEM); --tls-cert/--tls-key are presented as the client certificate (env LEADWIRE_TLS_CA)."
     )
-    public var tlsCA: String? = ProcessInfoEnv.value("LEADWIRE_TLS_CA")
+    var tlsCAFlag: String?
+    public var tlsCA: String? { tlsCAFlag ?? Self.environment("LEADWIRE_TLS_CA") }
+
+    /// The environment variable behind a path or URL flag; set but empty counts as unset (a compose
+    /// file's `LEADWIRE_TLS_CERT:` with nothing after it). The flags themselves have no default:
+    /// argument-parser deprecates a default on an optional option.
+    static func environment(_ name: String) -> String? { ProcessInfoEnv.value(name).flatMap { $0.isEmpty ? nil : $0 } }
 
     /// What this service serves with (nil = plaintext).
     public var serverTLS: WireTLS.Server? {

@@ -236,6 +236,28 @@ def test_unreadable_certificate_stops_the_start_naming_the_file(tmp_path, certs)
     assert "missing.pem" in proc.stderr
 
 
+def test_tls_from_the_environment_and_an_empty_variable_is_unset(tmp_path, certs):
+    """LEADWIRE_TLS_CERT/KEY serve TLS as the flags do; set but empty (a compose file's `KEY:` with
+    nothing after it) they mean plaintext, not a certificate at the path ''."""
+    env = dict(os.environ, LEADWIRE_TLS_CERT=certs["server.pem"], LEADWIRE_TLS_KEY=certs["server.key"])
+    server = ServerProcess("routing-service", ["--data-dir", str(tmp_path / "tls"), "--auth", "off", "--metrics-port=-1"], env=env)
+    try:
+        creds = grpc.ssl_channel_credentials(root_certificates=read(certs["ca.pem"]))
+        with grpc.secure_channel(server.address, creds) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert server.stop() == 0
+    env = dict(os.environ, LEADWIRE_TLS_CERT="", LEADWIRE_TLS_KEY="", LEADWIRE_TLS_CA="", LEADWIRE_TLS_CLIENT_CA="")
+    server = ServerProcess("routing-service", ["--data-dir", str(tmp_path / "plain"), "--auth", "off", "--metrics-port=-1"], env=env)
+    try:
+        with grpc.insecure_channel(server.address) as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        assert server.stop() == 0
+
+
 def test_scripts_up_tls_runs_the_whole_set_over_tls(tmp_path):
     """scripts/up --tls: certificates made, the services serve TLS and call each other over it, leadctl
     reaches them with the CA the printed lines name; a lead submitted gets its owner through routing."""
