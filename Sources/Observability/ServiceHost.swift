@@ -64,8 +64,10 @@ public struct ServiceHost: Sendable {
             logger.warning("authentication is OFF: every caller may call every method (--auth off)")
         }
         let server = WireServer(configuration: config, services: services, logger: logger)
-        // From here on SIGTERM/SIGINT drain the service; trapped before the port opens (see ShutdownSignals).
+        // From here on SIGTERM/SIGINT drain the service and SIGHUP reloads its certificate: trapped
+        // before the port opens (see ShutdownSignals).
         let signals = await ShutdownSignals()
+        let reloader = await TLSReloader(server: server, logger: logger)
         let bound = try await server.start()
         metrics.reportHealth { server.health.status(for: "") == .serving }
         if metricsPort >= 0 {
@@ -84,6 +86,6 @@ public struct ServiceHost: Sendable {
             return LeaderOnly(inner: service, name: String(describing: type(of: service)), database: db, logger: logger)
         }
         try await signals.run(
-            [server, metrics] + leading + [MemoryTrimmer(), watch, TLSReloader(server: server, logger: logger)], logger: logger)
+            [server, metrics] + leading + [MemoryTrimmer(), watch, reloader], logger: logger)
     }
 }

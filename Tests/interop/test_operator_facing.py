@@ -3,6 +3,7 @@ not be able to forge), the signing key's checks at start, and a stop asked for a
 import base64
 import os
 import re
+import signal
 import socket
 import stat
 import subprocess
@@ -132,6 +133,26 @@ def test_sigterm_the_moment_a_service_listens_is_a_graceful_stop(tmp_path, name)
         server = ServerProcess(name + "-service", ["--data-dir", data, "--metrics-port=-1", "--auth", "off"])
         assert server.stop() == 0, server.log()
         assert re.search(r" info %s-service: shutting down gracefully signal=SIGTERM$" % name, server.log(), re.M), server.log()
+
+
+def test_sighup_the_moment_a_service_listens_leaves_it_serving(tmp_path):
+    """SIGHUP (a certificate renewal hook's) right after start: ignored without TLS, logged, and the
+    service carries on; it was once trapped only later, and its default action ended the process."""
+    server = ServerProcess("routing-service", ["--data-dir", str(tmp_path), "--metrics-port=-1", "--auth", "off"])
+    try:
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while "SIGHUP ignored" not in server.log() and server.alive() and time.time() < deadline:
+            time.sleep(0.05)
+        assert server.alive(), server.log()
+        assert "SIGHUP ignored: the service serves no TLS certificate to reload" in server.log()
+        with grpc.insecure_channel(server.address) as ch:
+            stub = routing_pb2_grpc.RoutingStub(ch)
+            with pytest.raises(grpc.RpcError) as e:
+                stub.GetPerson(gpb.GetPersonRequest(id="nobody"), timeout=10)
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        assert server.stop() == 0, server.log()
 
 
 def start_fails(data, *extra):
