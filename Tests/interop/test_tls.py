@@ -75,6 +75,8 @@ def test_grpcio_secure_channel_calls(tls_server, certs):
     ch.close()
 
 
+# Offering TLS 1.1 is the point of the second half: Python's warning that it is deprecated is not news.
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_tls_version_and_alpn(tls_server, certs):
     ctx = ssl.create_default_context(cafile=certs["ca.pem"])
     ctx.set_alpn_protocols(["h2"])
