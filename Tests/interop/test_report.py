@@ -137,8 +137,8 @@ def test_whole_plan_from_draft_to_completion_acts(report):
         except grpc.RpcError:
             pass
 
+    stream.initial_metadata()  # attached (report answers headers once it follows): the hand-over cannot be missed
     threading.Thread(target=pump, daemon=True).start()
-    time.sleep(0.3)
     handed = act(pb.PLAN_ACTION_HAND_OVER, actor="director")
     assert handed.state == pb.PLAN_STATE_HANDED_OVER
     assert [s.action for s in handed.history] == ["created", "edited", "submitted", "returned", "submitted", "head_approved", "management_approved", "handed_over"]

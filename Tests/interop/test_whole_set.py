@@ -416,9 +416,9 @@ def test_reassign_in_routing_reaches_intake_watchers_and_report(whole_set):
         except grpc.RpcError:
             pass
 
+    watch.initial_metadata()  # attached (intake answers headers once it watches): the change cannot be missed
     t = threading.Thread(target=read)
     t.start()
-    time.sleep(0.5)
     routing.Reassign(gpb.ReassignRequest(lead_id=lead.id, person_id=boris.id, reason="Анна в отпуске"))
     got = wait_for("the new owner at intake", lambda: (lambda l: l if l.owner_id == boris.id else None)(
         intake.GetLead(ipb.GetLeadRequest(id=lead.id)).lead), timeout=5)
