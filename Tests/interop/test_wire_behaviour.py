@@ -2,7 +2,6 @@
 flow control, concurrency, health and reflection, graceful shutdown. Each test leaves the server up
 (the module fixture asserts it is still alive at the end)."""
 import concurrent.futures
-import os
 import signal
 import socket
 import subprocess
