@@ -350,13 +350,23 @@ def test_graceful_shutdown_finishes_in_flight_calls():
     try:
         ch = grpc.insecure_channel(server.address)
         stub = test_pb2_grpc.TestServiceStub(ch)
-        # Five responses 300 ms apart: 1.5 s of work in flight when SIGTERM lands.
+        # Five responses 300 ms apart: SIGTERM lands once the first has arrived, with 1.2 s of work
+        # still in flight.
         req = messages_pb2.StreamingOutputCallRequest(
             response_parameters=[messages_pb2.ResponseParameters(size=10, interval_us=300_000)] * 5)
         results = []
-        t = threading.Thread(target=lambda: results.append([len(r.payload.body) for r in stub.StreamingOutputCall(req, timeout=20)]))
+        first = threading.Event()
+
+        def read():
+            sizes = []
+            for r in stub.StreamingOutputCall(req, timeout=20):
+                sizes.append(len(r.payload.body))
+                first.set()
+            results.append(sizes)
+
+        t = threading.Thread(target=read)
         t.start()
-        time.sleep(0.4)
+        assert first.wait(timeout=20), "the first response never came"
         server.proc.send_signal(signal.SIGTERM)
         t.join(timeout=20)
         assert results == [[10] * 5]
