@@ -65,6 +65,20 @@ def postgres_cluster():
     return _pg
 
 
+def wait_for(what, check, timeout=30):
+    """check()'s first truthy answer, asked every 0.1 s; an AssertionError naming `what` (and the
+    last answer) after `timeout` seconds. For what a service does after it has answered a call (a
+    delivery marked, a log line, a connection it has seen close): waited for, never slept on."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
 def database_for(data_dir):
     """The PostgreSQL database of a data directory (made on first use)."""
     import hashlib

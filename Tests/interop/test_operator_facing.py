@@ -11,7 +11,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BIN_DIR, ServerProcess
+from conftest import BIN_DIR, ServerProcess, wait_for
 from leadwire.routing.v1 import routing_pb2 as gpb
 from leadwire.routing.v1 import routing_pb2_grpc
 from test_whole_set import jwt
@@ -140,9 +140,7 @@ def test_sighup_the_moment_a_service_listens_leaves_it_serving(tmp_path):
     server = ServerProcess("routing-service", ["--data-dir", str(tmp_path), "--metrics-port=-1", "--auth", "off"])
     try:
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 20
-        while "SIGHUP ignored" not in server.log() and server.alive() and time.time() < deadline:
-            time.sleep(0.05)
+        wait_for("the SIGHUP handled or fatal", lambda: "SIGHUP ignored" in server.log() or not server.alive(), timeout=20)
         assert server.alive(), server.log()
         assert "SIGHUP ignored: the service serves no TLS certificate to reload" in server.log()
         with grpc.insecure_channel(server.address) as ch:

@@ -21,7 +21,7 @@ import uuid
 import grpc
 import pytest
 
-from conftest import ROOT, ServerProcess
+from conftest import ROOT, ServerProcess, wait_for
 from leadwire.intake.v1 import intake_pb2 as ipb
 from leadwire.intake.v1 import intake_pb2_grpc
 from leadwire.routing.v1 import routing_pb2 as gpb
@@ -138,15 +138,6 @@ def health(port):
         return e.code
     except OSError:
         return None
-
-
-def wait_for(what, predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting until " + what)
 
 
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INTERNAL)

@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from conftest import BIN_DIR, ServerProcess
+from conftest import BIN_DIR, ServerProcess, wait_for
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from wire_interop import messages_pb2, test_pb2_grpc
 
@@ -223,10 +223,7 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(tmp_path, c
         # A broken file on the next reload keeps the current certificate.
         (live / "server.pem").write_text("not a certificate")
         server.proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 10
-        while time.time() < deadline and "TLS reload failed" not in server.log():
-            time.sleep(0.1)
-        assert "TLS reload failed" in server.log()
+        wait_for("the failed reload in the log", lambda: "TLS reload failed" in server.log(), timeout=10)
         assert server.alive() and fingerprint(server.port) == after
     finally:
         server.stop()

@@ -17,7 +17,7 @@ import uuid
 import grpc
 import pytest
 
-from conftest import BIN_DIR, ServerProcess
+from conftest import BIN_DIR, ServerProcess, wait_for
 from leadwire.intake.v1 import intake_pb2 as ipb
 from leadwire.intake.v1 import intake_pb2_grpc
 from leadwire.report.v1 import report_pb2 as rpb
@@ -99,17 +99,6 @@ class Authed:
         def call(req, **kw):
             return method(req, metadata=md, timeout=kw.pop("timeout", 10), **kw)
         return call
-
-
-def wait_for(what, check, timeout=30):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
 def refused(call):
