@@ -126,7 +126,7 @@ enum XLSX {
         guard let workbook = try part("xl/workbook.xml") else {
             throw .unreadable("the file is a ZIP archive but not an XLSX workbook (no xl/workbook.xml)")
         }
-        let sheets = XMLElements.collect(workbook, element: "sheet")
+        let sheets = try XMLElements.collect(workbook, part: "xl/workbook.xml", element: "sheet")
         guard !sheets.isEmpty else { throw .unreadable("the workbook has no sheets") }
         let chosen: [String: String]
         if sheet.isEmpty {
@@ -140,60 +140,95 @@ enum XLSX {
         }
         var target = "worksheets/sheet1.xml"
         if let rid = chosen["r:id"], let rels = try part("xl/_rels/workbook.xml.rels"),
-            let rel = XMLElements.collect(rels, element: "Relationship").first(where: { $0["Id"] == rid }), let t = rel["Target"]
+            let rel = try XMLElements.collect(rels, part: "xl/_rels/workbook.xml.rels", element: "Relationship")
+                .first(where: { $0["Id"] == rid }),
+            let t = rel["Target"]
         {
             target = t
         }
         let path = target.hasPrefix("/") ? String(target.dropFirst()) : "xl/" + target
         guard let sheetXML = try part(path) else { throw .unreadable("the workbook names \(path) but does not contain it") }
-        let shared = try part("xl/sharedStrings.xml").map(SharedStrings.parse) ?? []
-        return SheetReader.parse(sheetXML, shared: shared)
+        var shared: [String] = []
+        if let strings = try part("xl/sharedStrings.xml") { shared = try SharedStrings.parse(strings) }
+        return try SheetReader.parse(sheetXML, part: path, shared: shared)
     }
 }
 
+/// Reads one XML part of a workbook; a subclass says what it keeps from each element. A part that
+/// is not well-formed stops the import: read up to its first error, a price list would quietly lose
+/// every row after it. (FoundationXML's parser on Linux accepts a document that ends with elements
+/// still open, so the reader counts them itself.)
+class XMLPartReader: NSObject, XMLParserDelegate {
+    private var depth = 0
+    /// Set by a subclass when the part is well-formed but its content contradicts the workbook.
+    var damage: String?
+
+    func read(_ data: Data, part: String) throws(CatalogError) {
+        let parser = XMLParser(data: data)
+        parser.delegate = self
+        guard parser.parse(), depth == 0 else {
+            throw .unreadable(
+                "the XLSX part \(part) is not well-formed XML (error at line \(parser.lineNumber), column \(parser.columnNumber)); "
+                    + "save the file again from the spreadsheet program, or export it as CSV")
+        }
+        if let damage {
+            throw .unreadable("the XLSX part \(part) is damaged: \(damage); save the file again from the spreadsheet program")
+        }
+    }
+
+    func start(_ element: String, attributes: [String: String]) {}
+    func end(_ element: String) {}
+    func text(_ string: String) {}
+
+    final func parser(
+        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
+        attributes attributeDict: [String: String] = [:]
+    ) {
+        depth += 1
+        start(elementName, attributes: attributeDict)
+    }
+
+    final func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
+        depth -= 1
+        end(elementName)
+    }
+
+    final func parser(_ parser: XMLParser, foundCharacters string: String) { text(string) }
+}
+
 /// Attributes of every element with a given name (workbook sheets, relationships).
-final class XMLElements: NSObject, XMLParserDelegate {
+final class XMLElements: XMLPartReader {
     let name: String
     var found: [[String: String]] = []
 
     init(_ name: String) { self.name = name }
 
-    static func collect(_ data: Data, element: String) -> [[String: String]] {
-        let p = XMLParser(data: data)
+    static func collect(_ data: Data, part: String, element: String) throws(CatalogError) -> [[String: String]] {
         let d = XMLElements(element)
-        p.delegate = d
-        p.parse()
+        try d.read(data, part: part)
         return d.found
     }
 
-    func parser(
-        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
-        attributes attributeDict: [String: String] = [:]
-    ) {
-        if elementName == name { found.append(attributeDict) }
+    override func start(_ element: String, attributes: [String: String]) {
+        if element == name { found.append(attributes) }
     }
 }
 
 /// xl/sharedStrings.xml: `<si>` items, each plain `<t>` or rich-text runs `<r><t>`, concatenated.
-final class SharedStrings: NSObject, XMLParserDelegate {
+final class SharedStrings: XMLPartReader {
     var strings: [String] = []
     private var current = ""
     private var inText = false
     private var inPhonetic = false
 
-    static func parse(_ data: Data) -> [String] {
-        let p = XMLParser(data: data)
+    static func parse(_ data: Data) throws(CatalogError) -> [String] {
         let d = SharedStrings()
-        p.delegate = d
-        p.parse()
+        try d.read(data, part: "xl/sharedStrings.xml")
         return d.strings
     }
 
-    func parser(
-        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
-        attributes attributeDict: [String: String] = [:]
-    ) {
-        switch elementName {
+    override func start(_ element: String, attributes: [String: String]) {
+        switch element {
         case "si": current = ""
         case "t": inText = !inPhonetic
         case "rPh": inPhonetic = true  // phonetic hints (Japanese) are not the text
@@ -201,12 +236,12 @@ final class SharedStrings: NSObject, XMLParserDelegate {
         }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
+    override func text(_ string: String) {
         if inText { current += string }
     }
 
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        switch elementName {
+    override func end(_ element: String) {
+        switch element {
         case "si": strings.append(current)
         case "t": inText = false
         case "rPh": inPhonetic = false
@@ -216,23 +251,22 @@ final class SharedStrings: NSObject, XMLParserDelegate {
 }
 
 /// A worksheet's `<sheetData>`: rows by their `r` number, cells placed by their reference ("C7").
-final class SheetReader: NSObject, XMLParserDelegate {
+final class SheetReader: XMLPartReader {
     let shared: [String]
     var rows: [(number: Int, cells: [String])] = []
     private var rowNumber = 0
     private var cells: [String] = []
     private var column = 0
+    private var reference = ""
     private var type = ""
     private var value = ""
     private var collecting = false
 
     init(shared: [String]) { self.shared = shared }
 
-    static func parse(_ data: Data, shared: [String]) -> PriceListGrid {
-        let p = XMLParser(data: data)
+    static func parse(_ data: Data, part: String, shared: [String]) throws(CatalogError) -> PriceListGrid {
         let d = SheetReader(shared: shared)
-        p.delegate = d
-        p.parse()
+        try d.read(data, part: part)
         return PriceListGrid(rows: d.rows)
     }
 
@@ -248,17 +282,15 @@ final class SheetReader: NSObject, XMLParserDelegate {
         return any ? n - 1 : nil
     }
 
-    func parser(
-        _ parser: XMLParser, didStartElement elementName: String, namespaceURI: String?, qualifiedName qName: String?,
-        attributes attributeDict: [String: String] = [:]
-    ) {
-        switch elementName {
+    override func start(_ element: String, attributes: [String: String]) {
+        switch element {
         case "row":
-            rowNumber = Int(attributeDict["r"] ?? "") ?? rowNumber + 1
+            rowNumber = Int(attributes["r"] ?? "") ?? rowNumber + 1
             cells = []
         case "c":
-            column = attributeDict["r"].flatMap(Self.column) ?? cells.count
-            type = attributeDict["t"] ?? ""
+            reference = attributes["r"] ?? ""
+            column = attributes["r"].flatMap(Self.column) ?? cells.count
+            type = attributes["t"] ?? ""
             value = ""
         case "v", "t":
             collecting = true
@@ -266,16 +298,26 @@ final class SheetReader: NSObject, XMLParserDelegate {
         }
     }
 
-    func parser(_ parser: XMLParser, foundCharacters string: String) {
+    override func text(_ string: String) {
         if collecting { value += string }
     }
 
-    func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?, qualifiedName qName: String?) {
-        switch elementName {
+    override func end(_ element: String) {
+        switch element {
         case "v", "t": collecting = false
         case "c":
             var text = value
-            if type == "s", let i = Int(value), shared.indices.contains(i) { text = shared[i] }
+            if type == "s" {
+                guard let i = Int(value), shared.indices.contains(i) else {
+                    if damage == nil {
+                        damage =
+                            "cell \(reference.isEmpty ? "in row \(rowNumber)" : reference) refers to shared string \(value), "
+                            + "but the workbook has \(shared.count)"
+                    }
+                    return
+                }
+                text = shared[i]
+            }
             if type == "b" { text = value == "1" ? "TRUE" : "FALSE" }
             guard column >= 0 && column < 16_384 else { return }
             while cells.count < column { cells.append("") }

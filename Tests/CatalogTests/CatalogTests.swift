@@ -98,7 +98,7 @@ import ZIPFoundation
 
     /// An XLSX made the way spreadsheet programs write one: shared strings (one rich-text), an
     /// inline string, numbers, a gap between cells and the sheet found through the relationships.
-    static func workbook() throws -> [UInt8] {
+    static func workbook(prices: String? = nil) throws -> [UInt8] {
         let archive = try Archive(accessMode: .create)
         func add(_ path: String, _ text: String) throws {
             let data = Data(text.utf8)
@@ -131,13 +131,13 @@ import ZIPFoundation
             "<worksheet><sheetData><row r=\"1\"><c r=\"A1\" t=\"inlineStr\"><is><t>обложка</t></is></c></row></sheetData></worksheet>")
         try add(
             "xl/worksheets/prices.xml",
-            """
-            <worksheet><sheetData>
-            <row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>
-            <row r="3"><c r="A3" t="s"><v>2</v></c><c r="C3"><v>45000.5</v></c></row>
-            <row r="4"><c r="A4" t="inlineStr"><is><t>Труба PPR 20</t></is></c><c r="C4"><f>1+1</f><v>95</v></c></row>
-            </sheetData></worksheet>
-            """)
+            prices ?? """
+                <worksheet><sheetData>
+                <row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>
+                <row r="3"><c r="A3" t="s"><v>2</v></c><c r="C3"><v>45000.5</v></c></row>
+                <row r="4"><c r="A4" t="inlineStr"><is><t>Труба PPR 20</t></is></c><c r="C4"><f>1+1</f><v>95</v></c></row>
+                </sheetData></worksheet>
+                """)
         return Array(archive.data!)
     }
 
@@ -166,6 +166,44 @@ import ZIPFoundation
         }
         m.sheet = "Лист9"
         #expect(throws: CatalogError.self) { try PriceListGrid.read(Self.workbook(), format: .xlsx, fileName: "", mapping: m) }
+    }
+
+    /// A damaged sheet stops the import with the part named, instead of giving the rows before the
+    /// damage as if they were the whole list.
+    @Test func refusesADamagedSheetInsteadOfReadingPartOfIt() throws {
+        var m = Catalog_ColumnMapping()
+        m.sheet = "Цены"
+        let truncated = """
+            <worksheet><sheetData>
+            <row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>
+            <row r="3"><c r="A3" t="s"><v>2</v></c><c r="C3"><v>45000.5</v></c></row>
+            <row r="4"><c r="A4" t="inlineStr"><is><t>Труба PPR 20</t></is></c><c r="C4"><v>95</v>
+            """
+        let missingString = """
+            <worksheet><sheetData>
+            <row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>
+            <row r="3"><c r="A3" t="s"><v>7</v></c><c r="C3"><v>45000.5</v></c></row>
+            </sheetData></worksheet>
+            """
+        let mismatched = "<worksheet><sheetData><row r=\"1\"><c r=\"A1\"><v>1</c></row></sheetData></worksheet>"
+        for (sheet, expected) in [
+            (truncated, "not well-formed XML"), (mismatched, "not well-formed XML"),
+            (missingString, "cell A3 refers to shared string 7, but the workbook has 3"),
+        ] {
+            do {
+                let grid = try PriceListGrid.read(Self.workbook(prices: sheet), format: .xlsx, fileName: "", mapping: m)
+                Issue.record("a damaged sheet was read as \(grid.rows.count) rows")
+            } catch let error as CatalogError {
+                guard case .unreadable(let why) = error else {
+                    Issue.record("\(error)")
+                    continue
+                }
+                #expect(why.contains("xl/worksheets/prices.xml"), "\(why)")
+                #expect(why.contains(expected), "\(why)")
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
     }
 }
 
