@@ -445,7 +445,7 @@ struct LeadCommand: AsyncParsableCommand {
             let d = try await call { try await client.getLead(req, options: c.options) }
             let l = d.lead ?? Intake_Lead()
             print("\(l.registrationNumber) (\(l.id)) — \(short(l.status))")
-            print("source \(l.sourceId), channel \(short(l.channel)), category \(l.category)")
+            print("source \(l.sourceId), channel \(short(l.channel))" + (l.category.isEmpty ? "" : ", category \(l.category)"))
             print(
                 "applicant: \(l.applicant?.name ?? "") <\(l.applicant?.email ?? "")> \(formattedPhone(l.applicant?.phone ?? ""))  client \(l.clientId)"
             )
