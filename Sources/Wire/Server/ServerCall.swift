@@ -65,7 +65,7 @@ final class ServerCall: @unchecked Sendable {
     private var trailers: HeaderBlock?
     private var sender: CallContinuation<Void>?
 
-    private var task: Task<Void, Never>?
+    private var task: Task<Void, any Error>?
     private var deadlineTimer: Scheduled<Void>?
 
     /// A streaming handler's `write` suspends above this many buffered bytes and resumes below half.
@@ -217,8 +217,12 @@ final class ServerCall: @unchecked Sendable {
         // handler usually completes without ever being scheduled. After a suspension it continues
         // on the same loop (the connection's task executor), so its answer is written without a
         // hop; the entry points still hop when called from elsewhere (a child task, say).
+        //
+        // Declared throwing though it catches everything: `Task.immediate`'s `Never` variant wraps
+        // its operation in a reabstraction thunk, two more async frames a call (~640 instructions of
+        // an `EmptyCall`).
         let interceptor = connection.core.interceptor
-        task = Task.immediate(executorPreference: connection.taskExecutor) { [self] in
+        task = Task.immediate(executorPreference: connection.taskExecutor) { [self] () async throws -> Void in
             let outcome: RPCError?
             do {
                 if let interceptor {
