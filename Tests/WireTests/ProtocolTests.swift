@@ -156,6 +156,19 @@ import WireInterop
     }
 }
 
+@Suite struct BadRequestTests {
+    @Test func namesEachFieldOnceAndNeverRepeatsTheSummary() {
+        let two = RPCError.invalidArgument(
+            "the lead does not fit source Site form",
+            violations: [.init(field: "subject", description: "required"), .init(field: "applicant.email", description: "not an e-mail")])
+        #expect(two.message == "the lead does not fit source Site form; subject: required; applicant.email: not an e-mail")
+        let same = RPCError.invalidArgument("the file has no rows", violations: [.init(field: "data", description: "the file has no rows")])
+        #expect(same.message == "the file has no rows (data)")
+        // The details still name the field with its description, for programs.
+        #expect(same.details != nil)
+    }
+}
+
 @Suite struct CodecTests {
     @Test func roundTripsNestedMessagesEnumsAndBytes() throws {
         var r = Grpc_Testing_SimpleRequest()

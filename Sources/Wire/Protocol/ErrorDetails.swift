@@ -58,8 +58,12 @@ extension RPCError {
             return v
         }
         // The same text goes into grpc-message and the details' Status (clients check they match),
-        // short enough that both fit the trailers unchanged.
-        let text = Clip.bytes(([summary] + violations.map { "\($0.field): \($0.description)" }).joined(separator: "; "), maxBytes: 800)
+        // short enough that both fit the trailers unchanged. A violation that only repeats the
+        // summary adds its field's name to it rather than the sentence a second time.
+        let repeating = violations.filter { $0.description == summary }.map(\.field)
+        let head = repeating.isEmpty ? summary : "\(summary) (\(repeating.joined(separator: ", ")))"
+        let rest = violations.filter { $0.description != summary }.map { "\($0.field): \($0.description)" }
+        let text = Clip.bytes(([head] + rest).joined(separator: "; "), maxBytes: 800)
         return withDetails(code, text, typeName: "google.rpc.BadRequest", detail: ProtoCodec.encode(bad))
     }
 
