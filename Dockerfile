@@ -8,7 +8,7 @@ WORKDIR /src
 COPY Package.swift ./
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN for p in intake-service routing-service report-service leadctl; do swift build -c release --product "$p" || exit 1; done \
+RUN for p in intake-service routing-service report-service leadctl; do swift build -c release --static-swift-stdlib --product "$p" || exit 1; done \
     && mkdir /out && cp .build/release/intake-service .build/release/routing-service .build/release/report-service .build/release/leadctl /out/
 
 FROM swift:6.3-bookworm-slim
