@@ -307,7 +307,8 @@ final class SheetReader: XMLPartReader {
         case "v", "t": collecting = false
         case "c":
             var text = value
-            if type == "s" {
+            // A shared-string cell without a value is an empty cell, not damage.
+            if type == "s" && !value.isEmpty {
                 guard let i = Int(value), shared.indices.contains(i) else {
                     if damage == nil {
                         damage =

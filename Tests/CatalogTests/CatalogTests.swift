@@ -135,7 +135,7 @@ import ZIPFoundation
                 <worksheet><sheetData>
                 <row r="1"><c r="A1" t="s"><v>0</v></c><c r="C1" t="s"><v>1</v></c></row>
                 <row r="3"><c r="A3" t="s"><v>2</v></c><c r="C3"><v>45000.5</v></c></row>
-                <row r="4"><c r="A4" t="inlineStr"><is><t>Труба PPR 20</t></is></c><c r="C4"><f>1+1</f><v>95</v></c></row>
+                <row r="4"><c r="A4" t="inlineStr"><is><t>Труба PPR 20</t></is></c><c r="B4" t="s"/><c r="C4"><f>1+1</f><v>95</v></c></row>
                 </sheetData></worksheet>
                 """)
         return Array(archive.data!)
